@@ -1,0 +1,166 @@
+import { Readable } from "node:stream";
+import { request, type Dispatcher } from "undici";
+import { BackpackError, isErrorCode, type ErrorCode } from "../common/errors.js";
+import { keyToPath } from "../common/key.js";
+import { formatChecksum, parseChecksum } from "../common/checksum.js";
+
+/**
+ * HTTP client to a storage node. The wire contract (see docs/http-api.md):
+ * - `PUT /<key>` → 201 with `ETag` and `X-Backpack-Checksum` (CRC-32 of the body, 8 hex digits). A request
+ *   `X-Backpack-Checksum` makes the node refuse (502 CHECKSUM_MISMATCH) a body that does not match it.
+ * - `GET`/`HEAD /<key>` → 200 with `Content-Length`, `Content-Type`, `ETag`, `Last-Modified`,
+ *   `X-Backpack-Checksum`; 404 when absent; 502 CHECKSUM_MISMATCH when the stored record is corrupt.
+ * - `DELETE /<key>` → 204, or 404 when absent.
+ */
+export interface NodeObject {
+  size: number;
+  crc: number;
+  contentType: string;
+  etag: string;
+  lastModified: string;
+}
+
+export interface NodeRequestOptions {
+  token?: string;
+  /** Whole-request timeout for small requests; for streams, the time allowed between bytes. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export class NodeClient {
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly defaults: { token?: string; timeoutMs?: number } = {},
+  ) {}
+
+  /** Streams a body to `<base>/<key>`; resolves with the stored checksum once the node has it durably. */
+  async put(
+    base: string,
+    key: string,
+    body: Buffer | AsyncIterable<Uint8Array>,
+    options: NodeRequestOptions & { size?: number; contentType?: string; expectedCrc?: number } = {},
+  ): Promise<{ crc: number }> {
+    const headers: Record<string, string> = this.authHeaders(options);
+    if (options.size !== undefined) headers["content-length"] = String(options.size);
+    if (options.contentType) headers["content-type"] = options.contentType;
+    if (options.expectedCrc !== undefined)
+      headers["x-backpack-checksum"] = formatChecksum(options.expectedCrc);
+    const res = await this.send(base, key, "PUT", { headers, body, ...options });
+    await expectStatus(res, [201], base, key);
+    const crc = parseChecksum(headerText(res.headers["x-backpack-checksum"]));
+    if (crc === undefined)
+      throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a checksum`);
+    return { crc };
+  }
+
+  /** HEAD: the object's metadata, or undefined when the node does not have it. */
+  async head(base: string, key: string, options: NodeRequestOptions = {}): Promise<NodeObject | undefined> {
+    const res = await this.send(base, key, "HEAD", options);
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    await expectStatus(res, [200], base, key);
+    return objectOf(res.headers);
+  }
+
+  /** GET: status, headers and the body stream (the caller consumes or dumps it). Any status is returned. */
+  async get(
+    base: string,
+    key: string,
+    options: NodeRequestOptions & { headers?: Record<string, string>; method?: "GET" | "HEAD" } = {},
+  ): Promise<Dispatcher.ResponseData> {
+    return this.send(base, key, options.method ?? "GET", options);
+  }
+
+  /** DELETE: true when deleted, false when it was absent. */
+  async delete(base: string, key: string, options: NodeRequestOptions = {}): Promise<boolean> {
+    const res = await this.send(base, key, "DELETE", { ...options, headers: this.authHeaders(options) });
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return false;
+    }
+    await expectStatus(res, [204], base, key);
+    return true;
+  }
+
+  private authHeaders(options: NodeRequestOptions): Record<string, string> {
+    const token = options.token ?? this.defaults.token;
+    return token ? { authorization: `Bearer ${token}` } : {};
+  }
+
+  private async send(
+    base: string,
+    key: string,
+    method: Dispatcher.HttpMethod,
+    options: NodeRequestOptions & {
+      headers?: Record<string, string>;
+      body?: Buffer | AsyncIterable<Uint8Array>;
+    },
+  ): Promise<Dispatcher.ResponseData> {
+    const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
+    try {
+      return await request(base + keyToPath(key), {
+        method,
+        dispatcher: this.dispatcher,
+        headers: options.headers,
+        body:
+          options.body === undefined || Buffer.isBuffer(options.body)
+            ? options.body
+            : Readable.from(options.body),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: options.signal,
+      });
+    } catch (err) {
+      throw upstreamError(err, method, base);
+    }
+  }
+}
+
+/** Turns a transport failure into UPSTREAM_FAILED / UPSTREAM_TIMEOUT naming the node. */
+export function upstreamError(err: unknown, method: string, base: string): BackpackError {
+  if (err instanceof BackpackError) return err;
+  const code = (err as { code?: string }).code ?? "";
+  const timeout = code.includes("TIMEOUT");
+  return new BackpackError(
+    timeout ? "UPSTREAM_TIMEOUT" : "UPSTREAM_FAILED",
+    `${method} ${base} failed: ${(err as Error).message ?? String(err)}`,
+    { cause: err },
+  );
+}
+
+/** Reads a non-expected answer as a BackpackError carrying the node's own code where it sent one. */
+export async function expectStatus(
+  res: Dispatcher.ResponseData,
+  ok: readonly number[],
+  base: string,
+  key: string,
+): Promise<void> {
+  if (ok.includes(res.statusCode)) return;
+  let code: ErrorCode = res.statusCode >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
+  let message = `${base} answered ${res.statusCode} for ${key}`;
+  try {
+    const body = (await res.body.json()) as { code?: unknown; error?: unknown };
+    if (isErrorCode(body.code)) code = body.code;
+    if (typeof body.error === "string") message = `${base}: ${body.error}`;
+  } catch {
+    // Not a JSON error body.
+  }
+  if (res.statusCode === 404) code = "NOT_FOUND";
+  throw new BackpackError(code, message, { details: { status: res.statusCode } });
+}
+
+export function headerText(v: string | string[] | undefined): string {
+  return Array.isArray(v) ? (v[0] ?? "") : (v ?? "");
+}
+
+export function objectOf(headers: Record<string, string | string[] | undefined>): NodeObject {
+  return {
+    size: Number(headerText(headers["content-length"])),
+    crc: parseChecksum(headerText(headers["x-backpack-checksum"])) ?? 0,
+    contentType: headerText(headers["content-type"]) || "application/octet-stream",
+    etag: headerText(headers.etag),
+    lastModified: headerText(headers["last-modified"]),
+  };
+}

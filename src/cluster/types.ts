@@ -1,0 +1,83 @@
+/**
+ * The cluster map: what every coordinator and replicator needs to know. Two implementations share one test
+ * suite: `zookeeper.ts` (production, the original's znode layout) and `embedded.ts` (a file under the data dir).
+ */
+
+/** A storage node. Stored in `/servers-map` as `{"host","port"}` (port a string), as the original did. */
+export interface ServerInfo {
+  id: string;
+  /** Base URL, e.g. `http://one:10001` (no trailing slash). */
+  url: string;
+}
+
+export interface ShardInfo {
+  id: string;
+  /** Server ids holding replicas, in the order the operator gave them. */
+  servers: string[];
+  /** False while the shard is read-only (new shards start read-only). */
+  enabled: boolean;
+  /** Bytes the shard may hold. */
+  capacity: number;
+  /** Bytes stored (counted by coordinators, once per successful upload). Never null, NaN or negative. */
+  used: number;
+}
+
+export interface QueueEndpoint {
+  host: string;
+  port: number;
+}
+
+export interface QueueSettings {
+  /** Key prefix of the replication queue in Redis (the original's `backpack-queue`). */
+  key: string;
+  servers: QueueEndpoint[];
+}
+
+/** An immutable view of the map at one moment. */
+export interface ClusterSnapshot {
+  /** False when the root path was never initialised (`backpack-coordinator-init` not run). */
+  initialized: boolean;
+  servers: Readonly<Record<string, ServerInfo>>;
+  shards: Readonly<Record<string, ShardInfo>>;
+  queue: QueueSettings | undefined;
+}
+
+export type InitPart = "servers" | "shards" | "queue";
+
+export interface InitResult {
+  /** For each part: created now, or already there (and left unchanged). */
+  created: Record<InitPart, boolean>;
+}
+
+export interface ClusterMap {
+  /** Connects and loads the map; resolves once a first snapshot is available. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** The local copy, kept current by watches. Never blocks, also while the backing store is away. */
+  snapshot(): ClusterSnapshot;
+  /** Called after every change of the local copy. Returns an unsubscribe function. */
+  onChange(listener: (snapshot: ClusterSnapshot) => void): () => void;
+  /** True while the backing store is reachable. */
+  readonly connected: boolean;
+
+  /** Creates what is missing of servers map, shards map and queue; never overwrites. */
+  init(queue: QueueSettings): Promise<InitResult>;
+  /** Adds a server, or updates the URL of an existing one. */
+  addServer(id: string, url: string): Promise<void>;
+  /**
+   * Adds a read-only shard. Refused (CONFLICT) when the id exists with other servers (the message shows the
+   * existing shard), when a server is unknown, listed twice or already in another shard. Re-adding the exact
+   * same shard is a no-op.
+   */
+  addShard(id: string, servers: string[], capacity: number): Promise<{ created: boolean }>;
+  /** Changes a shard's servers; refuses to drop a server from a shard that holds data unless `force`. */
+  setShardServers(id: string, servers: string[], options?: { force?: boolean }): Promise<void>;
+  /** Enables (writable) or disables (read-only) a shard; enabling needs every server registered. */
+  setShardEnabled(id: string, enabled: boolean): Promise<void>;
+  setQueue(queue: QueueSettings): Promise<void>;
+  /**
+   * Adds byte counts to shards' usage with compare-and-set (no lost update between coordinators). Deltas may
+   * be negative (deletes); usage is clamped at 0.
+   */
+  addUsage(deltas: Readonly<Record<string, number>>): Promise<void>;
+}

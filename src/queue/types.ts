@@ -1,0 +1,80 @@
+/**
+ * The replication queue: small task records that say what to copy (or delete) where. Two implementations share
+ * one test suite: `redis.ts` (several Redis servers, none a single point of failure) and `embedded.ts` (a
+ * durable on-disk queue for the one-process cluster).
+ */
+
+export interface ReplicationTask {
+  /** `copy`: make `target` hold the object; `delete`: remove it from `target`. */
+  op: "copy" | "delete";
+  shard: string;
+  /** Server ids that hold the object (the first is where the coordinator wrote it). Empty for `delete`. */
+  sources: string[];
+  /** Server id to copy to (or delete from). */
+  target: string;
+  key: string;
+  /** CRC-32 of the body as 8 hex digits; the copy is verified against it, and skipped if the target has it. */
+  crc: string;
+  size: number;
+  /** ms since the epoch when the coordinator queued it (for replication lag). */
+  createdAt: number;
+}
+
+export interface LeasedTask {
+  /** Queue-assigned id, stable across retries and servers. */
+  id: string;
+  /** The parsed task, or undefined when the stored payload is malformed (dead-letter it with `fail(..., {fatal})`). */
+  task: ReplicationTask | undefined;
+  /** The stored payload as text (for dead letters and logs). */
+  raw: string;
+  /** How many times it was leased before this one. */
+  attempts: number;
+}
+
+export interface DeadLetter {
+  id: string;
+  raw: string;
+  reason: string;
+  attempts: number;
+  failedAt: number;
+}
+
+export interface QueueStats {
+  /** Tasks waiting or leased (not yet acknowledged, not dead). */
+  depth: number;
+  /** Age of the oldest task not yet acknowledged, ms (0 when empty): the replication lag. */
+  oldestAgeMs: number;
+  /** Tasks currently leased. */
+  leased: number;
+  deadLetters: number;
+}
+
+export interface QueueOptions {
+  /** Attempts before a task is dead-lettered. Default 10. */
+  maxAttempts?: number;
+  /** Backoff after a failure: base × 2^attempts with full jitter, capped. Defaults 500 ms and 60 s. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+export interface ReplicationQueue {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Stores tasks durably; resolves only when they will not be lost (throws UNAVAILABLE otherwise). */
+  push(tasks: readonly ReplicationTask[]): Promise<void>;
+  /**
+   * Leases up to `max` due tasks for `leaseMs`; a lease that expires without ack makes the task due again
+   * (another worker takes it over). Waits up to `waitMs` for work when none is due.
+   */
+  lease(max: number, leaseMs: number, waitMs?: number): Promise<LeasedTask[]>;
+  ack(ids: readonly string[]): Promise<void>;
+  /**
+   * Gives a leased task back: retried after a backoff with jitter (or `retryAfterMs`), dead-lettered after
+   * `maxAttempts`, or at once when `fatal` (malformed payload).
+   */
+  fail(id: string, reason: string, options?: { retryAfterMs?: number; fatal?: boolean }): Promise<void>;
+  stats(): Promise<QueueStats>;
+  deadLetters(limit?: number): Promise<DeadLetter[]>;
+  /** Puts dead letters back in the queue (all when `ids` is omitted); returns how many. */
+  replay(ids?: readonly string[]): Promise<number>;
+}

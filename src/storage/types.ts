@@ -1,0 +1,90 @@
+import type { Logger } from "../common/logger.js";
+
+/**
+ * The storage engine of one node (Haystack-style append-only volumes, in-memory index). No HTTP here:
+ * `node/` serves it.
+ */
+export type SyncMode = "batch" | "none";
+
+export interface StoreOptions {
+  /** The node's data dir; volumes, index checkpoints and temp files live under it. */
+  dir: string;
+  /** `batch` (default): a write is acknowledged after an fsync shared by concurrent writes. `none`: no fsync (benchmarks only; a crash loses recent writes). */
+  sync?: SyncMode;
+  /** A volume rolls over to a new file past this size. Default 1 GiB. */
+  volumeMaxBytes?: number;
+  /** Compact a sealed volume when its garbage passes this ratio (0-1). Default 0.5. */
+  compactGarbageRatio?: number;
+  /** Bodies up to this size are buffered in memory before the append; larger ones are spooled to a temp file. Default 8 MiB. */
+  maxBufferedBytes?: number;
+  /** Write an index checkpoint after this many bytes have been appended since the last one. Default 256 MiB. */
+  checkpointEveryBytes?: number;
+  log?: Logger;
+}
+
+/** What the index knows of one stored object. */
+export interface ObjectInfo {
+  key: string;
+  /** Body length in bytes. */
+  size: number;
+  /** CRC-32 of the body alone (the record checksum also covers header and key); the ETag and queue tasks use it. */
+  bodyCrc: number;
+  /** Write time, ms since the epoch. */
+  writeTime: number;
+  contentType: string | undefined;
+}
+
+export interface PutOptions {
+  /** Declared length (Content-Length); the body must match it exactly or the put fails and nothing is indexed. */
+  size?: number;
+  /** Refuse (BODY_TOO_LARGE) a body longer than this, also when no size was declared. */
+  maxBytes: number;
+  contentType?: string;
+  /** When given, the body's CRC-32 must equal it, else CHECKSUM_MISMATCH and nothing is indexed. */
+  expectedCrc?: number;
+  /** Aborts the put (client went away): nothing is indexed, the partial bytes become garbage. */
+  signal?: AbortSignal;
+}
+
+export interface StoreStats {
+  objects: number;
+  liveBytes: number;
+  garbageBytes: number;
+  volumes: number;
+  checksumErrors: number;
+  compactions: number;
+  /** Bytes of the index structure on the heap (for the memory benchmark). */
+  indexHeapBytes: number;
+}
+
+export interface Store {
+  /** The index entry, or undefined; no I/O. */
+  stat(key: string): ObjectInfo | undefined;
+  /**
+   * Reads `[start, end)` of the body (whole body by default). Small bodies verify the record checksum before
+   * returning; a failure throws CHECKSUM_MISMATCH (logged and counted) and never returns bad bytes.
+   */
+  read(
+    key: string,
+    range?: { start: number; end: number },
+  ): Promise<{ info: ObjectInfo; body: ReadableBody }>;
+  /** Stores a body (a stream of chunks or one Buffer); resolves after it is durable (per `sync`). */
+  put(key: string, body: AsyncIterable<Uint8Array> | Uint8Array, options: PutOptions): Promise<ObjectInfo>;
+  /** Writes a tombstone; resolves true once durable, false if the key was absent (nothing written). */
+  delete(key: string): Promise<boolean>;
+  /** Compacts every volume past the garbage threshold now (also runs by itself in the background). */
+  compact(): Promise<void>;
+  /** Writes an index checkpoint now. */
+  checkpoint(): Promise<void>;
+  stats(): StoreStats;
+  /** Waits for in-flight writes and compaction, writes a checkpoint, closes files. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * A body being read: either fully in memory (small records, already verified) or a stream of chunks (large
+ * records; the stream errors with CHECKSUM_MISMATCH at the end if the record does not verify, so a proxy sees a
+ * broken transfer, never a good-looking wrong file).
+ */
+export type ReadableBody =
+  { kind: "buffer"; data: Buffer } | { kind: "stream"; stream: AsyncIterable<Buffer>; length: number };

@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { TestContext } from "node:test";
+import { waitFor } from "./wait.js";
+
+/** The compiled CLI entry points, for tests that run commands as an operator would. */
+export const BIN_DIR = fileURLToPath(new URL("../../src/cli/bin/", import.meta.url));
+
+export function binPath(name: string): string {
+  return `${BIN_DIR}${name}.js`;
+}
+
+export interface ProcessOptions {
+  /** A bin name (`backpack`, `backpack-coordinator`, ...) or an absolute path to a script or executable. */
+  command: string;
+  args: readonly string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /**
+   * When the process is ready: by default the first log line `{"msg":"listening","url":...}` on stderr
+   * (every backpack service logs one). A RegExp is matched against stdout+stderr instead.
+   */
+  ready?: "listening" | RegExp | "none";
+  readyTimeoutMs?: number;
+}
+
+/**
+ * A real child process a test can SIGKILL and restart. Killed (SIGKILL) after the test if still running.
+ */
+export class ChildHandle {
+  proc: ChildProcess | undefined;
+  stdout = "";
+  stderr = "";
+  url = "";
+  private exited: Promise<number | null> = Promise.resolve(null);
+
+  constructor(readonly options: ProcessOptions) {}
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get running(): boolean {
+    return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  async start(): Promise<this> {
+    const { command, args, env, cwd } = this.options;
+    const isBin = !command.includes("/");
+    const file = isBin ? process.execPath : command;
+    const argv = isBin ? [binPath(command), ...args] : [...args];
+    this.stdout = "";
+    this.stderr = "";
+    const proc = spawn(
+      file.endsWith(".js") ? process.execPath : file,
+      file.endsWith(".js") ? [file, ...argv] : argv,
+      {
+        cwd,
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    this.proc = proc;
+    proc.stdout.setEncoding("utf8").on("data", (d: string) => (this.stdout += d));
+    proc.stderr.setEncoding("utf8").on("data", (d: string) => (this.stderr += d));
+    this.exited = new Promise((resolve) => proc.once("exit", (code) => resolve(code)));
+    const ready = this.options.ready ?? "listening";
+    if (ready === "none") return this;
+    await waitFor(
+      () => {
+        if (!this.running) throw new Error(`process exited early:\n${this.stderr.slice(-2000)}`);
+        if (ready === "listening") {
+          const url = findListening(this.stderr);
+          if (url) this.url = url;
+          return url;
+        }
+        return ready.test(this.stdout + this.stderr);
+      },
+      { timeoutMs: this.options.readyTimeoutMs ?? 20_000, what: `${command} to be ready` },
+    ).catch((err: unknown) => {
+      proc.kill("SIGKILL");
+      throw err;
+    });
+    return this;
+  }
+
+  /** Sends a signal and waits for the exit; resolves with the exit code (null when killed by a signal). */
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<number | null> {
+    if (this.running) this.proc?.kill(signal);
+    return this.exited;
+  }
+
+  /** Resolves with the exit code once the process ends by itself. */
+  async waitExit(): Promise<number | null> {
+    return this.exited;
+  }
+
+  async restart(): Promise<this> {
+    await this.kill("SIGKILL");
+    return this.start();
+  }
+}
+
+function findListening(stderr: string): string | undefined {
+  for (const line of stderr.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const rec = JSON.parse(line) as { msg?: string; url?: string };
+      if (rec.msg === "listening" && typeof rec.url === "string") return rec.url;
+    } catch {
+      // Not a log line.
+    }
+  }
+  return undefined;
+}
+
+/** Starts a child process that is SIGKILLed after the test if still running. */
+export async function startProcess(
+  t: Pick<TestContext, "after">,
+  options: ProcessOptions,
+): Promise<ChildHandle> {
+  const handle = new ChildHandle(options);
+  t.after(() => handle.kill("SIGKILL"));
+  return handle.start();
+}
+
+/** Runs a command to completion and returns its exit code and output. */
+export async function runBin(
+  command: string,
+  args: readonly string[],
+  options: { env?: Record<string, string>; cwd?: string; input?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [binPath(command), ...args], {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  proc.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  proc.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  proc.stdin.end(options.input ?? "");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+  const code = await new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
