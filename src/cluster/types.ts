@@ -3,7 +3,10 @@
  * suite: `zookeeper.ts` (production, the original's znode layout) and `embedded.ts` (a file under the data dir).
  */
 
-/** A storage node. Stored in `/servers-map` as `{"host","port"}` (port a string), as the original did. */
+/**
+ * A storage node. Stored in `/servers-map` as `{"host","port"}` (port a string), as the original did; an
+ * `https` server also carries `"scheme":"https"` (an extra field the original's readers ignore).
+ */
 export interface ServerInfo {
   id: string;
   /** Base URL, e.g. `http://one:10001` (no trailing slash). */
@@ -49,7 +52,15 @@ export interface InitResult {
   created: Record<InitPart, boolean>;
 }
 
+export interface AddShardResult {
+  created: boolean;
+  /** Set when the shard existed with the same servers and another capacity, which was replaced. */
+  previousCapacity?: number;
+}
+
 export interface ClusterMap {
+  /** Where the map lives, for messages: `zk://a:2181,b:2181/backpack` or `file:/path/cluster.json`. */
+  readonly description: string;
   /** Connects and loads the map; resolves once a first snapshot is available. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -60,16 +71,20 @@ export interface ClusterMap {
   /** True while the backing store is reachable. */
   readonly connected: boolean;
 
-  /** Creates what is missing of servers map, shards map and queue; never overwrites. */
+  /**
+   * Creates what is missing of servers map, shards map and queue; never overwrites. Every other change is
+   * refused with NOT_INITIALIZED until the servers map and the shards map exist.
+   */
   init(queue: QueueSettings): Promise<InitResult>;
   /** Adds a server, or updates the URL of an existing one. */
   addServer(id: string, url: string): Promise<void>;
   /**
    * Adds a read-only shard. Refused (CONFLICT) when the id exists with other servers (the message shows the
    * existing shard), when a server is unknown, listed twice or already in another shard. Re-adding the exact
-   * same shard is a no-op.
+   * same shard is a no-op; re-adding it with another capacity changes the capacity (`previousCapacity` says
+   * from what), as the original's add-shard did.
    */
-  addShard(id: string, servers: string[], capacity: number): Promise<{ created: boolean }>;
+  addShard(id: string, servers: string[], capacity: number): Promise<AddShardResult>;
   /** Changes a shard's servers; refuses to drop a server from a shard that holds data unless `force`. */
   setShardServers(id: string, servers: string[], options?: { force?: boolean }): Promise<void>;
   /** Enables (writable) or disables (read-only) a shard; enabling needs every server registered. */
