@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   PRECONDITION_FAILED: 412,
   BODY_TOO_LARGE: 413,
   RANGE_NOT_SATISFIABLE: 416,
+  HEADERS_TOO_LARGE: 431,
   CLIENT_ABORTED: 499,
   INTERNAL: 500,
   /** A stored record failed its checksum: answered 502 so a proxy (the nginx recipe) tries the next replica. */

@@ -1,0 +1,71 @@
+import { buildConfig, check } from "../common/config.js";
+import type { SyncMode } from "../storage/types.js";
+
+/** Everything a storage node needs, validated once and frozen. Sizes in bytes, times in ms. */
+export interface NodeConfig {
+  /** Volumes, index checkpoints and temp files live here (created on start). */
+  dataDir: string;
+  host: string;
+  /** 0 picks a free port; the service's `url` tells which. */
+  port: number;
+  /** Largest body a PUT may carry (declared or chunked); past it: 413 BODY_TOO_LARGE. */
+  maxBodyBytes: number;
+  /** Uploads being received at once; one more is refused with 503 OVERLOADED rather than queued. */
+  maxInflightUploads: number;
+  /**
+   * Body bytes of uploads being received at once (declared lengths, chunked bodies as they arrive). One
+   * upload is always admitted when none is in flight, so a single body up to `maxBodyBytes` always fits.
+   */
+  maxInflightBytes: number;
+  /** Time allowed to receive a request's headers (slow-loris guard); past it: 408 and the connection closes. */
+  headersTimeoutMs: number;
+  /** Idle time allowed between two pieces of a request body; past it: 408 and nothing is stored. */
+  bodyTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this. */
+  keepAliveTimeoutMs: number;
+  /** With a token, PUT and DELETE need `Authorization: Bearer <token>`; GET and HEAD stay open. */
+  writeToken: string | undefined;
+  /** `batch`: acknowledged after a shared fsync (default). `none`: no fsync, a crash loses recent writes. */
+  sync: SyncMode;
+  /** A volume file rolls over past this size. */
+  volumeMaxBytes: number;
+  /** A sealed volume is compacted once this share of it (0-1) is garbage. */
+  compactGarbageRatio: number;
+}
+
+export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">> = Object.freeze({
+  host: "127.0.0.1",
+  port: 0,
+  maxBodyBytes: 1024 ** 3,
+  maxInflightUploads: 256,
+  maxInflightBytes: 256 * 1024 ** 2,
+  headersTimeoutMs: 20_000,
+  bodyTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  sync: "batch",
+  volumeMaxBytes: 1024 ** 3,
+  compactGarbageRatio: 0.5,
+});
+
+/** Builds the node's config from layers (defaults first); every problem is reported at once. */
+export function nodeConfig(...layers: ReadonlyArray<Partial<NodeConfig> | undefined>): Readonly<NodeConfig> {
+  return buildConfig<NodeConfig>("storage node", [NODE_DEFAULTS, ...layers], (c, problems) => {
+    check.nonEmpty(problems, "dataDir", c.dataDir);
+    check.nonEmpty(problems, "host", c.host);
+    check.port(problems, "port", c.port);
+    check.positiveInt(problems, "maxBodyBytes", c.maxBodyBytes);
+    check.positiveInt(problems, "maxInflightUploads", c.maxInflightUploads);
+    check.positiveInt(problems, "maxInflightBytes", c.maxInflightBytes);
+    check.positiveInt(problems, "headersTimeoutMs", c.headersTimeoutMs);
+    check.positiveInt(problems, "bodyTimeoutMs", c.bodyTimeoutMs);
+    check.positiveInt(problems, "keepAliveTimeoutMs", c.keepAliveTimeoutMs);
+    check.positiveInt(problems, "volumeMaxBytes", c.volumeMaxBytes);
+    check.oneOf(problems, "sync", c.sync, ["batch", "none"]);
+    if (!(c.compactGarbageRatio > 0 && c.compactGarbageRatio < 1)) {
+      problems.push(`compactGarbageRatio must be between 0 and 1 (e.g. 0.5), got ${c.compactGarbageRatio}`);
+    }
+    if (c.writeToken !== undefined && c.writeToken.length === 0) {
+      problems.push("writeToken must not be empty (leave it unset to keep writes open)");
+    }
+  });
+}

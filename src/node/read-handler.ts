@@ -1,0 +1,138 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
+import { etagOf, formatChecksum } from "../common/checksum.js";
+import { BackpackError, hasCode } from "../common/errors.js";
+import type { ObjectInfo } from "../storage/types.js";
+import { ifRangeHolds, isNotModified, type Validators } from "./conditional.js";
+import type { NodeContext } from "./context.js";
+import { contentRange, parseRange } from "./range.js";
+
+const OCTET_STREAM = "application/octet-stream";
+
+/**
+ * GET and HEAD of a key. A plain GET goes straight to one store read (index lookup + one positioned read);
+ * the metadata-only paths (HEAD, conditional and range requests) first look at the index, which costs no I/O.
+ */
+export async function handleRead(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string,
+  head: boolean,
+): Promise<void> {
+  const started = ctx.now();
+  const h = req.headers;
+  let range: { start: number; end: number } | undefined;
+  if (
+    head ||
+    h.range !== undefined ||
+    h["if-none-match"] !== undefined ||
+    h["if-modified-since"] !== undefined
+  ) {
+    const info = ctx.store.stat(key);
+    if (info === undefined) throw notFound(key);
+    const v = validators(info);
+    if (isNotModified({ ifNoneMatch: h["if-none-match"], ifModifiedSince: h["if-modified-since"] }, v)) {
+      ctx.stats.notModified++;
+      res.writeHead(304, {
+        etag: v.etag,
+        "last-modified": httpDate(info.writeTime),
+        ...checksumHeader(info),
+      });
+      res.end();
+      return;
+    }
+    const r = ifRangeHolds(single(h["if-range"]), v) ? parseRange(h.range, info.size) : undefined;
+    if (r === "unsatisfiable") {
+      res.setHeader("content-range", `bytes */${info.size}`);
+      throw new BackpackError("RANGE_NOT_SATISFIABLE", `range ${h.range ?? ""} is outside the body`, {
+        details: { size: info.size },
+      });
+    }
+    range = r;
+    if (head) {
+      res.writeHead(range ? 206 : 200, headersOf(info, range));
+      res.end();
+      return;
+    }
+  }
+  let read;
+  try {
+    read = await ctx.store.read(key, range);
+  } catch (err) {
+    if (hasCode(err, "NOT_FOUND")) throw notFound(key);
+    if (hasCode(err, "CHECKSUM_MISMATCH")) {
+      ctx.stats.refused.checksum_mismatch++;
+      ctx.log.error({ key, err }, "stored record failed its checksum; answered 502");
+    }
+    throw err;
+  }
+  const { info, body } = read;
+  if (range && range.end > info.size) range = { start: range.start, end: info.size }; // overwritten meanwhile
+  if (body.kind === "buffer") {
+    res.writeHead(range ? 206 : 200, headersOf(info, range, body.data.length));
+    res.end(body.data);
+    ctx.stats.observeGet(body.data.length, ctx.now() - started);
+    return;
+  }
+  res.writeHead(range ? 206 : 200, headersOf(info, range, body.length));
+  try {
+    await pipeline(body.stream, res);
+  } catch (err) {
+    // Headers are out: the only honest signal left is a cut transfer (the proxy retries elsewhere).
+    res.destroy();
+    if (hasCode(err, "CHECKSUM_MISMATCH")) {
+      ctx.stats.refused.checksum_mismatch++;
+      ctx.log.error({ key, err }, "stored record failed its checksum while streaming; transfer cut");
+    }
+    return;
+  }
+  ctx.stats.observeGet(body.length, ctx.now() - started);
+}
+
+function headersOf(
+  info: ObjectInfo,
+  range: { start: number; end: number } | undefined,
+  length = range ? range.end - range.start : info.size,
+): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {
+    "content-length": length,
+    "content-type": info.contentType ?? OCTET_STREAM,
+    etag: etagOf(info.bodyCrc, info.size),
+    "last-modified": httpDate(info.writeTime),
+    "accept-ranges": "bytes",
+    "x-backpack-checksum": formatChecksum(info.bodyCrc),
+  };
+  if (range) headers["content-range"] = contentRange(range, info.size);
+  return headers;
+}
+
+function single(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function validators(info: ObjectInfo): Validators {
+  return { etag: etagOf(info.bodyCrc, info.size), modifiedMs: info.writeTime };
+}
+
+function checksumHeader(info: ObjectInfo): OutgoingHttpHeaders {
+  return { "x-backpack-checksum": formatChecksum(info.bodyCrc) };
+}
+
+// Formatting a date costs more than a 1 KiB read from the page cache: remember the last few seconds' texts.
+const dateCache = new Map<number, string>();
+
+export function httpDate(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  let text = dateCache.get(sec);
+  if (text === undefined) {
+    text = new Date(sec * 1000).toUTCString();
+    if (dateCache.size >= 1024) dateCache.clear();
+    dateCache.set(sec, text);
+  }
+  return text;
+}
+
+export function notFound(key: string): BackpackError {
+  return new BackpackError("NOT_FOUND", `${key} was not found`);
+}

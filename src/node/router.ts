@@ -1,0 +1,49 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { BackpackError } from "../common/errors.js";
+import { keyFromTarget } from "../common/key.js";
+import { handleAdmin, RESERVED_PATHS } from "./admin-handler.js";
+import { respondError, type NodeContext } from "./context.js";
+import { handleRead } from "./read-handler.js";
+import { handleDelete, handlePut } from "./write-handler.js";
+
+const KEY_METHODS = "GET, HEAD, PUT, DELETE";
+const ADMIN_METHODS = "GET, HEAD";
+
+/** Sends one request to its handler by path and method; every failure becomes a JSON error answer. */
+export async function route(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  expectContinue: boolean,
+): Promise<void> {
+  try {
+    const method = req.method ?? "";
+    const target = req.url ?? "";
+    const q = target.indexOf("?");
+    const path = q === -1 ? target : target.slice(0, q);
+    if (RESERVED_PATHS.has(path)) {
+      if (method !== "GET" && method !== "HEAD") throw notAllowed(res, method, ADMIN_METHODS);
+      await handleAdmin(ctx, path, res);
+      return;
+    }
+    switch (method) {
+      case "GET":
+        return await handleRead(ctx, req, res, keyFromTarget(target), false);
+      case "HEAD":
+        return await handleRead(ctx, req, res, keyFromTarget(target), true);
+      case "PUT":
+        return await handlePut(ctx, req, res, keyFromTarget(target), expectContinue);
+      case "DELETE":
+        return await handleDelete(ctx, req, res, keyFromTarget(target));
+      default:
+        throw notAllowed(res, method, KEY_METHODS);
+    }
+  } catch (err) {
+    respondError(ctx, req, res, err);
+  }
+}
+
+function notAllowed(res: ServerResponse, method: string, allow: string): BackpackError {
+  res.setHeader("allow", allow);
+  return new BackpackError("METHOD_NOT_ALLOWED", `${method} is not allowed here; allowed: ${allow}`);
+}

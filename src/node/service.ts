@@ -1,0 +1,133 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
+import { BackpackError } from "../common/errors.js";
+import { closeServer, listen } from "../common/http.js";
+import { silentLogger, type Logger } from "../common/logger.js";
+import type { Service } from "../common/service.js";
+import { openStore } from "../storage/store.js";
+import type { Store } from "../storage/types.js";
+import { onClientError } from "./client-error.js";
+import type { NodeConfig } from "./config.js";
+import { respondError, type NodeContext } from "./context.js";
+import { NodeStats } from "./node-stats.js";
+import { route } from "./router.js";
+import { UploadGate } from "./upload-gate.js";
+
+export interface NodeServiceDeps {
+  log?: Logger;
+  /** How long `stop()` lets in-flight requests finish before cutting their connections. */
+  stopGraceMs?: number;
+}
+
+/**
+ * A storage node: the store of one data dir served over HTTP (see docs/http-api.md, "Storage node").
+ * Composition only: the handlers live in read-/write-/admin-handler.ts.
+ */
+export class NodeService implements Service {
+  private server: Server | undefined;
+  private ctx: NodeContext | undefined;
+  private baseUrl: string | undefined;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+  private inflight = 0;
+  private drained: (() => void) | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    readonly config: Readonly<NodeConfig>,
+    private readonly deps: NodeServiceDeps = {},
+  ) {
+    this.log = deps.log ?? silentLogger;
+  }
+
+  get url(): string {
+    if (this.baseUrl === undefined) throw new BackpackError("NOT_INITIALIZED", "the node is not started");
+    return this.baseUrl;
+  }
+
+  /** The open store (for the embedded cluster and tests); throws before `start()`. */
+  get store(): Store {
+    if (!this.ctx) throw new BackpackError("NOT_INITIALIZED", "the node is not started");
+    return this.ctx.store;
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const store = await openStore({
+      dir: c.dataDir,
+      sync: c.sync,
+      volumeMaxBytes: c.volumeMaxBytes,
+      compactGarbageRatio: c.compactGarbageRatio,
+      log: this.log,
+    });
+    const gate = new UploadGate(c.maxInflightUploads, c.maxInflightBytes);
+    const ctx: NodeContext = {
+      config: c,
+      store,
+      gate,
+      log: this.log,
+      token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
+      now: () => performance.now(),
+      stats: new NodeStats(
+        () => store.stats(),
+        () => ({ uploads: gate.inflightUploads, bytes: gate.inflightBytes }),
+        Date.now(),
+      ),
+    };
+    this.ctx = ctx;
+    const server = createServer({
+      headersTimeout: c.headersTimeoutMs,
+      // Whole-request time is not bounded: a large body on a slow link is fine as long as bytes keep coming
+      // (the body idle timeout), and slow headers are bounded by headersTimeout.
+      requestTimeout: 0,
+      keepAliveTimeout: c.keepAliveTimeoutMs,
+      // How often the header deadline is checked; the default (30 s) would let short timeouts drift.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(c.headersTimeoutMs / 4))),
+      maxHeaderSize: 16 * 1024,
+      requireHostHeader: false,
+    });
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => this.dispatch(req, res, false));
+    // Expect: 100-continue is answered only after the upload was authorised and admitted.
+    server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => this.dispatch(req, res, true));
+    server.on("clientError", (err: Error, socket) => onClientError(ctx.stats, err, socket));
+    this.server = server;
+    try {
+      this.baseUrl = await listen(server, c.host, c.port);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    if (this.stopping) {
+      res.setHeader("connection", "close");
+      respondError(
+        ctx,
+        req,
+        res,
+        new BackpackError("SHUTTING_DOWN", "the node is shutting down", { retryAfterSec: 1 }),
+      );
+      return;
+    }
+    this.inflight++;
+    void route(ctx, req, res, expectContinue).finally(() => {
+      if (--this.inflight === 0) this.drained?.();
+    });
+  }
+
+  /** Refuses new requests (503 SHUTTING_DOWN), lets in-flight ones finish, closes the store. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true;
+    if (this.server) await closeServer(this.server, this.deps.stopGraceMs ?? 5000);
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    await this.ctx?.store.close();
+  }
+}

@@ -1,0 +1,129 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { etagOf, formatChecksum, parseChecksum } from "../common/checksum.js";
+import { BackpackError, toBackpackError } from "../common/errors.js";
+import { checkBearer, sendError } from "../common/http.js";
+import { readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
+import type { NodeContext } from "./context.js";
+import { notFound } from "./read-handler.js";
+
+/** Bodies up to this size with a declared length are read into one Buffer before the store sees them. */
+const WHOLE_BODY_BYTES = 64 * 1024;
+const MAX_CONTENT_TYPE_CHARS = 255;
+
+/**
+ * PUT of a key: authorised, admitted (in-flight bounds), limited in size and idle time, then stored; answers
+ * 201 only once the store reports the body durable. Any failure leaves nothing indexed.
+ */
+export async function handlePut(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string,
+  expectContinue: boolean,
+): Promise<void> {
+  const started = ctx.now();
+  checkBearer(req, ctx.token);
+  const { maxBodyBytes } = ctx.config;
+  const lengthHeader = req.headers["content-length"];
+  const chunked = req.headers["transfer-encoding"] !== undefined;
+  // No length and not chunked: an empty body (HTTP/1.1 §6.3). The parser has already checked the syntax.
+  const declared = chunked ? undefined : lengthHeader === undefined ? 0 : Number(lengthHeader);
+  if (declared !== undefined && declared > maxBodyBytes) throw tooLarge(maxBodyBytes);
+  const expectedCrc = expectedChecksum(req.headers["x-backpack-checksum"]);
+  const contentType = req.headers["content-type"];
+  if (contentType !== undefined && contentType.length > MAX_CONTENT_TYPE_CHARS) {
+    throw new BackpackError(
+      "BAD_REQUEST",
+      `Content-Type is longer than ${MAX_CONTENT_TYPE_CHARS} characters`,
+    );
+  }
+
+  let reserved = declared ?? 0;
+  if (!ctx.gate.tryEnter(reserved)) {
+    throw new BackpackError("OVERLOADED", "too many uploads in flight, retry shortly", { retryAfterSec: 1 });
+  }
+  const abort = new AbortController();
+  const guard: BodyGuard = {
+    maxBytes: maxBodyBytes,
+    idleMs: ctx.config.bodyTimeoutMs,
+    onIdle: () => {
+      const err = new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
+      abort.abort(err);
+      // Answer now: the socket closes after it, which ends the pending read of the body.
+      ctx.stats.refused.timeout++;
+      if (!res.headersSent && !res.destroyed) {
+        res.setHeader("connection", "close");
+        sendError(res, err, ctx.log);
+      }
+    },
+    grow:
+      declared === undefined
+        ? (n) => {
+            if (!ctx.gate.tryGrow(n)) return false;
+            reserved += n;
+            return true;
+          }
+        : undefined,
+  };
+  // A client going away must stop the store's work on this body (nothing is indexed then).
+  const onClose = (): void => {
+    if (!req.complete) abort.abort(new BackpackError("CLIENT_ABORTED", "the client went away"));
+  };
+  req.once("close", onClose);
+  try {
+    if (expectContinue) res.writeContinue();
+    const body =
+      declared !== undefined && declared <= WHOLE_BODY_BYTES
+        ? await readWhole(req, declared, guard)
+        : streamBody(req, guard);
+    const info = await ctx.store.put(key, body, {
+      size: declared,
+      maxBytes: maxBodyBytes,
+      contentType,
+      expectedCrc,
+      signal: abort.signal,
+    });
+    res.writeHead(201, {
+      etag: etagOf(info.bodyCrc, info.size),
+      "x-backpack-checksum": formatChecksum(info.bodyCrc),
+      "content-length": 0,
+    });
+    res.end();
+    ctx.stats.observePut(info.size, ctx.now() - started);
+  } catch (err) {
+    if (res.headersSent) return; // already answered (idle timeout)
+    // The abort reason names what really happened; the store may only have seen "aborted".
+    throw abort.signal.aborted ? toBackpackError(abort.signal.reason) : err;
+  } finally {
+    req.off("close", onClose);
+    ctx.gate.leave(reserved);
+  }
+}
+
+/** DELETE of a key: authorised; 204 once the tombstone is durable, 404 when there was nothing. */
+export async function handleDelete(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string,
+): Promise<void> {
+  const started = ctx.now();
+  checkBearer(req, ctx.token);
+  const deleted = await ctx.store.delete(key);
+  if (!deleted) throw notFound(key);
+  res.writeHead(204);
+  res.end();
+  ctx.stats.deletes.add(0, ctx.now() - started);
+}
+
+function expectedChecksum(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const crc = typeof header === "string" ? parseChecksum(header) : undefined;
+  if (crc === undefined) {
+    throw new BackpackError(
+      "BAD_CHECKSUM_HEADER",
+      "X-Backpack-Checksum must be 8 hex digits (CRC-32 of the body)",
+    );
+  }
+  return crc;
+}
