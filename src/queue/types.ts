@@ -47,6 +47,8 @@ export interface QueueStats {
   /** Tasks currently leased. */
   leased: number;
   deadLetters: number;
+  /** Redis only: each configured server and whether it answers right now. */
+  servers?: { endpoint: string; up: boolean }[];
 }
 
 export interface QueueOptions {
@@ -55,6 +57,9 @@ export interface QueueOptions {
   /** Backoff after a failure: base × 2^attempts with full jitter, capped. Defaults 500 ms and 60 s. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** Injected for tests: clock (ms since the epoch) and randomness in [0, 1) for jitter. */
+  now?: () => number;
+  random?: () => number;
 }
 
 export interface ReplicationQueue {
