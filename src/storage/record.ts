@@ -1,0 +1,188 @@
+import { checksum } from "../common/checksum.js";
+
+/**
+ * The on-disk formats of a volume: a 32-byte volume header, then records back to back, each padded to 8
+ * bytes. Pure encoding and decoding, no I/O. All integers little-endian; 64-bit lengths are split into two
+ * u32 halves (values stay below 2^53, JavaScript's exact integer range).
+ *
+ * Record = header (40 bytes) ‖ key (UTF-8) ‖ content type (UTF-8) ‖ body ‖ zero padding to 8 bytes.
+ *
+ * | offset | size | field |
+ * |---|---|---|
+ * | 0 | 4 | magic `0x314B5042` ("BPK1") |
+ * | 4 | 1 | format version (1) |
+ * | 5 | 1 | flags: bit 0 = tombstone |
+ * | 6 | 2 | key length (1-1024) |
+ * | 8 | 8 | body length |
+ * | 16 | 8 | write time, ms since the epoch |
+ * | 24 | 4 | body CRC-32 (the object's checksum: ETag, wire header, queue tasks) |
+ * | 28 | 2 | content-type length (0-1024) |
+ * | 30 | 2 | reserved, zero |
+ * | 32 | 4 | header CRC-32: bytes 0-31, key and content type, seeded with the volume's salt |
+ * | 36 | 4 | record CRC-32: CRC-32 of body ‖ bytes 0-35 ‖ key ‖ content type |
+ *
+ * The record CRC covers header, key and body; computing it as a continuation of the body CRC means one pass
+ * over the body yields both. The header CRC lets a scan trust a record's lengths before reading its body, and
+ * its per-volume salt keeps a volume file stored as an object inside another volume from ever being taken
+ * for that volume's own records when a scan has to resynchronise after damage.
+ */
+export const RECORD_MAGIC = 0x314b5042;
+export const VOLUME_MAGIC = 0x4c565042;
+export const FORMAT_VERSION = 1;
+export const RECORD_HEADER_BYTES = 40;
+export const VOLUME_HEADER_BYTES = 32;
+export const FLAG_TOMBSTONE = 1;
+export const MAX_KEY_BYTES = 1024;
+export const MAX_CONTENT_TYPE_BYTES = 1024;
+/** Bodies are limited to 2^53 - 1 bytes by JavaScript numbers, far past any disk. */
+const TWO_32 = 0x1_0000_0000;
+
+export interface RecordMeta {
+  key: Buffer;
+  contentType: Buffer;
+  size: number;
+  writeTime: number;
+  bodyCrc: number;
+  tombstone: boolean;
+}
+
+/** Bytes a record takes in its volume, padding included. */
+export function recordLength(keyBytes: number, contentTypeBytes: number, size: number): number {
+  return pad8(RECORD_HEADER_BYTES + keyBytes + contentTypeBytes + size);
+}
+
+export function pad8(n: number): number {
+  return Math.ceil(n / 8) * 8;
+}
+
+/** Header ‖ key ‖ content type, with both CRCs filled in (the body's CRC is already known). */
+export function encodeRecordHead(meta: RecordMeta, salt: number): Buffer {
+  const k = meta.key.length;
+  const c = meta.contentType.length;
+  const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES + k + c);
+  head.writeUInt32LE(RECORD_MAGIC, 0);
+  head.writeUInt8(FORMAT_VERSION, 4);
+  head.writeUInt8(meta.tombstone ? FLAG_TOMBSTONE : 0, 5);
+  head.writeUInt16LE(k, 6);
+  writeU64(head, meta.size, 8);
+  writeU64(head, meta.writeTime, 16);
+  head.writeUInt32LE(meta.bodyCrc >>> 0, 24);
+  head.writeUInt16LE(c, 28);
+  head.writeUInt16LE(0, 30);
+  meta.key.copy(head, RECORD_HEADER_BYTES);
+  meta.contentType.copy(head, RECORD_HEADER_BYTES + k);
+  sealRecordHead(head, salt);
+  return head;
+}
+
+/** (Re)computes both CRCs of an encoded head for a volume's salt (compaction moves records between salts). */
+export function sealRecordHead(head: Buffer, salt: number): void {
+  const tail = head.subarray(RECORD_HEADER_BYTES);
+  head.writeUInt32LE(checksum(tail, checksum(head.subarray(0, 32), salt)), 32);
+  head.writeUInt32LE(recordCrcOf(head, head.readUInt32LE(24)), 36);
+}
+
+/** The record CRC of an encoded head (its header CRC field included) given the body's CRC. */
+export function recordCrcOf(head: Buffer, bodyCrc: number): number {
+  return checksum(head.subarray(RECORD_HEADER_BYTES), checksum(head.subarray(0, 36), bodyCrc));
+}
+
+export interface DecodedHeader {
+  tombstone: boolean;
+  keyBytes: number;
+  contentTypeBytes: number;
+  size: number;
+  writeTime: number;
+  bodyCrc: number;
+  headerCrc: number;
+  recordCrc: number;
+  /** Head length: header + key + content type; the body starts here. */
+  headBytes: number;
+  /** The whole record with padding. */
+  length: number;
+}
+
+/**
+ * Decodes the fixed 40-byte header at `buf[at..]`, checking everything that can be checked without the key:
+ * returns undefined for anything that cannot be a record header (the caller treats that as damage).
+ */
+export function decodeRecordHeader(buf: Buffer, at = 0): DecodedHeader | undefined {
+  if (buf.length - at < RECORD_HEADER_BYTES) return undefined;
+  if (buf.readUInt32LE(at) !== RECORD_MAGIC) return undefined;
+  if (buf.readUInt8(at + 4) !== FORMAT_VERSION) return undefined;
+  const flags = buf.readUInt8(at + 5);
+  if ((flags & ~FLAG_TOMBSTONE) !== 0) return undefined;
+  const keyBytes = buf.readUInt16LE(at + 6);
+  const size = readU64(buf, at + 8);
+  const writeTime = readU64(buf, at + 16);
+  const bodyCrc = buf.readUInt32LE(at + 24);
+  const contentTypeBytes = buf.readUInt16LE(at + 28);
+  if (buf.readUInt16LE(at + 30) !== 0) return undefined;
+  if (keyBytes < 1 || keyBytes > MAX_KEY_BYTES || contentTypeBytes > MAX_CONTENT_TYPE_BYTES) return undefined;
+  if (size === undefined || writeTime === undefined) return undefined;
+  const tombstone = (flags & FLAG_TOMBSTONE) !== 0;
+  if (tombstone && (size !== 0 || bodyCrc !== 0 || contentTypeBytes !== 0)) return undefined;
+  const headBytes = RECORD_HEADER_BYTES + keyBytes + contentTypeBytes;
+  return {
+    tombstone,
+    keyBytes,
+    contentTypeBytes,
+    size,
+    writeTime,
+    bodyCrc,
+    headerCrc: buf.readUInt32LE(at + 32),
+    recordCrc: buf.readUInt32LE(at + 36),
+    headBytes,
+    length: pad8(headBytes + size),
+  };
+}
+
+/** True when the head (header ‖ key ‖ content type, exactly `headBytes` long) carries a valid header CRC. */
+export function headerCrcValid(head: Buffer, h: DecodedHeader, salt: number): boolean {
+  const tail = head.subarray(RECORD_HEADER_BYTES, h.headBytes);
+  return checksum(tail, checksum(head.subarray(0, 32), salt)) === h.headerCrc;
+}
+
+/** True when the whole record verifies, given the body's computed CRC. */
+export function recordValid(head: Buffer, h: DecodedHeader, computedBodyCrc: number): boolean {
+  return (
+    computedBodyCrc === h.bodyCrc &&
+    recordCrcOf(head.subarray(0, h.headBytes), computedBodyCrc) === h.recordCrc
+  );
+}
+
+export interface VolumeHeader {
+  id: number;
+  salt: number;
+  /** 0 for a volume written by appends; for a compacted one, the active volume id when its compaction began. */
+  compactedAt: number;
+}
+
+export function encodeVolumeHeader(v: VolumeHeader): Buffer {
+  const b = Buffer.alloc(VOLUME_HEADER_BYTES);
+  b.writeUInt32LE(VOLUME_MAGIC, 0);
+  b.writeUInt16LE(FORMAT_VERSION, 4);
+  b.writeUInt32LE(v.id, 8);
+  b.writeUInt32LE(v.salt >>> 0, 12);
+  b.writeUInt32LE(v.compactedAt, 16);
+  b.writeUInt32LE(checksum(b.subarray(0, 28)), 28);
+  return b;
+}
+
+export function decodeVolumeHeader(b: Buffer): VolumeHeader | undefined {
+  if (b.length < VOLUME_HEADER_BYTES) return undefined;
+  if (b.readUInt32LE(0) !== VOLUME_MAGIC || b.readUInt16LE(4) !== FORMAT_VERSION) return undefined;
+  if (checksum(b.subarray(0, 28)) !== b.readUInt32LE(28)) return undefined;
+  return { id: b.readUInt32LE(8), salt: b.readUInt32LE(12), compactedAt: b.readUInt32LE(16) };
+}
+
+function writeU64(buf: Buffer, n: number, at: number): void {
+  buf.writeUInt32LE(n % TWO_32, at);
+  buf.writeUInt32LE(Math.floor(n / TWO_32), at + 4);
+}
+
+function readU64(buf: Buffer, at: number): number | undefined {
+  const hi = buf.readUInt32LE(at + 4);
+  if (hi >= 0x20_0000) return undefined; // past 2^53: not a length or time this store ever writes
+  return hi * TWO_32 + buf.readUInt32LE(at);
+}

@@ -1,0 +1,183 @@
+import { randomInt } from "node:crypto";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { BackpackError, systemCode } from "../common/errors.js";
+import type { Logger } from "../common/logger.js";
+import { readCheckpoint, type CoveredVolume } from "./checkpoint.js";
+import { fsyncDir } from "./file-io.js";
+import { IndexTable } from "./index-table.js";
+import { recordLength, VOLUME_HEADER_BYTES } from "./record.js";
+import { Volume, volumeIdOf } from "./volume.js";
+import { scanVolume, type ScannedRecord } from "./volume-scan.js";
+
+export interface Recovered {
+  index: IndexTable;
+  volumes: Map<number, Volume>;
+  release: () => Promise<void>;
+}
+
+/** Dirs locked by this process (the lock file alone cannot tell two stores of one process apart). */
+const lockedHere = new Set<string>();
+
+/**
+ * Brings a data dir to a serving state: takes the dir's lock, clears temp files and unfinished compactions,
+ * loads the checkpoint when it matches the volumes, replays every record after it in write order (volume id,
+ * then offset), and cuts torn tails off.
+ */
+export async function recover(opts: { dir: string; log: Logger }): Promise<Recovered> {
+  const started = performance.now();
+  const { dir, log } = opts;
+  const volDir = join(dir, "volumes");
+  await mkdir(volDir, { recursive: true });
+  await mkdir(join(dir, "tmp"), { recursive: true });
+  const release = await lock(dir);
+  try {
+    await rm(join(dir, "tmp"), { recursive: true, force: true });
+    await mkdir(join(dir, "tmp"));
+    const volumes = await openVolumes(volDir, log);
+    const checkpoint = await readCheckpoint(dir, log);
+    const usable = checkpoint && matches(checkpoint.volumes, volumes);
+    if (checkpoint && !usable) log.warn("index checkpoint does not match the volumes; rebuilding the index");
+    const index = usable ? checkpoint.index : new IndexTable(randomInt(0x7fffffff));
+    const covered = new Map((usable ? checkpoint.volumes : []).map((c) => [c.id, c.covered]));
+    let scannedBytes = 0;
+    for (const v of [...volumes.values()].sort((a, b) => a.id - b.id)) {
+      const from = covered.get(v.id) ?? VOLUME_HEADER_BYTES;
+      if (from >= v.size) continue;
+      scannedBytes += v.size - from;
+      const result = await scanVolume(v.file.handle, v.salt, from, v.size, (r) => replay(index, v, r, log));
+      for (const s of result.skipped) {
+        log.error({ volume: v.id, from: s.from, to: s.to }, "skipped damaged bytes in a volume");
+      }
+      if (result.truncateAt !== undefined) {
+        log.warn(
+          { volume: v.id, at: result.truncateAt, bytes: v.size - result.truncateAt },
+          "cut a torn or damaged tail off a volume",
+        );
+        await v.file.handle.truncate(result.truncateAt);
+        await v.file.handle.datasync();
+        v.size = result.truncateAt;
+      }
+    }
+    index.forEach((i) => {
+      const v = volumes.get(index.volumeOf(i));
+      if (v) v.liveBytes += recordLength(index.keyBytesOf(i), index.contentTypeBytesOf(i), index.sizeOf(i));
+    });
+    if (volumes.size === 0) {
+      const first = await Volume.create(volDir, { id: 1, salt: randomInt(0xffffffff), compactedAt: 0 });
+      volumes.set(1, first);
+    }
+    log.info(
+      {
+        objects: index.count,
+        volumes: volumes.size,
+        checkpoint: Boolean(usable),
+        scannedBytes,
+        ms: Math.round(performance.now() - started),
+      },
+      "store opened",
+    );
+    return { index, volumes, release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): void {
+  if (!r.intact)
+    log.error({ volume: v.id, offset: r.offset }, "record with a damaged body kept so reads fail loudly");
+  const i = index.find(r.key);
+  if (r.header.tombstone) {
+    if (i >= 0) index.remove(r.key);
+    return;
+  }
+  const value = {
+    volume: v.id,
+    offset: r.offset,
+    size: r.header.size,
+    bodyCrc: r.header.bodyCrc,
+    writeTime: r.header.writeTime,
+    contentType: r.contentType.length > 0 ? r.contentType.toString("utf8") : undefined,
+  };
+  if (i >= 0) index.update(i, value);
+  else index.insert(r.key, value);
+}
+
+/** A checkpoint is usable only if every volume it covers is still the same file (same salt) and long enough. */
+function matches(covered: CoveredVolume[], volumes: Map<number, Volume>): boolean {
+  const newest = Math.max(0, ...covered.map((c) => c.id));
+  for (const c of covered) {
+    const v = volumes.get(c.id);
+    if (!v || v.salt !== c.salt || v.size < c.covered) return false;
+  }
+  // A volume the checkpoint does not know must be newer than all it knows, or replay order would break.
+  for (const id of volumes.keys()) if (id < newest && !covered.some((c) => c.id === id)) return false;
+  return true;
+}
+
+async function openVolumes(volDir: string, log: Logger): Promise<Map<number, Volume>> {
+  const names = await readdir(volDir);
+  for (const name of names.filter((n) => n.endsWith(".compact"))) {
+    // An unfinished compaction: the volume it was rewriting is still complete and in place.
+    await rm(join(volDir, name), { force: true });
+  }
+  const ids = names
+    .map(volumeIdOf)
+    .filter((id): id is number => id !== undefined)
+    .sort((a, b) => a - b);
+  const volumes = new Map<number, Volume>();
+  for (const id of ids) {
+    const path = join(volDir, `${String(id).padStart(8, "0")}.vol`);
+    try {
+      const v = await Volume.open(path);
+      if (v.id !== id) throw new BackpackError("INTERNAL", `${path} holds volume ${v.id}`);
+      volumes.set(id, v);
+    } catch (err) {
+      const size = (await stat(path)).size;
+      if (id === ids[ids.length - 1] && size <= VOLUME_HEADER_BYTES) {
+        // Created by a rollover that crashed before the header was durable: it never held a record.
+        log.warn({ path }, "removing a volume whose creation did not finish");
+        await rm(path);
+        await fsyncDir(volDir);
+        continue;
+      }
+      for (const v of volumes.values()) await v.file.close();
+      throw err;
+    }
+  }
+  return volumes;
+}
+
+/** One store per data dir: a LOCK file naming the owner's pid, taken over when that process is gone. */
+async function lock(dir: string): Promise<() => Promise<void>> {
+  const path = join(dir, "LOCK");
+  const key = resolve(dir);
+  if (lockedHere.has(key)) throw new BackpackError("UNAVAILABLE", `${dir} is already open in this process`);
+  try {
+    const owner = Number((await readFile(path, "utf8")).trim());
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      throw new BackpackError("UNAVAILABLE", `${dir} is in use by process ${owner}`);
+    }
+  } catch (err) {
+    if (systemCode(err) !== "ENOENT") throw err;
+  }
+  await writeFile(path, `${process.pid}\n`);
+  lockedHere.add(key);
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    lockedHere.delete(key);
+    await rm(path, { force: true });
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return systemCode(err) === "EPERM";
+  }
+}

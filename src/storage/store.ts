@@ -1,0 +1,339 @@
+import { randomInt } from "node:crypto";
+import { join } from "node:path";
+import { BackpackError, hasCode } from "../common/errors.js";
+import { silentLogger, type Logger } from "../common/logger.js";
+import { Compactor } from "./compactor.js";
+import { writeCheckpoint } from "./checkpoint.js";
+import { discardBody, receiveBody } from "./incoming-body.js";
+import { IndexTable } from "./index-table.js";
+import {
+  RECORD_HEADER_BYTES,
+  MAX_CONTENT_TYPE_BYTES,
+  MAX_KEY_BYTES,
+  recordLength,
+  type RecordMeta,
+} from "./record.js";
+import { readVerified, streamRecord, type RecordLocation } from "./record-read.js";
+import { recover } from "./recovery.js";
+import type { ObjectInfo, PutOptions, ReadableBody, Store, StoreOptions, StoreStats } from "./types.js";
+import { Volume } from "./volume.js";
+import { Writer, type Placed } from "./writer.js";
+
+export interface ResolvedStoreOptions {
+  dir: string;
+  sync: "batch" | "none";
+  volumeMaxBytes: number;
+  compactGarbageRatio: number;
+  maxBufferedBytes: number;
+  checkpointEveryBytes: number;
+  log: Logger;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Opens (creating if needed) the store in `options.dir`, recovering its index; resolves once it serves. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const opts: ResolvedStoreOptions = {
+    dir: options.dir,
+    sync: options.sync ?? "batch",
+    volumeMaxBytes: options.volumeMaxBytes ?? 1 << 30,
+    compactGarbageRatio: options.compactGarbageRatio ?? 0.5,
+    maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
+    checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
+    log: options.log ?? silentLogger,
+  };
+  if (!(opts.volumeMaxBytes > 0) || !(opts.maxBufferedBytes >= 0) || !(opts.checkpointEveryBytes > 0)) {
+    throw new BackpackError("INVALID_ARGUMENT", "store sizes must be positive numbers");
+  }
+  if (!(opts.compactGarbageRatio > 0 && opts.compactGarbageRatio <= 1)) {
+    throw new BackpackError("INVALID_ARGUMENT", "compactGarbageRatio must be in (0, 1]");
+  }
+  const state = await recover(opts);
+  return new DiskStore(opts, state.index, state.volumes, state.release);
+}
+
+/** The volume store: see docs/storage.md for the format, durability, recovery and compaction. */
+export class DiskStore implements Store {
+  checksumErrors = 0;
+  private readonly writer: Writer;
+  private readonly compactor: Compactor;
+  private spoolSeq = 0;
+  private closing: Promise<void> | undefined;
+  private readonly inflight = new Set<Promise<unknown>>();
+  private bytesSinceCheckpoint = 0;
+  private checkpointing: Promise<void> | undefined;
+
+  constructor(
+    readonly options: ResolvedStoreOptions,
+    readonly index: IndexTable,
+    /** Every volume by id; the highest id is the active one. */
+    readonly volumes: Map<number, Volume>,
+    private readonly releaseLock: () => Promise<void>,
+  ) {
+    this.writer = new Writer({
+      target: { active: () => this.active, rollover: () => this.rollover() },
+      sync: options.sync,
+      volumeMaxBytes: options.volumeMaxBytes,
+      onDurable: (placed) => this.applyDurable(placed),
+      log: options.log,
+    });
+    this.compactor = new Compactor(this, this.writer);
+  }
+
+  get active(): Volume {
+    let top: Volume | undefined;
+    for (const v of this.volumes.values()) if (!top || v.id > top.id) top = v;
+    return top!;
+  }
+
+  stat(key: string): ObjectInfo | undefined {
+    const i = this.index.find(keyBytes(key));
+    return i < 0 ? undefined : this.infoOf(key, i);
+  }
+
+  async read(
+    key: string,
+    range?: { start: number; end: number },
+  ): Promise<{ info: ObjectInfo; body: ReadableBody }> {
+    const k = keyBytes(key);
+    const i = this.index.find(k);
+    if (i < 0) throw new BackpackError("NOT_FOUND", "no such key");
+    const info = this.infoOf(key, i);
+    const start = range?.start ?? 0;
+    const end = range?.end ?? info.size;
+    if (!(
+      Number.isInteger(start) &&
+      Number.isInteger(end) &&
+      start >= 0 &&
+      start <= end &&
+      end <= info.size
+    )) {
+      throw new BackpackError("RANGE_NOT_SATISFIABLE", "the range is outside the object", {
+        details: { size: info.size },
+      });
+    }
+    const volume = this.volumes.get(this.index.volumeOf(i))!;
+    const loc: RecordLocation = {
+      file: volume.file,
+      salt: volume.salt,
+      offset: this.index.offsetOf(i),
+      key: k,
+      contentTypeBytes: this.index.contentTypeBytesOf(i),
+      size: info.size,
+      bodyCrc: info.bodyCrc,
+    };
+    if (info.size <= this.options.maxBufferedBytes) {
+      try {
+        return { info, body: { kind: "buffer", data: await readVerified(loc, start, end) } };
+      } catch (err) {
+        if (hasCode(err, "CHECKSUM_MISMATCH")) this.countMismatch(key, volume, loc.offset);
+        throw err;
+      }
+    }
+    const release = loc.file.acquire();
+    const stream = streamRecord(loc, start, end, () => this.countMismatch(key, volume, loc.offset), release);
+    return { info, body: { kind: "stream", stream, length: end - start } };
+  }
+
+  async put(
+    key: string,
+    body: AsyncIterable<Uint8Array> | Uint8Array,
+    options: PutOptions,
+  ): Promise<ObjectInfo> {
+    const k = keyBytes(key);
+    const contentType = options.contentType ? Buffer.from(options.contentType, "utf8") : EMPTY;
+    if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
+      throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
+    }
+    return this.track(async () => {
+      const incoming = await receiveBody(body, options, {
+        maxBufferedBytes: this.options.maxBufferedBytes,
+        spoolPath: () => join(this.options.dir, "tmp", `${process.pid}-${++this.spoolSeq}.spool`),
+      });
+      try {
+        const meta: RecordMeta = {
+          key: k,
+          contentType,
+          size: incoming.size,
+          writeTime: Date.now(),
+          bodyCrc: incoming.crc,
+          tombstone: false,
+        };
+        await this.writer.append({ meta, body: incoming, signal: options.signal });
+        return {
+          key,
+          size: meta.size,
+          bodyCrc: meta.bodyCrc,
+          writeTime: meta.writeTime,
+          contentType: options.contentType || undefined,
+        };
+      } finally {
+        await discardBody(incoming);
+      }
+    });
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const k = keyBytes(key);
+    return this.track(async () => {
+      if (this.index.find(k) < 0) return false;
+      const meta: RecordMeta = {
+        key: k,
+        contentType: EMPTY,
+        size: 0,
+        writeTime: Date.now(),
+        bodyCrc: 0,
+        tombstone: true,
+      };
+      await this.writer.append({ meta, body: undefined });
+      return true;
+    });
+  }
+
+  compact(): Promise<void> {
+    if (this.closing) return Promise.reject(shuttingDown());
+    return this.compactor.run();
+  }
+
+  checkpoint(): Promise<void> {
+    // The snapshot is taken synchronously inside writeCheckpoint, so writes need not stop for it.
+    this.checkpointing ??= writeCheckpoint(this)
+      .then(() => {
+        this.bytesSinceCheckpoint = 0;
+      })
+      .finally(() => {
+        this.checkpointing = undefined;
+      });
+    return this.checkpointing;
+  }
+
+  stats(): StoreStats {
+    let liveBytes = 0;
+    let garbageBytes = 0;
+    for (const v of this.volumes.values()) {
+      liveBytes += v.liveBytes;
+      garbageBytes += v.garbageBytes;
+    }
+    return {
+      objects: this.index.count,
+      liveBytes,
+      garbageBytes,
+      volumes: this.volumes.size,
+      checksumErrors: this.checksumErrors,
+      compactions: this.compactor.completed,
+      indexHeapBytes: this.index.heapBytes(),
+    };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.inflight]);
+      await this.compactor.stop();
+      await this.writer.idle();
+      try {
+        await this.checkpointing?.catch(() => undefined);
+        await this.checkpoint();
+      } catch (err) {
+        this.options.log.warn(
+          { err },
+          "could not write the index checkpoint at close; the next start rescans",
+        );
+      }
+      for (const v of this.volumes.values()) await v.file.close();
+      await this.releaseLock();
+    })();
+    return this.closing;
+  }
+
+  /** Called by the writer once a batch is durable: the index takes the records in file order. */
+  private applyDurable(placed: Placed[]): void {
+    for (const p of placed) {
+      const m = p.record.meta;
+      const i = this.index.find(m.key);
+      if (i >= 0) this.unaccount(i);
+      if (m.tombstone) {
+        if (i >= 0) this.index.remove(m.key);
+      } else {
+        const value = {
+          volume: p.volume.id,
+          offset: p.offset,
+          size: m.size,
+          bodyCrc: m.bodyCrc,
+          writeTime: m.writeTime,
+          contentType: m.contentType.length > 0 ? m.contentType.toString("utf8") : undefined,
+        };
+        if (i >= 0) this.index.update(i, value);
+        else this.index.insert(m.key, value);
+        p.volume.liveBytes += p.length;
+      }
+      this.bytesSinceCheckpoint += p.length;
+    }
+    if (this.bytesSinceCheckpoint >= this.options.checkpointEveryBytes && !this.checkpointing) {
+      this.checkpoint().catch((err: unknown) => this.options.log.warn({ err }, "index checkpoint failed"));
+    }
+    this.compactor.poke();
+  }
+
+  /** Takes an entry's record out of its volume's live bytes (it is being superseded or moved). */
+  unaccount(i: number): void {
+    const v = this.volumes.get(this.index.volumeOf(i));
+    if (v) v.liveBytes -= this.recordLengthOf(i);
+  }
+
+  recordLengthOf(i: number): number {
+    return recordLength(this.index.keyBytesOf(i), this.index.contentTypeBytesOf(i), this.index.sizeOf(i));
+  }
+
+  private async rollover(): Promise<Volume> {
+    const next = await Volume.create(join(this.options.dir, "volumes"), {
+      id: this.active.id + 1,
+      salt: randomInt(0x1_0000_0000 - 1),
+      compactedAt: 0,
+    });
+    this.volumes.set(next.id, next);
+    return next;
+  }
+
+  private infoOf(key: string, i: number): ObjectInfo {
+    return {
+      key,
+      size: this.index.sizeOf(i),
+      bodyCrc: this.index.crcOf(i),
+      writeTime: this.index.timeOf(i),
+      contentType: this.index.contentTypeOf(i),
+    };
+  }
+
+  private countMismatch(key: string, volume: Volume, offset: number): void {
+    this.checksumErrors++;
+    this.options.log.error(
+      { key, volume: volume.id, offset },
+      "stored record failed its checksum; not served",
+    );
+  }
+
+  private track<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(shuttingDown());
+    const p = fn();
+    this.inflight.add(p);
+    void p.then(
+      () => this.inflight.delete(p),
+      () => this.inflight.delete(p),
+    );
+    return p;
+  }
+}
+
+function shuttingDown(): BackpackError {
+  return new BackpackError("SHUTTING_DOWN", "the store is closing");
+}
+
+function keyBytes(key: string): Buffer {
+  const k = Buffer.from(key, "utf8");
+  if (k.length === 0 || k.length > MAX_KEY_BYTES) {
+    throw new BackpackError("INVALID_KEY", `key must be 1-${MAX_KEY_BYTES} bytes of UTF-8`);
+  }
+  return k;
+}
+
+export { RECORD_HEADER_BYTES };

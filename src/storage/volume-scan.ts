@@ -1,0 +1,139 @@
+import type { FileHandle } from "node:fs/promises";
+import { checksum } from "../common/checksum.js";
+import {
+  decodeRecordHeader,
+  headerCrcValid,
+  RECORD_HEADER_BYTES,
+  RECORD_MAGIC,
+  recordValid,
+  type DecodedHeader,
+} from "./record.js";
+
+const WINDOW_BYTES = 4 << 20;
+
+/** A record found by a scan. `intact` is false for a record whose header verifies but whose body does not. */
+export interface ScannedRecord {
+  offset: number;
+  header: DecodedHeader;
+  key: Buffer;
+  contentType: Buffer;
+  intact: boolean;
+}
+
+export interface ScanResult {
+  /** Where the valid records end: the new append position when `truncateAt` is set. */
+  end: number;
+  /** Set when the bytes from here on are a torn or damaged tail that no valid record follows. */
+  truncateAt?: number;
+  /** Damaged regions skipped in the middle of the volume (valid records follow them). */
+  skipped: { from: number; to: number }[];
+}
+
+/**
+ * Reads a volume sequentially from `from` and reports every record in file order. Damage is handled so that
+ * nothing acknowledged is dropped and nothing unverified is trusted:
+ * - a record whose header verifies but whose body does not is reported (not intact) when valid records follow
+ *   it (bit rot: it must still supersede older versions of its key), and is a torn tail otherwise;
+ * - bytes that are not a verifiable header are skipped up to the next record that fully verifies (a torn
+ *   batch whose later pages reached the disk); with no such record after them they are a torn tail.
+ */
+export async function scanVolume(
+  handle: FileHandle,
+  salt: number,
+  from: number,
+  size: number,
+  onRecord: (r: ScannedRecord) => void,
+): Promise<ScanResult> {
+  const reader = new WindowReader(handle, size);
+  const skipped: ScanResult["skipped"] = [];
+  let pos = from;
+  while (pos < size) {
+    const r = await reader.recordAt(pos, salt);
+    if (r.kind === "valid") {
+      onRecord({ offset: pos, header: r.header, key: r.key, contentType: r.contentType, intact: true });
+      pos += r.header.length;
+      continue;
+    }
+    if (r.kind === "body-damaged") {
+      const next = await reader.nextValid(pos + r.header.length, salt);
+      if (next === undefined) return { end: pos, truncateAt: pos, skipped };
+      onRecord({ offset: pos, header: r.header, key: r.key, contentType: r.contentType, intact: false });
+      pos += r.header.length;
+      continue;
+    }
+    const next = await reader.nextValid(pos + 8, salt);
+    if (next === undefined) return { end: pos, truncateAt: pos, skipped };
+    skipped.push({ from: pos, to: next });
+    pos = next;
+  }
+  return { end: pos, skipped };
+}
+
+type Probe =
+  | { kind: "valid" | "body-damaged"; header: DecodedHeader; key: Buffer; contentType: Buffer }
+  | { kind: "bad" };
+
+class WindowReader {
+  private buf = Buffer.allocUnsafe(WINDOW_BYTES);
+  private at = 0;
+  private len = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly size: number,
+  ) {}
+
+  /** `n` bytes at `pos` (a view valid until the next call), or undefined past the end of the file. */
+  async get(pos: number, n: number): Promise<Buffer | undefined> {
+    if (pos + n > this.size) return undefined;
+    if (pos < this.at || pos + n > this.at + this.len) {
+      const want = Math.min(Math.max(n, WINDOW_BYTES), this.size - pos);
+      if (want > this.buf.length) this.buf = Buffer.allocUnsafe(want);
+      let done = 0;
+      while (done < want) {
+        const { bytesRead } = await this.handle.read(this.buf, done, want - done, pos + done);
+        if (bytesRead === 0) return undefined;
+        done += bytesRead;
+      }
+      this.at = pos;
+      this.len = want;
+    }
+    return this.buf.subarray(pos - this.at, pos - this.at + n);
+  }
+
+  async crcOf(pos: number, n: number): Promise<number> {
+    let crc = 0;
+    for (let done = 0; done < n;) {
+      const step = Math.min(WINDOW_BYTES, n - done);
+      const chunk = await this.get(pos + done, step);
+      if (!chunk) throw new Error("volume shrank during a scan");
+      crc = checksum(chunk, crc);
+      done += step;
+    }
+    return crc;
+  }
+
+  async recordAt(pos: number, salt: number): Promise<Probe> {
+    const fixed = await this.get(pos, RECORD_HEADER_BYTES);
+    const header = fixed && decodeRecordHeader(fixed);
+    if (!header || pos + header.length > this.size) return { kind: "bad" };
+    const view = await this.get(pos, header.headBytes);
+    if (!view || !headerCrcValid(view, header, salt)) return { kind: "bad" };
+    const head = Buffer.from(view);
+    const key = head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.keyBytes);
+    const contentType = head.subarray(RECORD_HEADER_BYTES + header.keyBytes, header.headBytes);
+    const bodyCrc = await this.crcOf(pos + header.headBytes, header.size);
+    const kind = recordValid(head, header, bodyCrc) ? "valid" : "body-damaged";
+    return { kind, header, key, contentType };
+  }
+
+  /** The offset of the first fully valid record at or after `from` (8-byte aligned), if any. */
+  async nextValid(from: number, salt: number): Promise<number | undefined> {
+    for (let pos = from; pos + RECORD_HEADER_BYTES <= this.size; pos += 8) {
+      const magic = await this.get(pos, 4);
+      if (!magic || magic.readUInt32LE(0) !== RECORD_MAGIC) continue;
+      if ((await this.recordAt(pos, salt)).kind === "valid") return pos;
+    }
+    return undefined;
+  }
+}
