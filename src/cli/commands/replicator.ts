@@ -1,0 +1,156 @@
+import { readSecretFile } from "../../common/config.js";
+import { BackpackError } from "../../common/errors.js";
+import { createLogger, type LogLevel } from "../../common/logger.js";
+import { parseDuration } from "../../common/units.js";
+import { openClusterMap, targetFromArgs } from "../../cluster/open.js";
+import { openQueue } from "../../queue/open.js";
+import { replicatorConfig, REPLICATOR_DEFAULTS } from "../../replicator/config.js";
+import { ReplicatorService } from "../../replicator/service.js";
+import { UsageError } from "../args.js";
+import { optInt, optString, requirePositional, type Command } from "../command.js";
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export const command: Command = {
+  spec: {
+    name: "backpack replicator",
+    summary:
+      "Runs a replicator: drains the replication queue, copying each new file to the other nodes of its shard (start as many as the load needs).",
+    positionals: [
+      {
+        name: "zk",
+        description: "ZooKeeper servers host:port[,host:port...], or file:<path> for an embedded map",
+      },
+      { name: "root", description: "root path of the cluster in ZooKeeper, e.g. /backpack" },
+      {
+        name: "concurrency",
+        description: `tasks worked on at once (default ${REPLICATOR_DEFAULTS.concurrency})`,
+        optional: true,
+      },
+    ],
+    options: [
+      {
+        name: "listen",
+        type: "string",
+        description: "host:port of the /stats, /metrics and /healthz endpoints",
+        default: "127.0.0.1:0",
+      },
+      {
+        name: "per-target",
+        type: "string",
+        description: "tasks worked on at once per target node",
+        default: String(REPLICATOR_DEFAULTS.perTargetConcurrency),
+      },
+      {
+        name: "lease",
+        type: "string",
+        description: "how long a leased task is ours (a copy must fit in it)",
+        default: "60s",
+      },
+      {
+        name: "batch",
+        type: "string",
+        description: "tasks asked of the queue at once",
+        default: String(REPLICATOR_DEFAULTS.batchSize),
+      },
+      {
+        name: "token-file",
+        type: "string",
+        description: "file holding the nodes' write token (or set BACKPACK_WRITE_TOKEN)",
+      },
+      { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "info" },
+    ],
+    notes: `
+The queue is the one the cluster map's queue settings name (backpack-coordinator-init / -set-queue): the
+Redis servers listed there, or an embedded queue when the settings read {"key":"file:<dir>","servers":[]}.
+The replicator follows the map live: servers and shards added later are used without a restart.
+
+Each copy streams the file from a node that has it to the target and is verified against the checksum the
+coordinator queued (a corrupt or changed source is skipped for another one); a target that already holds the
+file is skipped; a target that is down gets its tasks back later with backoff. Tasks that fail too often are
+dead letters: see backpack queue dead-letters and backpack queue replay.
+
+Output: JSON log lines on stderr; the first one with "msg":"listening" carries the URL of the stats
+endpoints. GET <url>/stats answers JSON: depth, leased, oldestTaskAgeMs (replication lag), deadLetters,
+copies, copiesPerSec, bytes, bytesPerSec, skipped, deletes, superseded, failures, deadLettered, inflight,
+targetsDown. Runs until SIGINT or SIGTERM, then finishes the copies in flight and exits 0.
+
+Exit codes: 0 stopped cleanly; 1 could not start (cluster not initialised, queue not configured, ZooKeeper
+unreachable); 2 wrong arguments.
+
+Example:
+  backpack-replicator zk1:2181,zk2:2181,zk3:2181 /backpack 32 --listen 0.0.0.0:9300
+  backpack replicator file:./data/cluster.json / --token-file /etc/backpack/token`,
+  },
+
+  async run(args, io) {
+    const zk = requirePositional(args, "zk");
+    const root = requirePositional(args, "root");
+    const concurrencyText = args.positionals.concurrency;
+    if (concurrencyText !== undefined && (!/^\d+$/.test(concurrencyText) || Number(concurrencyText) < 1)) {
+      throw new UsageError(`<concurrency> must be a whole number ≥ 1, got "${concurrencyText}"`);
+    }
+    const listenText = optString(args, "listen") ?? "127.0.0.1:0";
+    const m = /^(.+):(\d+)$/.exec(listenText);
+    if (!m?.[1] || !m[2] || Number(m[2]) > 65535) {
+      throw new UsageError(`--listen must be host:port (port 0 picks a free one), got "${listenText}"`);
+    }
+    const logLevel = optString(args, "log-level") ?? "info";
+    if (!LOG_LEVELS.includes(logLevel)) {
+      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+    }
+    const leaseText = optString(args, "lease");
+    const tokenFile = optString(args, "token-file");
+    const token =
+      tokenFile !== undefined ? readSecretFile(tokenFile, "write token") : io.env.BACKPACK_WRITE_TOKEN;
+    const config = replicatorConfig({
+      host: m[1].replace(/^\[(.*)\]$/, "$1"),
+      port: Number(m[2]),
+      concurrency: concurrencyText === undefined ? undefined : Number(concurrencyText),
+      perTargetConcurrency: optInt(args, "per-target", 1),
+      batchSize: optInt(args, "batch", 1),
+      leaseMs: leaseText === undefined ? undefined : parseDuration(leaseText, "--lease"),
+      nodeToken: token === undefined || token === "" ? undefined : token,
+    });
+
+    const log = createLogger({ level: logLevel as LogLevel, name: "replicator" });
+    const map = openClusterMap(targetFromArgs(zk, root), { log });
+    await map.start();
+    try {
+      const snapshot = map.snapshot();
+      if (!snapshot.initialized || !snapshot.queue) {
+        throw new BackpackError(
+          "NOT_INITIALIZED",
+          `no queue settings under ${zk} ${root}: run backpack-coordinator-init (or -set-queue) first`,
+        );
+      }
+      const settings = snapshot.queue;
+      const queue = await openQueue({ settings }, { log });
+      const unsubscribe = map.onChange((s) => {
+        if (s.queue && JSON.stringify(s.queue) !== JSON.stringify(settings)) {
+          log.warn({ queue: s.queue }, "the queue settings changed: restart the replicator to use them");
+        }
+      });
+      try {
+        const service = new ReplicatorService(config, { map, queue, log, processMetrics: true });
+        await service.start();
+        log.info({ url: service.url, concurrency: config.concurrency, queue: settings.key }, "listening");
+        if (!io.stopSignal.aborted) {
+          await new Promise<void>((resolve) =>
+            io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
+          );
+        }
+        log.info("stopping");
+        await service.stop();
+      } finally {
+        unsubscribe();
+        await queue.stop();
+      }
+    } finally {
+      await map.stop();
+    }
+    log.info("stopped");
+    log.flush();
+    return 0;
+  },
+};

@@ -1,0 +1,56 @@
+import { buildConfig, check } from "../common/config.js";
+
+export interface ReplicatorConfig {
+  /** Address of the stats endpoints (`/stats`, `/metrics`, `/healthz`); port 0 picks a free one. */
+  host: string;
+  port: number;
+  /** Tasks worked on at once, over all targets. */
+  concurrency: number;
+  /** Tasks worked on at once per target node (a slow or recovering node is not swamped). */
+  perTargetConcurrency: number;
+  /** How long a leased task is ours; it must cover one copy (a lease that runs out is taken over). */
+  leaseMs: number;
+  /** Tasks asked for per lease call. */
+  batchSize: number;
+  /** Bearer token for PUT/DELETE on the nodes (undefined when the nodes take writes without one). */
+  nodeToken: string | undefined;
+  /** Time allowed per node request (for streams: between bytes). */
+  requestTimeoutMs: number;
+  /** A target that fails at the transport level is left alone this long at first (doubling up to the max). */
+  targetDownMinMs: number;
+  targetDownMaxMs: number;
+}
+
+export const REPLICATOR_DEFAULTS: Readonly<Omit<ReplicatorConfig, "nodeToken">> = Object.freeze({
+  host: "127.0.0.1",
+  port: 0,
+  concurrency: 16,
+  perTargetConcurrency: 8,
+  leaseMs: 60_000,
+  batchSize: 200,
+  requestTimeoutMs: 30_000,
+  targetDownMinMs: 500,
+  targetDownMaxMs: 30_000,
+});
+
+export function replicatorConfig(
+  ...layers: ReadonlyArray<Partial<ReplicatorConfig> | undefined>
+): Readonly<ReplicatorConfig> {
+  return buildConfig<ReplicatorConfig>(
+    "replicator",
+    [{ ...REPLICATOR_DEFAULTS, nodeToken: undefined }, ...layers],
+    (c, problems) => {
+      check.nonEmpty(problems, "host", c.host);
+      check.port(problems, "port", c.port);
+      check.positiveInt(problems, "concurrency", c.concurrency);
+      check.positiveInt(problems, "perTargetConcurrency", c.perTargetConcurrency);
+      check.positiveInt(problems, "leaseMs", c.leaseMs);
+      check.positiveInt(problems, "batchSize", c.batchSize);
+      check.positiveInt(problems, "requestTimeoutMs", c.requestTimeoutMs);
+      check.positiveInt(problems, "targetDownMinMs", c.targetDownMinMs);
+      check.positiveInt(problems, "targetDownMaxMs", c.targetDownMaxMs);
+      if (c.leaseMs < 1000)
+        problems.push(`leaseMs must be at least 1000 (a copy needs time), got ${c.leaseMs}`);
+    },
+  );
+}

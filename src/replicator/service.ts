@@ -1,0 +1,141 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Agent } from "undici";
+import { createAgent } from "../client/http-agent.js";
+import { NodeClient } from "../client/node-client.js";
+import type { ClusterMap } from "../cluster/types.js";
+import { BackpackError } from "../common/errors.js";
+import { closeServer, listen, sendError, sendJson } from "../common/http.js";
+import { silentLogger, type Logger } from "../common/logger.js";
+import { createRegistry, sendMetrics } from "../common/metrics.js";
+import type { Service } from "../common/service.js";
+import type { ReplicationQueue } from "../queue/types.js";
+import type { ReplicatorConfig } from "./config.js";
+import { Copier } from "./copier.js";
+import { ReplicatorStats, type ReplicatorStatsJson } from "./replicator-stats.js";
+import { WorkerPool } from "./worker-pool.js";
+
+export interface ReplicatorDeps {
+  map: ClusterMap;
+  queue: ReplicationQueue;
+  log?: Logger;
+  now?: () => number;
+  random?: () => number;
+  /** Process-wide metrics (event loop, memory) on /metrics: on in a process of its own. */
+  processMetrics?: boolean;
+}
+
+/** How long a waiting lease call blocks when the queue is empty. */
+const LEASE_WAIT_MS = 1000;
+/** Time given to in-flight copies at stop before they are aborted (their leases bring them back). */
+const STOP_GRACE_MS = 10_000;
+
+/**
+ * A replicator: leases tasks from the replication queue and carries them out against the storage nodes
+ * (`Copier`), with bounded concurrency overall and per target (`WorkerPool`). It reads the cluster map at
+ * each task, so new servers and shards are used without a restart. The map and queue are injected and
+ * stay owned by the caller (started before, stopped after).
+ */
+export class ReplicatorService implements Service {
+  readonly stats: ReplicatorStats;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly agent: Agent;
+  private readonly pool: WorkerPool;
+  private readonly abort = new AbortController();
+  private readonly registry;
+  private readonly server: Server;
+  private baseUrl: string | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+
+  constructor(
+    readonly config: Readonly<ReplicatorConfig>,
+    private readonly deps: ReplicatorDeps,
+  ) {
+    this.log = deps.log ?? silentLogger;
+    this.now = deps.now ?? Date.now;
+    this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
+    this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
+    this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
+    const copier = new Copier(new NodeClient(this.agent), {
+      token: config.nodeToken,
+      timeoutMs: config.requestTimeoutMs,
+    });
+    this.pool = new WorkerPool(
+      deps.queue,
+      deps.map,
+      copier,
+      this.stats,
+      this.log,
+      { ...config, now: this.now, random: deps.random ?? Math.random },
+      this.abort.signal,
+    );
+    this.server = createServer((req, res) => void this.route(req, res));
+  }
+
+  get url(): string {
+    if (!this.baseUrl) throw new BackpackError("UNAVAILABLE", "the replicator is not started");
+    return this.baseUrl;
+  }
+
+  async start(): Promise<void> {
+    this.baseUrl = await listen(this.server, this.config.host, this.config.port);
+    this.loop = this.run();
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  /** The figures of `GET /stats`. */
+  async statsJson(): Promise<ReplicatorStatsJson> {
+    return this.stats.json(this.pool.active, this.pool.targetsDown());
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true;
+    await this.loop;
+    const timer = setTimeout(() => this.abort.abort(), STOP_GRACE_MS);
+    await this.pool.drain();
+    clearTimeout(timer);
+    await closeServer(this.server, 1000);
+    await this.agent.close();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      await this.pool.slot();
+      const room = Math.min(this.pool.free, this.config.batchSize);
+      if (room === 0 || this.stopping) continue;
+      let leased;
+      try {
+        leased = await this.deps.queue.lease(room, this.config.leaseMs, LEASE_WAIT_MS);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "cannot lease tasks; retrying");
+        await sleep(500);
+        continue;
+      }
+      for (const l of leased) this.pool.submit(l);
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        throw new BackpackError("METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
+      }
+      if (path === "/stats") sendJson(res, 200, await this.statsJson());
+      else if (path === "/metrics") await sendMetrics(res, this.registry);
+      else if (path === "/healthz") {
+        if (this.stopping) throw new BackpackError("SHUTTING_DOWN", "the replicator is stopping");
+        sendJson(res, 200, { ok: true, mapConnected: this.deps.map.connected });
+      } else throw new BackpackError("NOT_FOUND", `no such endpoint ${path}`);
+    } catch (err) {
+      sendError(res, err, this.log);
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Per-target admission: at most `limit` tasks at once per target node, and a circuit breaker for targets
+ * that fail at the transport level (down, unreachable): after a failure the target is left alone for a delay
+ * that doubles with each further failure (capped) and resets on the first success. Pure: the clock is
+ * passed in.
+ */
+export class TargetGate {
+  private readonly active = new Map<string, number>();
+  private readonly down = new Map<string, { until: number; delayMs: number }>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly minDelayMs: number,
+    private readonly maxDelayMs: number,
+  ) {}
+
+  /** True (and counted) when a task for `target` may start now. */
+  tryEnter(target: string): boolean {
+    const n = this.active.get(target) ?? 0;
+    if (n >= this.limit) return false;
+    this.active.set(target, n + 1);
+    return true;
+  }
+
+  leave(target: string): void {
+    const n = (this.active.get(target) ?? 1) - 1;
+    if (n <= 0) this.active.delete(target);
+    else this.active.set(target, n);
+  }
+
+  /** Milliseconds until `target` may be tried again (0 when it is not known to be down). */
+  downFor(target: string, now: number): number {
+    const d = this.down.get(target);
+    return d ? Math.max(0, d.until - now) : 0;
+  }
+
+  /** Records a transport failure; returns how long the target is now left alone. */
+  markDown(target: string, now: number): number {
+    const prev = this.down.get(target);
+    // Failures of tasks that were already running when the target went down do not extend the pause.
+    if (prev && prev.until > now) return prev.until - now;
+    const delayMs = prev ? Math.min(this.maxDelayMs, prev.delayMs * 2) : this.minDelayMs;
+    this.down.set(target, { until: now + delayMs, delayMs });
+    return delayMs;
+  }
+
+  markUp(target: string): void {
+    this.down.delete(target);
+  }
+
+  /** Targets currently paused, for /stats. */
+  downTargets(now: number): string[] {
+    return [...this.down].filter(([, d]) => d.until > now).map(([t]) => t);
+  }
+}
