@@ -82,7 +82,7 @@ export class NodeStats {
       buckets,
       registers: [r],
     });
-    const self = this;
+    const refused = this.refused;
     const counter = (name: string, help: string, read: () => number): void => {
       new Counter({
         name,
@@ -104,13 +104,13 @@ export class NodeStats {
         },
       });
     };
-    counter("backpack_node_gets_total", "GETs answered with a body", () => self.gets.count);
-    counter("backpack_node_get_bytes_total", "Body bytes answered to GETs", () => self.gets.bytes);
-    counter("backpack_node_puts_total", "PUTs stored", () => self.puts.count);
-    counter("backpack_node_put_bytes_total", "Body bytes stored by PUTs", () => self.puts.bytes);
-    counter("backpack_node_deletes_total", "DELETEs that removed a key", () => self.deletes.count);
-    counter("backpack_node_not_found_total", "Requests answered 404", () => self.notFound);
-    counter("backpack_node_not_modified_total", "Requests answered 304", () => self.notModified);
+    counter("backpack_node_gets_total", "GETs answered with a body", () => this.gets.count);
+    counter("backpack_node_get_bytes_total", "Body bytes answered to GETs", () => this.gets.bytes);
+    counter("backpack_node_puts_total", "PUTs stored", () => this.puts.count);
+    counter("backpack_node_put_bytes_total", "Body bytes stored by PUTs", () => this.puts.bytes);
+    counter("backpack_node_deletes_total", "DELETEs that removed a key", () => this.deletes.count);
+    counter("backpack_node_not_found_total", "Requests answered 404", () => this.notFound);
+    counter("backpack_node_not_modified_total", "Requests answered 304", () => this.notModified);
     new Counter({
       name: "backpack_node_refused_total",
       help: "Requests refused, by reason",
@@ -118,11 +118,11 @@ export class NodeStats {
       registers: [r],
       collect() {
         this.reset();
-        for (const [reason, n] of Object.entries(self.refused)) this.inc({ reason }, n);
+        for (const [reason, n] of Object.entries(refused)) this.inc({ reason }, n);
       },
     });
     const store = (pick: (s: StoreStats) => number) => () => {
-      const s = self.storeStats();
+      const s = this.storeStats();
       return s ? pick(s) : 0;
     };
     counter(
@@ -155,8 +155,8 @@ export class NodeStats {
       "Volume files",
       store((s) => s.volumes),
     );
-    gauge("backpack_node_inflight_uploads", "Uploads being received", () => self.inflight().uploads);
-    gauge("backpack_node_inflight_upload_bytes", "Bytes reserved by uploads", () => self.inflight().bytes);
+    gauge("backpack_node_inflight_uploads", "Uploads being received", () => this.inflight().uploads);
+    gauge("backpack_node_inflight_upload_bytes", "Bytes reserved by uploads", () => this.inflight().bytes);
   }
 
   observeGet(bytes: number, ms: number): void {

@@ -1,0 +1,27 @@
+import { createServer } from "node:http";
+
+/**
+ * The baseline of the HTTP benchmarks: a trivial node:http server that discards PUT bodies (201) and answers
+ * every GET with a body from memory. Run as its own process: `node baseline-server.js <get body bytes>`.
+ */
+const size = Number(process.argv[2] ?? 1024);
+const body = Buffer.alloc(size, "b");
+const server = createServer((req, res) => {
+  if (req.method === "PUT") {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(201, { "content-length": 0 });
+      res.end();
+    });
+    return;
+  }
+  res.writeHead(200, { "content-length": body.length, "content-type": "application/octet-stream" });
+  res.end(body);
+});
+server.keepAliveTimeout = 5000;
+server.listen(0, "127.0.0.1", () => {
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : 0;
+  process.stderr.write(JSON.stringify({ msg: "listening", url: `http://127.0.0.1:${port}` }) + "\n");
+});
+process.on("SIGTERM", () => server.close(() => process.exit(0)));

@@ -1,0 +1,99 @@
+import { cpus, tmpdir, totalmem } from "node:os";
+import { mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { hasWrk, runLoad, type LoadResult } from "./lib/load.js";
+import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
+
+/**
+ * `npm run bench:node`: a storage node against a trivial node:http baseline, same machine, same run, same load
+ * tool, PUT and GET of 1 KiB (64 connections) and 1 MiB (8 connections). Each server runs in its own process.
+ * Options (env): BENCH_SECONDS (default 8), BENCH_SYNC (batch|none, default batch).
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const SYNC = process.env.BENCH_SYNC ?? "batch";
+const BACKPACK = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
+const BASELINE = fileURLToPath(new URL("./lib/baseline-server.js", import.meta.url));
+
+interface Case {
+  name: string;
+  bytes: number;
+  connections: number;
+  keys: number;
+  target: { get: number; put: number };
+}
+
+const CASES: Case[] = [
+  { name: "1 KiB", bytes: 1024, connections: 64, keys: 10_000, target: { get: 0.8, put: 0.6 } },
+  { name: "1 MiB", bytes: 1024 * 1024, connections: 8, keys: 64, target: { get: 0.8, put: 0.8 } },
+];
+
+function fmt(r: LoadResult): string {
+  return `${r.rps.toFixed(0).padStart(8)} req/s  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms${r.errors ? `  (${r.errors} errors!)` : ""}`;
+}
+
+async function main(): Promise<void> {
+  const cpu = cpus()[0]?.model ?? "unknown cpu";
+  console.log("# backpack storage node benchmark");
+  console.log(
+    `machine: ${cpus().length} × ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM; Node ${process.version}`,
+  );
+  console.log(
+    `load tool: ${hasWrk() ? "wrk (2 threads, Lua script: a distinct key per request from a key range)" : "autocannon"}`,
+  );
+  console.log(
+    `method: node (sync=${SYNC}, data in ${tmpdir()}) vs baseline node:http (discards PUT bodies, answers GET`,
+  );
+  console.log(`from a buffer in memory), each in its own process; ${SECONDS} s per run after a 2 s warm-up;`);
+  console.log("PUT runs first and fills the keys that GET then reads. Ratio = node / baseline req/s.\n");
+
+  const dataDir = await mkdtemp(join(tmpdir(), "backpack-bench-"));
+  const servers: ServerProcess[] = [];
+  const rows: string[] = [];
+  let allMet = true;
+  try {
+    const node = await startServerProcess(BACKPACK, ["node", dataDir, "127.0.0.1", "0", "--sync", SYNC]);
+    servers.push(node);
+    for (const c of CASES) {
+      const baseline = await startServerProcess(BASELINE, [String(c.bytes)]);
+      servers.push(baseline);
+      for (const method of ["PUT", "GET"] as const) {
+        const load = (url: string, durationSec: number): Promise<LoadResult> =>
+          runLoad({
+            url,
+            method,
+            connections: c.connections,
+            durationSec,
+            pathPrefix: `/bench/${c.bytes}/`,
+            keys: c.keys,
+            bodyBytes: method === "PUT" ? c.bytes : undefined,
+          });
+        await load(baseline.url, 2);
+        const base = await load(baseline.url, SECONDS);
+        await load(node.url, 2);
+        const ours = await load(node.url, SECONDS);
+        const ratio = ours.rps / base.rps;
+        const target = method === "GET" ? c.target.get : c.target.put;
+        const met = ratio >= target && ours.errors === 0;
+        allMet &&= met;
+        const label = `${method} ${c.name}, ${c.connections} conn`;
+        console.log(
+          `${label}\n  baseline ${fmt(base)}\n  node     ${fmt(ours)}\n  ratio    ${ratio.toFixed(2)} (target ≥ ${target}) ${met ? "met" : "NOT met"}`,
+        );
+        rows.push(
+          `| ${label} | ${base.rps.toFixed(0)} | ${base.p99Ms.toFixed(2)} | ${ours.rps.toFixed(0)} | ${ours.p99Ms.toFixed(2)} | ${ratio.toFixed(2)} | ≥ ${target} |`,
+        );
+      }
+      await baseline.stop();
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  console.log("\n| run | baseline req/s | baseline p99 ms | node req/s | node p99 ms | ratio | target |");
+  console.log("|---|---|---|---|---|---|---|");
+  for (const r of rows) console.log(r);
+  console.log(allMet ? "\nall targets met" : "\nsome targets not met");
+}
+
+await main();

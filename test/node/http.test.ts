@@ -1,0 +1,291 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { open, readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { crc32 } from "node:zlib";
+import { etagOf, formatChecksum } from "../../src/common/checksum.js";
+import { tempDir } from "../helpers/tmp.js";
+import { http, startNode } from "./node-harness.js";
+
+void test("PUT → 201 with ETag and checksum; GET and HEAD answer the same headers", async (t) => {
+  const node = await startNode(t);
+  const body = randomBytes(5000);
+  const put = await http(node.url, "/dir/sub/file.jpg", {
+    method: "PUT",
+    body,
+    headers: { "content-type": "image/jpeg" },
+  });
+  assert.equal(put.status, 201);
+  assert.equal(put.body.length, 0);
+  const crc = crc32(body);
+  assert.equal(put.headers["x-backpack-checksum"], formatChecksum(crc));
+  assert.equal(put.headers.etag, etagOf(crc, body.length));
+
+  const get = await http(node.url, "/dir/sub/file.jpg");
+  assert.equal(get.status, 200);
+  assert.deepEqual(get.body, body);
+  assert.equal(get.headers["content-length"], String(body.length));
+  assert.equal(get.headers["content-type"], "image/jpeg");
+  assert.equal(get.headers.etag, etagOf(crc, body.length));
+  assert.equal(get.headers["accept-ranges"], "bytes");
+  assert.equal(get.headers["x-backpack-checksum"], formatChecksum(crc));
+  assert.ok(!Number.isNaN(Date.parse(String(get.headers["last-modified"]))));
+
+  const head = await http(node.url, "/dir/sub/file.jpg", { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(head.body.length, 0);
+  for (const h of [
+    "content-length",
+    "content-type",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "x-backpack-checksum",
+  ]) {
+    assert.equal(head.headers[h], get.headers[h], h);
+  }
+});
+
+void test("no Content-Type stored → application/octet-stream; empty body; overwrite supersedes", async (t) => {
+  const node = await startNode(t);
+  assert.equal((await http(node.url, "/a", { method: "PUT", body: "one" })).status, 201);
+  let get = await http(node.url, "/a");
+  assert.equal(get.headers["content-type"], "application/octet-stream");
+  assert.equal(get.text, "one");
+  assert.equal((await http(node.url, "/a", { method: "PUT", body: "two!" })).status, 201);
+  get = await http(node.url, "/a");
+  assert.equal(get.text, "two!");
+  assert.equal((await http(node.url, "/empty", { method: "PUT", body: Buffer.alloc(0) })).status, 201);
+  get = await http(node.url, "/empty");
+  assert.equal(get.status, 200);
+  assert.equal(get.headers["content-length"], "0");
+  assert.equal(get.body.length, 0);
+});
+
+void test("keys: percent-decoded, query string ignored (a ?v=2 cache-buster is the same file)", async (t) => {
+  const node = await startNode(t);
+  assert.equal((await http(node.url, "/caf%C3%A9/a%20b.txt?v=1", { method: "PUT", body: "x" })).status, 201);
+  assert.equal((await http(node.url, "/café/a b.txt".replace(" ", "%20"))).text, "x");
+  assert.equal((await http(node.url, "/caf%c3%a9/a%20b.txt?v=2")).text, "x");
+  assert.equal((await http(node.url, "/caf%C3%A9/a%20b.txt")).status, 200);
+});
+
+void test("GET/HEAD/DELETE of a missing key → 404 JSON; DELETE → 204, then 404", async (t) => {
+  const node = await startNode(t);
+  const get = await http(node.url, "/nothing");
+  assert.equal(get.status, 404);
+  assert.equal(get.json().code, "NOT_FOUND");
+  assert.equal(typeof get.json().error, "string");
+  assert.equal((await http(node.url, "/nothing", { method: "HEAD" })).status, 404);
+  assert.equal((await http(node.url, "/nothing", { method: "DELETE" })).status, 404);
+  await http(node.url, "/x", { method: "PUT", body: "abc" });
+  const del = await http(node.url, "/x", { method: "DELETE" });
+  assert.equal(del.status, 204);
+  assert.equal((await http(node.url, "/x")).status, 404);
+  assert.equal((await http(node.url, "/x", { method: "DELETE" })).status, 404);
+});
+
+void test("Range → 206 with Content-Range, unsatisfiable → 416, If-Range that does not hold → 200", async (t) => {
+  const node = await startNode(t);
+  const body = Buffer.from("0123456789");
+  await http(node.url, "/r", { method: "PUT", body });
+  let res = await http(node.url, "/r", { headers: { range: "bytes=2-5" } });
+  assert.equal(res.status, 206);
+  assert.equal(res.text, "2345");
+  assert.equal(res.headers["content-range"], "bytes 2-5/10");
+  assert.equal(res.headers["content-length"], "4");
+  res = await http(node.url, "/r", { headers: { range: "bytes=-3" } });
+  assert.equal(res.status, 206);
+  assert.equal(res.text, "789");
+  res = await http(node.url, "/r", { headers: { range: "bytes=7-" } });
+  assert.equal(res.text, "789");
+  res = await http(node.url, "/r", { headers: { range: "bytes=10-" } });
+  assert.equal(res.status, 416);
+  assert.equal(res.json().code, "RANGE_NOT_SATISFIABLE");
+  assert.equal(res.headers["content-range"], "bytes */10");
+  res = await http(node.url, "/r", { headers: { range: "bytes=1-2", "if-range": '"stale"' } });
+  assert.equal(res.status, 200);
+  assert.equal(res.text, "0123456789");
+  const etag = String(res.headers.etag);
+  res = await http(node.url, "/r", { headers: { range: "bytes=1-2", "if-range": etag } });
+  assert.equal(res.status, 206);
+  assert.equal(res.text, "12");
+  res = await http(node.url, "/r", { method: "HEAD", headers: { range: "bytes=1-2" } });
+  assert.equal(res.status, 206);
+  assert.equal(res.headers["content-length"], "2");
+  // A range of a large (streamed) body.
+  const big = randomBytes(3 * 1024 * 1024);
+  await http(node.url, "/big", { method: "PUT", body: big });
+  res = await http(node.url, "/big", { headers: { range: "bytes=1000000-2999999" } });
+  assert.equal(res.status, 206);
+  assert.deepEqual(res.body, big.subarray(1_000_000, 3_000_000));
+  res = await http(node.url, "/big");
+  assert.deepEqual(res.body, big);
+});
+
+void test("If-None-Match and If-Modified-Since → 304 with validators, no body", async (t) => {
+  const node = await startNode(t);
+  await http(node.url, "/c", { method: "PUT", body: "cached" });
+  const first = await http(node.url, "/c");
+  const etag = String(first.headers.etag);
+  const lastModified = String(first.headers["last-modified"]);
+  let res = await http(node.url, "/c", { headers: { "if-none-match": etag } });
+  assert.equal(res.status, 304);
+  assert.equal(res.body.length, 0);
+  assert.equal(res.headers.etag, etag);
+  res = await http(node.url, "/c", { method: "HEAD", headers: { "if-none-match": `"x", ${etag}` } });
+  assert.equal(res.status, 304);
+  res = await http(node.url, "/c", { headers: { "if-none-match": '"other"' } });
+  assert.equal(res.status, 200);
+  res = await http(node.url, "/c", { headers: { "if-modified-since": lastModified } });
+  assert.equal(res.status, 304);
+  res = await http(node.url, "/c", { headers: { "if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT" } });
+  assert.equal(res.status, 200);
+  assert.equal(res.text, "cached");
+});
+
+void test("chunked uploads are stored (up to the limit)", async (t) => {
+  const node = await startNode(t, { maxBodyBytes: 1024 * 1024 });
+  const parts = [randomBytes(1000), randomBytes(200_000), randomBytes(5)];
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (const p of parts) yield p;
+  }
+  const put = await http(node.url, "/chunked", { method: "PUT", body: chunks() });
+  assert.equal(put.status, 201);
+  const get = await http(node.url, "/chunked");
+  assert.deepEqual(get.body, Buffer.concat(parts));
+  assert.equal(put.headers["x-backpack-checksum"], formatChecksum(crc32(Buffer.concat(parts))));
+});
+
+void test("X-Backpack-Checksum on PUT: a matching body is stored, a mismatch is refused and nothing stored", async (t) => {
+  const node = await startNode(t);
+  const body = Buffer.from("checked body");
+  const good = await http(node.url, "/k", {
+    method: "PUT",
+    body,
+    headers: { "x-backpack-checksum": formatChecksum(crc32(body)) },
+  });
+  assert.equal(good.status, 201);
+  const bad = await http(node.url, "/k2", {
+    method: "PUT",
+    body,
+    headers: { "x-backpack-checksum": formatChecksum((crc32(body) ^ 1) >>> 0) },
+  });
+  assert.equal(bad.status, 502);
+  assert.equal(bad.json().code, "CHECKSUM_MISMATCH");
+  assert.equal((await http(node.url, "/k2")).status, 404);
+  const malformed = await http(node.url, "/k3", {
+    method: "PUT",
+    body,
+    headers: { "x-backpack-checksum": "xyz" },
+  });
+  assert.equal(malformed.status, 400);
+  assert.equal(malformed.json().code, "BAD_CHECKSUM_HEADER");
+});
+
+void test("unknown methods → 405 with Allow; reserved paths answer GET/HEAD only", async (t) => {
+  const node = await startNode(t);
+  for (const method of ["POST", "PATCH", "OPTIONS"] as const) {
+    const res = await http(node.url, "/file", { method });
+    assert.equal(res.status, 405, method);
+    assert.equal(res.json().code, "METHOD_NOT_ALLOWED");
+    assert.equal(res.headers.allow, "GET, HEAD, PUT, DELETE");
+  }
+  const res = await http(node.url, "/stats", { method: "PUT", body: "x" });
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.allow, "GET, HEAD");
+  assert.equal((await http(node.url, "/healthz", { method: "DELETE" })).status, 405);
+});
+
+void test("/stats keeps the original's fields; /metrics is Prometheus text; /healthz answers ok", async (t) => {
+  const node = await startNode(t);
+  await http(node.url, "/s", { method: "PUT", body: "12345" });
+  await http(node.url, "/s");
+  await http(node.url, "/s");
+  const stats = (await http(node.url, "/stats")).json() as Record<
+    string,
+    { count: number; bytes: number; avg: number }
+  >;
+  assert.equal(stats.puts?.count, 1);
+  assert.equal(stats.puts?.bytes, 5);
+  assert.equal(stats.gets?.count, 2);
+  assert.equal(stats.gets?.bytes, 10);
+  assert.equal(typeof stats.gets?.avg, "number");
+  assert.equal(typeof stats.puts?.avg, "number");
+  const metrics = await http(node.url, "/metrics");
+  assert.equal(metrics.status, 200);
+  assert.match(String(metrics.headers["content-type"]), /text\/plain/);
+  assert.match(metrics.text, /^backpack_node_gets_total 2$/m);
+  assert.match(metrics.text, /^backpack_node_objects 1$/m);
+  assert.match(metrics.text, /backpack_node_put_duration_seconds_bucket/);
+  const health = await http(node.url, "/healthz");
+  assert.equal(health.status, 200);
+  assert.deepEqual(health.json(), { status: "ok" });
+  assert.equal((await http(node.url, "/stats?x=1")).status, 200);
+});
+
+void test("write token: PUT/DELETE need Bearer (401 without, 403 wrong); GET/HEAD stay open", async (t) => {
+  const node = await startNode(t, { writeToken: "s3cret-token" });
+  let res = await http(node.url, "/t", { method: "PUT", body: "x" });
+  assert.equal(res.status, 401);
+  assert.equal(res.json().code, "UNAUTHORIZED");
+  res = await http(node.url, "/t", { method: "PUT", body: "x", headers: { authorization: "Bearer wrong" } });
+  assert.equal(res.status, 403);
+  assert.equal(res.json().code, "FORBIDDEN");
+  res = await http(node.url, "/t", { method: "PUT", body: "x", headers: { authorization: "Basic abc" } });
+  assert.equal(res.status, 401);
+  assert.equal((await http(node.url, "/t")).status, 404, "nothing was stored");
+  const auth = { authorization: "Bearer s3cret-token" };
+  assert.equal((await http(node.url, "/t", { method: "PUT", body: "x", headers: auth })).status, 201);
+  assert.equal((await http(node.url, "/t")).text, "x");
+  assert.equal((await http(node.url, "/t", { method: "HEAD" })).status, 200);
+  assert.equal((await http(node.url, "/t", { method: "DELETE" })).status, 401);
+  assert.equal(
+    (await http(node.url, "/t", { method: "DELETE", headers: { authorization: "Bearer no" } })).status,
+    403,
+  );
+  assert.equal((await http(node.url, "/t", { method: "DELETE", headers: auth })).status, 204);
+});
+
+void test("a corrupt record is answered 502 CHECKSUM_MISMATCH and counted, never served", async (t) => {
+  const dataDir = await tempDir(t);
+  const node = await startNode(t, { dataDir });
+  const marker = Buffer.from("a-very-recognisable-body-" + "z".repeat(100));
+  await http(node.url, "/corrupt", { method: "PUT", body: marker });
+  // Flip one byte of the body inside the volume file, behind the node's back.
+  let flipped = false;
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (!flipped) {
+        const fh = await open(p, "r+");
+        const content = await readFile(p);
+        const at = content.indexOf(marker);
+        if (at !== -1) {
+          await fh.write(Buffer.from([content[at + 30]! ^ 0xff]), 0, 1, at + 30);
+          flipped = true;
+        }
+        await fh.close();
+      }
+    }
+  };
+  await walk(dataDir);
+  assert.ok(flipped, "found the record in a volume");
+  const res = await http(node.url, "/corrupt");
+  assert.equal(res.status, 502);
+  assert.equal(res.json().code, "CHECKSUM_MISMATCH");
+  assert.ok(!res.body.includes(Buffer.from("recognisable")));
+  const stats = (await http(node.url, "/stats")).json() as { refused: { checksum_mismatch: number } };
+  assert.equal(stats.refused.checksum_mismatch, 1);
+  assert.match((await http(node.url, "/metrics")).text, /^backpack_node_checksum_errors_total [1-9]/m);
+});
+
+void test("stop() drains in-flight work, then refuses; idempotent", async (t) => {
+  const node = await startNode(t);
+  await http(node.url, "/d", { method: "PUT", body: "x" });
+  const url = node.url;
+  await Promise.all([node.stop(), node.stop()]);
+  await assert.rejects(http(url, "/d"));
+});
