@@ -1,0 +1,197 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { request } from "undici";
+import { Redis } from "ioredis";
+import type { ClusterMap } from "../../src/cluster/types.js";
+import { silentLogger } from "../../src/common/logger.js";
+import { openQueue } from "../../src/queue/open.js";
+import type { ReplicationQueue } from "../../src/queue/types.js";
+import { replicatorConfig } from "../../src/replicator/config.js";
+import { ReplicatorService } from "../../src/replicator/service.js";
+import { startRedis } from "../helpers/redis.js";
+import { waitFor } from "../helpers/wait.js";
+import {
+  clusterMap,
+  copyTask,
+  corruptOnDisk,
+  crcOn,
+  put,
+  randomBody,
+  startNodes,
+  type TestNode,
+} from "./fixture.js";
+
+// Shared by the tests of this file: one Redis, three real nodes, one map (shard 1 on all three), one queue
+// and one replicator. Each test uses its own keys.
+const hooks = { after };
+const redis = await startRedis(hooks);
+const nodes: TestNode[] = await startNodes(hooks, 3);
+const settings = { key: "repl-test", servers: [redis.endpoint] };
+const { map }: { map: ClusterMap } = await clusterMap(hooks, nodes, { "1": ["1", "2", "3"] }, settings);
+const queue: ReplicationQueue = await openQueue({ settings }, { backoffBaseMs: 50, backoffMaxMs: 200 });
+after(() => queue.stop());
+const replicator = new ReplicatorService(
+  replicatorConfig({
+    concurrency: 8,
+    perTargetConcurrency: 4,
+    leaseMs: 5000,
+    targetDownMinMs: 100,
+    targetDownMaxMs: 500,
+  }),
+  { map, queue, log: silentLogger },
+);
+await replicator.start();
+after(() => replicator.stop());
+
+const [n1, n2, n3] = nodes as [TestNode, TestNode, TestNode];
+
+async function stats(): Promise<
+  Record<string, unknown> & { copies: number; skipped: number; superseded: number; deadLettered: number }
+> {
+  const res = await request(`${replicator.url}/stats`);
+  return (await res.body.json()) as never;
+}
+
+async function drained(): Promise<boolean> {
+  const s = await queue.stats();
+  return s.depth === 0;
+}
+
+void test("copies a file to the target, verified; a second task for it is skipped", async () => {
+  const body = randomBody(200_000);
+  const crc = await put(n1.url, "a/one.bin", body);
+  const before = await stats();
+  await queue.push([copyTask("a/one.bin", crc, body.length, ["1"], "2")]);
+  await waitFor(async () => (await crcOn(n2.url, "a/one.bin")) === crc, { what: "copy on node 2" });
+  await waitFor(drained, { what: "queue drained" });
+  assert.equal((await stats()).copies, before.copies + 1);
+  await queue.push([copyTask("a/one.bin", crc, body.length, ["1"], "2")]);
+  await waitFor(async () => (await stats()).skipped === before.skipped + 1, { what: "skipped" });
+  const res = await request(`${n2.url}/a/one.bin`);
+  assert.deepEqual(Buffer.from(await res.body.arrayBuffer()), body);
+});
+
+void test("a file deleted or overwritten since is acknowledged as superseded", async () => {
+  const before = await stats();
+  await queue.push([copyTask("never-stored.bin", "0a0b0c0d", 10, ["1"], "2")]);
+  const body = randomBody(1000);
+  await put(n1.url, "overwritten.bin", body);
+  await queue.push([copyTask("overwritten.bin", "12345678", 1000, ["1"], "3")]);
+  await waitFor(async () => (await stats()).superseded === before.superseded + 2, { what: "2 superseded" });
+  assert.equal(await crcOn(n2.url, "never-stored.bin"), undefined);
+  assert.equal(await crcOn(n3.url, "overwritten.bin"), undefined);
+  await waitFor(drained, { what: "queue drained" });
+});
+
+void test("delete tasks remove the file from the target; a missing file is fine", async () => {
+  const body = randomBody(500);
+  await put(n3.url, "to-delete.bin", body);
+  await queue.push([
+    {
+      op: "delete",
+      shard: "1",
+      sources: [],
+      target: "3",
+      key: "to-delete.bin",
+      crc: "",
+      size: 0,
+      createdAt: Date.now(),
+    },
+    {
+      op: "delete",
+      shard: "1",
+      sources: [],
+      target: "3",
+      key: "not-there.bin",
+      crc: "",
+      size: 0,
+      createdAt: Date.now(),
+    },
+  ]);
+  await waitFor(async () => (await crcOn(n3.url, "to-delete.bin")) === undefined, { what: "deleted" });
+  await waitFor(drained, { what: "queue drained" });
+  assert.equal((await queue.stats()).deadLetters, (await queue.deadLetters()).length);
+});
+
+void test("a corrupt source replica is skipped: the copy comes from the good one", async () => {
+  const body = randomBody(100_000);
+  const crc = await put(n1.url, "corrupt.bin", body);
+  await put(n3.url, "corrupt.bin", body);
+  await corruptOnDisk(n1.dir, body);
+  const direct = await request(`${n1.url}/corrupt.bin`);
+  const served = await direct.body.arrayBuffer().catch(() => undefined);
+  assert.ok(
+    direct.statusCode !== 200 || served === undefined || !Buffer.from(served).equals(body),
+    "node 1 is corrupt",
+  );
+  await queue.push([copyTask("corrupt.bin", crc, body.length, ["1", "3"], "2")]);
+  await waitFor(async () => (await crcOn(n2.url, "corrupt.bin")) === crc, { what: "good copy on node 2" });
+  const res = await request(`${n2.url}/corrupt.bin`);
+  assert.deepEqual(Buffer.from(await res.body.arrayBuffer()), body);
+  await waitFor(drained, { what: "queue drained" });
+});
+
+void test("malformed payloads are dead-lettered with a reason and the worker keeps going", async (t) => {
+  const c = new Redis({ host: redis.host, port: redis.port });
+  t.after(() => c.disconnect());
+  const before = await stats();
+  for (const [id, raw] of [
+    ["bad-json", "{oops"],
+    ["bad-op", JSON.stringify({ op: "move", key: "x" })],
+  ]) {
+    await c.hset(`${settings.key}:tasks`, id as string, raw as string);
+    await c.zadd(`${settings.key}:due`, 0, id as string);
+    await c.zadd(`${settings.key}:created`, Date.now(), id as string);
+  }
+  const body = randomBody(5000);
+  const crc = await put(n1.url, "after-bad.bin", body);
+  await queue.push([copyTask("after-bad.bin", crc, body.length, ["1"], "3")]);
+  await waitFor(async () => (await crcOn(n3.url, "after-bad.bin")) === crc, { what: "good task copied" });
+  await waitFor(async () => (await stats()).deadLettered === before.deadLettered + 2, {
+    what: "2 dead letters",
+  });
+  const dead = await queue.deadLetters();
+  const reasons = Object.fromEntries(dead.map((d) => [d.id, d.reason]));
+  assert.match(reasons["bad-json"] ?? "", /malformed task: payload is not JSON/);
+  assert.match(reasons["bad-op"] ?? "", /malformed task: op must be/);
+});
+
+void test("follows the map live: a server and shard added later are used without a restart", async (t) => {
+  const [n4, n5] = await startNodes(t, 2);
+  assert.ok(n4 && n5);
+  await map.addServer("4", n4.url);
+  await map.addServer("5", n5.url);
+  await map.addShard("2", ["4", "5"], 1 << 30);
+  const body = randomBody(3000);
+  const crc = await put(n4.url, "new-shard.bin", body);
+  await queue.push([copyTask("new-shard.bin", crc, body.length, ["4"], "5", "2")]);
+  await waitFor(async () => (await crcOn(n5.url, "new-shard.bin")) === crc, {
+    what: "copy on the new server",
+  });
+  await waitFor(drained, { what: "queue drained" });
+});
+
+void test("/stats, /metrics, /healthz answer; other paths are JSON errors", async () => {
+  const s = await stats();
+  for (const k of [
+    "depth",
+    "oldestTaskAgeMs",
+    "copiesPerSec",
+    "bytesPerSec",
+    "failures",
+    "deadLetters",
+    "superseded",
+  ]) {
+    assert.ok(k in s, k);
+  }
+  const m = await request(`${replicator.url}/metrics`);
+  const text = await m.body.text();
+  assert.match(text, /backpack_replicator_tasks_total\{outcome="copied"/);
+  assert.match(text, /backpack_replication_lag_seconds/);
+  const h = await request(`${replicator.url}/healthz`);
+  assert.equal(h.statusCode, 200);
+  await h.body.dump();
+  const nf = await request(`${replicator.url}/nope`);
+  assert.equal(nf.statusCode, 404);
+  assert.equal(((await nf.body.json()) as { code: string }).code, "NOT_FOUND");
+});
