@@ -1,0 +1,20 @@
+import { Simulator } from "./simulator.js";
+const n = Number(process.argv[2] ?? 100);
+const t0 = performance.now();
+const sim = new Simulator({ members: n, seed: 1, core: { periodMs: 100, probeTimeoutMs: 50, token: false } });
+const deadAt = new Map<string, number>();
+let firstSuspect: number | undefined;
+let falseDeaths = 0;
+sim.onEvent((obs, e, now) => {
+  if (e.type !== "member") return;
+  if (e.member.id === "m7" && e.member.status === "dead") deadAt.set(obs, now);
+  if (e.member.id === "m7" && e.member.status === "suspect") firstSuspect ??= now;
+  if (e.member.id !== "m7" && e.member.status === "dead") falseDeaths++;
+});
+sim.run(5000);
+console.log("warm", sim.messages, performance.now() - t0);
+const killAt = sim.now;
+sim.kill("m7");
+sim.run(5000);
+const times = [...deadAt.values()].map((t) => t - killAt).sort((a, b) => a - b);
+console.log({ n: deadAt.size, first: times[0], last: times[times.length - 1], firstSuspect: (firstSuspect ?? NaN) - killAt, falseDeaths, msgs: sim.messages, wall: performance.now() - t0, types: Object.fromEntries(sim.byType) });

@@ -1,0 +1,197 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:http";
+import { fileURLToPath } from "node:url";
+import { readSecretFile } from "../../common/config.js";
+import { closeServer, listen, sendError } from "../../common/http.js";
+import { BackpackError } from "../../common/errors.js";
+import { createLogger } from "../../common/logger.js";
+import { ringMemberConfig } from "../../ring/config.js";
+import { RingMember } from "../../ring/ring-member.js";
+import { createRingViewHandler } from "../../ring/ring-view.js";
+import { UsageError } from "../args.js";
+import { optInt, optString, type Command, type CommandIo } from "../command.js";
+import type { ParsedArgs } from "../args.js";
+
+const BIN = fileURLToPath(new URL("../bin/backpack.js", import.meta.url));
+
+export const command: Command = {
+  spec: {
+    name: "backpack ring-demo",
+    summary:
+      "The seed's ring demo: starts one ring member process per port on loopback, each logging the cluster tick and the token's lap time; kill any one and the others report it dead, restart it and it rejoins.",
+    positionals: [],
+    options: [
+      { name: "ports", type: "string", description: "port range of the members, FIRST-LAST", default: "3000-3010" },
+      { name: "host", type: "string", description: "address the members listen on", default: "127.0.0.1" },
+      {
+        name: "member",
+        type: "string",
+        description: "run ONE member on this port (what the demo starts per port; use it to restart a killed one)",
+      },
+      {
+        name: "seeds",
+        type: "string",
+        description: "with --member: host:port,... to join through (default: every other port of --ports)",
+      },
+      { name: "http-port", type: "string", description: "with --member: port of its GET /ring view (0: any)", default: "0" },
+      { name: "hold-ms", type: "string", description: "how long each member holds the token", default: "100" },
+      { name: "period-ms", type: "string", description: "failure-detector probe period", default: "500" },
+      { name: "probe-timeout-ms", type: "string", description: "direct ping timeout", default: "300" },
+      {
+        name: "secret-file",
+        type: "string",
+        description: "file with the cluster secret: frames are authenticated, peers without it refused",
+      },
+      {
+        name: "respawn-ms",
+        type: "string",
+        description: "restart a member that died after this many ms (0: leave it dead)",
+        default: "0",
+      },
+    ],
+    notes: `
+Output (stdout), one line per event of each member:
+  PORT: 3004 TICK: 17 LAP: 1.12 s MEMBERS: 11 alive        the token passed (the tick is the ring's lap count)
+  PORT: 3004 MEMBER: 127.0.0.1:3005 dead                   a member changed status (alive, suspect, dead, left)
+  PORT: 3005 EXITED: SIGKILL                               (the demo itself) a member process ended
+Logs are JSON lines on stderr. Each member answers GET /ring on its own HTTP port (logged as "listening").
+
+Exit codes: 0 after Ctrl-C (every member leaves and stops), 1 when a member cannot start, 2 on bad arguments.
+
+Examples:
+  backpack ring-demo                                  # 11 members on 127.0.0.1:3000-3010
+  kill -9 <pid of the member on 3004>                 # the others report 127.0.0.1:3004 dead within seconds
+  backpack ring-demo --member 3004 --ports 3000-3010  # it rejoins
+`,
+  },
+  async run(args, io) {
+    const ports = parsePorts(optString(args, "ports") ?? "3000-3010");
+    const member = optString(args, "member");
+    if (member !== undefined) return runMember(args, io, ports, parsePort(member, "--member"));
+    return runDemo(args, io, ports);
+  },
+};
+
+async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port: number): Promise<number> {
+  const host = optString(args, "host") ?? "127.0.0.1";
+  const seedsText = optString(args, "seeds");
+  const seeds = seedsText
+    ? seedsText.split(",").filter((s) => s.length > 0)
+    : ports.filter((p) => p !== port).map((p) => `${host}:${p}`);
+  const secretFile = optString(args, "secret-file");
+  const config = ringMemberConfig({
+    host,
+    port,
+    seeds,
+    secret: secretFile === undefined ? undefined : readSecretFile(secretFile, "cluster secret"),
+    periodMs: optInt(args, "period-ms", 1) ?? 500,
+    probeTimeoutMs: optInt(args, "probe-timeout-ms", 1) ?? 300,
+    tokenHoldMs: optInt(args, "hold-ms", 0) ?? 100,
+  });
+  const log = createLogger({ name: "ring" });
+  const ring = new RingMember(config, { log });
+  await ring.start();
+  const label = `PORT: ${port}`;
+  ring.onChange((e) => {
+    if (e.type === "tick") {
+      const lap = e.token.lapMs === undefined ? "-" : `${(e.token.lapMs / 1000).toFixed(2)} s`;
+      const alive = ring.members().filter((m) => m.status === "alive").length;
+      io.stdout(`${label} TICK: ${e.token.tick} LAP: ${lap} MEMBERS: ${alive} alive\n`);
+    } else if (e.type === "member" && e.member.id !== ring.id) {
+      io.stdout(`${label} MEMBER: ${e.member.id} ${e.member.status}\n`);
+      log.info({ member: e.member.id, status: e.member.status, incarnation: e.member.incarnation }, "member");
+    }
+  });
+  const view = createRingViewHandler(ring);
+  const http = createServer((req, res) => {
+    if (!view(req, res)) sendError(res, new BackpackError("NOT_FOUND", "only GET /ring here"));
+  });
+  const url = await listen(http, host, optInt(args, "http-port", 0) ?? 0);
+  log.info({ url, ring: ring.url, id: ring.id }, "listening");
+  await new Promise<void>((resolve) => {
+    if (io.stopSignal.aborted) resolve();
+    io.stopSignal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await ring.stop();
+  await closeServer(http, 1000);
+  return 0;
+}
+
+async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promise<number> {
+  const host = optString(args, "host") ?? "127.0.0.1";
+  const respawnMs = optInt(args, "respawn-ms", 0) ?? 0;
+  const pass: string[] = ["--ports", `${ports[0]}-${ports[ports.length - 1]}`, "--host", host];
+  for (const name of ["hold-ms", "period-ms", "probe-timeout-ms", "secret-file"]) {
+    const v = optString(args, name);
+    if (v !== undefined) pass.push(`--${name}`, v);
+  }
+  const log = createLogger({ name: "ring-demo" });
+  const children = new Map<number, ChildProcess>();
+  let stopping = false;
+  const startChild = (port: number): void => {
+    const child = spawn(process.execPath, [BIN, "ring-demo", "--member", String(port), ...pass], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.set(port, child);
+    child.stdout.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
+    // Children log JSON on stderr; pass on their warnings and errors only (info is one line per event).
+    let partial = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      const lines = (partial + d).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) if (!/"level":(10|20|30),/.test(line)) io.stderr(line + "\n");
+    });
+    child.once("exit", (code, signal) => {
+      if (children.get(port) === child) children.delete(port);
+      if (stopping) return;
+      io.stdout(`PORT: ${port} EXITED: ${signal ?? code ?? "?"}\n`);
+      if (respawnMs > 0) setTimeout(() => !stopping && !children.has(port) && startChild(port), respawnMs).unref();
+    });
+  };
+  for (const port of ports) startChild(port);
+  io.stdout(
+    `ring-demo: ${ports.length} members on ${host}:${ports[0]}-${ports[ports.length - 1]} (Ctrl-C stops all).\n` +
+      `Kill one (kill -9 <pid>) and watch the others report it dead; restart it with\n` +
+      `  backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]}\n`,
+  );
+  log.info({ url: `tcp://${host}:${ports[0]}`, members: ports.length }, "listening");
+  await new Promise<void>((resolve) => {
+    if (io.stopSignal.aborted) resolve();
+    io.stopSignal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  stopping = true;
+  await Promise.all(
+    [...children.values()].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+          child.once("exit", () => {
+            clearTimeout(t);
+            resolve();
+          });
+          child.kill("SIGTERM");
+        }),
+    ),
+  );
+  return 0;
+}
+
+export function parsePorts(text: string): number[] {
+  const m = /^(\d+)-(\d+)$/.exec(text);
+  if (!m) {
+    const single = parsePort(text, "--ports");
+    return [single];
+  }
+  const lo = parsePort(m[1] ?? "", "--ports");
+  const hi = parsePort(m[2] ?? "", "--ports");
+  if (hi < lo || hi - lo > 255) throw new UsageError(`--ports must be FIRST-LAST with at most 256 ports, got "${text}"`);
+  return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+}
+
+function parsePort(text: string, what: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    throw new UsageError(`${what} must be a port 1-65535, got "${text}"`);
+  }
+  return Number(text);
+}

@@ -1,0 +1,727 @@
+import { BroadcastLog, type Broadcast } from "./broadcast-log.js";
+import { coreConfig, type RingCoreConfig, type RingCoreOptions } from "./core-config.js";
+import { HashRing } from "./hash-ring.js";
+import { KRings, ringPosition } from "./k-rings.js";
+import { LocalHealth, suspicionBounds, suspicionTimeoutMs, type SuspicionBounds } from "./lifeguard.js";
+import { isLive, MemberTable, toUpdate, type Change, type Member } from "./member-table.js";
+import type { Message, Update } from "./messages.js";
+import { TimerQueue, type Timer } from "./timer-queue.js";
+import { TokenKeeper, type Token, type TokenView } from "./token.js";
+
+/** A message the driver must deliver to the member listening at `to` (host:port). */
+export interface Outgoing {
+  to: string;
+  toId: string | undefined;
+  msg: Message;
+}
+
+export type RingEvent =
+  | { type: "member"; member: Member; previous: Member | undefined }
+  | { type: "delivered"; broadcast: Broadcast }
+  | { type: "tick"; token: TokenView }
+  | { type: "joined" };
+
+export interface RingCoreStats {
+  probes: number;
+  probeFailures: number;
+  suspicionsRaised: number;
+  deathsDeclared: number;
+  refutations: number;
+  syncsSent: number;
+  broadcastDuplicates: number;
+}
+
+interface Probe {
+  seq: number;
+  target: string;
+  sentAt: number;
+  acked: boolean;
+  helpers: number;
+  nacks: number;
+}
+
+interface Suspicion {
+  incarnation: number;
+  startedAt: number;
+  by: Set<string>;
+  bounds: SuspicionBounds;
+}
+
+/**
+ * One member of the ring, as a pure state machine: messages in (`receive`), time in (`advance`), messages
+ * out (`drain`), events out (`onEvent`). No sockets, no timers, no clock, no Math.random: the TCP transport
+ * and the simulator both drive this same code.
+ *
+ * Detection is SWIM with Lifeguard. Each period a member probes, in turn, its successor on each of the K
+ * rings and then one member of a shuffled sweep of everyone, so every member is watched by K observers plus
+ * the sweep. A missed ack leads to ping-req through `indirectChecks` others, then to a suspicion that is
+ * flooded over the K-ring overlay; the suspect refutes by raising its incarnation, others confirm, and the
+ * suspicion turns into a death when its Lifeguard timeout (shortened by confirmations) runs out.
+ */
+export class RingCore {
+  readonly config: RingCoreConfig;
+  private readonly table = new MemberTable();
+  private readonly rings: KRings;
+  private readonly timers = new TimerQueue();
+  private readonly health: LocalHealth;
+  private readonly token: TokenKeeper;
+  private readonly log: BroadcastLog;
+  private readonly suspicions = new Map<string, Suspicion>();
+  private readonly relays = new Map<number, { origin: string; originAddr: string; seq: number }>();
+  private readonly syncedAt = new Map<string, number>();
+  private readonly listeners: Array<(e: RingEvent) => void> = [];
+  private outbox: Outgoing[] = [];
+  private incarnation: number;
+  private seq = 0;
+  private broadcastSeq: number;
+  private round = 0;
+  private sweep: string[] = [];
+  private sweepAt = 0;
+  private probe: Probe | undefined;
+  private lastChangeAt = -Infinity;
+  private reapedAt = 0;
+  /** Members held dead (not left): the partition healer probes them. */
+  private readonly dead = new Set<string>();
+  private joined = false;
+  private leaving = false;
+  private placement: HashRing | undefined;
+  private seeds: readonly string[];
+  readonly stats: RingCoreStats = {
+    probes: 0,
+    probeFailures: 0,
+    suspicionsRaised: 0,
+    deathsDeclared: 0,
+    refutations: 0,
+    syncsSent: 0,
+    broadcastDuplicates: 0,
+  };
+  /** Smoothed direct-ping round trip, ms (for comparing with the token's per-hop latency). */
+  pingRttMs: number | undefined;
+
+  constructor(
+    options: RingCoreOptions,
+    now: number,
+    private readonly random: () => number,
+  ) {
+    this.config = coreConfig(options);
+    this.rings = new KRings(this.config.rings);
+    this.health = new LocalHealth(this.config.awarenessMax, this.config.lifeguard);
+    this.token = new TokenKeeper(this.config.id, now);
+    this.log = new BroadcastLog(this.config.broadcastLog);
+    this.incarnation = this.config.incarnation;
+    this.broadcastSeq = Math.floor(random() * 2 ** 40);
+    this.seeds = this.config.seeds;
+    this.table.apply(this.selfUpdate(), now);
+    this.rings.add(this.config.id);
+    const T = this.config.periodMs;
+    this.timers.at(now + random() * T, "probe");
+    this.timers.at(now + random() * this.config.healIntervalMs, "heal");
+    if (this.config.token) this.timers.at(now + this.config.tokenTimeoutMinMs * random(), "token-watchdog");
+    if (this.seeds.some((s) => s !== this.config.addr)) this.join(this.seeds, now);
+  }
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  get checksum(): number {
+    return this.table.checksum;
+  }
+
+  get localHealth(): number {
+    return this.health.score;
+  }
+
+  get isJoined(): boolean {
+    return this.joined;
+  }
+
+  onEvent(listener: (e: RingEvent) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /** Every member known, dead and left ones included (until reaped). */
+  members(): Member[] {
+    return [...this.table.all()];
+  }
+
+  status(id: string): Member | undefined {
+    return this.table.get(id);
+  }
+
+  /** Ring r in order (live members only). */
+  ringOrder(r: number): string[] {
+    return this.rings.order(r);
+  }
+
+  neighbours(): string[] {
+    return this.rings.neighbours(this.id);
+  }
+
+  tokenView(): TokenView {
+    return this.token.state;
+  }
+
+  owner(key: string): string | undefined {
+    return this.placementRing().owner(key);
+  }
+
+  owners(key: string, count: number): string[] {
+    return this.placementRing().ownersOf(key, count);
+  }
+
+  nextDeadline(): number | undefined {
+    return this.timers.next();
+  }
+
+  /** Messages produced since the last call. */
+  drain(): Outgoing[] {
+    const out = this.outbox;
+    this.outbox = [];
+    return out;
+  }
+
+  // ---- API ---------------------------------------------------------------------------------------------
+
+  join(seeds: readonly string[], now: number): void {
+    this.seeds = seeds;
+    this.joined = false;
+    this.sendJoins();
+    this.timers.at(now + this.config.joinRetryMs, "join");
+  }
+
+  /** Announces a graceful departure (status left); the member stops probing and holding the token. */
+  leave(now: number): void {
+    if (this.leaving) return;
+    if (this.token.state.holding) this.releaseToken(now);
+    const neighbours = this.rings.neighbours(this.id);
+    this.leaving = true;
+    this.incarnation++;
+    const u = { ...this.selfUpdate(), s: 3 as const };
+    this.table.apply(u, now);
+    this.rings.remove(this.id);
+    this.sendToNeighbours({ ...this.base(), t: "gossip", upd: [u], hops: 1 }, undefined, neighbours);
+  }
+
+  /** Changes this member's metadata (raises its incarnation so the change wins everywhere). */
+  setMeta(meta: Readonly<Record<string, string>>, now: number): void {
+    this.config.meta = { ...meta };
+    this.incarnation++;
+    const u = this.selfUpdate();
+    this.table.apply(u, now);
+    this.flood([u], undefined, 0);
+  }
+
+  /** Floods `data` to every member over the K-ring overlay; each receiver emits a `delivered` event. */
+  broadcast(data: unknown, now: number): { origin: string; seq: number } {
+    const b: Broadcast = { origin: this.id, seq: ++this.broadcastSeq, data, hops: 0 };
+    this.log.add(b, now);
+    this.sendToNeighbours({ ...this.base(), t: "bcast", origin: b.origin, seq: b.seq, hops: 1, data });
+    return { origin: b.origin, seq: b.seq };
+  }
+
+  /**
+   * Loads a table as if this member had joined long ago (no messages): for the simulator, which starts
+   * 1000 members at once, and for tests.
+   */
+  bootstrap(members: readonly Update[], now: number): void {
+    const live: string[] = [];
+    for (const u of members) {
+      if (u.id === this.id || !this.table.apply(u, now)) continue;
+      if (u.s <= 1) live.push(u.id);
+      else if (u.s === 2) this.dead.add(u.id);
+    }
+    this.rings.addAll(live);
+    this.placement = undefined;
+    this.joined = true;
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------------------
+
+  advance(now: number): void {
+    for (let t = this.timers.popDue(now); t; t = this.timers.popDue(now)) this.fire(t, now);
+  }
+
+  receive(msg: Message, now: number): void {
+    if (this.leaving) return;
+    switch (msg.t) {
+      case "ping":
+        return this.onPing(msg, now);
+      case "ack":
+        return this.onAck(msg, now);
+      case "ping-req":
+        return this.onPingReq(msg, now);
+      case "nack":
+        if (this.probe?.seq === msg.seq) this.probe.nacks++;
+        return;
+      case "join":
+        return this.onJoin(msg, now);
+      case "sync":
+        return this.onSync(msg, now);
+      case "gossip": {
+        const news = msg.upd.filter((u) => this.applyUpdate(u, now, "flood", msg.from));
+        if (news.length > 0) this.flood(news, msg.from, msg.hops);
+        return;
+      }
+      case "bcast":
+        return this.onBroadcast(msg, now);
+      case "token":
+        return this.onToken(msg, now);
+    }
+  }
+
+  /** The driver could not deliver `out` (no connection): a token goes on to the next member at once. */
+  sendFailed(out: Outgoing, now: number): void {
+    if (out.msg.t !== "token" || this.leaving || out.toId === undefined) return;
+    const m = out.msg;
+    this.token.retake({ epoch: m.epoch, origin: m.origin, tick: m.tick, hops: m.hops }, now);
+    this.releaseToken(now, out.toId);
+  }
+
+  // ---- timers ------------------------------------------------------------------------------------------
+
+  private fire(t: Timer, now: number): void {
+    if (this.leaving) return;
+    switch (t.kind) {
+      case "probe":
+        return this.startProbe(now);
+      case "probe-timeout":
+        return this.probeTimeout(t.key as number);
+      case "probe-end":
+        return this.probeEnd(t.key as number, now);
+      case "relay-nack": {
+        const r = this.relays.get(t.key as number);
+        if (!r) return;
+        this.relays.delete(t.key as number);
+        if (this.config.lifeguard) this.send(r.originAddr, r.origin, { ...this.base(), t: "nack", seq: r.seq });
+        return;
+      }
+      case "suspicion":
+        return this.checkSuspicion(t.key as string, now);
+      case "token-release":
+        if (this.token.state.holding) this.releaseToken(now);
+        return;
+      case "token-watchdog":
+        return this.tokenWatchdog(now);
+      case "heal":
+        return this.heal(now);
+      case "join":
+        if (this.joined) return;
+        this.sendJoins();
+        this.timers.at(now + this.config.joinRetryMs, "join");
+        return;
+    }
+  }
+
+  private startProbe(now: number): void {
+    const m = this.health.multiplier;
+    const period = this.config.periodMs * m;
+    const target = this.chooseTarget();
+    if (!target) {
+      this.timers.at(now + period, "probe");
+      return;
+    }
+    const seq = ++this.seq;
+    this.probe = { seq, target: target.id, sentAt: now, acked: false, helpers: 0, nacks: 0 };
+    this.stats.probes++;
+    // Buddy system: a suspect hears about its suspicion from the prober itself and can refute at once.
+    const upd = this.config.lifeguard && target.status === "suspect" ? [toUpdate(target)] : undefined;
+    this.send(target.addr, target.id, { ...this.base(), t: "ping", seq, cs: this.checksum, ...(upd ? { upd } : {}) });
+    this.timers.at(now + Math.min(this.config.probeTimeoutMs * m, period * 0.8), "probe-timeout", seq);
+    // Scheduled after probe-end so that, due at the same moment, this probe is judged before the next starts.
+    this.timers.at(now + period, "probe-end", seq);
+    this.timers.at(now + period, "probe");
+  }
+
+  private chooseTarget(): Member | undefined {
+    const k = this.rings.k;
+    const slot = this.round++ % (k + 1);
+    if (slot < k) {
+      const id = this.rings.successor(slot, this.id);
+      const m = id === undefined ? undefined : this.table.get(id);
+      if (m && isLive(m.status) && m.id !== this.id) return m;
+    }
+    for (let pass = 0; pass < 2; pass++) {
+      if (this.sweepAt >= this.sweep.length) {
+        this.sweep = shuffle(this.rings.order(0), this.random);
+        this.sweepAt = 0;
+      }
+      while (this.sweepAt < this.sweep.length) {
+        const m = this.table.get(this.sweep[this.sweepAt++] as string);
+        if (m && isLive(m.status) && m.id !== this.id) return m;
+      }
+    }
+    return undefined;
+  }
+
+  private probeTimeout(seq: number): void {
+    const p = this.probe;
+    if (!p || p.seq !== seq || p.acked) return;
+    const target = this.table.get(p.target);
+    if (!target) return;
+    const helpers = new Set<string>();
+    for (let tries = 0; helpers.size < this.config.indirectChecks && tries < 4 * this.config.indirectChecks; tries++) {
+      const id = this.rings.pick(this.random());
+      if (id !== undefined && id !== this.id && id !== p.target) helpers.add(id);
+    }
+    for (const id of helpers) {
+      const h = this.table.get(id);
+      if (!h) continue;
+      this.send(h.addr, h.id, { ...this.base(), t: "ping-req", seq, target: target.id, ta: target.addr });
+      p.helpers++;
+    }
+  }
+
+  private probeEnd(seq: number, now: number): void {
+    const p = this.probe;
+    if (!p || p.seq !== seq) return;
+    this.probe = undefined;
+    if (p.acked) {
+      this.health.apply(-1);
+      return;
+    }
+    this.stats.probeFailures++;
+    // Lifeguard: helpers that did not even nack point at us (we are the slow one), not at the target.
+    this.health.apply(p.helpers > 0 ? Math.max(0, p.helpers - p.nacks) : 1);
+    this.suspect(p.target, now);
+  }
+
+  private suspect(id: string, now: number): void {
+    const m = this.table.get(id);
+    if (!m || !isLive(m.status)) return;
+    const u: Update = { ...toUpdate(m), s: 1, by: this.id };
+    if (m.status === "suspect") {
+      const s = this.suspicions.get(id);
+      // Our own failed probe of a suspect is an independent confirmation; k + 1 accusers are enough to share.
+      if (s && s.incarnation === m.incarnation && !s.by.has(this.id) && s.by.size <= s.bounds.k) {
+        this.confirm(id, this.id);
+        this.flood([u], undefined, 0);
+      }
+      return;
+    }
+    this.stats.suspicionsRaised++;
+    if (this.applyUpdate(u, now, "direct", this.id)) this.flood([u], undefined, 0);
+  }
+
+  private checkSuspicion(id: string, now: number): void {
+    const s = this.suspicions.get(id);
+    const m = this.table.get(id);
+    if (!s || !m || m.status !== "suspect" || m.incarnation !== s.incarnation) return;
+    const due = s.startedAt + suspicionTimeoutMs(s.bounds, s.by.size - 1);
+    if (now < due) return;
+    this.stats.deathsDeclared++;
+    const u: Update = { ...toUpdate(m), s: 2, by: this.id };
+    if (this.applyUpdate(u, now, "direct", this.id)) this.flood([u], undefined, 0);
+  }
+
+  private heal(now: number): void {
+    this.timers.at(now + this.config.healIntervalMs, "heal");
+    if (now - this.reapedAt > Math.min(60_000, this.config.reapAfterMs)) this.reap(now);
+    // Ringpop's healer rate: about healFanout attempts per interval across the whole cluster.
+    if (this.random() >= this.config.healFanout / Math.max(1, this.rings.size)) return;
+    const candidates: Array<{ addr: string; id: string | undefined }> = [];
+    for (const id of this.dead) {
+      const m = this.table.get(id);
+      if (m) candidates.push({ addr: m.addr, id });
+    }
+    if (this.seeds.length > 0) {
+      const liveAddrs = new Set<string>();
+      for (const id of this.rings.order(0)) liveAddrs.add(this.table.get(id)?.addr ?? "");
+      for (const s of this.seeds) if (s !== this.config.addr && !liveAddrs.has(s)) candidates.push({ addr: s, id: undefined });
+    }
+    const c = candidates[Math.floor(this.random() * candidates.length)];
+    if (c) this.send(c.addr, c.id, { ...this.base(), t: "ping", seq: ++this.seq, cs: this.checksum });
+  }
+
+  /** Forgets tombstones older than reapAfterMs; prunes broadcast ids. */
+  private reap(now: number): void {
+    this.reapedAt = now;
+    this.log.prune(now);
+    for (const m of this.table.all()) {
+      if (!isLive(m.status) && now - m.changedAt > this.config.reapAfterMs) {
+        this.table.remove(m.id);
+        this.dead.delete(m.id);
+      }
+    }
+  }
+
+  // ---- messages ----------------------------------------------------------------------------------------
+
+  private onPing(msg: Extract<Message, { t: "ping" }>, now: number): void {
+    let refuted = false;
+    for (const u of msg.upd ?? []) {
+      if (u.id === this.id) refuted = this.aboutSelf(u, now) || refuted;
+      else if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
+    }
+    const upd = refuted ? [this.selfUpdate()] : undefined;
+    this.send(msg.fa, msg.from, { ...this.base(), t: "ack", seq: msg.seq, cs: this.checksum, ...(upd ? { upd } : {}) });
+    this.compareChecksum(msg.from, msg.fa, msg.cs, now);
+  }
+
+  private onAck(msg: Extract<Message, { t: "ack" }>, now: number): void {
+    for (const u of msg.upd ?? []) if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
+    const p = this.probe;
+    if (p && p.seq === msg.seq) {
+      p.acked = true;
+      if (msg.from === p.target) {
+        const rtt = now - p.sentAt;
+        this.pingRttMs = this.pingRttMs === undefined ? rtt : this.pingRttMs * 0.8 + rtt * 0.2;
+      }
+    }
+    const relay = this.relays.get(msg.seq);
+    if (relay) {
+      this.relays.delete(msg.seq);
+      this.send(relay.originAddr, relay.origin, { ...this.base(), t: "ack", seq: relay.seq, cs: this.checksum });
+    }
+    this.compareChecksum(msg.from, msg.fa, msg.cs, now);
+  }
+
+  private onPingReq(msg: Extract<Message, { t: "ping-req" }>, now: number): void {
+    const seq = ++this.seq;
+    this.relays.set(seq, { origin: msg.from, originAddr: msg.fa, seq: msg.seq });
+    this.send(msg.ta, msg.target, { ...this.base(), t: "ping", seq, cs: this.checksum });
+    const window = Math.max(this.config.probeTimeoutMs, this.config.periodMs - this.config.probeTimeoutMs);
+    this.timers.at(now + 0.8 * window, "relay-nack", seq);
+  }
+
+  private onJoin(msg: Extract<Message, { t: "join" }>, now: number): void {
+    if (msg.me.id !== msg.from) return;
+    if (this.applyUpdate(msg.me, now, "direct", msg.from)) this.flood([msg.me], msg.from, 0);
+    this.sendSync(msg.fa, msg.from, true);
+  }
+
+  private onSync(msg: Extract<Message, { t: "sync" }>, now: number): void {
+    const news: Update[] = [];
+    for (const u of msg.members) if (this.applyUpdate(u, now, "sync", msg.from)) news.push(u);
+    if (news.length > 0) this.flood(news, undefined, 0);
+    if (!msg.reply) this.sendSync(msg.fa, msg.from, true);
+    for (const b of this.log.missingFrom(msg.bids)) {
+      this.send(msg.fa, msg.from, { ...this.base(), t: "bcast", origin: b.origin, seq: b.seq, hops: b.hops + 1, data: b.data });
+    }
+    if (!this.joined) {
+      this.joined = true;
+      this.emit({ type: "joined" });
+    }
+  }
+
+  private onBroadcast(msg: Extract<Message, { t: "bcast" }>, now: number): void {
+    const b: Broadcast = { origin: msg.origin, seq: msg.seq, data: msg.data, hops: msg.hops };
+    if (!this.log.add(b, now)) {
+      this.stats.broadcastDuplicates++;
+      return;
+    }
+    this.emit({ type: "delivered", broadcast: b });
+    this.sendToNeighbours({ ...msg, ...this.base(), hops: msg.hops + 1 }, msg.from);
+  }
+
+  private onToken(msg: Extract<Message, { t: "token" }>, now: number): void {
+    if (!this.config.token) return;
+    const token: Token = { epoch: msg.epoch, origin: msg.origin, tick: msg.tick, hops: msg.hops };
+    if (!this.token.accept(token, now)) return;
+    this.emit({ type: "tick", token: this.token.state });
+    this.timers.at(now + this.config.tokenHoldMs, "token-release");
+  }
+
+  // ---- membership updates ------------------------------------------------------------------------------
+
+  /**
+   * Applies one update; true when it was news here (so it should travel on). In a full sync, a member that
+   * one side holds alive and the other dead at the same incarnation is not decided by the table order:
+   * the subject itself is asked (a buddy ping carrying the claim), and it refutes if it lives. This is what
+   * re-merges the two halves of a healed partition instead of letting each half kill the other.
+   */
+  private applyUpdate(u: Update, now: number, mode: "flood" | "sync" | "direct", from: string): boolean {
+    if (u.id === this.id) {
+      this.aboutSelf(u, now);
+      return false;
+    }
+    const local = this.table.get(u.id);
+    if (mode === "sync" && local && local.incarnation === u.i) {
+      if ((isLive(local.status) && u.s === 2) || (local.status === "dead" && u.s <= 1)) {
+        const claim: Update = u.s === 2 ? u : toUpdate(local);
+        this.send(local.addr, local.id, { ...this.base(), t: "ping", seq: ++this.seq, cs: this.checksum, upd: [claim] });
+        return false;
+      }
+    }
+    const change = this.table.apply(u, now);
+    if (!change) {
+      if (u.s === 1 && local?.status === "suspect" && local.incarnation === u.i) {
+        return this.confirm(u.id, u.by ?? from);
+      }
+      return false;
+    }
+    this.changed(change, u.by ?? from, now);
+    return true;
+  }
+
+  /** An update about this member: anything but "alive at my incarnation" is refuted with a higher one. */
+  private aboutSelf(u: Update, now: number): boolean {
+    if (this.leaving) return false;
+    if (u.i < this.incarnation || (u.s === 0 && u.i <= this.incarnation)) return false;
+    this.incarnation = u.i + 1;
+    this.stats.refutations++;
+    if (u.s === 1) this.health.apply(1);
+    const me = this.selfUpdate();
+    this.table.apply(me, now);
+    this.flood([me], undefined, 0);
+    return true;
+  }
+
+  private changed(change: Change, by: string, now: number): void {
+    const { member: m, previous: p } = change;
+    this.lastChangeAt = now;
+    const wasLive = p !== undefined && isLive(p.status);
+    if (isLive(m.status) && !wasLive) this.rings.add(m.id);
+    if (!isLive(m.status) && wasLive) this.rings.remove(m.id);
+    if (isLive(m.status) !== wasLive) this.placement = undefined;
+    if (m.status === "dead") this.dead.add(m.id);
+    else this.dead.delete(m.id);
+    if (m.status === "suspect") {
+      const bounds = suspicionBounds(
+        this.rings.size,
+        this.config.periodMs,
+        this.config.suspicionMult,
+        this.config.suspicionMaxMult,
+        this.config.lifeguard,
+      );
+      this.suspicions.set(m.id, { incarnation: m.incarnation, startedAt: now, by: new Set([by]), bounds });
+      this.timers.at(now + bounds.maxMs, "suspicion", m.id);
+    } else {
+      this.suspicions.delete(m.id);
+    }
+    if (!p || p.status !== m.status || p.incarnation !== m.incarnation) {
+      this.emit({ type: "member", member: m, previous: p });
+    }
+  }
+
+  private confirm(id: string, by: string): boolean {
+    const s = this.suspicions.get(id);
+    if (!s || s.by.has(by)) return false;
+    s.by.add(by);
+    this.timers.at(s.startedAt + suspicionTimeoutMs(s.bounds, s.by.size - 1), "suspicion", id);
+    return true;
+  }
+
+  // ---- anti-entropy ------------------------------------------------------------------------------------
+
+  /**
+   * Checksums ride on every ping and ack. A difference that outlives the flood (our table has been quiet
+   * for two periods) means a missed update: exchange full tables both ways. A peer we hold dead or do not
+   * know at all is the other side of a partition: sync at once.
+   */
+  private compareChecksum(from: string, addr: string, cs: number, now: number): void {
+    if (cs === this.checksum) return;
+    const known = this.table.get(from);
+    const urgent = !known || !isLive(known.status);
+    if (!urgent && now - this.lastChangeAt < 2 * this.config.periodMs) return;
+    const last = this.syncedAt.get(addr);
+    if (last !== undefined && now - last < this.config.syncIntervalMs) return;
+    this.syncedAt.set(addr, now);
+    if (this.syncedAt.size > 4096) this.syncedAt.clear();
+    this.sendSync(addr, from, false);
+  }
+
+  private sendSync(addr: string, id: string | undefined, reply: boolean): void {
+    this.stats.syncsSent++;
+    const members = [...this.table.all()].map((m) => toUpdate(m));
+    this.send(addr, id, { ...this.base(), t: "sync", reply, members, bids: this.log.ids() });
+  }
+
+  private sendJoins(): void {
+    const seeds = shuffle(
+      this.seeds.filter((s) => s !== this.config.addr),
+      this.random,
+    ).slice(0, 3);
+    for (const s of seeds) this.send(s, undefined, { ...this.base(), t: "join", me: this.selfUpdate() });
+  }
+
+  // ---- token -------------------------------------------------------------------------------------------
+
+  private releaseToken(now: number, skip?: string): void {
+    let next = this.rings.successor(0, this.id);
+    for (let step = 2; next !== undefined && (next === skip || this.table.get(next)?.status !== "alive"); step++) {
+      if (step > this.rings.size) {
+        next = undefined;
+        break;
+      }
+      next = this.rings.successor(0, this.id, step);
+    }
+    if (next === undefined || next === this.id) {
+      // Alone: the token laps on this member, so the tick still advances.
+      const t = this.token.release(now, true);
+      if (t && this.token.accept(t, now)) {
+        this.emit({ type: "tick", token: this.token.state });
+        this.timers.at(now + this.config.tokenHoldMs, "token-release");
+      }
+      return;
+    }
+    const wraps =
+      ringPosition(next, 0) < ringPosition(this.id, 0) ||
+      (ringPosition(next, 0) === ringPosition(this.id, 0) && next < this.id);
+    const t = this.token.release(now, wraps);
+    const m = this.table.get(next);
+    if (t && m) this.send(m.addr, m.id, { ...this.base(), t: "token", ...t });
+  }
+
+  private tokenWatchdog(now: number): void {
+    const lap = this.token.state.lapMs ?? this.rings.size * (this.config.tokenHoldMs + 5);
+    const timeout = Math.max(this.config.tokenTimeoutMinMs, 3 * lap + 2 * this.config.periodMs);
+    this.timers.at(now + timeout / 4, "token-watchdog");
+    if (this.token.state.holding) return;
+    const quiet = now - this.token.lastSeenAt;
+    // The top of ring 0 regenerates a lost token; anyone does after twice as long (views may disagree).
+    if (quiet > 2 * timeout || (quiet > timeout && this.rings.first(0) === this.id)) {
+      this.token.create(now);
+      this.timers.at(now + this.config.tokenHoldMs, "token-release");
+    }
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------------------
+
+  private flood(upd: Update[], except: string | undefined, hops: number): void {
+    this.sendToNeighbours({ ...this.base(), t: "gossip", upd, hops: hops + 1 }, except);
+  }
+
+  private sendToNeighbours(msg: Message, except?: string, ids = this.rings.neighbours(this.id)): void {
+    for (const id of ids) {
+      if (id === except) continue;
+      const m = this.table.get(id);
+      if (m) this.send(m.addr, m.id, msg);
+    }
+  }
+
+  private send(to: string, toId: string | undefined, msg: Message): void {
+    this.outbox.push({ to, toId, msg });
+  }
+
+  private base(): { from: string; fa: string } {
+    return { from: this.config.id, fa: this.config.addr };
+  }
+
+  private selfUpdate(): Update {
+    const u: Update = { id: this.id, a: this.config.addr, i: this.incarnation, s: 0 };
+    if (Object.keys(this.config.meta).length > 0) u.m = { ...this.config.meta };
+    return u;
+  }
+
+  private placementRing(): HashRing {
+    this.placement ??= new HashRing(this.rings.order(0));
+    return this.placement;
+  }
+
+  private emit(e: RingEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}

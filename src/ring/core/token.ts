@@ -1,0 +1,134 @@
+import type { TokenHop } from "./messages.js";
+
+export interface Token {
+  epoch: number;
+  origin: string;
+  /** Laps completed: raised when the token crosses the top of ring 0, so every member sees the same tick. */
+  tick: number;
+  hops: TokenHop[];
+}
+
+/** What the token tells this member: the cluster tick and the latency figures measured from its laps. */
+export interface TokenView {
+  tick: number;
+  epoch: number;
+  /** Time between this member's last two receipts of the token, ms. */
+  lapMs: number | undefined;
+  /** Mean per-hop transit over the last lap (lap minus holding times, divided by hops), clock-free, ms. */
+  hopTransitMs: number | undefined;
+  /** The last hop's latency from the sender's timestamp (meaningful when clocks agree, e.g. one machine). */
+  lastHopMs: number | undefined;
+  holding: boolean;
+}
+
+const MAX_HOPS = 64;
+
+/**
+ * The seed's "particle", demoted to telemetry and clock: it circulates on ring 0, carries per-hop holding
+ * times and timestamps (lap time, per-hop latency) and a lap counter (the cluster tick). Nothing waits on
+ * it. A lost token is regenerated with a higher epoch; when two tokens meet, the higher (epoch, origin)
+ * survives and the other is dropped, so duplicates after a partition die out within a lap.
+ */
+export class TokenKeeper {
+  private best: { epoch: number; origin: string } | undefined;
+  private held: Token | undefined;
+  private heldSince = 0;
+  private lastReceiptAt: number | undefined;
+  private view: Omit<TokenView, "holding"> = {
+    tick: 0,
+    epoch: 0,
+    lapMs: undefined,
+    hopTransitMs: undefined,
+    lastHopMs: undefined,
+  };
+  /** Local time the token was last seen here (received or created). */
+  lastSeenAt: number;
+  dropped = 0;
+
+  constructor(
+    private readonly selfId: string,
+    now: number,
+  ) {
+    this.lastSeenAt = now;
+  }
+
+  get state(): TokenView {
+    return { ...this.view, holding: this.held !== undefined };
+  }
+
+  /** Takes a received token; false when it lost to a better one (dropped) or is a duplicate. */
+  accept(token: Token, now: number): boolean {
+    if (this.best && compare(token, this.best) < 0) {
+      this.dropped++;
+      return false;
+    }
+    if (this.held && compare(token, this.held) === 0) {
+      this.dropped++;
+      return false;
+    }
+    this.best = { epoch: token.epoch, origin: token.origin };
+    const last = token.hops[token.hops.length - 1];
+    this.view.lastHopMs = last && last.id !== this.selfId ? Math.max(0, now - last.sent) : undefined;
+    const mine = lastIndexOf(token.hops, this.selfId);
+    if (this.lastReceiptAt !== undefined && mine >= 0 && token.epoch === this.view.epoch) {
+      const lap = now - this.lastReceiptAt;
+      const inLap = token.hops.slice(mine);
+      const heldMs = inLap.reduce((s, h) => s + h.held, 0);
+      this.view.lapMs = lap;
+      this.view.hopTransitMs = Math.max(0, lap - heldMs) / inLap.length;
+    }
+    this.view.tick = Math.max(this.view.tick, token.tick);
+    this.view.epoch = token.epoch;
+    this.lastReceiptAt = now;
+    this.lastSeenAt = now;
+    this.held = { ...token, hops: [...token.hops] };
+    this.heldSince = now;
+    return true;
+  }
+
+  /** A fresh token (epoch above any seen) held here; the tick continues from the last one seen. */
+  create(now: number): Token {
+    const token: Token = {
+      epoch: (this.best?.epoch ?? 0) + 1,
+      origin: this.selfId,
+      tick: this.view.tick,
+      hops: [],
+    };
+    this.best = { epoch: token.epoch, origin: token.origin };
+    this.view.epoch = token.epoch;
+    this.lastReceiptAt = undefined;
+    this.lastSeenAt = now;
+    this.held = token;
+    this.heldSince = now;
+    return token;
+  }
+
+  /** Hands the held token on; `lapEnds` when the next hop wraps past the top of ring 0. */
+  release(now: number, lapEnds: boolean): Token | undefined {
+    const t = this.held;
+    if (!t) return undefined;
+    this.held = undefined;
+    const tick = lapEnds ? t.tick + 1 : t.tick;
+    if (lapEnds) this.view.tick = Math.max(this.view.tick, tick);
+    const hops = [...t.hops, { id: this.selfId, held: now - this.heldSince, sent: now }].slice(-MAX_HOPS);
+    this.lastSeenAt = now;
+    return { ...t, tick, hops };
+  }
+
+  /** Puts back a token whose send failed, so it can go to the next member. */
+  retake(token: Token, now: number): void {
+    if (this.best && compare(token, this.best) < 0) return;
+    this.held = { ...token, hops: token.hops.slice(0, -1) };
+    this.heldSince = now;
+  }
+}
+
+function compare(a: { epoch: number; origin: string }, b: { epoch: number; origin: string }): number {
+  if (a.epoch !== b.epoch) return a.epoch - b.epoch;
+  return a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0;
+}
+
+function lastIndexOf(hops: readonly TokenHop[], id: string): number {
+  for (let i = hops.length - 1; i >= 0; i--) if (hops[i]?.id === id) return i;
+  return -1;
+}
