@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { test } from "node:test";
+import { openClusterMap } from "../../src/cluster/open.js";
+import { openQueue } from "../../src/queue/open.js";
+import { runBin } from "../helpers/process.js";
+import { startRedis } from "../helpers/redis.js";
+import { tempDir } from "../helpers/tmp.js";
+import { copyTask } from "./fixture.js";
+
+void test("replicator: wrong arguments print the usage and exit 2; --help exits 0", async () => {
+  for (const args of [[], ["file:/x"], ["file:/x", "/", "zero"], ["file:/x", "/", "--listen", "nope"]]) {
+    const r = await runBin("backpack-replicator", args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, /Usage: backpack-replicator <zk> <root> \[<concurrency>\]/);
+  }
+  const help = await runBin("backpack", ["replicator", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Exit codes/);
+});
+
+void test("replicator: a map without queue settings is refused with exit 1", async (t) => {
+  const file = join(await tempDir(t), "cluster.json");
+  const r = await runBin("backpack-replicator", [`file:${file}`, "/"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /backpack-coordinator-init/);
+});
+
+void test("queue status, dead-letters and replay against a Redis queue", async (t) => {
+  const redis = await startRedis(t);
+  const file = join(await tempDir(t), "cluster.json");
+  const settings = { key: "cmd-test", servers: [redis.endpoint] };
+  const map = openClusterMap({ file });
+  await map.start();
+  await map.init(settings);
+  await map.stop();
+  const q = await openQueue({ settings });
+  t.after(() => q.stop());
+  await q.push([copyTask("a.bin", "0a0b0c0d", 1, ["1"], "2"), copyTask("b.bin", "0a0b0c0d", 1, ["1"], "2")]);
+  const leased = await q.lease(2, 60_000);
+  for (const l of leased) await q.fail(l.id, "gave up", { fatal: true });
+
+  const mapArgs = [`file:${file}`, "/"];
+  const status = await runBin("backpack", ["queue", "status", ...mapArgs]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(
+    status.stdout,
+    /^depth: 0\nleased: 0\noldest task age: 0 ms\ndead letters: 2\nservers: 127\.0\.0\.1:\d+ up\n$/,
+  );
+  const sj = await runBin("backpack", ["queue", "status", ...mapArgs, "--json"]);
+  assert.equal((JSON.parse(sj.stdout) as { deadLetters: number }).deadLetters, 2);
+
+  const dl = await runBin("backpack", ["queue", "dead-letters", ...mapArgs, "--json"]);
+  assert.equal(dl.code, 0, dl.stderr);
+  const letters = JSON.parse(dl.stdout) as { id: string; reason: string }[];
+  assert.deepEqual(
+    letters.map((d) => d.reason),
+    ["gave up", "gave up"],
+  );
+  const text = await runBin("backpack", ["queue", "dead-letters", ...mapArgs]);
+  assert.match(text.stdout, /attempts=1 gave up\n {2}\{"op":"copy"/);
+
+  const none = await runBin("backpack", ["queue", "replay", ...mapArgs]);
+  assert.equal(none.code, 2, "replay needs ids or --all");
+  const one = await runBin("backpack", ["queue", "replay", ...mapArgs, letters[0]?.id ?? ""]);
+  assert.equal(one.stdout, "replayed 1 task(s)\n");
+  const all = await runBin("backpack", ["queue", "replay", ...mapArgs, "--all", "--json"]);
+  assert.deepEqual(JSON.parse(all.stdout), { replayed: 1 });
+  assert.equal((await q.stats()).depth, 2);
+  const empty = await runBin("backpack", ["queue", "dead-letters", ...mapArgs]);
+  assert.equal(empty.stdout, "no dead letters\n");
+});
