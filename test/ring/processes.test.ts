@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { runBin, startProcess, type ChildHandle } from "../helpers/process.js";
+import { tempDir } from "../helpers/tmp.js";
+import { freePort, waitFor } from "../helpers/wait.js";
+
+interface View {
+  self: string;
+  checksum: string;
+  tick: number;
+  members: Array<{ id: string; status: string }>;
+}
+
+async function view(child: ChildHandle): Promise<View> {
+  const res = await fetch(`${child.url}/ring`);
+  return (await res.json()) as View;
+}
+
+const statusIn = (v: View, id: string): string | undefined => v.members.find((m) => m.id === id)?.status;
+
+const FAST = ["--period-ms", "250", "--probe-timeout-ms", "150", "--hold-ms", "20"];
+
+describe("ring member processes", () => {
+  it("agree that a SIGKILLed member is dead, take it back after a restart, refuse a wrong secret", async (t) => {
+    const dir = await tempDir(t);
+    const secretFile = join(dir, "secret");
+    await writeFile(secretFile, "cluster-secret-for-the-ring-test\n");
+    const wrongFile = join(dir, "wrong");
+    await writeFile(wrongFile, "not-the-cluster-secret-at-all!!\n");
+    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const seeds = ports.map((p) => `127.0.0.1:${p}`).join(",");
+    const start = (port: number, secret = secretFile): Promise<ChildHandle> =>
+      startProcess(t, {
+        command: "backpack",
+        args: ["ring-demo", "--member", String(port), "--seeds", seeds, "--secret-file", secret, ...FAST],
+      });
+    const children = await Promise.all(ports.map((p) => start(p)));
+    const ids = ports.map((p) => `127.0.0.1:${p}`);
+    await waitFor(
+      async () => {
+        const views = await Promise.all(children.map(view));
+        return views.every((v) => v.members.filter((m) => m.status === "alive").length === 4 && v.tick > 0);
+      },
+      { timeoutMs: 30_000, what: "four members alive and ticking everywhere" },
+    );
+
+    const victim = children[2] as ChildHandle;
+    await victim.kill("SIGKILL");
+    const survivors = children.filter((c) => c !== victim);
+    await waitFor(
+      async () => (await Promise.all(survivors.map(view))).every((v) => statusIn(v, ids[2] as string) === "dead"),
+      { timeoutMs: 30_000, what: "every survivor to report the killed member dead" },
+    );
+    const ticks = (await view(survivors[0] as ChildHandle)).tick;
+    await waitFor(async () => (await view(survivors[0] as ChildHandle)).tick > ticks, {
+      timeoutMs: 20_000,
+      what: "the survivors to keep ticking",
+    });
+
+    await victim.start();
+    await waitFor(
+      async () => {
+        const views = await Promise.all(children.map(view));
+        return views.every((v) => statusIn(v, ids[2] as string) === "alive") && new Set(views.map((v) => v.checksum)).size === 1;
+      },
+      { timeoutMs: 30_000, what: "the restarted member to rejoin with equal views" },
+    );
+
+    // A member with another secret, given every address as seed, never gets into anyone's view.
+    const intruderPort = await freePort();
+    const intruder = await startProcess(t, {
+      command: "backpack",
+      args: ["ring-demo", "--member", String(intruderPort), "--seeds", seeds, "--secret-file", wrongFile, ...FAST],
+    });
+    await waitFor(async () => (await view(intruder)).members.length === 1 && intruder.stderr.includes("ring connection refused"), {
+      timeoutMs: 20_000,
+      what: "the intruder refused",
+    });
+    for (const v of await Promise.all(children.map(view))) {
+      assert.equal(statusIn(v, `127.0.0.1:${intruderPort}`), undefined);
+    }
+  });
+
+  it("runs the demo: several members tick, Ctrl-C (SIGTERM) stops them all; bad arguments exit 2", async (t) => {
+    const base = await freeRange(3);
+    const demo = await startProcess(t, {
+      command: "backpack",
+      args: ["ring-demo", "--ports", `${base}-${base + 2}`, ...FAST],
+    });
+    await waitFor(() => [0, 1, 2].every((i) => new RegExp(`PORT: ${base + i} TICK: \\d+ LAP: \\d`).test(demo.stdout)), {
+      timeoutMs: 30_000,
+      what: "every member of the demo ticking with a lap time",
+    });
+    assert.equal(await demo.kill("SIGTERM"), 0);
+    assert.doesNotMatch(demo.stdout, /EXITED/);
+    for (let i = 0; i < 3; i++) assert.equal(await portFree(base + i), true, `port ${base + i} released`);
+
+    const bad = await runBin("backpack", ["ring-demo", "--ports", "9-3"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--ports/);
+  });
+});
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** `count` consecutive ports that are free right now (the demo takes a range). */
+async function freeRange(count: number): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const ok = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
+    if (ok.every(Boolean)) return base;
+  }
+}
