@@ -91,6 +91,13 @@ export function parseQueueServers(text: string): QueueEndpoint[] {
 }
 
 export function validateQueue(queue: QueueSettings): QueueSettings {
+  // `file:<dir>` with no servers names the embedded on-disk queue of a one-process cluster.
+  if (typeof queue.key === "string" && queue.key.startsWith("file:") && queue.servers.length === 0) {
+    if (queue.key.length > 4096 || queue.key.length === 5) {
+      throw new BackpackError("INVALID_ARGUMENT", "an embedded queue key must be file:<dir>");
+    }
+    return { key: queue.key, servers: [] };
+  }
   if (typeof queue.key !== "string" || !/^[\x21-\x7e]{1,200}$/.test(queue.key)) {
     throw new BackpackError(
       "INVALID_ARGUMENT",
