@@ -1,0 +1,234 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { readSecretFile } from "../../common/config.js";
+import { toBackpackError } from "../../common/errors.js";
+import { createLogger, type Logger, type LogLevel } from "../../common/logger.js";
+import { parseBytes, parseDuration } from "../../common/units.js";
+import { openClusterMap, targetFromArgs } from "../../cluster/open.js";
+import type { ClusterMap, QueueSettings } from "../../cluster/types.js";
+import { coordinatorConfig, COORDINATOR_DEFAULTS } from "../../coordinator/config.js";
+import { CoordinatorService } from "../../coordinator/service.js";
+import { openQueue } from "../../queue/open.js";
+import type { ReplicationQueue } from "../../queue/types.js";
+import { UsageError } from "../args.js";
+import { optString, requirePositional, type Command } from "../command.js";
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export const command: Command = {
+  spec: {
+    name: "backpack coordinator",
+    summary:
+      "Runs a coordinator: takes uploads (PUT /<key>), picks a shard, stores on one of its nodes and queues the copies; reads and deletes /<shard>:<key> with failover; GET /stats, /metrics, /healthz.",
+    positionals: [
+      {
+        name: "zk",
+        description: "ZooKeeper servers host:port,... (or file:<path> for an embedded cluster map file)",
+      },
+      { name: "root", description: "ZooKeeper root path of the cluster, e.g. /backpack" },
+      { name: "host", description: "address to listen on, e.g. 127.0.0.1 or 0.0.0.0" },
+      { name: "port", description: "port to listen on (0 picks a free one)" },
+    ],
+    options: [
+      { name: "max-body", type: "string", description: "largest upload, e.g. 5gb", default: "1gb" },
+      {
+        name: "retain",
+        type: "string",
+        description:
+          "uploads up to this size are kept in memory while streaming, so a node failing mid-way is retried on the next one",
+        default: "8mb",
+      },
+      {
+        name: "token-file",
+        type: "string",
+        description:
+          "file holding the client write token: PUT and DELETE then need Authorization: Bearer <token> (or set BACKPACK_WRITE_TOKEN)",
+      },
+      {
+        name: "node-token-file",
+        type: "string",
+        description: "file holding the storage nodes' write token (or set BACKPACK_NODE_TOKEN)",
+      },
+      {
+        name: "node-timeout",
+        type: "string",
+        description: "time a node may take to answer, and the longest pause inside a transfer",
+        default: "10s",
+      },
+      {
+        name: "usage-flush",
+        type: "string",
+        description: "how often shard usage is written to the cluster map",
+        default: "1s",
+      },
+      {
+        name: "tmp-dir",
+        type: "string",
+        description: "where chunked uploads larger than --retain are spooled",
+        default: "the system temp dir",
+      },
+      { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "info" },
+    ],
+    notes: `
+The replication queue is the one named in the cluster map (backpack-coordinator-init / set-queue); when the map
+names none, or the queue is unavailable, the coordinator copies each upload to the other nodes of its shard
+itself before answering. ZooKeeper or Redis going away never stops the coordinator: it works from the last
+known map, keeps usage updates until ZooKeeper is back, and answers 503 only when an upload cannot be made safe.
+
+HTTP (see docs/http-api.md): PUT /<key> → 200 {"shard_id":"1"}; X-Backpack-Replicas: all (or ?replicas=all)
+answers only once every node of the shard holds the file. GET/HEAD/DELETE /<shard>:<key>. GET /stats gives
+the original's fields (uptime, processed_uploads, processed_bytes, failed_uploads, total_size, used_size,
+usage_ratio, available_space, total_shards, writable_shards, queue_length).
+
+Tokens are never taken from the command line (they would show in the process list): use the files or the
+environment variables.
+
+Output: JSON log lines on stderr; the first one with "msg":"listening" carries the URL, e.g.
+{"level":30,"msg":"listening","url":"http://127.0.0.1:8080"}. Runs until SIGINT or SIGTERM, then finishes
+in-flight requests, writes pending usage to the cluster map and exits 0.
+
+Exit codes: 0 stopped cleanly; 1 could not start (e.g. port in use); 2 wrong arguments.
+
+Example:
+  backpack-coordinator zk1:2181,zk2:2181,zk3:2181 /backpack 0.0.0.0 8080
+  backpack coordinator file:./data/cluster.json / 127.0.0.1 0`,
+  },
+
+  async run(args, io) {
+    const zk = requirePositional(args, "zk");
+    const root = requirePositional(args, "root");
+    const host = requirePositional(args, "host");
+    const portText = requirePositional(args, "port");
+    if (!/^\d+$/.test(portText) || Number(portText) > 65535) {
+      throw new UsageError(`<port> must be a port number 0-65535, got "${portText}"`);
+    }
+    const logLevel = optString(args, "log-level") ?? "info";
+    if (!LOG_LEVELS.includes(logLevel)) {
+      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+    }
+    const bytes = (name: string): number | undefined => {
+      const v = optString(args, name);
+      return v === undefined ? undefined : parseBytes(v, `--${name}`);
+    };
+    const ms = (name: string): number | undefined => {
+      const v = optString(args, name);
+      return v === undefined ? undefined : parseDuration(v, `--${name}`);
+    };
+    const secret = (option: string, env: string, what: string): string | undefined => {
+      const file = optString(args, option);
+      const value = file !== undefined ? readSecretFile(file, what) : io.env[env];
+      return value === undefined || value === "" ? undefined : value;
+    };
+    const config = coordinatorConfig({
+      host,
+      port: Number(portText),
+      maxBodyBytes: bytes("max-body"),
+      retainBytes: bytes("retain"),
+      nodeTimeoutMs: ms("node-timeout"),
+      usageFlushMs: ms("usage-flush"),
+      tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
+      writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
+      nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
+    });
+    const log = createLogger({ level: logLevel as LogLevel, name: "coordinator" });
+
+    const map = await startMap(zk, root, log, io.stopSignal);
+    if (map === undefined) return 0;
+    const queues = new QueueFollower(log);
+    await queues.follow(map.snapshot().queue);
+    const service = new CoordinatorService(config, { clusterMap: map, queue: queues.current, log });
+    queues.onSwap = (q) => service.setQueue(q);
+    const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));
+    await service.start();
+    log.info({ url: service.url, zk, root, queue: queues.current !== undefined }, "listening");
+    if (!io.stopSignal.aborted) {
+      await new Promise<void>((resolve) =>
+        io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
+      );
+    }
+    log.info("stopping");
+    unsubscribe();
+    await service.stop();
+    await queues.close();
+    await map.stop();
+    log.info("stopped");
+    log.flush();
+    return 0;
+  },
+};
+
+/**
+ * Starts the cluster map, retrying while ZooKeeper is away (a coordinator started before its ensemble waits for
+ * it instead of exiting). Undefined when asked to stop first.
+ */
+async function startMap(
+  zk: string,
+  root: string,
+  log: Logger,
+  stop: AbortSignal,
+): Promise<ClusterMap | undefined> {
+  for (let attempt = 0; !stop.aborted; attempt++) {
+    const map = openClusterMap(targetFromArgs(zk, root), { log });
+    try {
+      await map.start();
+      return map;
+    } catch (err) {
+      await map.stop().catch(() => undefined);
+      log.warn({ err: toBackpackError(err).message, attempt }, "cluster map unavailable; retrying");
+      await sleep(Math.min(5000, 250 * 2 ** attempt), undefined, { signal: stop }).catch(() => undefined);
+    }
+  }
+  return undefined;
+}
+
+/** Keeps the replication queue in line with the cluster map's queue settings. */
+class QueueFollower {
+  current: ReplicationQueue | undefined;
+  onSwap: ((queue: ReplicationQueue | undefined) => void) | undefined;
+  private settingsText = "";
+  private tail: Promise<void> = Promise.resolve();
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly log: Logger) {}
+
+  follow(settings: QueueSettings | undefined): Promise<void> {
+    this.tail = this.tail.then(() => this.apply(settings));
+    return this.tail;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
+    await this.tail;
+    await this.current?.stop().catch(() => undefined);
+    this.current = undefined;
+  }
+
+  private async apply(settings: QueueSettings | undefined): Promise<void> {
+    const text = JSON.stringify(settings ?? null);
+    if (text === this.settingsText) return;
+    this.settingsText = text;
+    const old = this.current;
+    let next: ReplicationQueue | undefined;
+    if (settings !== undefined) {
+      try {
+        next = await openQueue({ settings }, { log: this.log });
+      } catch (err) {
+        // Uploads still work without it (direct copies); try again in a while, or at the next map change.
+        this.settingsText = "";
+        if (!this.closed) {
+          clearTimeout(this.retry);
+          this.retry = setTimeout(() => void this.follow(settings), 2000);
+          this.retry.unref();
+        }
+        this.log.warn(
+          { err: toBackpackError(err).message },
+          "replication queue unavailable; copying directly",
+        );
+      }
+    }
+    this.current = next;
+    this.onSwap?.(next);
+    await old?.stop().catch(() => undefined);
+  }
+}

@@ -1,0 +1,175 @@
+import { Readable } from "node:stream";
+import { request, type Dispatcher } from "undici";
+import { BackpackError } from "../common/errors.js";
+import { keyToPath } from "../common/key.js";
+import { expectStatus, objectOf, upstreamError, type NodeObject } from "./node-client.js";
+
+/** The coordinator's `GET /stats`: the original's fields first (same names and meaning), then ours. Bytes. */
+export interface CoordinatorStats {
+  /** Seconds since start. */
+  uptime: number;
+  processed_uploads: number;
+  processed_bytes: number;
+  failed_uploads: number;
+  total_size: number;
+  used_size: number;
+  usage_ratio: number;
+  available_space: number;
+  total_shards: number;
+  writable_shards: number;
+  /** Replication tasks waiting or in progress; null while the queue cannot be asked. */
+  queue_length: number | null;
+  /** Of the failed uploads, those whose client went away mid-upload. */
+  aborted_uploads: number;
+  /** Age of the oldest unfinished replication task, ms (the replication lag); null as above. */
+  replication_lag_ms: number | null;
+  cluster_map_connected: boolean;
+  /** Servers the coordinator saw failing recently (tried last). */
+  suspect_servers: string[];
+}
+
+/** The coordinator's `GET /cluster`: the cluster map as it sees it, and which servers it saw failing. */
+export interface ClusterView {
+  servers: { id: string; url: string; suspect: boolean }[];
+  shards: { id: string; servers: string[]; enabled: boolean; capacity: number; used: number }[];
+}
+
+export interface CoordinatorPutOptions {
+  /** Declared length; without it the body goes chunked (the coordinator then reads it whole first). */
+  size?: number;
+  contentType?: string;
+  /** `all`: answer only once every server of the shard holds the file. */
+  replicas?: "all";
+  token?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * HTTP client to a coordinator (see docs/http-api.md, "Coordinator"): `PUT /<key>` → `{"shard_id"}`,
+ * `GET`/`HEAD`/`DELETE /<shard>:<key>`, `GET /stats`. Errors are BackpackErrors carrying the coordinator's code.
+ */
+export class CoordinatorClient {
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly defaults: { token?: string; timeoutMs?: number } = {},
+  ) {}
+
+  /** Uploads a body; resolves with the shard it went to (and, with `replicas: "all"`, the servers holding it). */
+  async put(
+    base: string,
+    key: string,
+    body: Buffer | string | AsyncIterable<Uint8Array>,
+    options: CoordinatorPutOptions = {},
+  ): Promise<{ shardId: string; replicas?: string[] }> {
+    const headers = this.authHeaders(options.token);
+    if (options.size !== undefined) headers["content-length"] = String(options.size);
+    if (options.contentType) headers["content-type"] = options.contentType;
+    if (options.replicas === "all") headers["x-backpack-replicas"] = "all";
+    const payload = typeof body === "string" || Buffer.isBuffer(body) ? body : Readable.from(body);
+    const res = await this.send(base, keyToPath(key), "PUT", { headers, body: payload, ...options });
+    await expectStatus(res, [200], base, key);
+    const json = (await res.body.json()) as { shard_id?: unknown; replicas?: unknown };
+    if (typeof json.shard_id !== "string") {
+      throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a shard id`);
+    }
+    return Array.isArray(json.replicas)
+      ? { shardId: json.shard_id, replicas: json.replicas.map(String) }
+      : { shardId: json.shard_id };
+  }
+
+  /** GET (or HEAD) `/<shard>:<key>`: any status is returned; the caller consumes or dumps the body. */
+  async get(
+    base: string,
+    shardId: string,
+    key: string,
+    options: {
+      method?: "GET" | "HEAD";
+      headers?: Record<string, string>;
+      timeoutMs?: number;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<Dispatcher.ResponseData> {
+    return this.send(base, shardPath(shardId, key), options.method ?? "GET", options);
+  }
+
+  /** The object's metadata, or undefined when no server of the shard has it. */
+  async head(base: string, shardId: string, key: string): Promise<NodeObject | undefined> {
+    const res = await this.send(base, shardPath(shardId, key), "HEAD", {});
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    await expectStatus(res, [200], base, key);
+    await res.body.dump();
+    return objectOf(res.headers);
+  }
+
+  /** True when deleted (or queued for deletion on servers that are down), false when absent. */
+  async delete(
+    base: string,
+    shardId: string,
+    key: string,
+    options: { token?: string } = {},
+  ): Promise<boolean> {
+    const res = await this.send(base, shardPath(shardId, key), "DELETE", {
+      headers: this.authHeaders(options.token),
+    });
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return false;
+    }
+    await expectStatus(res, [204], base, key);
+    await res.body.dump();
+    return true;
+  }
+
+  async stats(base: string): Promise<CoordinatorStats> {
+    const res = await this.send(base, "/stats", "GET", {});
+    await expectStatus(res, [200], base, "/stats");
+    return (await res.body.json()) as CoordinatorStats;
+  }
+
+  async cluster(base: string): Promise<ClusterView> {
+    const res = await this.send(base, "/cluster", "GET", {});
+    await expectStatus(res, [200], base, "/cluster");
+    return (await res.body.json()) as ClusterView;
+  }
+
+  private authHeaders(token: string | undefined): Record<string, string> {
+    const t = token ?? this.defaults.token;
+    return t ? { authorization: `Bearer ${t}` } : {};
+  }
+
+  private async send(
+    base: string,
+    path: string,
+    method: Dispatcher.HttpMethod,
+    options: {
+      headers?: Record<string, string>;
+      body?: string | Buffer | Readable;
+      timeoutMs?: number;
+      signal?: AbortSignal;
+    },
+  ): Promise<Dispatcher.ResponseData> {
+    const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 30_000;
+    try {
+      return await request(base + path, {
+        method,
+        dispatcher: this.dispatcher,
+        headers: options.headers,
+        body: options.body,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: options.signal,
+      });
+    } catch (err) {
+      throw upstreamError(err, method, base);
+    }
+  }
+}
+
+/** `/<shard>:<key>` with the key percent-encoded as on a node. */
+export function shardPath(shardId: string, key: string): string {
+  return `/${encodeURIComponent(shardId)}:${keyToPath(key).slice(1)}`;
+}

@@ -1,0 +1,85 @@
+import { tmpdir } from "node:os";
+import { buildConfig, check } from "../common/config.js";
+
+/** Everything a coordinator needs, validated once and frozen. Sizes in bytes, times in ms. */
+export interface CoordinatorConfig {
+  host: string;
+  /** 0 picks a free port; the service's `url` tells which. */
+  port: number;
+  /** Largest upload accepted (declared or chunked); past it: 413 BODY_TOO_LARGE before a byte goes to a node. */
+  maxBodyBytes: number;
+  /**
+   * Uploads up to this size are kept in memory while they stream to the first node, so a node failing
+   * mid-way is replaced by the next one without asking the client again. Larger uploads stream through once
+   * (see body-source.ts); chunked ones past it are spooled to `tmpDir`.
+   */
+  retainBytes: number;
+  /** Where chunked uploads larger than `retainBytes` are spooled (removed after the upload). */
+  tmpDir: string;
+  /** With a token, PUT and DELETE need `Authorization: Bearer <token>`; reads and /stats stay open. */
+  writeToken: string | undefined;
+  /** The token the storage nodes expect for PUT/DELETE (their write token), if they have one. */
+  nodeToken: string | undefined;
+  /** Time a node may take to answer a request, and the longest silence inside a transfer. */
+  nodeTimeoutMs: number;
+  /** Time a queue push may take before the coordinator copies to the other nodes itself instead. */
+  queueTimeoutMs: number;
+  /** Usage deltas are sent to the cluster map in one batch this often. */
+  usageFlushMs: number;
+  /** A node seen failing is tried after the healthy replicas for this long (or until it answers again). */
+  suspectMs: number;
+  /** Time in-flight requests get to finish when the coordinator stops. */
+  drainMs: number;
+  /** Time allowed to receive a request's headers (slow-loris guard). */
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
+
+export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken" | "nodeToken">> =
+  Object.freeze({
+    host: "127.0.0.1",
+    port: 0,
+    maxBodyBytes: 1024 ** 3,
+    retainBytes: 8 * 1024 ** 2,
+    tmpDir: tmpdir(),
+    nodeTimeoutMs: 10_000,
+    queueTimeoutMs: 2_000,
+    usageFlushMs: 1_000,
+    suspectMs: 5_000,
+    drainMs: 5_000,
+    headersTimeoutMs: 20_000,
+    keepAliveTimeoutMs: 5_000,
+  });
+
+/** Builds the coordinator's config from layers (defaults first); every problem is reported at once. */
+export function coordinatorConfig(
+  ...layers: ReadonlyArray<Partial<CoordinatorConfig> | undefined>
+): Readonly<CoordinatorConfig> {
+  return buildConfig<CoordinatorConfig>(
+    "coordinator",
+    [{ writeToken: undefined, nodeToken: undefined, ...COORDINATOR_DEFAULTS }, ...layers],
+    (c, problems) => {
+      check.nonEmpty(problems, "host", c.host);
+      check.port(problems, "port", c.port);
+      check.positiveInt(problems, "maxBodyBytes", c.maxBodyBytes);
+      check.nonNegative(problems, "retainBytes", c.retainBytes);
+      check.nonEmpty(problems, "tmpDir", c.tmpDir);
+      for (const name of [
+        "nodeTimeoutMs",
+        "queueTimeoutMs",
+        "usageFlushMs",
+        "suspectMs",
+        "drainMs",
+        "headersTimeoutMs",
+        "keepAliveTimeoutMs",
+      ] as const) {
+        check.positiveInt(problems, name, c[name]);
+      }
+      for (const name of ["writeToken", "nodeToken"] as const) {
+        if (c[name] !== undefined && c[name].length === 0) {
+          problems.push(`${name} must not be empty (leave it unset for none)`);
+        }
+      }
+    },
+  );
+}

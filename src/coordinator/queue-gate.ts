@@ -1,0 +1,75 @@
+import { BackpackError } from "../common/errors.js";
+import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/types.js";
+
+/**
+ * The replication queue as the coordinator uses it: every call bounded by a timeout (a Redis client may hold
+ * commands while its servers are away), and after a failure the queue is skipped for `retryMs` so that uploads
+ * go straight to direct copies instead of each waiting out the timeout. No queue at all (the cluster map has no
+ * queue settings) is the same as a queue that is down.
+ */
+export class QueueGate {
+  private downUntil = 0;
+
+  constructor(
+    private queue: ReplicationQueue | undefined,
+    private readonly timeoutMs: number,
+    private readonly retryMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Swaps in another queue (the cluster map's queue settings changed, or the queue could be opened at last). */
+  replace(queue: ReplicationQueue | undefined): void {
+    this.queue = queue;
+    this.downUntil = 0;
+  }
+
+  /** False when there is no queue or it failed within the last `retryMs`. */
+  get usable(): boolean {
+    return this.queue !== undefined && this.now() >= this.downUntil;
+  }
+
+  /** Pushes durably or throws UNAVAILABLE. */
+  async push(tasks: readonly ReplicationTask[]): Promise<void> {
+    const queue = this.queue;
+    if (queue === undefined) throw new BackpackError("UNAVAILABLE", "no replication queue is configured");
+    if (!this.usable) throw new BackpackError("UNAVAILABLE", "the replication queue is unavailable");
+    try {
+      await withTimeout(queue.push(tasks), this.timeoutMs, "replication queue push");
+    } catch (err) {
+      this.downUntil = this.now() + this.retryMs;
+      throw new BackpackError(
+        "UNAVAILABLE",
+        `the replication queue refused the tasks: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  async stats(): Promise<QueueStats | undefined> {
+    if (this.queue === undefined) return undefined;
+    try {
+      return await withTimeout(this.queue.stats(), this.timeoutMs, "replication queue stats");
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Rejects with UPSTREAM_TIMEOUT after `ms`; the late result of `promise` is ignored (and its error swallowed). */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new BackpackError("UPSTREAM_TIMEOUT", `${what} took longer than ${ms} ms`)),
+      ms,
+    );
+  });
+  promise.catch(() => undefined);
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

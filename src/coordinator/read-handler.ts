@@ -1,0 +1,120 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
+import { BackpackError, toBackpackError } from "../common/errors.js";
+import { keyFromTarget, parseShardKey } from "../common/key.js";
+import type { ClusterSnapshot } from "../cluster/types.js";
+import type { CoordinatorContext } from "./context.js";
+import { orderServers } from "./shard-chooser.js";
+
+/** Request headers passed to the node: ranges and conditions work end to end. */
+const FORWARD_REQUEST = [
+  "range",
+  "if-range",
+  "if-match",
+  "if-none-match",
+  "if-modified-since",
+  "if-unmodified-since",
+];
+
+/** Response headers passed back to the client. */
+const FORWARD_RESPONSE = [
+  "content-length",
+  "content-type",
+  "content-range",
+  "accept-ranges",
+  "etag",
+  "last-modified",
+  "cache-control",
+  "x-backpack-checksum",
+];
+
+/**
+ * `GET`/`HEAD /<shard>:<key>`: asks the shard's servers in turn, healthy ones first, and answers from the first
+ * that has the file. A 404, a 5xx (502 CHECKSUM_MISMATCH for a corrupt copy included), a refused connection or
+ * a timeout moves on to the next server; 2xx, 304, 412 and 416 are answers. The body is streamed through.
+ * 404 only when every server said it does not have the file; when some could not be asked, 503 (the file may
+ * be on one of them). A file just written is readable at once: its first server holds it before the 200.
+ */
+export async function handleRead(
+  ctx: CoordinatorContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const { shardId, key } = parseShardKey(keyFromTarget(req.url ?? "/"));
+  const snapshot = ctx.map.snapshot();
+  const shard = snapshot.shards[shardId];
+  if (shard === undefined) {
+    ctx.metrics.reads.inc({ result: "not_found" });
+    throw new BackpackError("NOT_FOUND", `no shard ${shardId}`);
+  }
+  const method = req.method === "HEAD" ? "HEAD" : "GET";
+  const headers: Record<string, string> = {};
+  for (const name of FORWARD_REQUEST) {
+    const v = req.headers[name];
+    if (typeof v === "string") headers[name] = v;
+  }
+  let notFound = 0;
+  const failures: string[] = [];
+  const order = orderServers(shard.servers, (s) => ctx.health.isSuspect(s), ctx.random);
+  for (const [i, serverId] of order.entries()) {
+    if (i > 0) ctx.metrics.readFailovers.inc();
+    const base = serverBase(snapshot, serverId);
+    if (base === undefined) {
+      failures.push(`${serverId}: not in the servers map`);
+      continue;
+    }
+    let upstream;
+    try {
+      upstream = await ctx.nodes.get(base, key, { method, headers, timeoutMs: ctx.config.nodeTimeoutMs });
+    } catch (err) {
+      ctx.health.recordFailure(serverId);
+      failures.push(`${serverId}: ${toBackpackError(err).message}`);
+      continue;
+    }
+    const status = upstream.statusCode;
+    if (status === 404 || status >= 500) {
+      await upstream.body.dump().catch(() => undefined);
+      if (status === 404) {
+        notFound++;
+        ctx.health.recordSuccess(serverId);
+      } else {
+        ctx.health.recordFailure(serverId);
+        failures.push(`${serverId}: answered ${status}`);
+      }
+      continue;
+    }
+    ctx.health.recordSuccess(serverId);
+    const out: Record<string, string> = {};
+    for (const name of FORWARD_RESPONSE) {
+      const v = upstream.headers[name];
+      if (typeof v === "string") out[name] = v;
+    }
+    res.writeHead(status, out);
+    ctx.metrics.reads.inc({ result: "ok" });
+    if (method === "HEAD" || status === 304) {
+      await upstream.body.dump().catch(() => undefined);
+      res.end();
+      return;
+    }
+    // Headers are sent: a failure from here on can only cut the transfer (the client sees a short body).
+    await pipeline(upstream.body, res).catch((err: unknown) => {
+      ctx.log.warn({ server: serverId, key, err: (err as Error).message }, "read cut short");
+      res.destroy();
+    });
+    return;
+  }
+  if (failures.length === 0) {
+    ctx.metrics.reads.inc({ result: "not_found" });
+    throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`);
+  }
+  ctx.metrics.reads.inc({ result: "failed" });
+  throw new BackpackError(
+    "UNAVAILABLE",
+    `${shardId}:${key} could not be read: ${notFound} server(s) do not have it, ${failures.join("; ")}`,
+    { retryAfterSec: 1 },
+  );
+}
+
+export function serverBase(snapshot: ClusterSnapshot, serverId: string): string | undefined {
+  return snapshot.servers[serverId]?.url;
+}

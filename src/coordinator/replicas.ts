@@ -1,0 +1,198 @@
+import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
+import { formatChecksum } from "../common/checksum.js";
+import type { ClusterSnapshot, ShardInfo } from "../cluster/types.js";
+import type { ReplicationTask } from "../queue/types.js";
+import type { BodySource } from "./body-source.js";
+import type { CoordinatorContext } from "./context.js";
+import { orderServers } from "./shard-chooser.js";
+
+export interface StoredUpload {
+  /** The server that holds the upload durably. */
+  serverId: string;
+  crc: number;
+}
+
+/**
+ * Writes the body to one server of the shard: healthy ones first, the next one when a server fails before
+ * committing. The node answers 201 only once the bytes are durable, with the CRC it stored, which is checked
+ * against the CRC of what the client sent. Throws CLIENT_ABORTED when the client goes away (the upstream
+ * request is aborted with it, so no node indexes a partial record), and UNAVAILABLE when no server took it.
+ */
+export async function storeFirstReplica(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  shard: ShardInfo,
+  key: string,
+  body: BodySource,
+  contentType: string | undefined,
+): Promise<StoredUpload> {
+  const tried: string[] = [];
+  let lastError: BackpackError | undefined;
+  for (const serverId of orderServers(shard.servers, (s) => ctx.health.isSuspect(s), ctx.random)) {
+    const base = snapshot.servers[serverId]?.url;
+    if (base === undefined) continue;
+    if (!body.replayable) break;
+    tried.push(serverId);
+    try {
+      // Small bodies usually arrive in one piece: one buffer makes one write upstream.
+      const small = body.size <= 64 * 1024;
+      if (small) await body.whole();
+      const payload = (small ? body.buffer() : undefined) ?? body.open();
+      const { crc } = await ctx.nodes.put(base, key, payload, {
+        size: body.size,
+        ...(contentType ? { contentType } : {}),
+        ...(body.complete ? { expectedCrc: body.crc } : {}),
+      });
+      // The node answered after reading the whole body, so `body.crc` covers every byte by now.
+      if (crc !== body.crc) {
+        throw new BackpackError(
+          "UPSTREAM_FAILED",
+          `${base} stored checksum ${formatChecksum(crc)}, the client sent ${formatChecksum(body.crc)}`,
+        );
+      }
+      ctx.health.recordSuccess(serverId);
+      return { serverId, crc };
+    } catch (err) {
+      if (body.failure) throw body.failure;
+      const e = toBackpackError(err);
+      if (hasCode(e, "CLIENT_ABORTED")) throw e;
+      lastError = e;
+      ctx.health.recordFailure(serverId);
+      ctx.log.warn({ server: serverId, key, err: e.message }, "upload to a node failed; trying the next");
+    }
+  }
+  throw new BackpackError(
+    "UNAVAILABLE",
+    `Could not upload file /${key} to any node: ${tried.join(",") || "(none reachable)"}`,
+    { cause: lastError, retryAfterSec: 1, details: lastError ? { last_error: lastError.message } : {} },
+  );
+}
+
+export interface ReplicationOutcome {
+  /** Servers that hold the file now (the first one included). */
+  holding: string[];
+  /** Servers with a durably queued copy task. */
+  queued: string[];
+  /** Servers that neither hold the file nor have a task. */
+  missing: string[];
+}
+
+/**
+ * Makes sure every other server of the shard will hold the upload: one `copy` task each, pushed to the queue in
+ * one call. When the queue cannot take them, or when `all` is asked, the coordinator copies from the server
+ * that holds it to the others itself; copies that fail then go to the queue if it is usable.
+ */
+export async function replicate(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  shard: ShardInfo,
+  key: string,
+  stored: StoredUpload,
+  body: BodySource,
+  all: boolean,
+): Promise<ReplicationOutcome> {
+  const others = shard.servers.filter((s) => s !== stored.serverId);
+  const outcome: ReplicationOutcome = { holding: [stored.serverId], queued: [], missing: [] };
+  if (others.length === 0) return outcome;
+  const taskFor = (target: string): ReplicationTask => ({
+    op: "copy",
+    shard: shard.id,
+    sources: [stored.serverId],
+    target,
+    key,
+    crc: formatChecksum(stored.crc),
+    size: body.size,
+    createdAt: ctx.now(),
+  });
+  let toCopy = others;
+  if (!all && ctx.queue.usable) {
+    try {
+      await ctx.queue.push(others.map(taskFor));
+      outcome.queued.push(...others);
+      return outcome;
+    } catch (err) {
+      ctx.log.warn(
+        { err: (err as Error).message, key },
+        "queue unavailable: copying to the replicas directly",
+      );
+    }
+  }
+  const results = await Promise.all(
+    toCopy.map(async (target) => ({
+      target,
+      ok: await directCopy(ctx, snapshot, key, stored, body, target),
+    })),
+  );
+  toCopy = [];
+  for (const r of results) (r.ok ? outcome.holding : toCopy).push(r.target);
+  if (toCopy.length > 0 && ctx.queue.usable) {
+    try {
+      await ctx.queue.push(toCopy.map(taskFor));
+      outcome.queued.push(...toCopy);
+      toCopy = [];
+    } catch {
+      // Reported as missing below.
+    }
+  }
+  outcome.missing.push(...toCopy);
+  return outcome;
+}
+
+/** Copies the upload to `target`: replays the body when it is held, else streams it from the first server. */
+async function directCopy(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  key: string,
+  stored: StoredUpload,
+  body: BodySource,
+  target: string,
+): Promise<boolean> {
+  const base = snapshot.servers[target]?.url;
+  const source = snapshot.servers[stored.serverId]?.url;
+  if (base === undefined || source === undefined) return false;
+  try {
+    const options = { size: body.size, expectedCrc: stored.crc };
+    if (body.replayable && body.complete) {
+      await ctx.nodes.put(base, key, body.buffer() ?? body.open(), options);
+    } else {
+      const res = await ctx.nodes.get(source, key);
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new BackpackError(
+          "UPSTREAM_FAILED",
+          `${source} answered ${res.statusCode} when read for a copy`,
+        );
+      }
+      await ctx.nodes.put(base, key, res.body, options);
+    }
+    ctx.health.recordSuccess(target);
+    ctx.metrics.directCopies.inc({ result: "ok" });
+    return true;
+  } catch (err) {
+    ctx.health.recordFailure(target);
+    ctx.metrics.directCopies.inc({ result: "failed" });
+    ctx.log.warn({ server: target, key, err: (err as Error).message }, "direct copy failed");
+    return false;
+  }
+}
+
+/** Best-effort removal of an upload that could not be made safe (answered 503): no orphan left behind. */
+export async function removeFrom(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  key: string,
+  serverIds: readonly string[],
+): Promise<void> {
+  await Promise.all(
+    serverIds.map(async (id) => {
+      const base = snapshot.servers[id]?.url;
+      if (base === undefined) return;
+      await ctx.nodes.delete(base, key).catch((err: unknown) => {
+        ctx.log.warn(
+          { server: id, key, err: (err as Error).message },
+          "could not remove an unconfirmed upload",
+        );
+      });
+    }),
+  );
+}

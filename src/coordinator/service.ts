@@ -1,0 +1,166 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Agent } from "undici";
+import { BackpackError, toBackpackError } from "../common/errors.js";
+import { closeServer, listen, sendError, sendJson } from "../common/http.js";
+import type { Logger } from "../common/logger.js";
+import { silentLogger } from "../common/logger.js";
+import { createRegistry, sendMetrics } from "../common/metrics.js";
+import type { Service } from "../common/service.js";
+import type { ClusterMap } from "../cluster/types.js";
+import type { ReplicationQueue } from "../queue/types.js";
+import { createAgent } from "../client/http-agent.js";
+import { NodeClient } from "../client/node-client.js";
+import type { CoordinatorConfig } from "./config.js";
+import { createMetrics, type CoordinatorContext } from "./context.js";
+import { handleDelete } from "./delete-handler.js";
+import { NodeHealth } from "./node-health.js";
+import { QueueGate } from "./queue-gate.js";
+import { handleRead } from "./read-handler.js";
+import type { Random } from "./shard-chooser.js";
+import { handleCluster } from "./cluster-handler.js";
+import { collectStats, handleStats } from "./stats-handler.js";
+import { UsageFlusher } from "./usage-flusher.js";
+import { UsageTracker } from "./usage-tracker.js";
+import { handleWrite } from "./write-handler.js";
+
+export interface CoordinatorDeps {
+  clusterMap: ClusterMap;
+  /** Undefined when the cluster map has no queue settings: copies are then made directly. */
+  queue: ReplicationQueue | undefined;
+  log?: Logger;
+  /** Injected for tests and simulations. */
+  random?: Random;
+  now?: () => number;
+  /** Shared connection pool to the nodes; one is created (and closed on stop) when not given. */
+  agent?: Agent;
+}
+
+/**
+ * The coordinator: takes uploads (`PUT /<key>`), picks a shard, stores on one of its servers and queues the
+ * copies; reads (`GET`/`HEAD /<shard>:<key>`) with failover; deletes; `/stats`, `/metrics`, `/healthz`.
+ * Stateless apart from usage deltas not yet flushed (sent on stop). The cluster map and queue are started and
+ * stopped by the caller.
+ */
+export class CoordinatorService implements Service {
+  private readonly server: Server;
+  private readonly ctx: CoordinatorContext;
+  private readonly flusher: UsageFlusher;
+  private readonly registry = createRegistry({ service: "coordinator" });
+  private readonly ownAgent: Agent | undefined;
+  private baseUrl: string | undefined;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+  private startedAt = 0;
+
+  constructor(
+    readonly config: Readonly<CoordinatorConfig>,
+    deps: CoordinatorDeps,
+  ) {
+    const log = deps.log ?? silentLogger;
+    const now = deps.now ?? Date.now;
+    const agent = deps.agent ?? createAgent({ connections: 128 });
+    this.ownAgent = deps.agent ? undefined : agent;
+    const metrics = createMetrics(this.registry);
+    const usage = new UsageTracker();
+    this.ctx = {
+      config,
+      map: deps.clusterMap,
+      queue: new QueueGate(deps.queue, config.queueTimeoutMs, 1000, now),
+      nodes: new NodeClient(agent, {
+        ...(config.nodeToken ? { token: config.nodeToken } : {}),
+        timeoutMs: config.nodeTimeoutMs,
+      }),
+      health: new NodeHealth(config.suspectMs, now),
+      usage,
+      counters: { processedUploads: 0, processedBytes: 0, failedUploads: 0, abortedUploads: 0 },
+      metrics,
+      log,
+      writeToken: config.writeToken === undefined ? undefined : Buffer.from(config.writeToken, "utf8"),
+      random: deps.random ?? Math.random,
+      now,
+    };
+    this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
+    this.server = createServer(
+      {
+        headersTimeout: config.headersTimeoutMs,
+        keepAliveTimeout: config.keepAliveTimeoutMs,
+        requestTimeout: 0,
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    // A client that sends garbage gets a 400 from node:http; nothing reaches the handlers.
+    this.server.on("clientError", (_err, socket) => socket.destroy());
+  }
+
+  get url(): string {
+    if (this.baseUrl === undefined) throw new BackpackError("UNAVAILABLE", "the coordinator is not started");
+    return this.baseUrl;
+  }
+
+  /** The seed's `/stats` (for embedding, e.g. the dashboard in one process). */
+  async stats(): Promise<Awaited<ReturnType<typeof collectStats>>> {
+    return collectStats(this.ctx, this.startedAt);
+  }
+
+  /** Lets membership (the ring) mark a storage node down or up; down nodes are tried last. */
+  setServerDown(serverId: string, down: boolean): void {
+    this.ctx.health.setDown(serverId, down);
+  }
+
+  /** Uses another replication queue from now on (the caller stops the old one). */
+  setQueue(queue: ReplicationQueue | undefined): void {
+    this.ctx.queue.replace(queue);
+  }
+
+  async start(): Promise<void> {
+    this.startedAt = this.ctx.now();
+    this.baseUrl = await listen(this.server, this.config.host, this.config.port);
+    this.flusher.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true;
+      await closeServer(this.server, this.config.drainMs);
+      await this.flusher.stop(this.config.drainMs);
+      await this.ownAgent?.close().catch(() => undefined);
+    })();
+    return this.stopped;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (this.stopping) {
+        throw new BackpackError("SHUTTING_DOWN", "the coordinator is stopping", { retryAfterSec: 1 });
+      }
+      await this.route(req, res);
+    } catch (err) {
+      const e = toBackpackError(err);
+      if (e.code === "CLIENT_ABORTED" || res.destroyed) {
+        if (!res.destroyed) res.destroy();
+        return;
+      }
+      // An upload refused before its body was read: close the connection rather than swallow the body.
+      if (!req.complete && !res.headersSent) res.setHeader("connection", "close");
+      sendError(res, e, this.ctx.log);
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = req.url ?? "/";
+    const path = target.split("?", 1)[0] ?? "/";
+    const method = req.method ?? "GET";
+    if (method === "GET" || method === "HEAD") {
+      if (path === "/stats") return handleStats(this.ctx, res, this.startedAt);
+      if (path === "/metrics") return sendMetrics(res, this.registry);
+      if (path === "/healthz") {
+        sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });
+        return;
+      }
+      return handleRead(this.ctx, req, res);
+    }
+    if (method === "PUT") return handleWrite(this.ctx, req, res);
+    if (method === "DELETE") return handleDelete(this.ctx, req, res);
+    throw new BackpackError("METHOD_NOT_ALLOWED", `${method} is not supported (PUT, GET, HEAD, DELETE)`);
+  }
+}

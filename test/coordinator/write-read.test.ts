@@ -1,0 +1,307 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fromNode, startFixture } from "./fixture.js";
+import { waitFor } from "../helpers/wait.js";
+import { request } from "node:http";
+
+/** A request with the target sent as given (no URL normalisation). */
+function rawRequest(
+  base: string,
+  method: string,
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request(`${base}${path}`, { method, headers, path }, (res) => {
+      let text = "";
+      res.setEncoding("utf8").on("data", (d: string) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+async function put(url: string, key: string, body: string | Buffer, headers: Record<string, string> = {}) {
+  const res = await fetch(`${url}/${key}`, { method: "PUT", body, headers });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+void test("PUT answers the shard id as a string, the file is readable at once, one copy task is queued", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  const r = await put(f.url, "hello.txt", "hello, backpack!\n");
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json, { shard_id: "1" });
+
+  const get = await fetch(`${f.url}/1:hello.txt`);
+  assert.equal(get.status, 200);
+  assert.equal(await get.text(), "hello, backpack!\n");
+  const etag = get.headers.get("etag");
+  assert.ok(etag);
+  assert.match(get.headers.get("x-backpack-checksum") ?? "", /^[0-9a-f]{8}$/);
+
+  const head = await fetch(`${f.url}/1:hello.txt`, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-length"), "17");
+
+  const range = await fetch(`${f.url}/1:hello.txt`, { headers: { range: "bytes=0-4" } });
+  assert.equal(range.status, 206);
+  assert.equal(await range.text(), "hello");
+  const cond = await fetch(`${f.url}/1:hello.txt`, { headers: { "if-none-match": etag } });
+  assert.equal(cond.status, 304);
+
+  // Exactly one node holds it, the other has a queued copy task with the right CRC and size.
+  const holders = [await fromNode(f, "1", "hello.txt"), await fromNode(f, "2", "hello.txt")];
+  assert.equal(holders.filter((h) => h.status === 200).length, 1);
+  const leased = await f.queue!.lease(10, 1000, 0);
+  assert.equal(leased.length, 1);
+  const task = leased[0]!.task!;
+  assert.equal(task.op, "copy");
+  assert.equal(task.key, "hello.txt");
+  assert.equal(task.size, 17);
+  assert.equal(task.crc, get.headers.get("x-backpack-checksum"));
+  assert.equal(holders[Number(task.target) - 1]!.status, 404);
+  assert.deepEqual(task.sources, [task.target === "1" ? "2" : "1"]);
+
+  await f.usageIs("1", 17);
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, unknown>;
+  for (const k of [
+    "uptime",
+    "processed_uploads",
+    "processed_bytes",
+    "failed_uploads",
+    "total_size",
+    "used_size",
+    "usage_ratio",
+    "available_space",
+    "total_shards",
+    "writable_shards",
+    "queue_length",
+  ]) {
+    assert.ok(k in stats, `stats has ${k}`);
+  }
+  assert.equal(stats.processed_uploads, 1);
+  assert.equal(stats.processed_bytes, 17);
+  assert.equal(stats.failed_uploads, 0);
+  assert.equal(stats.used_size, 17);
+  assert.equal(stats.total_shards, 1);
+  assert.equal(stats.writable_shards, 1);
+  assert.equal(stats.queue_length, 1);
+  const metrics = await (await fetch(`${f.url}/metrics`)).text();
+  assert.match(metrics, /backpack_coordinator_uploads_total\{result="ok",service="coordinator"\} 1/);
+  assert.equal((await fetch(`${f.url}/healthz`)).status, 200);
+});
+
+void test("replicas=all (header or query) answers once every server holds the file; the query is not the key", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2", "3"] } });
+  const a = await put(f.url, "a.bin?replicas=all", "AAAA");
+  assert.equal(a.status, 200);
+  assert.equal(a.json.shard_id, "1");
+  assert.deepEqual([...(a.json.replicas as string[])].sort(), ["1", "2", "3"]);
+  const b = await put(f.url, "b.bin", "BBBB", { "x-backpack-replicas": "all" });
+  assert.equal(b.status, 200);
+  for (const id of ["1", "2", "3"]) {
+    assert.deepEqual(await fromNode(f, id, "a.bin"), { status: 200, body: "AAAA" });
+    assert.deepEqual(await fromNode(f, id, "b.bin"), { status: 200, body: "BBBB" });
+  }
+  assert.equal((await f.queue!.stats()).depth, 0);
+});
+
+void test("reads fail over: a stopped node, a node without the file; 404 only when no node has it", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  assert.equal((await put(f.url, "both.txt", "both", { "x-backpack-replicas": "all" })).status, 200);
+  assert.equal((await put(f.url, "one.txt", "one")).status, 200);
+  const holder = (await fromNode(f, "1", "one.txt")).status === 200 ? "1" : "2";
+  const other = holder === "1" ? "2" : "1";
+
+  // The node without the copy answers 404: the read goes on to the holder, every time.
+  for (let i = 0; i < 10; i++) {
+    const r = await fetch(`${f.url}/1:one.txt`);
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), "one");
+  }
+  const missing = await fetch(`${f.url}/1:nothing.txt`);
+  assert.equal(missing.status, 404);
+  assert.equal(((await missing.json()) as { code: string }).code, "NOT_FOUND");
+  assert.equal((await fetch(`${f.url}/9:one.txt`)).status, 404);
+
+  await f.stopNode(other);
+  for (let i = 0; i < 5; i++) assert.equal(await (await fetch(`${f.url}/1:both.txt`)).text(), "both");
+  // One node down, the other says 404: the file may be on the down one, so not a 404.
+  const unsure = await fetch(`${f.url}/1:nothing.txt`);
+  assert.equal(unsure.status, 503);
+  await f.stopNode(holder);
+  const none = await fetch(`${f.url}/1:both.txt`);
+  assert.equal(none.status, 503);
+  assert.equal(((await none.json()) as { code: string }).code, "UNAVAILABLE");
+  await f.startNode(holder);
+  assert.equal(await (await fetch(`${f.url}/1:both.txt`)).text(), "both");
+});
+
+void test("an upload goes to the next node when the first one is down; a large streamed body too", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, config: { retainBytes: 1000 } });
+  await f.stopNode("1");
+  const big = Buffer.alloc(200_000, 7);
+  for (let i = 0; i < 6; i++) {
+    const body = i % 2 === 0 ? `small ${i}` : big;
+    const r = await put(f.url, `k${i}`, body);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const got = await fromNode(f, "2", `k${i}`);
+    assert.equal(got.status, 200);
+  }
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as { suspect_servers: string[] };
+  assert.deepEqual(stats.suspect_servers, ["1"]);
+  // Copies for the down node are queued, not lost.
+  assert.equal((await f.queue!.stats()).depth, 6);
+});
+
+void test("chunked uploads: stored with their real size and counted once, also past the memory bound", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, config: { retainBytes: 64 * 1024 } });
+  const sizes = [0, 10, 100_000, 300_000];
+  let total = 0;
+  for (const [i, size] of sizes.entries()) {
+    const bytes = Buffer.alloc(size, i + 1);
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let o = 0; o < size; o += 7000) c.enqueue(bytes.subarray(o, o + 7000));
+        c.close();
+      },
+    });
+    const res = await fetch(`${f.url}/chunked-${i}`, {
+      method: "PUT",
+      body: stream,
+      duplex: "half",
+    });
+    assert.equal(res.status, 200, await res.text());
+    total += size;
+    const back = Buffer.from(await (await fetch(`${f.url}/1:chunked-${i}`)).arrayBuffer());
+    assert.ok(back.equals(bytes), `chunked-${i} reads back`);
+  }
+  await f.usageIs("1", total);
+});
+
+void test("refusals before a byte reaches a node: bad keys, oversized bodies, tokens, methods", async (t) => {
+  const f = await startFixture(t, {
+    shards: { "1": ["1", "2"] },
+    config: { maxBodyBytes: 1000, writeToken: "client-secret" },
+    nodeToken: "node-secret",
+  });
+  const auth = { authorization: "Bearer client-secret" };
+  const code = async (res: Response) => ((await res.json()) as { code: string }).code;
+
+  let res = await fetch(`${f.url}/x`, { method: "PUT", body: "x" });
+  assert.equal(res.status, 401);
+  assert.equal(await code(res), "UNAUTHORIZED");
+  res = await fetch(`${f.url}/x`, { method: "PUT", body: "x", headers: { authorization: "Bearer nope" } });
+  assert.equal(res.status, 403);
+  // Sent as raw request targets: fetch would normalise the dot segments away.
+  for (const bad of ["/a/../b", "/a/%2e%2e/b", "/%ff", "/a%00b", "/" + "x".repeat(1100)]) {
+    const raw = await rawRequest(f.url, "PUT", bad, "x", auth);
+    assert.equal(raw.status, 400, bad);
+    assert.equal((JSON.parse(raw.body) as { code: string }).code, "INVALID_KEY");
+  }
+  res = await fetch(`${f.url}/big`, { method: "PUT", body: Buffer.alloc(1001), headers: auth });
+  assert.equal(res.status, 413);
+  assert.equal(await code(res), "BODY_TOO_LARGE");
+  const chunked = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < 5; i++) c.enqueue(new Uint8Array(300));
+      c.close();
+    },
+  });
+  res = await fetch(`${f.url}/big2`, {
+    method: "PUT",
+    body: chunked,
+    duplex: "half",
+    headers: auth,
+  });
+  assert.equal(res.status, 413);
+  res = await fetch(`${f.url}/x`, { method: "POST", body: "x" });
+  assert.equal(res.status, 405);
+  res = await fetch(`${f.url}/1:x`, { method: "DELETE" });
+  assert.equal(res.status, 401);
+  res = await fetch(`${f.url}/no-colon`);
+  assert.equal(res.status, 400);
+
+  // With the right tokens (client → coordinator, coordinator → node) it goes through.
+  res = await fetch(`${f.url}/ok`, { method: "PUT", body: "fine", headers: auth });
+  assert.equal(res.status, 200);
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
+  assert.equal(stats.processed_uploads, 1);
+  for (const id of ["1", "2"]) {
+    const s = (await (await fetch(`${f.nodes.get(id)!.url}/stats`)).json()) as { puts: { count: number } };
+    assert.ok(s.puts.count <= 1, "no refused upload reached a node");
+  }
+});
+
+void test("no enabled shard → 507 NO_WRITABLE_SHARDS; larger than any shard → 507 NO_SPACE", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, enable: false, capacity: 100 });
+  let res = await fetch(`${f.url}/x`, { method: "PUT", body: "x" });
+  assert.equal(res.status, 507);
+  assert.deepEqual(await res.json(), { error: "No writable shards found!", code: "NO_WRITABLE_SHARDS" });
+  await f.map.setShardEnabled("1", true);
+  await waitFor(() => f.map.snapshot().shards["1"]?.enabled);
+  res = await fetch(`${f.url}/x`, { method: "PUT", body: Buffer.alloc(101) });
+  assert.equal(res.status, 507);
+  assert.equal(((await res.json()) as { code: string }).code, "NO_SPACE");
+  res = await fetch(`${f.url}/x`, { method: "PUT", body: Buffer.alloc(100) });
+  assert.equal(res.status, 200);
+});
+
+void test("a shard that fills up stops taking uploads before it overflows, also under concurrency", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, capacity: 10 * 1024 });
+  const results = await Promise.all(
+    Array.from({ length: 30 }, (_, i) =>
+      fetch(`${f.url}/fill-${i}`, { method: "PUT", body: Buffer.alloc(1024, i) }).then((r) => r.status),
+    ),
+  );
+  const ok = results.filter((s) => s === 200).length;
+  assert.equal(ok, 10, `statuses: ${results.join(",")}`);
+  assert.equal(results.filter((s) => s === 507).length, 20);
+  await f.usageIs("1", 10 * 1024);
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
+  assert.equal(stats.writable_shards, 0);
+  assert.equal(stats.available_space, 0);
+});
+
+void test("no queue: copies are made directly before the 200; a copy that can be neither made nor queued is a 503", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, queue: false });
+  const r = await put(f.url, "direct.txt", "direct");
+  assert.equal(r.status, 200);
+  for (const id of ["1", "2"])
+    assert.deepEqual(await fromNode(f, id, "direct.txt"), { status: 200, body: "direct" });
+  await f.usageIs("1", 6);
+  await f.stopNode("2");
+  const refused = await put(f.url, "unsafe.txt", "unsafe");
+  assert.equal(refused.status, 503);
+  assert.equal(refused.json.code, "UNAVAILABLE");
+  // Nothing left behind, nothing counted.
+  assert.equal((await fromNode(f, "1", "unsafe.txt")).status, 404);
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
+  assert.equal(stats.failed_uploads, 1);
+  assert.equal(stats.used_size, 6);
+});
+
+void test("DELETE removes the file from every node, and queues a delete for a node that is down", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  assert.equal((await put(f.url, "d.txt", "12345", { "x-backpack-replicas": "all" })).status, 200);
+  await f.usageIs("1", 5);
+  let res = await fetch(`${f.url}/1:d.txt`, { method: "DELETE" });
+  assert.equal(res.status, 204);
+  for (const id of ["1", "2"]) assert.equal((await fromNode(f, id, "d.txt")).status, 404);
+  await f.usageIs("1", 0);
+  res = await fetch(`${f.url}/1:d.txt`, { method: "DELETE" });
+  assert.equal(res.status, 404);
+
+  assert.equal((await put(f.url, "e.txt", "abc", { "x-backpack-replicas": "all" })).status, 200);
+  await f.stopNode("2");
+  res = await fetch(`${f.url}/1:e.txt`, { method: "DELETE" });
+  assert.equal(res.status, 204);
+  assert.equal(res.headers.get("x-backpack-queued"), "2");
+  const leased = await f.queue!.lease(10, 1000, 0);
+  assert.deepEqual(
+    leased.map((l) => [l.task?.op, l.task?.target, l.task?.key]),
+    [["delete", "2", "e.txt"]],
+  );
+});
