@@ -153,6 +153,7 @@ export class CoordinatorService implements Service {
     if (method === "GET" || method === "HEAD") {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt);
       if (path === "/metrics") return sendMetrics(res, this.registry);
+      if (path === "/cluster") return handleCluster(this.ctx, res);
       if (path === "/healthz") {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });
         return;
