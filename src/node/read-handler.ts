@@ -75,9 +75,21 @@ export async function handleRead(
     ctx.stats.observeGet(body.data.length, ctx.now() - started);
     return;
   }
+  // The first chunk comes before the headers: a record whose head fails verification still gets a clean 502.
+  const it = body.stream[Symbol.asyncIterator]();
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await it.next();
+  } catch (err) {
+    if (hasCode(err, "CHECKSUM_MISMATCH")) {
+      ctx.stats.refused.checksum_mismatch++;
+      ctx.log.error({ key, err }, "stored record failed its checksum; answered 502");
+    }
+    throw err;
+  }
   res.writeHead(range ? 206 : 200, headersOf(info, range, body.length));
   try {
-    await pipeline(body.stream, res);
+    await pipeline(rest(first, it), res);
   } catch (err) {
     // Headers are out: the only honest signal left is a cut transfer (the proxy retries elsewhere).
     res.destroy();
@@ -88,6 +100,17 @@ export async function handleRead(
     return;
   }
   ctx.stats.observeGet(body.length, ctx.now() - started);
+}
+
+async function* rest(first: IteratorResult<Buffer>, it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    if (first.done) return;
+    yield first.value;
+    for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+  } finally {
+    // Stopped early (client gone): let the store release the volume file.
+    await it.return?.();
+  }
 }
 
 function headersOf(

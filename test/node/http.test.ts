@@ -254,25 +254,7 @@ void test("a corrupt record is answered 502 CHECKSUM_MISMATCH and counted, never
   const marker = Buffer.from("a-very-recognisable-body-" + "z".repeat(100));
   await http(node.url, "/corrupt", { method: "PUT", body: marker });
   // Flip one byte of the body inside the volume file, behind the node's back.
-  let flipped = false;
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (!flipped) {
-        const fh = await open(p, "r+");
-        const content = await readFile(p);
-        const at = content.indexOf(marker);
-        if (at !== -1) {
-          await fh.write(Buffer.from([content[at + 30]! ^ 0xff]), 0, 1, at + 30);
-          flipped = true;
-        }
-        await fh.close();
-      }
-    }
-  };
-  await walk(dataDir);
-  assert.ok(flipped, "found the record in a volume");
+  assert.ok(await flipInVolumes(dataDir, marker, 30), "found the record in a volume");
   const res = await http(node.url, "/corrupt");
   assert.equal(res.status, 502);
   assert.equal(res.json().code, "CHECKSUM_MISMATCH");
@@ -280,6 +262,40 @@ void test("a corrupt record is answered 502 CHECKSUM_MISMATCH and counted, never
   const stats = (await http(node.url, "/stats")).json() as { refused: { checksum_mismatch: number } };
   assert.equal(stats.refused.checksum_mismatch, 1);
   assert.match((await http(node.url, "/metrics")).text, /^backpack_node_checksum_errors_total [1-9]/m);
+});
+
+async function flipInVolumes(dir: string, marker: Buffer, offset: number): Promise<boolean> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (await flipInVolumes(p, marker, offset)) return true;
+      continue;
+    }
+    const content = await readFile(p);
+    const at = content.indexOf(marker);
+    if (at === -1) continue;
+    const fh = await open(p, "r+");
+    await fh.write(Buffer.from([(content[at + offset] ?? 0) ^ 0xff]), 0, 1, at + offset);
+    await fh.close();
+    return true;
+  }
+  return false;
+}
+
+void test("a corrupt large (streamed) record is never delivered whole: the transfer is cut", async (t) => {
+  const dataDir = await tempDir(t);
+  const node = await startNode(t, { dataDir });
+  const big = Buffer.alloc(9 * 1024 * 1024, 0x61);
+  const marker = Buffer.from("middle-of-the-big-body-marker");
+  marker.copy(big, 4 * 1024 * 1024);
+  assert.equal((await http(node.url, "/bigcorrupt", { method: "PUT", body: big })).status, 201);
+  assert.ok(await flipInVolumes(dataDir, marker, 3), "found the record in a volume");
+  const outcome = await http(node.url, "/bigcorrupt").then(
+    (res) => (res.status === 200 && res.body.equals(big) ? "served whole" : "not served"),
+    () => "cut",
+  );
+  assert.notEqual(outcome, "served whole");
+  assert.equal((await http(node.url, "/healthz")).status, 200);
 });
 
 void test("stop() drains in-flight work, then refuses; idempotent", async (t) => {
