@@ -11,6 +11,8 @@ import {
 /** What a command may touch of the outside world; tests pass their own. */
 export interface CommandIo {
   stdout: (text: string) => void;
+  /** Standard output as a stream, for binary output (downloads). */
+  stdoutStream: NodeJS.WritableStream;
   stderr: (text: string) => void;
   env: Readonly<Record<string, string | undefined>>;
   /** Resolves when the operator asks a long-running command to stop (SIGINT/SIGTERM). */

@@ -74,6 +74,7 @@ function processIo(): CommandIo {
   process.once("SIGTERM", onSignal);
   return {
     stdout: (text) => process.stdout.write(text),
+    stdoutStream: process.stdout,
     stderr: (text) => process.stderr.write(text),
     env: process.env,
     stopSignal: controller.signal,

@@ -89,9 +89,12 @@ export class DevCluster implements Service {
     this.queue = await openQueue({ dir: join(this.dir, "queue") }, { log: log.child({ part: "queue" }) });
 
     for (const s of this.layout.servers) {
-      const node = new NodeService(nodeConfig({ dataDir: join(this.dir, `node-${s.id}`), host, port: s.port, sync }), {
-        log: log.child({ part: "node", node: s.id }),
-      });
+      const node = new NodeService(
+        nodeConfig({ dataDir: join(this.dir, `node-${s.id}`), host, port: s.port, sync }),
+        {
+          log: log.child({ part: "node", node: s.id }),
+        },
+      );
       this.nodes.push(node);
     }
     await Promise.all(this.nodes.map((n) => n.start()));
@@ -139,7 +142,8 @@ export class DevCluster implements Service {
   describe(): DevClusterDescription {
     const snapshot = this.map?.snapshot();
     const shardOf = new Map<string, string>();
-    for (const shard of Object.values(snapshot?.shards ?? {})) for (const id of shard.servers) shardOf.set(id, shard.id);
+    for (const shard of Object.values(snapshot?.shards ?? {}))
+      for (const id of shard.servers) shardOf.set(id, shard.id);
     return {
       coordinators: this.coordinators.map((c) => c.url),
       replicator: this.replicator?.url ?? "",

@@ -39,5 +39,7 @@ export function devLayout({ shards, replicas, coordinators, basePort }: LayoutOp
 
 /** The ports a layout needs that are fixed (not 0). */
 export function fixedPorts(layout: DevLayout): number[] {
-  return [...layout.coordinatorPorts, layout.replicatorPort, ...layout.servers.map((s) => s.port)].filter((p) => p !== 0);
+  return [...layout.coordinatorPorts, layout.replicatorPort, ...layout.servers.map((s) => s.port)].filter(
+    (p) => p !== 0,
+  );
 }

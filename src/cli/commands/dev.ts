@@ -33,7 +33,8 @@ export const command: Command = {
       {
         name: "sync",
         type: "string",
-        description: "batch: a write is acknowledged after a shared fsync; none: no fsync (a crash loses recent writes)",
+        description:
+          "batch: a write is acknowledged after a shared fsync; none: no fsync (a crash loses recent writes)",
         default: "batch",
       },
       { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "warn" },
@@ -55,14 +56,17 @@ Example:
   },
 
   async run(args, io) {
-    const count = (name: string, fallback: number, min: number): number => optInt(args, name, min) ?? fallback;
+    const count = (name: string, fallback: number, min: number): number =>
+      optInt(args, name, min) ?? fallback;
     const shards = count("shards", 3, 1);
     const replicas = count("replicas", 2, 1);
     const coordinators = count("coordinators", 2, 1);
     const basePort = count("port", DEV_BASE_PORT, 0);
-    if (basePort > 65535 - 10 - shards * replicas) throw new UsageError(`--port ${basePort} leaves no room for the nodes`);
+    if (basePort > 65535 - 10 - shards * replicas)
+      throw new UsageError(`--port ${basePort} leaves no room for the nodes`);
     const sync = optString(args, "sync") ?? "batch";
-    if (sync !== "batch" && sync !== "none") throw new UsageError(`--sync must be batch or none, got "${sync}"`);
+    if (sync !== "batch" && sync !== "none")
+      throw new UsageError(`--sync must be batch or none, got "${sync}"`);
     const logLevel = optString(args, "log-level") ?? "warn";
     if (!LOG_LEVELS.includes(logLevel)) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
@@ -76,17 +80,22 @@ Example:
       replicas,
       coordinators,
       shardCapacityBytes: parseBytes(optString(args, "capacity") ?? "100gb", "--capacity"),
-      sync: sync as SyncMode,
+      sync: sync,
       log,
     });
     await cluster.start();
     const info = cluster.describe();
     io.stdout(banner(info));
-    if (info.keptShape) io.stdout(`(reusing the cluster already in ${info.dataDir}; --shards/--replicas apply to a new data dir)\n`);
+    if (info.keptShape)
+      io.stdout(
+        `(reusing the cluster already in ${info.dataDir}; --shards/--replicas apply to a new data dir)\n`,
+      );
     io.stdout("backpack is ready\n");
     log.info({ url: cluster.url }, "listening");
     if (!io.stopSignal.aborted) {
-      await new Promise<void>((resolve) => io.stopSignal.addEventListener("abort", () => resolve(), { once: true }));
+      await new Promise<void>((resolve) =>
+        io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
+      );
     }
     io.stdout("stopping...\n");
     await cluster.stop();

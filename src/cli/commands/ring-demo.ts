@@ -21,20 +21,36 @@ export const command: Command = {
       "The seed's ring demo: starts one ring member process per port on loopback, each logging the cluster tick and the token's lap time; kill any one and the others report it dead, restart it and it rejoins.",
     positionals: [],
     options: [
-      { name: "ports", type: "string", description: "port range of the members, FIRST-LAST", default: "3000-3010" },
+      {
+        name: "ports",
+        type: "string",
+        description: "port range of the members, FIRST-LAST",
+        default: "3000-3010",
+      },
       { name: "host", type: "string", description: "address the members listen on", default: "127.0.0.1" },
       {
         name: "member",
         type: "string",
-        description: "run ONE member on this port (what the demo starts per port; use it to restart a killed one)",
+        description:
+          "run ONE member on this port (what the demo starts per port; use it to restart a killed one)",
       },
       {
         name: "seeds",
         type: "string",
         description: "with --member: host:port,... to join through (default: every other port of --ports)",
       },
-      { name: "http-port", type: "string", description: "with --member: port of its GET /ring view (0: any)", default: "0" },
-      { name: "hold-ms", type: "string", description: "how long each member holds the token", default: "100" },
+      {
+        name: "http-port",
+        type: "string",
+        description: "with --member: port of its GET /ring view (0: any)",
+        default: "0",
+      },
+      {
+        name: "hold-ms",
+        type: "string",
+        description: "how long each member holds the token",
+        default: "100",
+      },
       { name: "period-ms", type: "string", description: "failure-detector probe period", default: "500" },
       { name: "probe-timeout-ms", type: "string", description: "direct ping timeout", default: "300" },
       {
@@ -145,7 +161,8 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
       if (children.get(port) === child) children.delete(port);
       if (stopping) return;
       io.stdout(`PORT: ${port} EXITED: ${signal ?? code ?? "?"}\n`);
-      if (respawnMs > 0) setTimeout(() => !stopping && !children.has(port) && startChild(port), respawnMs).unref();
+      if (respawnMs > 0)
+        setTimeout(() => !stopping && !children.has(port) && startChild(port), respawnMs).unref();
     });
   };
   for (const port of ports) startChild(port);
@@ -185,7 +202,8 @@ export function parsePorts(text: string): number[] {
   }
   const lo = parsePort(m[1] ?? "", "--ports");
   const hi = parsePort(m[2] ?? "", "--ports");
-  if (hi < lo || hi - lo > 255) throw new UsageError(`--ports must be FIRST-LAST with at most 256 ports, got "${text}"`);
+  if (hi < lo || hi - lo > 255)
+    throw new UsageError(`--ports must be FIRST-LAST with at most 256 ports, got "${text}"`);
   return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
 }
 
