@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
@@ -72,6 +73,8 @@ export class ReplicatorService implements Service {
       { ...config, now: this.now, random: deps.random ?? Math.random },
       this.abort.signal,
     );
+    // Every outbound request listens on this one signal.
+    setMaxListeners(0, this.abort.signal);
     this.server = createServer((req, res) => void this.route(req, res));
   }
 
@@ -107,7 +110,7 @@ export class ReplicatorService implements Service {
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      await this.pool.slot();
+      await this.pool.room();
       const room = Math.min(this.pool.free, this.config.batchSize);
       if (room === 0 || this.stopping) continue;
       let leased;

@@ -17,17 +17,20 @@ export interface WorkerPoolOptions {
 }
 
 /**
- * Runs leased tasks: at most `concurrency` at once, at most `perTargetConcurrency` per target (the others
- * wait in a FIFO per target, still leased), and none for a target paused after transport failures (those
- * are given back to the queue with a delay: a down node is not hammered, its tasks land once it is back).
+ * Runs leased tasks: at most `concurrency` at once, at most `perTargetConcurrency` per target, and none for a
+ * target paused after transport failures (those go back to the queue with a delay: a down node is not
+ * hammered, its tasks land once it is back). Up to `concurrency` more leased tasks wait in a backlog, so that
+ * a finished copy is followed at once by the next one instead of by a queue round trip.
  */
 export class WorkerPool {
+  /** Leased and not finished: running plus backlog. */
   private inflight = 0;
-  private readonly waiting = new Map<string, LeasedTask[]>();
+  private running = 0;
+  private readonly backlog: LeasedTask[] = [];
   private readonly gate: TargetGate;
   private readonly acks: AckBatcher;
   private idleWaiters: (() => void)[] = [];
-  private slotWaiters: (() => void)[] = [];
+  private roomWaiters: (() => void)[] = [];
 
   constructor(
     private readonly queue: ReplicationQueue,
@@ -50,18 +53,19 @@ export class WorkerPool {
     return this.inflight;
   }
 
+  /** How many more tasks may be leased now. */
   get free(): number {
-    return Math.max(0, this.options.concurrency - this.inflight);
+    return Math.max(0, 2 * this.options.concurrency - this.inflight);
   }
 
   targetsDown(): string[] {
     return this.gate.downTargets(this.options.now());
   }
 
-  /** Resolves once a slot is free (or at once). */
-  async slot(): Promise<void> {
-    if (this.free > 0) return;
-    await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+  /** Resolves once there is room for a worthwhile lease (half the concurrency), or at once. */
+  async room(): Promise<void> {
+    if (this.free >= this.threshold) return;
+    await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
   }
 
   /** Resolves once nothing is in flight and every ack is sent. */
@@ -72,64 +76,91 @@ export class WorkerPool {
 
   submit(leased: LeasedTask): void {
     this.inflight++;
-    void this.handle(leased);
-  }
-
-  private async handle(leased: LeasedTask): Promise<void> {
     const task = leased.task;
     if (!task) {
-      const decoded = decodeTask(leased.raw);
-      const reason = `malformed task: ${"error" in decoded ? decoded.error : "unreadable"}`;
-      this.log.warn({ id: leased.id, reason }, "dead-lettering a malformed task");
-      this.stats.record({ kind: "dead" });
-      await this.giveBack(leased.id, reason, { fatal: true });
-      this.done();
+      void this.deadLetter(leased);
       return;
     }
-    const paused = this.gate.downFor(task.target, this.options.now());
-    if (paused > 0) {
-      // Back to the queue until the pause ends, plus jitter so the tasks do not all return at once.
-      await this.giveBack(leased.id, `target ${task.target} is down`, {
-        retryAfterMs: paused + Math.floor(this.options.random() * paused),
-      });
-      this.done();
+    if (this.gate.downFor(task.target, this.options.now()) > 0) {
+      void this.deferPaused(leased, task.target);
       return;
     }
-    if (!this.gate.tryEnter(task.target)) {
-      const list = this.waiting.get(task.target) ?? [];
-      list.push(leased);
-      this.waiting.set(task.target, list);
-      return;
-    }
-    await this.runEntered(leased);
+    this.backlog.push(leased);
+    this.pump();
   }
 
-  private async runEntered(leased: LeasedTask): Promise<void> {
+  private get threshold(): number {
+    return Math.max(1, Math.floor(this.options.concurrency / 2));
+  }
+
+  /** Starts backlog tasks while there is room, oldest first, skipping targets at their limit. */
+  private pump(): void {
+    const now = this.options.now();
+    for (let i = 0; i < this.backlog.length && this.running < this.options.concurrency;) {
+      const leased = this.backlog[i];
+      const target = leased?.task?.target;
+      if (!leased || target === undefined) {
+        this.backlog.splice(i, 1);
+        continue;
+      }
+      if (this.gate.downFor(target, now) > 0) {
+        this.backlog.splice(i, 1);
+        void this.deferPaused(leased, target);
+        continue;
+      }
+      if (this.gate.tryEnter(target)) {
+        this.backlog.splice(i, 1);
+        this.running++;
+        void this.runEntered(leased, target);
+        continue;
+      }
+      i++;
+    }
+  }
+
+  private async deadLetter(leased: LeasedTask): Promise<void> {
+    const decoded = decodeTask(leased.raw);
+    const reason = `malformed task: ${"error" in decoded ? decoded.error : "unreadable"}`;
+    this.log.warn({ id: leased.id, reason }, "dead-lettering a malformed task");
+    this.stats.record({ kind: "dead" });
+    await this.giveBack(leased.id, reason, { fatal: true });
+    this.done();
+  }
+
+  /** Back to the queue until the target's pause ends, plus jitter so the tasks do not all return at once. */
+  private async deferPaused(leased: LeasedTask, target: string): Promise<void> {
+    const paused = this.gate.downFor(target, this.options.now());
+    await this.giveBack(leased.id, `target ${target} is down`, {
+      retryAfterMs: paused + Math.floor(this.options.random() * paused),
+    });
+    this.done();
+  }
+
+  private async runEntered(leased: LeasedTask, target: string): Promise<void> {
     const task = leased.task;
-    if (!task) return;
     let outcome: Outcome;
     try {
+      if (!task) throw new Error("no task");
       outcome = await this.copier.run(task, this.map.snapshot(), this.signal);
     } catch (err) {
       outcome = { kind: "retry", reason: `unexpected: ${(err as Error).message}` };
       this.log.error({ err, id: leased.id }, "copy failed unexpectedly");
     }
     this.stats.record(outcome);
-    const now = this.options.now();
     switch (outcome.kind) {
       case "copied":
       case "skipped":
       case "deleted":
-        this.gate.markUp(task.target);
+        this.gate.markUp(target);
         this.acks.add(leased.id);
         break;
       case "superseded":
-        this.log.debug({ id: leased.id, key: task.key, reason: outcome.reason }, "task superseded");
+        this.log.debug({ id: leased.id, key: task?.key, reason: outcome.reason }, "task superseded");
         this.acks.add(leased.id);
         break;
       case "target-down": {
-        const pause = this.gate.markDown(task.target, now);
-        this.log.warn({ target: task.target, pauseMs: pause, reason: outcome.reason }, "target unreachable");
+        const pause = this.gate.markDown(target, this.options.now());
+        this.log.warn({ target, pauseMs: pause, reason: outcome.reason }, "target unreachable");
         await this.giveBack(leased.id, outcome.reason, {
           retryAfterMs: pause + Math.floor(this.options.random() * pause),
         });
@@ -137,21 +168,16 @@ export class WorkerPool {
       }
       case "retry":
         this.log.warn(
-          { id: leased.id, key: task.key, reason: outcome.reason, attempts: leased.attempts + 1 },
+          { id: leased.id, key: task?.key, reason: outcome.reason, attempts: leased.attempts + 1 },
           "copy failed",
         );
         await this.giveBack(leased.id, outcome.reason, {});
         break;
     }
-    this.gate.leave(task.target);
-    // The next task waiting for this target takes the slot.
-    const next = this.waiting.get(task.target)?.shift();
-    if (next) {
-      if (this.waiting.get(task.target)?.length === 0) this.waiting.delete(task.target);
-      // Still counted in `inflight` since it was submitted.
-      void this.handle(next);
-    }
+    this.gate.leave(target);
+    this.running--;
     this.done();
+    this.pump();
   }
 
   private async giveBack(
@@ -169,7 +195,7 @@ export class WorkerPool {
 
   private done(): void {
     this.inflight--;
-    for (const w of this.slotWaiters.splice(0)) w();
+    if (this.free >= this.threshold) for (const w of this.roomWaiters.splice(0)) w();
     if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 }

@@ -58,7 +58,7 @@ async function drained(): Promise<boolean> {
 }
 
 void test("copies a file to the target, verified; a second task for it is skipped", async () => {
-  const body = randomBody(200_000);
+  const body = randomBody(1_500_000);
   const crc = await put(n1.url, "a/one.bin", body);
   const before = await stats();
   await queue.push([copyTask("a/one.bin", crc, body.length, ["1"], "2")]);
@@ -114,7 +114,7 @@ void test("delete tasks remove the file from the target; a missing file is fine"
 });
 
 void test("a corrupt source replica is skipped: the copy comes from the good one", async () => {
-  const body = randomBody(100_000);
+  const body = randomBody(600_000);
   const crc = await put(n1.url, "corrupt.bin", body);
   await put(n3.url, "corrupt.bin", body);
   await corruptOnDisk(n1.dir, body);
