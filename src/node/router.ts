@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BackpackError } from "../common/errors.js";
-import { keyFromTarget } from "../common/key.js";
 import { handleAdmin, RESERVED_PATHS } from "./admin-handler.js";
+import { keyOfTarget } from "./fast-key.js";
 import { respondError, type NodeContext } from "./context.js";
 import { handleRead } from "./read-handler.js";
 import { handleDelete, handlePut } from "./write-handler.js";
@@ -28,13 +28,13 @@ export async function route(
     }
     switch (method) {
       case "GET":
-        return await handleRead(ctx, req, res, keyFromTarget(target), false);
+        return await handleRead(ctx, req, res, keyOfTarget(target), false);
       case "HEAD":
-        return await handleRead(ctx, req, res, keyFromTarget(target), true);
+        return await handleRead(ctx, req, res, keyOfTarget(target), true);
       case "PUT":
-        return await handlePut(ctx, req, res, keyFromTarget(target), expectContinue);
+        return await handlePut(ctx, req, res, keyOfTarget(target), expectContinue);
       case "DELETE":
-        return await handleDelete(ctx, req, res, keyFromTarget(target));
+        return await handleDelete(ctx, req, res, keyOfTarget(target));
       default:
         throw notAllowed(res, method, KEY_METHODS);
     }

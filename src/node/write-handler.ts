@@ -42,13 +42,16 @@ export async function handlePut(
   if (!ctx.gate.tryEnter(reserved)) {
     throw new BackpackError("OVERLOADED", "too many uploads in flight, retry shortly", { retryAfterSec: 1 });
   }
-  const abort = new AbortController();
+  const whole = declared !== undefined && declared <= WHOLE_BODY_BYTES;
+  // A streamed body can be cut short (client gone, idle): the store must then stop and index nothing. A small
+  // body is complete before the store sees it, so it needs no abort plumbing (the hot path of 1 KiB PUTs).
+  const abort = whole ? undefined : new AbortController();
   const guard: BodyGuard = {
     maxBytes: maxBodyBytes,
     idleMs: ctx.config.bodyTimeoutMs,
     onIdle: () => {
       const err = new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
-      abort.abort(err);
+      abort?.abort(err);
       // Answer now: the socket closes after it, which ends the pending read of the body.
       ctx.stats.refused.timeout++;
       if (!res.headersSent && !res.destroyed) {
@@ -65,23 +68,19 @@ export async function handlePut(
           }
         : undefined,
   };
-  // A client going away must stop the store's work on this body (nothing is indexed then).
   const onClose = (): void => {
-    if (!req.complete) abort.abort(new BackpackError("CLIENT_ABORTED", "the client went away"));
+    if (!req.complete) abort?.abort(new BackpackError("CLIENT_ABORTED", "the client went away"));
   };
-  req.once("close", onClose);
+  if (abort) req.once("close", onClose);
   try {
     if (expectContinue) res.writeContinue();
-    const body =
-      declared !== undefined && declared <= WHOLE_BODY_BYTES
-        ? await readWhole(req, declared, guard)
-        : streamBody(req, guard);
+    const body = whole ? await readWhole(req, declared, guard) : streamBody(req, guard);
     const info = await ctx.store.put(key, body, {
       size: declared,
       maxBytes: maxBodyBytes,
       contentType,
       expectedCrc,
-      signal: abort.signal,
+      signal: abort?.signal,
     });
     res.writeHead(201, {
       etag: etagOf(info.bodyCrc, info.size),
@@ -93,9 +92,9 @@ export async function handlePut(
   } catch (err) {
     if (res.headersSent) return; // already answered (idle timeout)
     // The abort reason names what really happened; the store may only have seen "aborted".
-    throw abort.signal.aborted ? toBackpackError(abort.signal.reason) : err;
+    throw abort?.signal.aborted ? toBackpackError(abort.signal.reason) : err;
   } finally {
-    req.off("close", onClose);
+    if (abort) req.off("close", onClose);
     ctx.gate.leave(reserved);
   }
 }
