@@ -5,7 +5,7 @@ import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
  * The in-memory index: key → where the object's record lives and what the node answers about it without I/O.
  * Built for about 50 bytes of heap per object beyond the key's own bytes: an open-addressing hash table
  * (linear probing, backward-shift deletion, so no tombstone slots) of 32-bit entry numbers, entries as
- * columns of typed arrays in pages of 65,536 (growth never copies them), keys as UTF-8 in a byte arena,
+ * columns of typed arrays in pages of 4,096 (growth never copies them), keys as UTF-8 in a byte arena,
  * content types interned. No objects per entry, nothing for the garbage collector to trace.
  *
  * Per entry: key address f64, packed key length + type id u32, volume u32, record offset f64, size f64,
@@ -20,7 +20,7 @@ export interface EntryValue {
   contentType: string | undefined;
 }
 
-const PAGE_BITS = 16;
+const PAGE_BITS = 12;
 const PAGE = 1 << PAGE_BITS;
 const PAGE_MASK = PAGE - 1;
 const MAX_LOAD = 0.75;
@@ -111,6 +111,13 @@ export class IndexTable {
   /** Rewrites an entry's values (an overwrite, or a record moved by compaction). */
   update(i: number, v: EntryValue): void {
     this.write(i, v);
+  }
+
+  /** Points an entry at its record's new place (compaction moved it). */
+  move(i: number, volume: number, offset: number): void {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    p.volume[i & PAGE_MASK] = volume;
+    p.offset[i & PAGE_MASK] = offset;
   }
 
   /** Removes a key; returns false when it was absent. */

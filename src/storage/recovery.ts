@@ -36,29 +36,16 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
     await mkdir(join(dir, "tmp"));
     const volumes = await openVolumes(volDir, log);
     const checkpoint = await readCheckpoint(dir, log);
-    const usable = checkpoint && matches(checkpoint.volumes, volumes);
+    let usable = checkpoint !== undefined && matches(checkpoint.volumes, volumes);
     if (checkpoint && !usable) log.warn("index checkpoint does not match the volumes; rebuilding the index");
-    const index = usable ? checkpoint.index : new IndexTable(randomInt(0x7fffffff));
-    const covered = new Map((usable ? checkpoint.volumes : []).map((c) => [c.id, c.covered]));
-    let scannedBytes = 0;
-    for (const v of [...volumes.values()].sort((a, b) => a.id - b.id)) {
-      const from = covered.get(v.id) ?? VOLUME_HEADER_BYTES;
-      if (from >= v.size) continue;
-      scannedBytes += v.size - from;
-      const result = await scanVolume(v.file.handle, v.salt, from, v.size, (r) => replay(index, v, r, log));
-      for (const s of result.skipped) {
-        log.error({ volume: v.id, from: s.from, to: s.to }, "skipped damaged bytes in a volume");
-      }
-      if (result.truncateAt !== undefined) {
-        log.warn(
-          { volume: v.id, at: result.truncateAt, bytes: v.size - result.truncateAt },
-          "cut a torn or damaged tail off a volume",
-        );
-        await v.file.handle.truncate(result.truncateAt);
-        await v.file.handle.datasync();
-        v.size = result.truncateAt;
-      }
+    let replayed = await replayVolumes(volumes, usable ? checkpoint : undefined, log);
+    if (usable && dangling(replayed.index, volumes) > 0) {
+      // Entries into a volume that compaction removed must all have been superseded by the replayed tail.
+      log.warn("index checkpoint points into missing volumes; rebuilding the index");
+      usable = false;
+      replayed = await replayVolumes(volumes, undefined, log);
     }
+    const { index, scannedBytes } = replayed;
     index.forEach((i) => {
       const v = volumes.get(index.volumeOf(i));
       if (v) v.liveBytes += recordLength(index.keyBytesOf(i), index.contentTypeBytesOf(i), index.sizeOf(i));
@@ -71,7 +58,7 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
       {
         objects: index.count,
         volumes: volumes.size,
-        checkpoint: Boolean(usable),
+        checkpoint: usable,
         scannedBytes,
         ms: Math.round(performance.now() - started),
       },
@@ -82,6 +69,36 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
     await release();
     throw err;
   }
+}
+
+/** Replays every record after the checkpoint (all of them without one) into its index, in write order. */
+async function replayVolumes(
+  volumes: Map<number, Volume>,
+  checkpoint: { index: IndexTable; volumes: CoveredVolume[] } | undefined,
+  log: Logger,
+): Promise<{ index: IndexTable; scannedBytes: number }> {
+  const index = checkpoint?.index ?? new IndexTable(randomInt(0x7fffffff));
+  const covered = new Map((checkpoint?.volumes ?? []).map((c) => [c.id, c.covered]));
+  let scannedBytes = 0;
+  for (const v of [...volumes.values()].sort((a, b) => a.id - b.id)) {
+    const from = covered.get(v.id) ?? VOLUME_HEADER_BYTES;
+    if (from >= v.size) continue;
+    scannedBytes += v.size - from;
+    const result = await scanVolume(v.file.handle, v.salt, from, v.size, (r) => replay(index, v, r, log));
+    for (const s of result.skipped) {
+      log.error({ volume: v.id, from: s.from, to: s.to }, "skipped damaged bytes in a volume");
+    }
+    if (result.truncateAt !== undefined) {
+      log.warn(
+        { volume: v.id, at: result.truncateAt, bytes: v.size - result.truncateAt },
+        "cut a torn or damaged tail off a volume",
+      );
+      await v.file.handle.truncate(result.truncateAt);
+      await v.file.handle.datasync();
+      v.size = result.truncateAt;
+    }
+  }
+  return { index, scannedBytes };
 }
 
 function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): void {
@@ -104,12 +121,21 @@ function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): vo
   else index.insert(r.key, value);
 }
 
+function dangling(index: IndexTable, volumes: Map<number, Volume>): number {
+  let n = 0;
+  index.forEach((i) => {
+    if (!volumes.has(index.volumeOf(i))) n++;
+  });
+  return n;
+}
+
 /** A checkpoint is usable only if every volume it covers is still the same file (same salt) and long enough. */
 function matches(covered: CoveredVolume[], volumes: Map<number, Volume>): boolean {
   const newest = Math.max(0, ...covered.map((c) => c.id));
   for (const c of covered) {
     const v = volumes.get(c.id);
-    if (!v || v.salt !== c.salt || v.size < c.covered) return false;
+    // A missing volume was emptied and removed by compaction (checked after replay: nothing may point there).
+    if (v && (v.salt !== c.salt || v.size < c.covered)) return false;
   }
   // A volume the checkpoint does not know must be newer than all it knows, or replay order would break.
   for (const id of volumes.keys()) if (id < newest && !covered.some((c) => c.id === id)) return false;

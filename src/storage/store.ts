@@ -78,13 +78,11 @@ export class DiskStore implements Store {
       log: options.log,
     });
     this.compactor = new Compactor(this, this.writer);
+    this.active = [...volumes.values()].reduce((a, b) => (b.id > a.id ? b : a));
   }
 
-  get active(): Volume {
-    let top: Volume | undefined;
-    for (const v of this.volumes.values()) if (!top || v.id > top.id) top = v;
-    return top!;
-  }
+  /** The volume appends go to: the highest id (compaction never touches it, so the object stays). */
+  active: Volume;
 
   stat(key: string): ObjectInfo | undefined {
     const i = this.index.find(keyBytes(key));
@@ -291,6 +289,7 @@ export class DiskStore implements Store {
       compactedAt: 0,
     });
     this.volumes.set(next.id, next);
+    this.active = next;
     return next;
   }
 

@@ -42,7 +42,7 @@ export async function scanVolume(
   salt: number,
   from: number,
   size: number,
-  onRecord: (r: ScannedRecord) => void,
+  onRecord: (r: ScannedRecord) => void | Promise<void>,
 ): Promise<ScanResult> {
   const reader = new WindowReader(handle, size);
   const skipped: ScanResult["skipped"] = [];
@@ -50,14 +50,20 @@ export async function scanVolume(
   while (pos < size) {
     const r = await reader.recordAt(pos, salt);
     if (r.kind === "valid") {
-      onRecord({ offset: pos, header: r.header, key: r.key, contentType: r.contentType, intact: true });
+      await onRecord({ offset: pos, header: r.header, key: r.key, contentType: r.contentType, intact: true });
       pos += r.header.length;
       continue;
     }
     if (r.kind === "body-damaged") {
       const next = await reader.nextValid(pos + r.header.length, salt);
       if (next === undefined) return { end: pos, truncateAt: pos, skipped };
-      onRecord({ offset: pos, header: r.header, key: r.key, contentType: r.contentType, intact: false });
+      await onRecord({
+        offset: pos,
+        header: r.header,
+        key: r.key,
+        contentType: r.contentType,
+        intact: false,
+      });
       pos += r.header.length;
       continue;
     }

@@ -77,6 +77,10 @@ export function volumeIdOf(name: string): number | undefined {
 export class Volume {
   /** Bytes of live records (those the index points at), padding included. */
   liveBytes = 0;
+  /** Bytes of tombstones a compaction had to keep (an older volume may still hold their key). */
+  pinnedBytes = 0;
+  /** Set when compaction found a damaged live record here: the volume is left as it is. */
+  keepAsIs = false;
 
   constructor(
     readonly header: VolumeHeader,
@@ -96,7 +100,7 @@ export class Volume {
 
   /** Bytes that compaction would reclaim: everything but the volume header and live records. */
   get garbageBytes(): number {
-    return Math.max(0, this.size - VOLUME_HEADER_BYTES - this.liveBytes);
+    return Math.max(0, this.size - VOLUME_HEADER_BYTES - this.liveBytes - this.pinnedBytes);
   }
 
   /** Creates a volume file with its header, durably (file and directory fsync'd). */
