@@ -61,15 +61,14 @@ export class Compactor {
   /** Starts a background compaction if a volume needs one and none is running. */
   poke(): void {
     if (this.running || this.stopped || this.candidates().length === 0) return;
-    this.start();
+    void this.start();
   }
 
   /** Compacts every volume past the threshold now (waiting for a running compaction first). */
   async run(): Promise<void> {
     while (this.running) await this.running;
     if (this.stopped) return;
-    this.start();
-    await this.running;
+    await this.start();
   }
 
   async stop(): Promise<void> {
@@ -77,12 +76,13 @@ export class Compactor {
     while (this.running) await this.running;
   }
 
-  private start(): void {
+  private start(): Promise<void> {
     this.running = this.loop()
       .catch((err: unknown) => this.host.options.log.error({ err }, "compaction failed; it will be retried"))
       .finally(() => {
         this.running = undefined;
       });
+    return this.running;
   }
 
   private candidates(): Volume[] {

@@ -43,7 +43,7 @@ async function holds(store: Store, key: string, state: KeyState): Promise<boolea
   return (await bodyBytes(body)).equals(bodyFor(key, state.version, state.size));
 }
 
-test("SIGKILL at random moments under concurrent puts, deletes and compaction loses nothing acknowledged", async (t) => {
+void test("SIGKILL at random moments under concurrent puts, deletes and compaction loses nothing acknowledged", async (t) => {
   const dir = await tempDir(t, "backpack-crash-");
   const rnd = prng(Number(process.env.CRASH_SEED ?? Date.now() % 1e9));
   const model = new Map<string, KeyState>();
