@@ -104,11 +104,11 @@ export class NginxHandle {
 /** Starts nginx with `site(listen)`: an `http`-context snippet, e.g. the generated backpack config. */
 export async function startNginx(
   t: Pick<TestContext, "after">,
-  site: (listen: string) => string,
+  site: (listen: string) => string | Promise<string>,
 ): Promise<NginxHandle> {
   const dir = await tempDir(t, "backpack-nginx-");
   const handle = new NginxHandle(dir, await freePort());
   t.after(() => handle.stop());
-  await handle.start(site(handle.listen));
+  await handle.start(await site(handle.listen));
   return handle;
 }

@@ -56,8 +56,8 @@ recipe: an upstream per shard, "proxy_next_upstream error timeout http_404 http_
 even while a replica is down (not a 502), and a node is never locked out after a refused connection
 (max_fails=0), so nginx serves as soon as any replica is up. Read-only shards are served too.
 
-Output: the config on stdout (or in --output). With --watch, JSON log lines on stderr: "written" with the file
-each time it changes, then the reload command's outcome; runs until SIGINT or SIGTERM and exits 0.
+Output: the config on stdout (or in --output). With --watch, JSON log lines on stderr: "watching" once the file is
+current, "written" each time it changes, then "reloaded" (or "update failed" with the reason); runs until SIGINT or SIGTERM and exits 0.
 
 Exit codes: 0 done; 1 the cluster map cannot be read or the file cannot be written; 2 wrong arguments.
 
@@ -108,12 +108,17 @@ Example:
       };
       const unsubscribe = map.onChange(update);
       update(map.snapshot());
+      // Also a periodic check (a missed change is caught within a minute); the timer keeps the process alive.
+      const periodic = setInterval(() => update(map.snapshot()), 60_000);
+      await tail;
+      log.info({ file, reloadCommand }, "watching");
       if (!io.stopSignal.aborted) {
         await new Promise<void>((resolve) =>
           io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
         );
       }
       unsubscribe();
+      clearInterval(periodic);
       await tail;
       log.flush();
       return 0;

@@ -1,0 +1,118 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EmbeddedClusterMap } from "../../src/cluster/embedded.js";
+import { startNginx } from "../helpers/nginx.js";
+import { runBin, startProcess } from "../helpers/process.js";
+import { freePort, waitFor } from "../helpers/wait.js";
+import { ProcCluster, upload } from "./proc-cluster.js";
+
+/**
+ * The generated nginx front, with Debian's nginx and real node processes: reads with failover, a missing file
+ * is 404 even with a node down, writes are 403, and nginx started before its nodes serves as soon as they are up.
+ */
+async function setup(t: Parameters<typeof ProcCluster.create>[0], ids: string[]) {
+  const c = await ProcCluster.create(t);
+  const map = new EmbeddedClusterMap({ file: c.zk.slice("file:".length), pollIntervalMs: 50 });
+  await map.start();
+  t.after(() => map.stop());
+  await map.init({ key: "file:" + join(c.dir, "queue"), servers: [] });
+  return { c, map, ids };
+}
+
+async function config(zk: string, listen: string): Promise<string> {
+  const r = await runBin("backpack-coordinator-nginx-config", [zk, "/", "--listen", listen]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+async function get(url: string, method = "GET"): Promise<{ status: number; body: string }> {
+  const res = await fetch(url, { method });
+  return { status: res.status, body: await res.text() };
+}
+
+void test("nginx: reads fail over, a missing file is 404 with a node down, writes are 403", async (t) => {
+  const { c, map } = await setup(t, ["1", "2"]);
+  for (const id of ["1", "2"]) {
+    await c.startNode(id);
+    await map.addServer(id, c.nodeUrls.get(id) as string);
+  }
+  await map.addShard("1", ["1", "2"], 1024 ** 3);
+  await map.setShardEnabled("1", true);
+  const coordinator = await c.startCoordinator();
+  const r = await upload(coordinator.url, "dir/hello world.txt", "hello, backpack!\n", {
+    "x-backpack-replicas": "all",
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+
+  const nginx = await startNginx(t, (listen) => config(c.zk, listen));
+  const file = `${nginx.url}/1:dir/hello%20world.txt`;
+  for (let i = 0; i < 4; i++) assert.deepEqual(await get(file), { status: 200, body: "hello, backpack!\n" });
+  assert.equal((await get(file, "HEAD")).status, 200);
+  assert.equal((await get(`${nginx.url}/1:missing.txt`)).status, 404);
+  assert.equal((await get(`${nginx.url}/7:missing.txt`)).status, 404);
+  for (const method of ["PUT", "DELETE", "POST"]) {
+    const res = await fetch(file, { method, body: method === "DELETE" ? undefined : "x" });
+    assert.equal(res.status, 403, method);
+  }
+  assert.equal((await c.fromNode("1", "dir/hello world.txt")).status, 200, "the 403 deleted nothing");
+
+  await c.nodes.get("1")!.kill("SIGKILL");
+  for (let i = 0; i < 6; i++) {
+    assert.deepEqual(
+      await get(file),
+      { status: 200, body: "hello, backpack!\n" },
+      `read ${i} with node 1 down`,
+    );
+    const missing = await get(`${nginx.url}/1:missing-${i}.txt`);
+    assert.equal(missing.status, 404, `missing ${i} with node 1 down`);
+    assert.equal((JSON.parse(missing.body) as { code: string }).code, "NOT_FOUND");
+  }
+});
+
+void test("nginx started before its nodes serves as soon as one is up; --watch follows shard changes", async (t) => {
+  const { c, map } = await setup(t, ["1", "2", "3"]);
+  // Register the nodes' URLs first: nginx gets a config for nodes that are not running yet.
+  for (const id of ["1", "2", "3"]) {
+    c.nodeUrls.set(id, `http://127.0.0.1:${await freePort()}`);
+    await map.addServer(id, c.nodeUrls.get(id) as string);
+  }
+  await map.addShard("1", ["1", "2"], 1024 ** 3);
+  const nginx = await startNginx(t, (listen) => config(c.zk, listen));
+  assert.equal((await get(`${nginx.url}/1:early.txt`)).status, 502, "no node is up yet");
+
+  // Start node 2 only, on the port the map names, and put a file on it directly.
+  const port2 = new URL(c.nodeUrls.get("2") as string).port;
+  await startProcess(t, { command: "backpack", args: [join(c.dir, "node-2"), "127.0.0.1", port2] });
+  const put = await fetch(`${c.nodeUrls.get("2")}/early.txt`, { method: "PUT", body: "early" });
+  assert.equal(put.status, 201);
+  // The very next read is served: no node was locked out by the refused connections before.
+  assert.deepEqual(await get(`${nginx.url}/1:early.txt`), { status: 200, body: "early" });
+  assert.equal((await get(`${nginx.url}/1:absent.txt`)).status, 404, "404 with node 1 still down");
+
+  // --watch: a new shard appears in the config and nginx is reloaded.
+  const watcher = await startProcess(t, {
+    command: "backpack-coordinator-nginx-config",
+    args: [
+      c.zk,
+      "/",
+      "--listen",
+      nginx.listen,
+      "--watch",
+      "-o",
+      nginx.sitePath,
+      "--reload-command",
+      `kill -HUP ${nginx.proc!.pid}`,
+    ],
+    ready: /"msg":"(written|reloaded)"|watching/,
+  });
+  const port3 = new URL(c.nodeUrls.get("3") as string).port;
+  await startProcess(t, { command: "backpack", args: [join(c.dir, "node-3"), "127.0.0.1", port3] });
+  assert.equal((await fetch(`${c.nodeUrls.get("3")}/late.txt`, { method: "PUT", body: "late" })).status, 201);
+  assert.equal((await get(`${nginx.url}/2:late.txt`)).status, 404, "shard 2 is not known yet");
+  await map.addShard("2", ["3"], 1024 ** 3);
+  await waitFor(async () => (await get(`${nginx.url}/2:late.txt`)).body === "late", {
+    what: "nginx to serve the new shard after --watch rewrote its config",
+  });
+  assert.equal(await watcher.kill("SIGTERM"), 0);
+});
