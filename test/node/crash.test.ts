@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes, randomInt } from "node:crypto";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Agent, request } from "undici";
@@ -37,6 +38,7 @@ void test("SIGKILL under concurrent PUT/DELETE load, during compaction too: noth
   let ackedDeletes = 0;
   let compactions = 0;
   let killedWithPending = 0;
+  let killedDuringCompaction = 0;
 
   for (let cycle = 0; cycle < CYCLES; cycle++) {
     const base = child.url;
@@ -81,6 +83,9 @@ void test("SIGKILL under concurrent PUT/DELETE load, during compaction too: noth
     compactions += ((await stats.body.json()) as { store: { compactions: number } }).store.compactions;
     stop = true;
     await child.kill("SIGKILL");
+    // A compaction copy left behind by the kill (the store removes it on start).
+    const files = await readdir(join(dir, "volumes")).catch(() => [] as string[]);
+    if (files.some((f) => f.endsWith(".compact"))) killedDuringCompaction++;
     await Promise.all(workers);
     await agent.destroy();
     killedWithPending += [...keys.values()].filter((s) => s.pending).length;
@@ -111,7 +116,8 @@ void test("SIGKILL under concurrent PUT/DELETE load, during compaction too: noth
   }
   t.diagnostic(
     `${CYCLES} kills, ${ackedWrites} acknowledged writes, ${ackedDeletes} acknowledged deletes, ` +
-      `${killedWithPending} ops in flight at a kill, ${compactions} compactions seen before kills`,
+      `${killedWithPending} ops in flight at a kill, ${compactions} compactions seen before kills, ` +
+      `${killedDuringCompaction} kills in the middle of a compaction copy`,
   );
   assert.ok(ackedWrites > CYCLES * 5);
   assert.ok(ackedDeletes > 0);
