@@ -38,7 +38,7 @@ void test("the seed's walkthrough: 6 nodes, 3 shards × 2, 2 coordinators, 2 rep
   const hello = Buffer.from("hello, backpack!\n");
   const put = await waitFor(
     async () => {
-      const r = await upload(two!.url, "hi.txt", hello);
+      const r = await upload(two.url, "hi.txt", hello);
       return r.status === 200 ? r : undefined;
     },
     { what: "the coordinator to see the enabled shard" },
@@ -46,20 +46,20 @@ void test("the seed's walkthrough: 6 nodes, 3 shards × 2, 2 coordinators, 2 rep
   assert.deepEqual(put.json, { shard_id: "1" });
   // $ curl http://one:10001/hi.txt → hello, backpack! (on both nodes of shard 1, once replicated)
   await c.waitHeldBy(["1", "4"], "hi.txt", hello);
-  const viaOne = await fetch(`${one!.url}/1:hi.txt`);
+  const viaOne = await fetch(`${one.url}/1:hi.txt`);
   assert.equal(await viaOne.text(), "hello, backpack!\n");
 
   // Two coordinators updating usage at once: no lost update.
   await c.admin("backpack-coordinator-enable-shard", "2");
   await c.admin("backpack-coordinator-enable-shard", "3");
   await waitFor(async () => {
-    const s = (await (await fetch(`${one!.url}/stats`)).json()) as { writable_shards: number };
-    const s2 = (await (await fetch(`${two!.url}/stats`)).json()) as { writable_shards: number };
+    const s = (await (await fetch(`${one.url}/stats`)).json()) as { writable_shards: number };
+    const s2 = (await (await fetch(`${two.url}/stats`)).json()) as { writable_shards: number };
     return s.writable_shards === 3 && s2.writable_shards === 3;
   });
   const sizes = new Map<string, number>();
   await Promise.all(
-    [one!, two!].flatMap((coord, ci) =>
+    [one, two].flatMap((coord, ci) =>
       Array.from({ length: 4 }, async (_, w) => {
         for (let i = 0; i < 15; i++) {
           const key = `c${ci}-w${w}-${i}.bin`;
@@ -87,14 +87,14 @@ void test("the seed's walkthrough: 6 nodes, 3 shards × 2, 2 coordinators, 2 rep
     await fresh.start();
     const freshUsed = Object.values(fresh.snapshot().shards).reduce((a, s) => a + s.used, 0);
     await fresh.stop();
-    const warnings = [one!, two!].map((x) =>
+    const warnings = [one, two].map((x) =>
       x.stderr
         .split("\n")
         .filter((l) => l.includes('"level":40') || l.includes('"level":50'))
         .join("\n"),
     );
     const views = await Promise.all(
-      [one!, two!].map(async (x) => {
+      [one, two].map(async (x) => {
         const st = (await (await fetch(`${x.url}/stats`)).json()) as { used_size: number };
         const m = (await (await fetch(`${x.url}/metrics`)).text())
           .split("\n")
@@ -108,7 +108,7 @@ void test("the seed's walkthrough: 6 nodes, 3 shards × 2, 2 coordinators, 2 rep
     );
   });
   const stats = await Promise.all(
-    [one!, two!].map(
+    [one, two].map(
       async (x) =>
         (await (await fetch(`${x.url}/stats`)).json()) as {
           processed_uploads: number;
@@ -122,13 +122,13 @@ void test("the seed's walkthrough: 6 nodes, 3 shards × 2, 2 coordinators, 2 rep
   const shardNodes: Record<string, string[]> = { "1": ["1", "4"], "2": ["2", "5"], "3": ["3", "6"] };
   await waitFor(
     async () => {
-      const s = (await (await fetch(`${one!.url}/stats`)).json()) as { queue_length: number };
+      const s = (await (await fetch(`${one.url}/stats`)).json()) as { queue_length: number };
       return s.queue_length === 0;
     },
     { timeoutMs: 30_000, what: "the replication queue to drain" },
   );
   for (const [key, size] of [...sizes].slice(0, 20)) {
-    const res = await fetch(`${one!.url}/stats`);
+    const res = await fetch(`${one.url}/stats`);
     await res.body?.cancel();
     let holders = 0;
     for (const nodes of Object.values(shardNodes)) {
