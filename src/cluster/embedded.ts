@@ -101,7 +101,7 @@ export class EmbeddedClusterMap implements ClusterMap {
     return this.listeners.add(listener);
   }
 
-  init(queue: QueueSettings): Promise<InitResult> {
+  async init(queue: QueueSettings): Promise<InitResult> {
     return this.apply(initChange(queue));
   }
 
@@ -109,7 +109,7 @@ export class EmbeddedClusterMap implements ClusterMap {
     await this.apply(addServerChange(id, url));
   }
 
-  addShard(id: string, servers: string[], capacity: number): Promise<AddShardResult> {
+  async addShard(id: string, servers: string[], capacity: number): Promise<AddShardResult> {
     return this.apply(addShardChange(id, parseServerIds(servers.join(",")), capacity));
   }
 

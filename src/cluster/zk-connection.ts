@@ -18,6 +18,9 @@ export function zkCode(err: unknown): number | undefined {
   return undefined;
 }
 
+/** How often a stalled connection attempt is looked for (see `unstick`). */
+const STALL_MS = 2000;
+
 export interface ZkNode {
   data: Buffer;
   version: number;
@@ -48,6 +51,8 @@ export class ZkConnection {
   private client: Client | undefined;
   private stopped = true;
   private waiters = new Set<() => void>();
+  private watchdog: NodeJS.Timeout | undefined;
+  private stalledSocket: unknown;
 
   constructor(private readonly options: ZkConnectionOptions) {}
 
@@ -59,10 +64,13 @@ export class ZkConnection {
   start(): void {
     this.stopped = false;
     this.build();
+    this.watchdog = setInterval(() => this.unstick(), STALL_MS);
+    this.watchdog.unref();
   }
 
   stop(): void {
     this.stopped = true;
+    clearInterval(this.watchdog);
     this.client?.close();
     this.client = undefined;
     for (const wake of this.waiters) wake();
@@ -91,6 +99,29 @@ export class ZkConnection {
       log.warn({ zk: connectString }, "zookeeper session expired; opening a new session");
       client.close();
       this.build();
+    }
+  }
+
+  /**
+   * The library clears its connect timeout once TCP connects, so a server that accepts the connection but
+   * never answers the handshake (one still starting up) leaves the client waiting forever. A socket that has
+   * not completed its handshake within one or two ticks is destroyed: the library then tries the next server
+   * with the same session.
+   */
+  private unstick(): void {
+    if (this.connected || !this.client) {
+      this.stalledSocket = undefined;
+      return;
+    }
+    const manager = (this.client as unknown as { connectionManager?: { socket?: { destroy?: () => void } } })
+      .connectionManager;
+    const socket = manager?.socket;
+    if (socket && socket === this.stalledSocket && typeof socket.destroy === "function") {
+      this.options.log.debug({ zk: this.options.connectString }, "zookeeper handshake stalled; retrying");
+      socket.destroy();
+      this.stalledSocket = undefined;
+    } else {
+      this.stalledSocket = socket;
     }
   }
 
@@ -177,7 +208,23 @@ export class ZkConnection {
         else if (o.op === "set") tx.setData(o.path, o.data, o.version);
         else tx.check(o.path, o.version);
       }
+      pinVersions(tx, ops);
       tx.commit((err) => cb(err));
     });
   }
+}
+
+/**
+ * node-zookeeper-client 1.1.3's `Transaction.setData/check` turn version 0 into -1 ("any version")
+ * (`version = version || -1`), which would make the first update of every znode an unconditional write and
+ * lose concurrent updates. The ops it queued are plain objects: put the versions back as given.
+ */
+function pinVersions(tx: unknown, ops: readonly ZkOp[]): void {
+  const queued = (tx as { ops?: unknown }).ops;
+  if (!Array.isArray(queued) || queued.length !== ops.length) {
+    throw new BackpackError("INTERNAL", "unexpected node-zookeeper-client transaction layout");
+  }
+  ops.forEach((o, i) => {
+    if (o.op !== "create") (queued[i] as { version: number }).version = o.version;
+  });
 }

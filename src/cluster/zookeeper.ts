@@ -118,7 +118,7 @@ export class ZooKeeperClusterMap implements ClusterMap {
     await this.apply(addServerChange(id, url), (shards) => adminNodes(shards));
   }
 
-  addShard(id: string, servers: string[], capacity: number): Promise<AddShardResult> {
+  async addShard(id: string, servers: string[], capacity: number): Promise<AddShardResult> {
     const change = addShardChange(id, parseServerIds(servers.join(",")), capacity);
     return this.apply(change, (shards) => adminNodes(shards, [id]));
   }

@@ -16,14 +16,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { TestContext } from "node:test";
 import { freePort, waitFor } from "./wait.js";
 
 const JARS = ["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar"];
 /** tickTime 500 ms: sessions may be as short as 1 s and a dead leader is replaced in ~1-2 s. */
 const TICK_MS = 500;
 
-export type After = Pick<TestContext, "after">;
+/** A test context, or `{ after }` from `node:test` for a server shared by a whole file. */
+export type After = { after: (fn: () => Promise<void>) => void };
 
 /** Answer of a four-letter word (`srvr`, `stat`, `ruok`), or "" when the server does not answer. */
 export function fourLetterWord(port: number, word: string, timeoutMs = 1000): Promise<string> {
