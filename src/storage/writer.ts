@@ -1,3 +1,4 @@
+import { channel } from "node:diagnostics_channel";
 import type { FileHandle } from "node:fs/promises";
 import { BackpackError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
@@ -41,6 +42,8 @@ interface ExclusiveOp {
 }
 
 const ZEROS = Buffer.alloc(8);
+/** Published after each durable batch with `{ records, bytes }`: lets tests and tools see group commit work. */
+export const commitChannel = channel("backpack:storage:commit");
 const FLUSH_BUFFERS = 1000;
 const FLUSH_BYTES = 32 << 20;
 const COPY_CHUNK = 1 << 20;
@@ -187,6 +190,9 @@ export class Writer {
       return;
     }
     for (const [v, end] of ends) v.size = end;
+    if (commitChannel.hasSubscribers) {
+      commitChannel.publish({ records: placed.length, bytes: placed.reduce((n, p) => n + p.length, 0) });
+    }
     try {
       this.options.onDurable(placed);
     } catch (err) {

@@ -1,0 +1,49 @@
+import type { TestContext } from "node:test";
+import { openStore } from "../../src/storage/store.js";
+import type { ReadableBody, Store, StoreOptions } from "../../src/storage/types.js";
+
+/** Opens a store that is closed after the test (also when it fails). */
+export async function storeFor(
+  t: Pick<TestContext, "after">,
+  dir: string,
+  options: Omit<StoreOptions, "dir"> = {},
+): Promise<Store> {
+  const store = await openStore({ dir, ...options });
+  t.after(() => store.close());
+  return store;
+}
+
+export async function bodyBytes(body: ReadableBody): Promise<Buffer> {
+  if (body.kind === "buffer") return body.data;
+  const chunks: Buffer[] = [];
+  for await (const c of body.stream) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+export async function readAll(
+  store: Store,
+  key: string,
+  range?: { start: number; end: number },
+): Promise<Buffer> {
+  const { body } = await store.read(key, range);
+  return bodyBytes(body);
+}
+
+/** Deterministic bytes of any size (not all equal, so a misplaced slice shows). */
+export function pattern(size: number, seed = 1): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+export async function* chunksOf(data: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
+}
+
+export const BIG = { maxBytes: 1 << 30 };

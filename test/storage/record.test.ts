@@ -1,0 +1,77 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { checksum } from "../../src/common/checksum.js";
+import {
+  decodeRecordHeader,
+  decodeVolumeHeader,
+  encodeRecordHead,
+  encodeVolumeHeader,
+  headerCrcValid,
+  recordLength,
+  recordValid,
+  sealRecordHead,
+} from "../../src/storage/record.js";
+
+const body = Buffer.from("the body of the record, some bytes");
+const meta = {
+  key: Buffer.from("dir/ключ.txt"),
+  contentType: Buffer.from("text/plain"),
+  size: body.length,
+  writeTime: 1_800_000_000_123,
+  bodyCrc: checksum(body),
+  tombstone: false,
+};
+
+void test("a record head encodes and decodes; lengths past 32 bits survive", () => {
+  const head = encodeRecordHead(meta, 99);
+  const h = decodeRecordHeader(head)!;
+  assert.equal(h.size, body.length);
+  assert.equal(h.writeTime, meta.writeTime);
+  assert.equal(h.keyBytes, meta.key.length);
+  assert.equal(h.headBytes, head.length);
+  assert.equal(h.length % 8, 0);
+  assert.equal(h.length, recordLength(meta.key.length, meta.contentType.length, body.length));
+  assert.ok(headerCrcValid(head, h, 99));
+  assert.ok(!headerCrcValid(head, h, 98), "the salt is part of the header CRC");
+  assert.ok(recordValid(head, h, checksum(body)));
+  const big = decodeRecordHeader(encodeRecordHead({ ...meta, size: 2 ** 40 + 5 }, 1))!;
+  assert.equal(big.size, 2 ** 40 + 5);
+  const tomb = decodeRecordHeader(
+    encodeRecordHead({ ...meta, contentType: Buffer.alloc(0), size: 0, bodyCrc: 0, tombstone: true }, 1),
+  )!;
+  assert.equal(tomb.tombstone, true);
+});
+
+void test("every single flipped bit of head or body is caught by the CRCs", () => {
+  const head = encodeRecordHead(meta, 7);
+  for (let at = 0; at < head.length + body.length; at++) {
+    for (let bit = 0; bit < 8; bit++) {
+      const h2 = Buffer.from(head);
+      const b2 = Buffer.from(body);
+      if (at < head.length) h2[at]! ^= 1 << bit;
+      else b2[at - head.length]! ^= 1 << bit;
+      const d = decodeRecordHeader(h2);
+      const ok =
+        d !== undefined &&
+        d.headBytes === h2.length &&
+        headerCrcValid(h2, d, 7) &&
+        recordValid(h2, d, checksum(b2.subarray(0, d.size)));
+      assert.ok(!ok, `flip at byte ${at} bit ${bit} went unnoticed`);
+    }
+  }
+});
+
+void test("re-sealing for another salt keeps the record valid there only", () => {
+  const head = encodeRecordHead(meta, 1);
+  sealRecordHead(head, 2);
+  const h = decodeRecordHeader(head)!;
+  assert.ok(headerCrcValid(head, h, 2) && !headerCrcValid(head, h, 1));
+  assert.ok(recordValid(head, h, checksum(body)));
+});
+
+void test("volume headers round-trip and reject damage", () => {
+  const b = encodeVolumeHeader({ id: 12, salt: 0xdeadbeef, compactedAt: 15 });
+  assert.deepEqual(decodeVolumeHeader(b), { id: 12, salt: 0xdeadbeef, compactedAt: 15 });
+  b[9]! ^= 1;
+  assert.equal(decodeVolumeHeader(b), undefined);
+});

@@ -1,0 +1,190 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFile, open, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { openStore } from "../../src/storage/store.js";
+import { recordLength, RECORD_HEADER_BYTES, VOLUME_HEADER_BYTES } from "../../src/storage/record.js";
+import { tempDir } from "../helpers/tmp.js";
+import { BIG, pattern, readAll, storeFor } from "./helpers.js";
+
+const VOL1 = (dir: string): string => join(dir, "volumes", "00000001.vol");
+
+/** A logger whose JSON lines the test can read. */
+function capturingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split("\n"))
+        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: pino({ level: "info" }, stream), lines };
+}
+
+async function flipByte(path: string, at: number): Promise<void> {
+  const h = await open(path, "r+");
+  try {
+    const b = Buffer.alloc(1);
+    await h.read(b, 0, 1, at);
+    b[0] = b[0]! ^ 0x20;
+    await h.write(b, 0, 1, at);
+  } finally {
+    await h.close();
+  }
+}
+
+void test("checkpoint + tail: only the bytes after the checkpoint are scanned, and the result is exact", async (t) => {
+  const dir = await tempDir(t);
+  let store = await openStore({ dir });
+  for (let i = 0; i < 200; i++) await store.put(`k${i}`, pattern(i * 10, i), BIG);
+  await store.checkpoint();
+  const covered = (await stat(VOL1(dir))).size;
+  await copyFile(join(dir, "index.ckpt"), join(dir, "older.ckpt"));
+  for (let i = 200; i < 260; i++) await store.put(`k${i}`, pattern(i * 10, i), BIG);
+  for (let i = 0; i < 20; i++) await store.put(`k${i}`, pattern(7, 1000 + i), { ...BIG, contentType: "a/b" });
+  for (let i = 20; i < 40; i++) assert.equal(await store.delete(`k${i}`), true);
+  await store.close();
+  // As if the node had died after the first checkpoint: the newer one is lost.
+  await copyFile(join(dir, "older.ckpt"), join(dir, "index.ckpt"));
+  const { log, lines } = capturingLogger();
+  store = await openStore({ dir, log });
+  t.after(() => store.close());
+  const opened = lines.find((l) => l.msg === "store opened")!;
+  assert.equal(opened.checkpoint, true);
+  assert.equal(opened.scannedBytes, (await stat(VOL1(dir))).size - covered);
+  for (let i = 0; i < 260; i++) {
+    const info = store.stat(`k${i}`);
+    if (i < 20) {
+      assert.ok((await readAll(store, `k${i}`)).equals(pattern(7, 1000 + i)));
+      assert.equal(info?.contentType, "a/b");
+    } else if (i < 40) {
+      assert.equal(info, undefined);
+    } else {
+      assert.ok((await readAll(store, `k${i}`)).equals(pattern(i * 10, i)), `k${i}`);
+    }
+  }
+  assert.equal(store.stats().objects, 240);
+});
+
+void test("a corrupt or foreign checkpoint is ignored and the index rebuilt from the volumes", async (t) => {
+  const dir = await tempDir(t);
+  let store = await openStore({ dir });
+  for (let i = 0; i < 50; i++) await store.put(`k${i}`, pattern(100, i), BIG);
+  await store.close();
+  const size = (await stat(join(dir, "index.ckpt"))).size;
+  await flipByte(join(dir, "index.ckpt"), Math.floor(size / 2));
+  const { log, lines } = capturingLogger();
+  store = await openStore({ dir, log });
+  assert.equal(lines.find((l) => l.msg === "store opened")?.checkpoint, false);
+  for (let i = 0; i < 50; i++) assert.ok((await readAll(store, `k${i}`)).equals(pattern(100, i)));
+  await store.close();
+  await writeFile(join(dir, "index.ckpt"), "not a checkpoint");
+  store = await storeFor(t, dir);
+  assert.equal(store.stats().objects, 50);
+});
+
+void test("a torn tail is detected by checksum, cut off and logged; writes continue after it", async (t) => {
+  const dir = await tempDir(t);
+  let store = await openStore({ dir });
+  await store.put("a", pattern(1000, 1), BIG);
+  await store.put("b", pattern(2000, 2), BIG);
+  await store.put("c", pattern(3000, 3), BIG);
+  await store.close();
+  const endOfB = VOLUME_HEADER_BYTES + recordLength(1, 0, 1000) + recordLength(1, 0, 2000);
+  // The last record half written, then junk where the rest of a batch would have gone.
+  await truncate(VOL1(dir), endOfB + 1500);
+  const h = await open(VOL1(dir), "a");
+  await h.write(pattern(777, 9));
+  await h.close();
+  for (const withCheckpoint of [true, false]) {
+    if (!withCheckpoint) await rm(join(dir, "index.ckpt"));
+    const { log, lines } = capturingLogger();
+    store = await openStore({ dir, log });
+    assert.ok(
+      lines.some((l) => l.msg === "cut a torn or damaged tail off a volume" && l.at === endOfB) ||
+        !withCheckpoint,
+    );
+    assert.equal((await stat(VOL1(dir))).size, endOfB);
+    assert.ok((await readAll(store, "a")).equals(pattern(1000, 1)));
+    assert.ok((await readAll(store, "b")).equals(pattern(2000, 2)));
+    assert.equal(store.stat("c"), undefined);
+    await store.put("d", pattern(10, 4), BIG);
+    await store.close();
+    await truncate(VOL1(dir), endOfB);
+  }
+  store = await storeFor(t, dir);
+  assert.equal(store.stats().objects, 2);
+});
+
+void test("a flipped byte anywhere in a record is detected on read: never served, logged and counted", async (t) => {
+  const dir = await tempDir(t);
+  const { log, lines } = capturingLogger();
+  const store = await storeFor(t, dir, { log, maxBufferedBytes: 64 * 1024 });
+  const small = pattern(5000, 1);
+  await store.put("s", small, { ...BIG, contentType: "text/plain" });
+  const large = pattern(200_000, 2);
+  await store.put("l", large, BIG);
+  const smallHead = RECORD_HEADER_BYTES + 1 + "text/plain".length;
+  const smallAt = VOLUME_HEADER_BYTES;
+  const largeAt = smallAt + recordLength(1, 10, 5000);
+  let expectedErrors = 0;
+  // Body, key, content type, a header field and a CRC field of the small record.
+  for (const offset of [
+    smallHead + 4999,
+    smallHead,
+    RECORD_HEADER_BYTES,
+    RECORD_HEADER_BYTES + 3,
+    9,
+    26,
+    33,
+    38,
+  ]) {
+    await flipByte(VOL1(dir), smallAt + offset);
+    await assert.rejects(store.read("s"), { code: "CHECKSUM_MISMATCH" }, `flip at ${offset}`);
+    await assert.rejects(store.read("s", { start: 0, end: 10 }), { code: "CHECKSUM_MISMATCH" });
+    expectedErrors += 2;
+    await flipByte(VOL1(dir), smallAt + offset);
+    assert.ok((await readAll(store, "s")).equals(small));
+  }
+  // A large record streams; a bad byte late in the body fails the stream at its end.
+  await flipByte(VOL1(dir), largeAt + RECORD_HEADER_BYTES + 1 + 150_000);
+  const { body } = await store.read("l");
+  assert.equal(body.kind, "stream");
+  await assert.rejects(
+    (async () => {
+      if (body.kind === "stream") for await (const _ of body.stream);
+    })(),
+    { code: "CHECKSUM_MISMATCH" },
+  );
+  expectedErrors++;
+  assert.equal(store.stats().checksumErrors, expectedErrors);
+  assert.equal(
+    lines.filter((l) => l.msg === "stored record failed its checksum; not served").length,
+    expectedErrors,
+  );
+});
+
+void test("damage in the middle of a volume: a bad body stays indexed (and fails), a bad header is skipped", async (t) => {
+  const dir = await tempDir(t);
+  let store = await openStore({ dir });
+  await store.put("k", pattern(100, 1), BIG);
+  await store.put("k", pattern(100, 2), BIG); // the newest version, about to rot
+  await store.put("x", pattern(100, 3), BIG);
+  await store.put("y", pattern(100, 4), BIG);
+  await store.close();
+  const rec = recordLength(1, 0, 100);
+  await flipByte(VOL1(dir), VOLUME_HEADER_BYTES + rec + RECORD_HEADER_BYTES + 1 + 50); // k v2 body
+  await flipByte(VOL1(dir), VOLUME_HEADER_BYTES + 2 * rec + 8); // x header
+  await rm(join(dir, "index.ckpt"));
+  const { log, lines } = capturingLogger();
+  store = await storeFor(t, dir, { log });
+  // Not the older version of k: the newest record stands, and reads of it fail loudly.
+  await assert.rejects(store.read("k"), { code: "CHECKSUM_MISMATCH" });
+  assert.equal(store.stat("x"), undefined);
+  assert.ok((await readAll(store, "y")).equals(pattern(100, 4)));
+  assert.ok(lines.some((l) => l.msg === "skipped damaged bytes in a volume"));
+  assert.equal((await stat(VOL1(dir))).size, VOLUME_HEADER_BYTES + 4 * rec, "nothing cut");
+});

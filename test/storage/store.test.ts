@@ -1,0 +1,193 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { checksum } from "../../src/common/checksum.js";
+import { hasCode } from "../../src/common/errors.js";
+import { openStore } from "../../src/storage/store.js";
+import { tempDir } from "../helpers/tmp.js";
+import { BIG, bodyBytes, chunksOf, pattern, readAll, storeFor } from "./helpers.js";
+
+const MiB = 1 << 20;
+const SIZES = [0, 1, 7, 8, 9, 1000, 4096, 65_537, MiB - 3, 4 * MiB, 4 * MiB + 1, 12 * MiB, 33 * MiB + 5];
+
+void test("round trip of every size class, as one buffer and as a stream, across a reopen", async (t) => {
+  const dir = await tempDir(t);
+  // maxBufferedBytes 4 MiB: larger bodies are spooled on put and streamed on read.
+  const opts = { maxBufferedBytes: 4 * MiB };
+  let store = await openStore({ dir, ...opts });
+  for (const [n, size] of SIZES.entries()) {
+    const data = pattern(size, n + 1);
+    const info = await store.put(`buf/${size}`, data, { ...BIG, contentType: "application/x-test" });
+    assert.equal(info.size, size);
+    assert.equal(info.bodyCrc, checksum(data));
+    await store.put(`stream/${size}`, chunksOf(data, 64 * 1024 + 3), { ...BIG, size });
+  }
+  const check = async (): Promise<void> => {
+    for (const [n, size] of SIZES.entries()) {
+      const data = pattern(size, n + 1);
+      for (const key of [`buf/${size}`, `stream/${size}`]) {
+        const { info, body } = await store.read(key);
+        assert.equal(body.kind, size <= 4 * MiB ? "buffer" : "stream", key);
+        assert.ok((await bodyBytes(body)).equals(data), key);
+        assert.equal(info.bodyCrc, checksum(data));
+        assert.equal(info.size, size);
+      }
+      assert.equal(store.stat(`buf/${size}`)?.contentType, "application/x-test");
+      assert.equal(store.stat(`stream/${size}`)?.contentType, undefined);
+    }
+  };
+  await check();
+  await store.close();
+  store = await openStore({ dir, ...opts });
+  t.after(() => store.close());
+  await check();
+  assert.deepEqual(await readdir(join(dir, "tmp")), [], "no spool file left behind");
+});
+
+void test("ranges: small records verified whole then sliced; large ones streamed", async (t) => {
+  const store = await storeFor(t, await tempDir(t), { maxBufferedBytes: 64 * 1024 });
+  const small = pattern(10_000, 3);
+  const large = pattern(300_000, 4);
+  await store.put("s", small, BIG);
+  await store.put("l", large, BIG);
+  for (const [start, end] of [
+    [0, 0],
+    [0, 1],
+    [5, 9999],
+    [9999, 10_000],
+  ] as const) {
+    assert.ok((await readAll(store, "s", { start, end })).equals(small.subarray(start, end)));
+  }
+  for (const [start, end] of [
+    [0, 300_000],
+    [1, 2],
+    [70_000, 299_999],
+  ] as const) {
+    assert.ok((await readAll(store, "l", { start, end })).equals(large.subarray(start, end)));
+  }
+  await assert.rejects(store.read("s", { start: 5, end: 10_001 }), { code: "RANGE_NOT_SATISFIABLE" });
+  await assert.rejects(store.read("s", { start: 6, end: 5 }), { code: "RANGE_NOT_SATISFIABLE" });
+});
+
+void test("overwrite supersedes, delete writes a tombstone, stats follow", async (t) => {
+  const dir = await tempDir(t);
+  let store = await openStore({ dir });
+  await store.put("k", Buffer.from("one"), BIG);
+  await store.put("k", Buffer.from("second"), { ...BIG, contentType: "text/plain" });
+  assert.equal((await readAll(store, "k")).toString(), "second");
+  assert.equal(store.stat("k")?.contentType, "text/plain");
+  assert.equal(store.stats().objects, 1);
+  assert.ok(store.stats().garbageBytes > 0);
+  assert.equal(await store.delete("k"), true);
+  assert.equal(await store.delete("k"), false);
+  assert.equal(store.stat("k"), undefined);
+  await assert.rejects(store.read("k"), { code: "NOT_FOUND" });
+  await store.put("other", Buffer.from("x"), BIG);
+  await store.close();
+  store = await openStore({ dir });
+  t.after(() => store.close());
+  assert.equal(store.stat("k"), undefined);
+  assert.equal((await readAll(store, "other")).toString(), "x");
+  assert.equal(store.stats().objects, 1);
+});
+
+void test("put options are enforced and a refused put leaves nothing indexed", async (t) => {
+  const dir = await tempDir(t);
+  const store = await storeFor(t, dir, { maxBufferedBytes: 1000 });
+  const data = pattern(5000);
+  const refuse = async (p: Promise<unknown>, code: string): Promise<void> => {
+    await assert.rejects(p, (err: unknown) => hasCode(err, code as "BAD_REQUEST"));
+  };
+  await refuse(store.put("a", data, { maxBytes: 4999 }), "BODY_TOO_LARGE");
+  await refuse(store.put("a", chunksOf(data, 700), { maxBytes: 4999 }), "BODY_TOO_LARGE");
+  await refuse(store.put("a", chunksOf(data, 700), { maxBytes: 30_000, size: 20_000 }), "BAD_REQUEST");
+  await refuse(store.put("a", chunksOf(data, 700), { maxBytes: 10_000, size: 4000 }), "BAD_REQUEST");
+  await refuse(store.put("a", chunksOf(data, 700), { maxBytes: 4000, size: 9000 }), "BODY_TOO_LARGE");
+  await refuse(
+    store.put("a", data, { maxBytes: 10_000, expectedCrc: checksum(data) ^ 1 }),
+    "CHECKSUM_MISMATCH",
+  );
+  await refuse(store.put("a", chunksOf(data, 64), { maxBytes: 10_000, expectedCrc: 7 }), "CHECKSUM_MISMATCH");
+  await refuse(store.put("", data, BIG), "INVALID_KEY");
+  await refuse(store.put("é".repeat(513), data, BIG), "INVALID_KEY");
+  await refuse(store.put("a", data, { ...BIG, contentType: "x".repeat(2000) }), "BAD_REQUEST");
+  assert.equal(store.stat("a"), undefined);
+  assert.equal(store.stats().objects, 0);
+  assert.deepEqual(await readdir(join(dir, "tmp")), []);
+  const ok = await store.put("a", chunksOf(data, 64), {
+    maxBytes: 5000,
+    size: 5000,
+    expectedCrc: checksum(data),
+  });
+  assert.equal(ok.bodyCrc, checksum(data));
+  const longKey = "k".repeat(1024);
+  await store.put(longKey, data, BIG);
+  assert.ok((await readAll(store, longKey)).equals(data));
+});
+
+void test("an upload aborted mid-body leaves nothing indexed and no spool file", async (t) => {
+  const dir = await tempDir(t);
+  const store = await storeFor(t, dir, { maxBufferedBytes: 1000 });
+  for (const firstChunk of [100, 5000]) {
+    const ac = new AbortController();
+    let sent = false;
+    // A body that sends one chunk, then stalls like a client that went away.
+    const body: AsyncIterable<Uint8Array> = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          if (!sent) {
+            sent = true;
+            setImmediate(() => ac.abort());
+            return { done: false, value: pattern(firstChunk) };
+          }
+          return new Promise<IteratorResult<Uint8Array>>(() => undefined);
+        },
+      }),
+    };
+    await assert.rejects(store.put("aborted", body, { ...BIG, signal: ac.signal }), {
+      code: "CLIENT_ABORTED",
+    });
+    assert.equal(store.stat("aborted"), undefined);
+    assert.deepEqual(await readdir(join(dir, "tmp")), []);
+  }
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(store.put("aborted", pattern(10), { ...BIG, signal: ac.signal }), {
+    code: "CLIENT_ABORTED",
+  });
+  assert.equal(store.stats().objects, 0);
+});
+
+void test("group commit: concurrent puts share fsyncs and are all durable", async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir });
+  const batches: number[] = [];
+  const onCommit = (m: unknown): void => {
+    batches.push((m as { records: number }).records);
+  };
+  subscribe("backpack:storage:commit", onCommit);
+  t.after(() => unsubscribe("backpack:storage:commit", onCommit));
+  const n = 300;
+  await Promise.all(Array.from({ length: n }, (_, i) => store.put(`k${i}`, pattern(100 + i, i), BIG)));
+  assert.equal(
+    batches.reduce((a, b) => a + b, 0),
+    n,
+  );
+  assert.ok(batches.length < n / 10, `${batches.length} commits for ${n} concurrent puts`);
+  await store.close();
+  const again = await storeFor(t, dir);
+  for (let i = 0; i < n; i++) assert.ok((await readAll(again, `k${i}`)).equals(pattern(100 + i, i)));
+});
+
+void test("a closed store refuses work; close is idempotent; a second open of the dir is refused", async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir });
+  await assert.rejects(openStore({ dir }), { code: "UNAVAILABLE" });
+  await store.put("a", Buffer.from("1"), BIG);
+  await Promise.all([store.close(), store.close()]);
+  await assert.rejects(store.put("b", Buffer.from("2"), BIG), { code: "SHUTTING_DOWN" });
+  const again = await storeFor(t, dir);
+  assert.equal((await readAll(again, "a")).toString(), "1");
+});
