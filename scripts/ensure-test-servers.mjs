@@ -25,10 +25,13 @@ if (missing.length > 0) {
   if (isRoot && has("apt-get")) {
     console.error(`backpack: installing test servers from Debian's packages: ${missing.join(" ")}`);
     execSync("apt-get update -qq", { stdio: "inherit" });
-    execSync(`DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing.join(" ")}`, {
-      stdio: "inherit",
-      shell: "/bin/sh",
-    });
+    execSync(
+      `DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing.join(" ")}`,
+      {
+        stdio: "inherit",
+        shell: "/bin/sh",
+      },
+    );
   } else {
     console.error(
       `backpack: the tests need these Debian packages: ${missing.join(" ")}\n` +

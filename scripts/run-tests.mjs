@@ -14,7 +14,11 @@ function find(dir) {
   return out;
 }
 
-const filters = process.argv.slice(2);
+// BACKPACK_TEST_FILTER (comma-separated) does the same from the environment.
+const filters = [
+  ...process.argv.slice(2),
+  ...(process.env.BACKPACK_TEST_FILTER?.split(",").filter(Boolean) ?? []),
+];
 const files = find("dist/test")
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
   .sort();

@@ -22,6 +22,11 @@ export interface ProcessOptions {
    */
   ready?: "listening" | RegExp | "none";
   readyTimeoutMs?: number;
+  /**
+   * Run in a process group of its own and signal the whole group (as Ctrl-C in a terminal does): for commands
+   * that start children, such as `npm start`.
+   */
+  group?: boolean;
 }
 
 /**
@@ -78,7 +83,7 @@ export class ChildHandle {
       },
       { timeoutMs: this.options.readyTimeoutMs ?? 20_000, what: `${command} to be ready` },
     ).catch((err: unknown) => {
-      proc.kill("SIGKILL");
+      this.signal("SIGKILL");
       throw err;
     });
     return this;
@@ -86,8 +91,22 @@ export class ChildHandle {
 
   /** Sends a signal and waits for the exit; resolves with the exit code (null when killed by a signal). */
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<number | null> {
-    if (this.running) this.proc?.kill(signal);
-    return this.exited;
+    if (this.running) this.signal(signal);
+    const code = await this.exited;
+    // A group's other members (grandchildren) go too, also when the leader is already gone.
+    if (this.options.group && signal === "SIGKILL") this.signal("SIGKILL");
+    return code;
+  }
+
+  private signal(signal: NodeJS.Signals): void {
+    const pid = this.proc?.pid;
+    if (pid === undefined) return;
+    try {
+      if (this.options.group) process.kill(-pid, signal);
+      else this.proc?.kill(signal);
+    } catch {
+      // Already gone.
+    }
   }
 
   /** Resolves with the exit code once the process ends by itself. */
@@ -141,6 +160,26 @@ export async function runBin(
   proc.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
   proc.stdin.end(options.input ?? "");
   const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+  const code = await new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** Runs a shell command line (as a user would type it) to completion. */
+export async function runShell(
+  line: string,
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn("/bin/sh", ["-c", line], {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  proc.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  proc.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 10 * 60_000);
   const code = await new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c)));
   clearTimeout(timer);
   return { code, stdout, stderr };

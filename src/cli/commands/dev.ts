@@ -1,7 +1,6 @@
 import { createLogger, type LogLevel } from "../../common/logger.js";
 import { parseBytes } from "../../common/units.js";
 import { DevCluster, type DevClusterDescription } from "../../dev/cluster.js";
-import type { SyncMode } from "../../storage/types.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, type Command } from "../command.js";
 
@@ -20,12 +19,17 @@ export const command: Command = {
       { name: "shards", type: "string", description: "number of shards", default: "3" },
       { name: "replicas", type: "string", description: "storage nodes per shard", default: "2" },
       { name: "coordinators", type: "string", description: "number of coordinators", default: "2" },
-      { name: "data", type: "string", description: "data directory", default: "./data" },
+      {
+        name: "data",
+        type: "string",
+        description: "data directory (or set BACKPACK_DATA)",
+        default: "./data",
+      },
       {
         name: "port",
         type: "string",
         description:
-          "first port: coordinators on port, port+1, ...; the replicator next; nodes from port+10 (0: free ports)",
+          "first port: coordinators on port, port+1, ...; the replicator next; nodes from port+10; 0 for free ports (or set BACKPACK_PORT)",
         default: String(DEV_BASE_PORT),
       },
       { name: "host", type: "string", description: "address every service listens on", default: "127.0.0.1" },
@@ -61,7 +65,10 @@ Example:
     const shards = count("shards", 3, 1);
     const replicas = count("replicas", 2, 1);
     const coordinators = count("coordinators", 2, 1);
-    const basePort = count("port", DEV_BASE_PORT, 0);
+    const envPort = io.env.BACKPACK_PORT;
+    if (envPort !== undefined && !/^\d+$/.test(envPort))
+      throw new UsageError(`BACKPACK_PORT must be a port number, got "${envPort}"`);
+    const basePort = count("port", envPort === undefined ? DEV_BASE_PORT : Number(envPort), 0);
     if (basePort > 65535 - 10 - shards * replicas)
       throw new UsageError(`--port ${basePort} leaves no room for the nodes`);
     const sync = optString(args, "sync") ?? "batch";
@@ -73,14 +80,14 @@ Example:
     }
     const log = createLogger({ level: logLevel as LogLevel, name: "dev" });
     const cluster = new DevCluster({
-      dataDir: optString(args, "data") ?? "./data",
+      dataDir: optString(args, "data") ?? io.env.BACKPACK_DATA ?? "./data",
       host: optString(args, "host") ?? "127.0.0.1",
       basePort,
       shards,
       replicas,
       coordinators,
       shardCapacityBytes: parseBytes(optString(args, "capacity") ?? "100gb", "--capacity"),
-      sync: sync,
+      sync,
       log,
     });
     await cluster.start();

@@ -2,7 +2,8 @@ import { readSecretFile } from "../../../common/config.js";
 import { BackpackError, hasCode } from "../../../common/errors.js";
 import { createAgent } from "../../../client/http-agent.js";
 import { CoordinatorClient } from "../../../client/coordinator-client.js";
-import type { OptionSpec, ParsedArgs } from "../../args.js";
+import { UsageError, type OptionSpec, type ParsedArgs } from "../../args.js";
+import { parseShardKey } from "../../../common/key.js";
 import { optString, type CommandIo } from "../../command.js";
 
 /** The embedded cluster's first coordinator (`npm start`), the default for every client command. */
@@ -45,6 +46,15 @@ export function clientContext(args: ParsedArgs, io: CommandIo, connections = 16)
   const agent = createAgent({ connections });
   const client = new CoordinatorClient(agent, token ? { token } : {});
   return { base, client, close: () => agent.close() };
+}
+
+/** `<shard>:<key>` from the command line; a malformed one is a usage error (exit 2). */
+export function parseAddress(text: string): { shardId: string; key: string } {
+  try {
+    return parseShardKey(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** Errors worth another try: the cluster was busy, restarting, or a connection broke. */

@@ -2,10 +2,9 @@ import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { BackpackError } from "../../../common/errors.js";
-import { parseShardKey } from "../../../common/key.js";
 import { expectStatus } from "../../../client/node-client.js";
 import { optString, requirePositional, type Command } from "../../command.js";
-import { clientContext, explain, TO_OPTION } from "./common.js";
+import { clientContext, parseAddress, explain, TO_OPTION } from "./common.js";
 
 export const command: Command = {
   spec: {
@@ -29,7 +28,7 @@ Example:
   },
 
   async run(args, io) {
-    const { shardId, key } = parseShardKey(requirePositional(args, "address"));
+    const { shardId, key } = parseAddress(requirePositional(args, "address"));
     const output = optString(args, "output");
     const ctx = clientContext(args, io, 1);
     try {

@@ -1,7 +1,6 @@
 import { BackpackError, toBackpackError } from "../../../common/errors.js";
-import { parseShardKey } from "../../../common/key.js";
 import { requirePositional, type Command } from "../../command.js";
-import { clientContext, explain, TO_OPTION, TOKEN_OPTION } from "./common.js";
+import { clientContext, parseAddress, explain, TO_OPTION, TOKEN_OPTION } from "./common.js";
 
 export const command: Command = {
   spec: {
@@ -19,7 +18,7 @@ Example:
   },
 
   async run(args, io) {
-    const { shardId, key } = parseShardKey(requirePositional(args, "address"));
+    const { shardId, key } = parseAddress(requirePositional(args, "address"));
     const ctx = clientContext(args, io, 1);
     try {
       const deleted = await ctx.client.delete(ctx.base, shardId, key).catch((err: unknown) => {

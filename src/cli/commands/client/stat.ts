@@ -1,10 +1,9 @@
 import { BackpackError } from "../../../common/errors.js";
 import { formatChecksum } from "../../../common/checksum.js";
-import { parseShardKey } from "../../../common/key.js";
 import { NodeClient } from "../../../client/node-client.js";
 import { createAgent } from "../../../client/http-agent.js";
 import { requirePositional, type Command } from "../../command.js";
-import { clientContext, explain, JSON_OPTION, TO_OPTION } from "./common.js";
+import { clientContext, parseAddress, explain, JSON_OPTION, TO_OPTION } from "./common.js";
 
 interface Holder {
   server: string;
@@ -35,7 +34,7 @@ Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong argument
 
   async run(args, io) {
     const address = requirePositional(args, "address");
-    const { shardId, key } = parseShardKey(address);
+    const { shardId, key } = parseAddress(address);
     const ctx = clientContext(args, io, 1);
     const agent = createAgent({ connections: 4, connectTimeoutMs: 1000 });
     try {
