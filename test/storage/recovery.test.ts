@@ -4,7 +4,6 @@ import { copyFile, open, rm, stat, truncate, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { openStore } from "../../src/storage/store.js";
 import { recordLength, RECORD_HEADER_BYTES, VOLUME_HEADER_BYTES } from "../../src/storage/record.js";
 import { tempDir } from "../helpers/tmp.js";
 import { BIG, pattern, readAll, storeFor } from "./helpers.js";
@@ -38,7 +37,7 @@ async function flipByte(path: string, at: number): Promise<void> {
 
 void test("checkpoint + tail: only the bytes after the checkpoint are scanned, and the result is exact", async (t) => {
   const dir = await tempDir(t);
-  let store = await openStore({ dir });
+  let store = await storeFor(t, dir);
   for (let i = 0; i < 200; i++) await store.put(`k${i}`, pattern(i * 10, i), BIG);
   await store.checkpoint();
   const covered = (await stat(VOL1(dir))).size;
@@ -50,7 +49,7 @@ void test("checkpoint + tail: only the bytes after the checkpoint are scanned, a
   // As if the node had died after the first checkpoint: the newer one is lost.
   await copyFile(join(dir, "older.ckpt"), join(dir, "index.ckpt"));
   const { log, lines } = capturingLogger();
-  store = await openStore({ dir, log });
+  store = await storeFor(t, dir, { log });
   t.after(() => store.close());
   const opened = lines.find((l) => l.msg === "store opened")!;
   assert.equal(opened.checkpoint, true);
@@ -71,13 +70,13 @@ void test("checkpoint + tail: only the bytes after the checkpoint are scanned, a
 
 void test("a corrupt or foreign checkpoint is ignored and the index rebuilt from the volumes", async (t) => {
   const dir = await tempDir(t);
-  let store = await openStore({ dir });
+  let store = await storeFor(t, dir);
   for (let i = 0; i < 50; i++) await store.put(`k${i}`, pattern(100, i), BIG);
   await store.close();
   const size = (await stat(join(dir, "index.ckpt"))).size;
   await flipByte(join(dir, "index.ckpt"), Math.floor(size / 2));
   const { log, lines } = capturingLogger();
-  store = await openStore({ dir, log });
+  store = await storeFor(t, dir, { log });
   assert.equal(lines.find((l) => l.msg === "store opened")?.checkpoint, false);
   for (let i = 0; i < 50; i++) assert.ok((await readAll(store, `k${i}`)).equals(pattern(100, i)));
   await store.close();
@@ -88,7 +87,7 @@ void test("a corrupt or foreign checkpoint is ignored and the index rebuilt from
 
 void test("a torn tail is detected by checksum, cut off and logged; writes continue after it", async (t) => {
   const dir = await tempDir(t);
-  let store = await openStore({ dir });
+  let store = await storeFor(t, dir);
   await store.put("a", pattern(1000, 1), BIG);
   await store.put("b", pattern(2000, 2), BIG);
   await store.put("c", pattern(3000, 3), BIG);
@@ -102,7 +101,7 @@ void test("a torn tail is detected by checksum, cut off and logged; writes conti
   for (const withCheckpoint of [true, false]) {
     if (!withCheckpoint) await rm(join(dir, "index.ckpt"));
     const { log, lines } = capturingLogger();
-    store = await openStore({ dir, log });
+    store = await storeFor(t, dir, { log });
     assert.ok(
       lines.some((l) => l.msg === "cut a torn or damaged tail off a volume" && l.at === endOfB) ||
         !withCheckpoint,
@@ -169,7 +168,7 @@ void test("a flipped byte anywhere in a record is detected on read: never served
 
 void test("damage in the middle of a volume: a bad body stays indexed (and fails), a bad header is skipped", async (t) => {
   const dir = await tempDir(t);
-  let store = await openStore({ dir });
+  let store = await storeFor(t, dir);
   await store.put("k", pattern(100, 1), BIG);
   await store.put("k", pattern(100, 2), BIG); // the newest version, about to rot
   await store.put("x", pattern(100, 3), BIG);

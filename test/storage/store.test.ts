@@ -16,7 +16,7 @@ void test("round trip of every size class, as one buffer and as a stream, across
   const dir = await tempDir(t);
   // maxBufferedBytes 4 MiB: larger bodies are spooled on put and streamed on read.
   const opts = { maxBufferedBytes: 4 * MiB };
-  let store = await openStore({ dir, ...opts });
+  let store = await storeFor(t, dir, opts);
   for (const [n, size] of SIZES.entries()) {
     const data = pattern(size, n + 1);
     const info = await store.put(`buf/${size}`, data, { ...BIG, contentType: "application/x-test" });
@@ -40,7 +40,7 @@ void test("round trip of every size class, as one buffer and as a stream, across
   };
   await check();
   await store.close();
-  store = await openStore({ dir, ...opts });
+  store = await storeFor(t, dir, opts);
   t.after(() => store.close());
   await check();
   assert.deepEqual(await readdir(join(dir, "tmp")), [], "no spool file left behind");
@@ -73,7 +73,7 @@ void test("ranges: small records verified whole then sliced; large ones streamed
 
 void test("overwrite supersedes, delete writes a tombstone, stats follow", async (t) => {
   const dir = await tempDir(t);
-  let store = await openStore({ dir });
+  let store = await storeFor(t, dir);
   await store.put("k", Buffer.from("one"), BIG);
   await store.put("k", Buffer.from("second"), { ...BIG, contentType: "text/plain" });
   assert.equal((await readAll(store, "k")).toString(), "second");
@@ -86,7 +86,7 @@ void test("overwrite supersedes, delete writes a tombstone, stats follow", async
   await assert.rejects(store.read("k"), { code: "NOT_FOUND" });
   await store.put("other", Buffer.from("x"), BIG);
   await store.close();
-  store = await openStore({ dir });
+  store = await storeFor(t, dir);
   t.after(() => store.close());
   assert.equal(store.stat("k"), undefined);
   assert.equal((await readAll(store, "other")).toString(), "x");
@@ -162,7 +162,7 @@ void test("an upload aborted mid-body leaves nothing indexed and no spool file",
 
 void test("group commit: concurrent puts share fsyncs and are all durable", async (t) => {
   const dir = await tempDir(t);
-  const store = await openStore({ dir });
+  const store = await storeFor(t, dir);
   const batches: number[] = [];
   const onCommit = (m: unknown): void => {
     batches.push((m as { records: number }).records);
@@ -183,7 +183,7 @@ void test("group commit: concurrent puts share fsyncs and are all durable", asyn
 
 void test("a closed store refuses work; close is idempotent; a second open of the dir is refused", async (t) => {
   const dir = await tempDir(t);
-  const store = await openStore({ dir });
+  const store = await storeFor(t, dir);
   await assert.rejects(openStore({ dir }), { code: "UNAVAILABLE" });
   await store.put("a", Buffer.from("1"), BIG);
   await Promise.all([store.close(), store.close()]);
