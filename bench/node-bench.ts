@@ -29,8 +29,12 @@ const CASES: Case[] = [
   { name: "1 MiB", bytes: 1024 * 1024, connections: 8, keys: 64, target: { get: 0.8, put: 0.8 } },
 ];
 
-function fmt(r: LoadResult): string {
-  return `${r.rps.toFixed(0).padStart(8)} req/s  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms${r.errors ? `  (${r.errors} errors!)` : ""}`;
+function cpuText(r: { cpuUs?: number }): string {
+  return r.cpuUs === undefined ? "n/a" : r.cpuUs.toFixed(0);
+}
+
+function fmt(r: LoadResult & { cpuUs?: number }): string {
+  return `${r.rps.toFixed(0).padStart(8)} req/s  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  CPU ${cpuText(r).padStart(5)} µs/req${r.errors ? `  (${r.errors} errors!)` : ""}`;
 }
 
 async function main(): Promise<void> {
@@ -46,7 +50,12 @@ async function main(): Promise<void> {
     `method: node (sync=${SYNC}, data in ${tmpdir()}) vs baseline node:http (discards PUT bodies, answers GET`,
   );
   console.log(`from a buffer in memory), each in its own process; ${SECONDS} s per run after a 2 s warm-up;`);
-  console.log("Before GET, every key of the range is stored once. Ratio = node / baseline req/s.\n");
+  console.log(
+    "Before GET, every key of the range is stored once. Ratio = node / baseline req/s. CPU = user+system",
+  );
+  console.log(
+    "time of the server process (all threads) per request, which drifts less than req/s on a busy machine.\n",
+  );
 
   const dataDir = await mkdtemp(join(tmpdir(), "backpack-bench-"));
   const servers: ServerProcess[] = [];
@@ -70,20 +79,30 @@ async function main(): Promise<void> {
             bodyBytes: method === "PUT" ? c.bytes : undefined,
           });
         if (method === "GET") await fillKeys(node.url, `/bench/${c.bytes}/`, c.keys, c.bytes);
-        await load(baseline.url, 2);
-        const base = await load(baseline.url, SECONDS);
-        await load(node.url, 2);
-        const ours = await load(node.url, SECONDS);
+        const measured = async (server: ServerProcess): Promise<LoadResult & { cpuUs?: number }> => {
+          await load(server.url, 2);
+          const before = server.cpuSeconds();
+          const r = await load(server.url, SECONDS);
+          const after = server.cpuSeconds();
+          return before === undefined || after === undefined
+            ? r
+            : { ...r, cpuUs: ((after - before) * 1e6) / Math.max(1, r.requests) };
+        };
+        const base = await measured(baseline);
+        const ours = await measured(node);
         const ratio = ours.rps / base.rps;
+        const cpuRatio = base.cpuUs && ours.cpuUs ? base.cpuUs / ours.cpuUs : undefined;
         const target = method === "GET" ? c.target.get : c.target.put;
         const met = ratio >= target && ours.errors === 0;
         allMet &&= met;
         const label = `${method} ${c.name}, ${c.connections} conn`;
         console.log(
-          `${label}\n  baseline ${fmt(base)}\n  node     ${fmt(ours)}\n  ratio    ${ratio.toFixed(2)} (target ≥ ${target}) ${met ? "met" : "NOT met"}`,
+          `${label}\n  baseline ${fmt(base)}\n  node     ${fmt(ours)}\n` +
+            `  ratio    ${ratio.toFixed(2)} (target ≥ ${target}) ${met ? "met" : "NOT met"}` +
+            (cpuRatio ? `; server CPU per request, baseline/node: ${cpuRatio.toFixed(2)}` : ""),
         );
         rows.push(
-          `| ${label} | ${base.rps.toFixed(0)} | ${base.p99Ms.toFixed(2)} | ${ours.rps.toFixed(0)} | ${ours.p99Ms.toFixed(2)} | ${ratio.toFixed(2)} | ≥ ${target} |`,
+          `| ${label} | ${base.rps.toFixed(0)} | ${base.p99Ms.toFixed(2)} | ${ours.rps.toFixed(0)} | ${ours.p99Ms.toFixed(2)} | ${ratio.toFixed(2)} | ≥ ${target} | ${cpuText(base)} | ${cpuText(ours)} |`,
         );
       }
       await baseline.stop();
@@ -92,8 +111,10 @@ async function main(): Promise<void> {
     await Promise.all(servers.map((s) => s.stop()));
     await rm(dataDir, { recursive: true, force: true });
   }
-  console.log("\n| run | baseline req/s | baseline p99 ms | node req/s | node p99 ms | ratio | target |");
-  console.log("|---|---|---|---|---|---|---|");
+  console.log(
+    "\n| run | baseline req/s | baseline p99 ms | node req/s | node p99 ms | ratio | target | baseline CPU µs/req | node CPU µs/req |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) console.log(r);
   console.log(allMet ? "\nall targets met" : "\nsome targets not met");
 }

@@ -1,10 +1,30 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 
 /** A server running in its own process (so the load tool, the server and the baseline never share a loop). */
 export interface ServerProcess {
   url: string;
   pid: number;
+  /** CPU seconds (user + system, all threads) the process has used so far; undefined where /proc is missing. */
+  cpuSeconds(): number | undefined;
   stop(): Promise<void>;
+}
+
+let clockTicks: number | undefined;
+
+/**
+ * CPU time of a process from /proc (Linux). Throughput on a shared machine drifts with other load; CPU time per
+ * request drifts much less, so the benchmarks report both.
+ */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    clockTicks ??= Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -46,6 +66,7 @@ export async function startServerProcess(
   return {
     url,
     pid: proc.pid ?? 0,
+    cpuSeconds: () => processCpuSeconds(proc.pid ?? 0),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
       await exited;
