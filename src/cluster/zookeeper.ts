@@ -12,15 +12,8 @@ import {
   usageNodes,
   type Change,
 } from "./changes.js";
-import {
-  adminNodes,
-  decodeSnapshot,
-  EMPTY_SNAPSHOT,
-  rawNode,
-  sameSnapshot,
-  SHARDS_MAP,
-  type RawNode,
-} from "./layout.js";
+import { adminNodes, rawNode, SHARDS_MAP, type RawNode } from "./layout.js";
+import { ZkMirror } from "./zk-mirror.js";
 import { ChangeListeners } from "./listeners.js";
 import { parseServerIds } from "./rules.js";
 import type { AddShardResult, ClusterMap, ClusterSnapshot, InitResult, QueueSettings } from "./types.js";
@@ -40,9 +33,8 @@ export interface ZooKeeperClusterMapOptions {
 const MAX_ATTEMPTS = 100;
 
 /**
- * The cluster map in ZooKeeper, in the original's znode layout (see `layout.ts`). The local copy is refreshed
- * by watches (one watcher function, re-armed by every read) and fully re-read on every (re)connection; it is
- * kept as is while ZooKeeper is away. Every change is a multi-op that checks the version of every znode it
+ * The cluster map in ZooKeeper, in the original's znode layout (see `layout.ts`). The local copy (`ZkMirror`)
+ * is refreshed by watches and fully re-read on every (re)connection; it is kept as is while ZooKeeper is away. Every change is a multi-op that checks the version of every znode it
  * read, so concurrent admins and coordinators never overwrite each other: a conflict re-reads and retries.
  */
 export class ZooKeeperClusterMap implements ClusterMap {
@@ -52,12 +44,8 @@ export class ZooKeeperClusterMap implements ClusterMap {
   private readonly connectTimeoutMs: number;
   private readonly conn: ZkConnection;
   private readonly listeners: ChangeListeners;
-  private current: ClusterSnapshot = EMPTY_SNAPSHOT;
-  private loaded = false;
-  private reloading: Promise<void> | undefined;
-  private reloadAgain = false;
+  private readonly mirror: ZkMirror;
   private started = false;
-  private readonly watcher = (): void => this.scheduleReload();
 
   constructor(options: ZooKeeperClusterMapOptions) {
     const root = normalizeRoot(options.root);
@@ -71,8 +59,9 @@ export class ZooKeeperClusterMap implements ClusterMap {
       sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000,
       requestTimeoutMs: this.connectTimeoutMs,
       log: this.log,
-      onConnected: () => this.scheduleReload(),
+      onConnected: () => this.mirror.refreshAll(),
     });
+    this.mirror = new ZkMirror(this.conn, root, this.log, this.listeners);
   }
 
   get connected(): boolean {
@@ -85,9 +74,8 @@ export class ZooKeeperClusterMap implements ClusterMap {
     this.conn.start();
     try {
       await this.conn.waitConnected(this.connectTimeoutMs);
-      // The first load must succeed before start() resolves; later reloads only log their failures.
-      await this.reload();
-      this.loaded = true;
+      // The first load must succeed before start() resolves; later refreshes only log their failures.
+      await this.mirror.load();
     } catch (err) {
       await this.stop();
       throw err;
@@ -97,11 +85,11 @@ export class ZooKeeperClusterMap implements ClusterMap {
   async stop(): Promise<void> {
     this.started = false;
     this.conn.stop();
-    await this.reloading;
+    await this.mirror.stop();
   }
 
   snapshot(): ClusterSnapshot {
-    return this.current;
+    return this.mirror.snapshot();
   }
 
   onChange(listener: (snapshot: ClusterSnapshot) => void): () => void {
@@ -226,45 +214,6 @@ export class ZooKeeperClusterMap implements ClusterMap {
       if (!got || got.version !== expected || got.data.toString("utf8") !== text) return false;
     }
     return true;
-  }
-
-  private scheduleReload(): void {
-    if (!this.started) return;
-    if (this.reloading) {
-      this.reloadAgain = true;
-      return;
-    }
-    this.reloading = this.reload()
-      .catch((err: unknown) => {
-        // Kept as is: the next (re)connection reloads again.
-        if (this.loaded) this.log.warn({ err }, "cluster map reload failed; serving the last known map");
-      })
-      .finally(() => {
-        this.reloading = undefined;
-        if (this.reloadAgain) {
-          this.reloadAgain = false;
-          this.scheduleReload();
-        }
-      });
-  }
-
-  /** Reads every znode of the map with a watch, so any change (or creation) triggers the next reload. */
-  private async reload(): Promise<void> {
-    const state = new Map<string, RawNode>();
-    const readOne = async (node: string): Promise<void> => {
-      const got = await this.conn.get(this.path(node), this.watcher);
-      if (got) state.set(node, rawNode(got.data.toString("utf8")));
-    };
-    await readOne(SHARDS_MAP);
-    await Promise.all(
-      adminNodes(state.get(SHARDS_MAP))
-        .filter((n) => n !== SHARDS_MAP)
-        .map(readOne),
-    );
-    const next = decodeSnapshot(state);
-    if (sameSnapshot(next, this.current)) return;
-    this.current = next;
-    this.listeners.emit(next);
   }
 }
 

@@ -5,7 +5,7 @@ import { runBin } from "../helpers/process.js";
 import { freePort, waitFor } from "../helpers/wait.js";
 import { fourLetterWord, startEnsemble, startZooKeeper } from "../helpers/zookeeper.js";
 import { clusterMapSuite, openStarted } from "./cluster-map-suite.js";
-import { startWatcher, waitForSnapshot } from "./worker.js";
+import { runUsageWorker, startWatcher, waitForSnapshot } from "./worker.js";
 import { rawZk } from "./zk-raw.js";
 
 // One standalone server for the whole file; tests in a file run one after the other, each under its own root.
@@ -219,6 +219,21 @@ void describe("zookeeper cluster map", () => {
     }
     assert.deepEqual(await raw.tree(root), before);
     assert.equal(await raw.get("/never-initialised/servers-map"), undefined);
+  });
+
+  void it("loses no usage update between processes, and a watcher process sees the total", async (t) => {
+    const target: ClusterMapTarget = { zk: zk.connectString, root: freshRoot() };
+    const map = await openStarted(t, target);
+    await map.init({ key: "q", servers: [{ host: "one", port: 1 }] });
+    await map.addServer("1", "http://one:10001");
+    await map.addShard("1", ["1"], 1_000_000);
+    const watcher = await startWatcher(t, target);
+    await Promise.all([
+      runUsageWorker(t, target, "1", 30),
+      runUsageWorker(t, target, "1", 30),
+      map.addUsage({ 1: 40 }),
+    ]);
+    await waitForSnapshot(watcher, (s) => s.shards["1"]?.used === 100, "the watcher to see 100 bytes used");
   });
 
   void it("keeps serving the last map through a ZooKeeper restart, then re-reads and re-watches", async (t) => {
