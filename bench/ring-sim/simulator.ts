@@ -1,3 +1,4 @@
+import { KRings } from "../../src/ring/core/k-rings.js";
 import { MinHeap } from "../../src/ring/core/min-heap.js";
 import type { RingCoreOptions } from "../../src/ring/core/core-config.js";
 import type { Message } from "../../src/ring/core/messages.js";
@@ -55,7 +56,9 @@ export class Simulator {
     const ids = Array.from({ length: options.members }, (_, i) => `m${i}`);
     for (const id of ids) this.add(id);
     const table = [...this.members.values()].map((m) => ({ id: m.id, a: m.id, i: 0, s: 0 as const }));
-    for (const m of this.members.values()) m.core.bootstrap(table, 0);
+    const rings = new KRings(options.core.rings ?? 3);
+    rings.addAll(ids);
+    for (const m of this.members.values()) m.core.bootstrap(table, 0, rings);
     for (const m of this.members.values()) this.schedule(m);
   }
 
@@ -92,6 +95,15 @@ export class Simulator {
 
   run(durationMs: number): void {
     this.runUntil(this.now + durationMs);
+  }
+
+  /** Calls the API of one member (broadcast, leave, ...) at the current virtual time and sends what it produced. */
+  act<T>(id: string, fn: (core: RingCore, now: number) => T): T | undefined {
+    const m = this.members.get(id);
+    if (!m || !m.alive) return undefined;
+    const out = fn(m.core, this.now);
+    this.flush(m);
+    return out;
   }
 
   /** Crash-stop: the member stops answering; its connections look refused to senders. */
@@ -143,7 +155,8 @@ export class Simulator {
       const latency = lo + (hi - lo) * this.random();
       if (!to || !to.alive) {
         // A dead process refuses connections: the sender learns it (what TCP tells the real transport).
-        if (out.msg.t === "token") this.push({ at: this.now + 2 * latency, order: 0, kind: "failed", to: m.id, out });
+        if (out.msg.t === "token")
+          this.push({ at: this.now + 2 * latency, order: 0, kind: "failed", to: m.id, out });
         continue;
       }
       if (this.partitioned && to.group !== m.group) continue;

@@ -46,7 +46,9 @@ export const RING_DEFAULTS: RingMemberConfig = {
   maxQueueBytes: 8 * 1024 * 1024,
 };
 
-export function ringMemberConfig(...layers: Array<Partial<RingMemberConfig> | undefined>): Readonly<RingMemberConfig> {
+export function ringMemberConfig(
+  ...layers: Array<Partial<RingMemberConfig> | undefined>
+): Readonly<RingMemberConfig> {
   return buildConfig<RingMemberConfig>("ring member", [RING_DEFAULTS, ...layers], (c, problems) => {
     check.nonEmpty(problems, "host", c.host);
     check.port(problems, "port", c.port);
@@ -63,7 +65,9 @@ export function ringMemberConfig(...layers: Array<Partial<RingMemberConfig> | un
     }
     if (c.advertise !== undefined && !parseAddr(c.advertise)) problems.push("advertise must be host:port");
     if (c.secret !== undefined && c.secret.length < 16) {
-      problems.push("the cluster secret must be at least 16 characters (generate one with: openssl rand -hex 32)");
+      problems.push(
+        "the cluster secret must be at least 16 characters (generate one with: openssl rand -hex 32)",
+      );
     }
   });
 }

@@ -26,7 +26,13 @@ export interface RingView {
   hopTransitMs: number | undefined;
   pingRttMs: number | undefined;
   localHealth: number;
-  members: Array<{ id: string; addr: string; status: Member["status"]; incarnation: number; meta: Readonly<Record<string, string>> }>;
+  members: Array<{
+    id: string;
+    addr: string;
+    status: Member["status"];
+    incarnation: number;
+    meta: Readonly<Record<string, string>>;
+  }>;
   /** Live members in order on each of the K rings (ring 0 carries the token). */
   rings: string[][];
   neighbours: string[];

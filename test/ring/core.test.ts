@@ -11,21 +11,32 @@ import { seededRandom } from "../../bench/ring-sim/random.js";
 
 const upd = (id: string, i: number, s: 0 | 1 | 2 | 3): Update => ({ id, a: `${id}:1`, i, s });
 
-describe("member table", () => {
-  it("orders updates by incarnation, then alive < suspect < dead < left", () => {
+void describe("member table", () => {
+  void it("orders updates by incarnation, then alive < suspect < dead < left", () => {
     const t = new MemberTable();
     assert.ok(t.apply(upd("a", 1, 0), 0));
     assert.equal(t.apply(upd("a", 0, 2), 1), undefined, "an older incarnation never wins");
     assert.ok(t.apply(upd("a", 1, 1), 2));
-    assert.equal(t.apply(upd("a", 1, 0), 3), undefined, "alive does not undo a suspicion at the same incarnation");
+    assert.equal(
+      t.apply(upd("a", 1, 0), 3),
+      undefined,
+      "alive does not undo a suspicion at the same incarnation",
+    );
     assert.ok(t.apply(upd("a", 2, 0), 4), "a refutation (higher incarnation) wins");
     assert.ok(t.apply(upd("a", 2, 2), 5));
     assert.ok(t.apply(upd("a", 2, 3), 6));
     assert.equal(t.get("a")?.status, "left");
   });
 
-  it("gives equal checksums to tables that saw the same updates in any order", () => {
-    const updates = [upd("a", 1, 0), upd("b", 0, 0), upd("a", 1, 1), upd("c", 3, 2), upd("b", 2, 0), upd("c", 1, 0)];
+  void it("gives equal checksums to tables that saw the same updates in any order", () => {
+    const updates = [
+      upd("a", 1, 0),
+      upd("b", 0, 0),
+      upd("a", 1, 1),
+      upd("c", 3, 2),
+      upd("b", 2, 0),
+      upd("c", 1, 0),
+    ];
     const random = seededRandom(7);
     const sums = new Set<number>();
     for (let trial = 0; trial < 20; trial++) {
@@ -41,8 +52,8 @@ describe("member table", () => {
   });
 });
 
-describe("K rings and placement", () => {
-  it("derives the same rings from the same view whatever the insertion order, and repairs by removal", () => {
+void describe("K rings and placement", () => {
+  void it("derives the same rings from the same view whatever the insertion order, and repairs by removal", () => {
     const ids = Array.from({ length: 50 }, (_, i) => `n${i}`);
     const a = new KRings(3);
     const b = new KRings(3);
@@ -58,7 +69,7 @@ describe("K rings and placement", () => {
     assert.ok(nb.length >= 3 && nb.length <= 6 && !nb.includes("n0"));
   });
 
-  it("spreads keys evenly over 100 members and a lost member's keys over many heirs", () => {
+  void it("spreads keys evenly over 100 members and a lost member's keys over many heirs", () => {
     const ids = Array.from({ length: 100 }, (_, i) => `10.0.0.${i}:7000`);
     const ring = new HashRing(ids, 128);
     const load = new Map<string, number>();
@@ -87,8 +98,8 @@ describe("K rings and placement", () => {
   });
 });
 
-describe("Lifeguard", () => {
-  it("shrinks the suspicion timeout with confirmations, from max to min", () => {
+void describe("Lifeguard", () => {
+  void it("shrinks the suspicion timeout with confirmations, from max to min", () => {
     const b = suspicionBounds(1000, 100, 3, 6, true);
     assert.equal(b.minMs, 900);
     assert.equal(b.maxMs, 5400);
@@ -98,7 +109,7 @@ describe("Lifeguard", () => {
     assert.equal(suspicionTimeoutMs(off, 0), 900);
   });
 
-  it("saturates local health between 0 and max-1", () => {
+  void it("saturates local health between 0 and max-1", () => {
     const h = new LocalHealth(8, true);
     for (let i = 0; i < 20; i++) h.apply(1);
     assert.equal(h.multiplier, 8);
@@ -110,8 +121,8 @@ describe("Lifeguard", () => {
   });
 });
 
-describe("token", () => {
-  it("measures laps clock-free, counts ticks at the wrap and drops a lower epoch", () => {
+void describe("token", () => {
+  void it("measures laps clock-free, counts ticks at the wrap and drops a lower epoch", () => {
     const a = new TokenKeeper("a", 0);
     const b = new TokenKeeper("b", 0);
     a.create(0);
@@ -135,8 +146,8 @@ describe("token", () => {
   });
 });
 
-describe("messages", () => {
-  it("accepts well-formed messages and refuses wrong shapes", () => {
+void describe("messages", () => {
+  void it("accepts well-formed messages and refuses wrong shapes", () => {
     const ok: Message = { t: "ping", from: "a", fa: "h:1", seq: 1, cs: 5 };
     assert.deepEqual(parseMessage(ok), ok);
     const bad: unknown[] = [
@@ -148,7 +159,15 @@ describe("messages", () => {
       { ...ok, from: "" },
       { ...ok, upd: [{ id: "x", a: "h:1", i: 0, s: 9 }] },
       { t: "sync", from: "a", fa: "h:1", reply: true, members: "all", bids: [] },
-      { t: "token", from: "a", fa: "h:1", epoch: 1, origin: "a", tick: 0, hops: [{ id: "a", held: -1, sent: 0 }] },
+      {
+        t: "token",
+        from: "a",
+        fa: "h:1",
+        epoch: 1,
+        origin: "a",
+        tick: 0,
+        hops: [{ id: "a", held: -1, sent: 0 }],
+      },
       { t: "join", from: "a", fa: "h:1", me: { id: "a", a: "h:1", i: 0, s: 0, m: { __proto__: "x", k: 1 } } },
     ];
     for (const b of bad) assert.equal(parseMessage(b), undefined, JSON.stringify(b));
@@ -156,14 +175,23 @@ describe("messages", () => {
 });
 
 /** Three cores wired together by hand, on a virtual clock: the whole protocol without a simulator. */
-function trio(): { cores: Map<string, RingCore>; run: (until: number) => void; events: Array<[string, RingEvent]>; down: Set<string> } {
+function trio(): {
+  cores: Map<string, RingCore>;
+  run: (until: number) => void;
+  events: Array<[string, RingEvent]>;
+  down: Set<string>;
+} {
   const random = seededRandom(3);
   const cores = new Map<string, RingCore>();
   const events: Array<[string, RingEvent]> = [];
   const down = new Set<string>();
   const queue: Array<{ at: number; to: string; msg: Message }> = [];
   for (const id of ["a", "b", "c"]) {
-    const core = new RingCore({ id, addr: id, periodMs: 100, probeTimeoutMs: 40, seeds: ["a"], tokenHoldMs: 10 }, 0, random);
+    const core = new RingCore(
+      { id, addr: id, periodMs: 100, probeTimeoutMs: 40, seeds: ["a"], tokenHoldMs: 10 },
+      0,
+      random,
+    );
     core.onEvent((e) => events.push([id, e]));
     cores.set(id, core);
   }
@@ -180,15 +208,16 @@ function trio(): { cores: Map<string, RingCore>; run: (until: number) => void; e
         }
       }
       for (const [id, core] of cores) {
-        for (const out of core.drain()) if (!down.has(id)) queue.push({ at: now + 1, to: out.to, msg: out.msg });
+        for (const out of core.drain())
+          if (!down.has(id)) queue.push({ at: now + 1, to: out.to, msg: out.msg });
       }
     }
   };
   return { cores, run, events, down };
 }
 
-describe("ring core", () => {
-  it("joins through a seed, detects a crash, and takes a restarted member back", () => {
+void describe("ring core", () => {
+  void it("joins through a seed, detects a crash, and takes a restarted member back", () => {
     const { cores, run, events, down } = trio();
     run(1000);
     for (const core of cores.values()) {
@@ -200,13 +229,19 @@ describe("ring core", () => {
     run(6000);
     assert.equal(cores.get("a")?.status("c")?.status, "dead");
     assert.equal(cores.get("b")?.status("c")?.status, "dead");
-    assert.ok(events.some(([, e]) => e.type === "member" && e.member.id === "c" && e.member.status === "suspect"));
+    assert.ok(
+      events.some(([, e]) => e.type === "member" && e.member.id === "c" && e.member.status === "suspect"),
+    );
     const ticks = cores.get("a")?.tokenView().tick ?? 0;
     run(7000);
     assert.ok((cores.get("a")?.tokenView().tick ?? 0) > ticks, "the token keeps ticking without c");
     // c restarts: a fresh core with the same id, incarnation 0, lower than the one others hold dead.
     down.delete("c");
-    const fresh = new RingCore({ id: "c", addr: "c", periodMs: 100, probeTimeoutMs: 40, seeds: ["a"], tokenHoldMs: 10 }, 7000, seededRandom(9));
+    const fresh = new RingCore(
+      { id: "c", addr: "c", periodMs: 100, probeTimeoutMs: 40, seeds: ["a"], tokenHoldMs: 10 },
+      7000,
+      seededRandom(9),
+    );
     fresh.onEvent((e) => events.push(["c", e]));
     cores.set("c", fresh);
     run(9000);
@@ -214,7 +249,9 @@ describe("ring core", () => {
     assert.ok((cores.get("a")?.status("c")?.incarnation ?? 0) > 0);
     const id = cores.get("b")?.broadcast({ set: "x" }, 9000);
     run(9100);
-    const delivered = events.filter(([, e]) => e.type === "delivered" && e.broadcast.seq === id?.seq).map(([o]) => o);
+    const delivered = events
+      .filter(([, e]) => e.type === "delivered" && e.broadcast.seq === id?.seq)
+      .map(([o]) => o);
     assert.deepEqual(delivered.sort(), ["a", "c"]);
     cores.get("a")?.leave(9100);
     run(9300);

@@ -12,7 +12,9 @@ import { waitFor } from "../helpers/wait.js";
 const SECRET = "test-secret-0123456789abcdef";
 
 async function startMember(t: TestContext, over: Partial<RingMemberConfig> = {}): Promise<RingMember> {
-  const m = new RingMember(ringMemberConfig({ periodMs: 100, probeTimeoutMs: 60, tokenHoldMs: 5, secret: SECRET, ...over }));
+  const m = new RingMember(
+    ringMemberConfig({ periodMs: 100, probeTimeoutMs: 60, tokenHoldMs: 5, secret: SECRET, ...over }),
+  );
   t.after(() => m.stop());
   await m.start();
   return m;
@@ -32,14 +34,18 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
   });
 }
 
-describe("ring member over TCP", () => {
-  it("forms a ring, ticks, broadcasts, shows /ring and notices a leave", async (t) => {
+void describe("ring member over TCP", () => {
+  void it("forms a ring, ticks, broadcasts, shows /ring and notices a leave", async (t) => {
     const a = await startMember(t);
     const b = await startMember(t, { seeds: [a.addr] });
     const c = await startMember(t, { seeds: [a.addr] });
     const members = [a, b, c];
-    await waitFor(() => members.every((m) => aliveCount(m) === 3), { what: "three members alive everywhere" });
-    await waitFor(() => new Set(members.map((m) => m.view().checksum)).size === 1, { what: "equal checksums" });
+    await waitFor(() => members.every((m) => aliveCount(m) === 3), {
+      what: "three members alive everywhere",
+    });
+    await waitFor(() => new Set(members.map((m) => m.view().checksum)).size === 1, {
+      what: "equal checksums",
+    });
     await waitFor(() => members.every((m) => m.lapTime() !== undefined && m.tick() > 2), {
       what: "the token lapping",
       timeoutMs: 15_000,
@@ -47,7 +53,9 @@ describe("ring member over TCP", () => {
     const got: RingEvent[] = [];
     c.onChange((e) => got.push(e));
     const id = a.broadcast({ config: "v2" });
-    await waitFor(() => got.some((e) => e.type === "delivered" && e.broadcast.seq === id.seq), { what: "delivery" });
+    await waitFor(() => got.some((e) => e.type === "delivered" && e.broadcast.seq === id.seq), {
+      what: "delivery",
+    });
     assert.equal(a.owner("k"), b.owner("k"));
     assert.deepEqual(a.owners("k", 3).sort(), [a.id, b.id, c.id].sort());
 
@@ -64,10 +72,12 @@ describe("ring member over TCP", () => {
     assert.match(body.checksum, /^[0-9a-f]{8}$/);
 
     await c.stop();
-    await waitFor(() => a.status(c.id)?.status === "left" && b.status(c.id)?.status === "left", { what: "c left" });
+    await waitFor(() => a.status(c.id)?.status === "left" && b.status(c.id)?.status === "left", {
+      what: "c left",
+    });
   });
 
-  it("refuses a peer with the wrong secret and survives garbage on its port", async (t) => {
+  void it("refuses a peer with the wrong secret and survives garbage on its port", async (t) => {
     const a = await startMember(t);
     const b = await startMember(t, { seeds: [a.addr] });
     const intruder = await startMember(t, { seeds: [a.addr], secret: "some-other-secret-entirely" });
@@ -79,7 +89,11 @@ describe("ring member over TCP", () => {
 
     // Garbage, an oversized length and a half frame on raw sockets: each connection is closed and counted.
     const port = Number(a.addr.split(":")[1]);
-    for (const bytes of [Buffer.from("GET / HTTP/1.1\r\n\r\n"), Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2]), Buffer.alloc(3)]) {
+    for (const bytes of [
+      Buffer.from("GET / HTTP/1.1\r\n\r\n"),
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2]),
+      Buffer.alloc(3),
+    ]) {
       await new Promise<void>((resolve) => {
         const s = connect(port, "127.0.0.1", () => s.end(bytes));
         s.on("error", () => resolve());
@@ -94,7 +108,7 @@ describe("ring member over TCP", () => {
     await waitFor(() => b.tick() > before && aliveCount(a) === 2, { what: "the ring still working" });
   });
 
-  it("reports a member that stops answering as dead, and takes it back", async (t) => {
+  void it("reports a member that stops answering as dead, and takes it back", async (t) => {
     const a = await startMember(t);
     const b = await startMember(t, { seeds: [a.addr] });
     const c = await startMember(t, { seeds: [a.addr] });

@@ -23,8 +23,8 @@ const statusIn = (v: View, id: string): string | undefined => v.members.find((m)
 
 const FAST = ["--period-ms", "250", "--probe-timeout-ms", "150", "--hold-ms", "20"];
 
-describe("ring member processes", () => {
-  it("agree that a SIGKILLed member is dead, take it back after a restart, refuse a wrong secret", async (t) => {
+void describe("ring member processes", () => {
+  void it("agree that a SIGKILLed member is dead, take it back after a restart, refuse a wrong secret", async (t) => {
     const dir = await tempDir(t);
     const secretFile = join(dir, "secret");
     await writeFile(secretFile, "cluster-secret-for-the-ring-test\n");
@@ -51,7 +51,8 @@ describe("ring member processes", () => {
     await victim.kill("SIGKILL");
     const survivors = children.filter((c) => c !== victim);
     await waitFor(
-      async () => (await Promise.all(survivors.map(view))).every((v) => statusIn(v, ids[2] as string) === "dead"),
+      async () =>
+        (await Promise.all(survivors.map(view))).every((v) => statusIn(v, ids[2] as string) === "dead"),
       { timeoutMs: 30_000, what: "every survivor to report the killed member dead" },
     );
     const ticks = (await view(survivors[0] as ChildHandle)).tick;
@@ -64,7 +65,10 @@ describe("ring member processes", () => {
     await waitFor(
       async () => {
         const views = await Promise.all(children.map(view));
-        return views.every((v) => statusIn(v, ids[2] as string) === "alive") && new Set(views.map((v) => v.checksum)).size === 1;
+        return (
+          views.every((v) => statusIn(v, ids[2] as string) === "alive") &&
+          new Set(views.map((v) => v.checksum)).size === 1
+        );
       },
       { timeoutMs: 30_000, what: "the restarted member to rejoin with equal views" },
     );
@@ -73,27 +77,43 @@ describe("ring member processes", () => {
     const intruderPort = await freePort();
     const intruder = await startProcess(t, {
       command: "backpack",
-      args: ["ring-demo", "--member", String(intruderPort), "--seeds", seeds, "--secret-file", wrongFile, ...FAST],
+      args: [
+        "ring-demo",
+        "--member",
+        String(intruderPort),
+        "--seeds",
+        seeds,
+        "--secret-file",
+        wrongFile,
+        ...FAST,
+      ],
     });
-    await waitFor(async () => (await view(intruder)).members.length === 1 && intruder.stderr.includes("ring connection refused"), {
-      timeoutMs: 20_000,
-      what: "the intruder refused",
-    });
+    await waitFor(
+      async () =>
+        (await view(intruder)).members.length === 1 && intruder.stderr.includes("ring connection refused"),
+      {
+        timeoutMs: 20_000,
+        what: "the intruder refused",
+      },
+    );
     for (const v of await Promise.all(children.map(view))) {
       assert.equal(statusIn(v, `127.0.0.1:${intruderPort}`), undefined);
     }
   });
 
-  it("runs the demo: several members tick, Ctrl-C (SIGTERM) stops them all; bad arguments exit 2", async (t) => {
+  void it("runs the demo: several members tick, Ctrl-C (SIGTERM) stops them all; bad arguments exit 2", async (t) => {
     const base = await freeRange(3);
     const demo = await startProcess(t, {
       command: "backpack",
       args: ["ring-demo", "--ports", `${base}-${base + 2}`, ...FAST],
     });
-    await waitFor(() => [0, 1, 2].every((i) => new RegExp(`PORT: ${base + i} TICK: \\d+ LAP: \\d`).test(demo.stdout)), {
-      timeoutMs: 30_000,
-      what: "every member of the demo ticking with a lap time",
-    });
+    await waitFor(
+      () => [0, 1, 2].every((i) => new RegExp(`PORT: ${base + i} TICK: \\d+ LAP: \\d`).test(demo.stdout)),
+      {
+        timeoutMs: 30_000,
+        what: "every member of the demo ticking with a lap time",
+      },
+    );
     assert.equal(await demo.kill("SIGTERM"), 0);
     assert.doesNotMatch(demo.stdout, /EXITED/);
     for (let i = 0; i < 3; i++) assert.equal(await portFree(base + i), true, `port ${base + i} released`);

@@ -24,6 +24,8 @@ export interface RingCoreConfig {
   /** How long each member holds the token before passing it on (the seed's brake), ms. */
   tokenHoldMs: number;
   tokenTimeoutMinMs: number;
+  /** Membership news is batched per neighbour for this long before it is sent on (bounds the message rate). */
+  gossipDelayMs: number;
   /** Partition healing: every period, probe one dead or seed member with probability healFanout / N. */
   healIntervalMs: number;
   healFanout: number;
@@ -57,6 +59,7 @@ export function coreConfig(options: RingCoreOptions): RingCoreConfig {
     token: true,
     tokenHoldMs: 100,
     tokenTimeoutMinMs: Math.max(2000, 10 * periodMs),
+    gossipDelayMs: Math.min(50, periodMs / 5),
     healIntervalMs: Math.max(1000, 5 * periodMs),
     healFanout: 3,
     syncIntervalMs: Math.max(2000, 10 * periodMs),

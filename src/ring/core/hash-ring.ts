@@ -12,7 +12,10 @@ export class HashRing {
   private readonly owners: Uint32Array;
   private readonly ids: string[];
 
-  constructor(members: Iterable<string>, readonly virtualNodes = 128) {
+  constructor(
+    members: Iterable<string>,
+    readonly virtualNodes = 256,
+  ) {
     this.ids = [...new Set(members)].sort();
     const n = this.ids.length * virtualNodes;
     const pairs: Array<[number, number]> = new Array<[number, number]>(n);

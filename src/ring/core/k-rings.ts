@@ -9,6 +9,8 @@ import { hash32 } from "./hash.js";
 export class KRings {
   private readonly rings: Array<{ pos: number[]; ids: string[] }>;
   private readonly members = new Set<string>();
+  /** Raised on every change, so callers can cache what they derive. */
+  version = 0;
 
   constructor(readonly k: number) {
     this.rings = Array.from({ length: k }, () => ({ pos: [], ids: [] }));
@@ -24,6 +26,7 @@ export class KRings {
 
   add(id: string): void {
     if (this.members.has(id)) return;
+    this.version++;
     this.members.add(id);
     this.rings.forEach((ring, r) => {
       const p = ringPosition(id, r);
@@ -35,6 +38,7 @@ export class KRings {
 
   /** Adds many members at once: one sort per ring instead of a splice per member. */
   addAll(ids: Iterable<string>): void {
+    this.version++;
     for (const id of ids) this.members.add(id);
     this.rings.forEach((ring, r) => {
       const entries = [...this.members].map((id) => [ringPosition(id, r), id] as const);
@@ -44,8 +48,23 @@ export class KRings {
     });
   }
 
+  /** Becomes a copy of `other` (same K). */
+  copyFrom(other: KRings): void {
+    this.version++;
+    this.members.clear();
+    for (const id of other.members) this.members.add(id);
+    other.rings.forEach((ring, r) => {
+      const mine = this.rings[r];
+      if (mine) {
+        mine.pos = [...ring.pos];
+        mine.ids = [...ring.ids];
+      }
+    });
+  }
+
   remove(id: string): void {
     if (!this.members.delete(id)) return;
+    this.version++;
     this.rings.forEach((ring, r) => {
       const at = lowerBound(ring, ringPosition(id, r), id);
       ring.pos.splice(at, 1);

@@ -121,7 +121,8 @@ export function parseMessage(v: unknown): Message | undefined {
       return { ...base, t, seq: v.seq, cs: v.cs, ...(upd ? { upd } : {}) };
     }
     case "ping-req":
-      if (!isU32(v.seq) || !isStr(v.target, LIMITS.idChars) || !isStr(v.ta, LIMITS.addrChars)) return undefined;
+      if (!isU32(v.seq) || !isStr(v.target, LIMITS.idChars) || !isStr(v.ta, LIMITS.addrChars))
+        return undefined;
       return { ...base, t, seq: v.seq, target: v.target, ta: v.ta };
     case "nack":
       return isU32(v.seq) ? { ...base, t, seq: v.seq } : undefined;
@@ -140,7 +141,8 @@ export function parseMessage(v: unknown): Message | undefined {
       return upd && isU32(v.hops) ? { ...base, t, upd, hops: v.hops } : undefined;
     }
     case "bcast":
-      if (!isStr(v.origin, LIMITS.idChars) || !isU32(v.seq) || !isU32(v.hops) || !("data" in v)) return undefined;
+      if (!isStr(v.origin, LIMITS.idChars) || !isU32(v.seq) || !isU32(v.hops) || !("data" in v))
+        return undefined;
       return { ...base, t, origin: v.origin, seq: v.seq, hops: v.hops, data: v.data };
     case "token": {
       if (!isU32(v.epoch) || !isStr(v.origin, LIMITS.idChars) || !isU32(v.tick)) return undefined;

@@ -79,6 +79,14 @@ export class RingCore {
   private sweepAt = 0;
   private probe: Probe | undefined;
   private lastChangeAt = -Infinity;
+  private mismatchSince: number | undefined;
+  /** The time of the input being handled (so helpers need not pass it around). */
+  private clock: number;
+  private readonly floodQueue = new Map<string, { upd: Map<string, Update>; hops: number }>();
+  private floodScheduled = false;
+  private neighbourCache: { version: number; ids: string[] } | undefined;
+  /** Members whose direct ack we got recently (oldest first): preferred ping-req helpers. */
+  private readonly recentAcks = new Map<string, number>();
   private reapedAt = 0;
   /** Members held dead (not left): the partition healer probes them. */
   private readonly dead = new Set<string>();
@@ -104,6 +112,7 @@ export class RingCore {
     private readonly random: () => number,
   ) {
     this.config = coreConfig(options);
+    this.clock = now;
     this.rings = new KRings(this.config.rings);
     this.health = new LocalHealth(this.config.awarenessMax, this.config.lifeguard);
     this.token = new TokenKeeper(this.config.id, now);
@@ -158,8 +167,12 @@ export class RingCore {
     return this.rings.order(r);
   }
 
+  /** This member's overlay neighbours (successors and predecessors on the K rings), cached per ring change. */
   neighbours(): string[] {
-    return this.rings.neighbours(this.id);
+    if (this.neighbourCache?.version !== this.rings.version) {
+      this.neighbourCache = { version: this.rings.version, ids: this.rings.neighbours(this.id) };
+    }
+    return this.neighbourCache.ids;
   }
 
   tokenView(): TokenView {
@@ -188,6 +201,7 @@ export class RingCore {
   // ---- API ---------------------------------------------------------------------------------------------
 
   join(seeds: readonly string[], now: number): void {
+    this.clock = now;
     this.seeds = seeds;
     this.joined = false;
     this.sendJoins();
@@ -197,18 +211,25 @@ export class RingCore {
   /** Announces a graceful departure (status left); the member stops probing and holding the token. */
   leave(now: number): void {
     if (this.leaving) return;
+    this.clock = now;
     if (this.token.state.holding) this.releaseToken(now);
-    const neighbours = this.rings.neighbours(this.id);
+    this.flushFlood();
+    const neighbours = this.neighbours();
     this.leaving = true;
     this.incarnation++;
     const u = { ...this.selfUpdate(), s: 3 as const };
     this.table.apply(u, now);
     this.rings.remove(this.id);
-    this.sendToNeighbours({ ...this.base(), t: "gossip", upd: [u], hops: 1 }, undefined, neighbours);
+    this.sendToNeighbours(
+      { from: this.config.id, fa: this.config.addr, t: "gossip", upd: [u], hops: 1 },
+      undefined,
+      neighbours,
+    );
   }
 
   /** Changes this member's metadata (raises its incarnation so the change wins everywhere). */
   setMeta(meta: Readonly<Record<string, string>>, now: number): void {
+    this.clock = now;
     this.config.meta = { ...meta };
     this.incarnation++;
     const u = this.selfUpdate();
@@ -218,9 +239,18 @@ export class RingCore {
 
   /** Floods `data` to every member over the K-ring overlay; each receiver emits a `delivered` event. */
   broadcast(data: unknown, now: number): { origin: string; seq: number } {
+    this.clock = now;
     const b: Broadcast = { origin: this.id, seq: ++this.broadcastSeq, data, hops: 0 };
     this.log.add(b, now);
-    this.sendToNeighbours({ ...this.base(), t: "bcast", origin: b.origin, seq: b.seq, hops: 1, data });
+    this.sendToNeighbours({
+      from: this.config.id,
+      fa: this.config.addr,
+      t: "bcast",
+      origin: b.origin,
+      seq: b.seq,
+      hops: 1,
+      data,
+    });
     return { origin: b.origin, seq: b.seq };
   }
 
@@ -228,14 +258,17 @@ export class RingCore {
    * Loads a table as if this member had joined long ago (no messages): for the simulator, which starts
    * 1000 members at once, and for tests.
    */
-  bootstrap(members: readonly Update[], now: number): void {
+  bootstrap(members: readonly Update[], now: number, rings?: KRings): void {
+    this.clock = now;
     const live: string[] = [];
     for (const u of members) {
       if (u.id === this.id || !this.table.apply(u, now)) continue;
       if (u.s <= 1) live.push(u.id);
       else if (u.s === 2) this.dead.add(u.id);
     }
-    this.rings.addAll(live);
+    // The simulator builds the rings of its identical starting views once and hands a copy to each member.
+    if (rings) this.rings.copyFrom(rings);
+    else this.rings.addAll(live);
     this.placement = undefined;
     this.joined = true;
   }
@@ -243,10 +276,12 @@ export class RingCore {
   // ---- inputs ------------------------------------------------------------------------------------------
 
   advance(now: number): void {
+    this.clock = now;
     for (let t = this.timers.popDue(now); t; t = this.timers.popDue(now)) this.fire(t, now);
   }
 
   receive(msg: Message, now: number): void {
+    this.clock = now;
     if (this.leaving) return;
     switch (msg.t) {
       case "ping":
@@ -276,6 +311,7 @@ export class RingCore {
 
   /** The driver could not deliver `out` (no connection): a token goes on to the next member at once. */
   sendFailed(out: Outgoing, now: number): void {
+    this.clock = now;
     if (out.msg.t !== "token" || this.leaving || out.toId === undefined) return;
     const m = out.msg;
     this.token.retake({ epoch: m.epoch, origin: m.origin, tick: m.tick, hops: m.hops }, now);
@@ -297,7 +333,13 @@ export class RingCore {
         const r = this.relays.get(t.key as number);
         if (!r) return;
         this.relays.delete(t.key as number);
-        if (this.config.lifeguard) this.send(r.originAddr, r.origin, { ...this.base(), t: "nack", seq: r.seq });
+        if (this.config.lifeguard)
+          this.send(r.originAddr, r.origin, {
+            from: this.config.id,
+            fa: this.config.addr,
+            t: "nack",
+            seq: r.seq,
+          });
         return;
       }
       case "suspicion":
@@ -309,6 +351,8 @@ export class RingCore {
         return this.tokenWatchdog(now);
       case "heal":
         return this.heal(now);
+      case "gossip":
+        return this.flushFlood();
       case "join":
         if (this.joined) return;
         this.sendJoins();
@@ -330,7 +374,14 @@ export class RingCore {
     this.stats.probes++;
     // Buddy system: a suspect hears about its suspicion from the prober itself and can refute at once.
     const upd = this.config.lifeguard && target.status === "suspect" ? [toUpdate(target)] : undefined;
-    this.send(target.addr, target.id, { ...this.base(), t: "ping", seq, cs: this.checksum, ...(upd ? { upd } : {}) });
+    this.send(target.addr, target.id, {
+      from: this.config.id,
+      fa: this.config.addr,
+      t: "ping",
+      seq,
+      cs: this.checksum,
+      ...(upd ? { upd } : {}),
+    });
     this.timers.at(now + Math.min(this.config.probeTimeoutMs * m, period * 0.8), "probe-timeout", seq);
     // Scheduled after probe-end so that, due at the same moment, this probe is judged before the next starts.
     this.timers.at(now + period, "probe-end", seq);
@@ -363,15 +414,33 @@ export class RingCore {
     if (!p || p.seq !== seq || p.acked) return;
     const target = this.table.get(p.target);
     if (!target) return;
+    // Helpers that answered us recently first: after a mass failure random helpers are mostly dead, their
+    // missing nacks would wrongly lower our own local health and slow the very probing that must repair.
     const helpers = new Set<string>();
-    for (let tries = 0; helpers.size < this.config.indirectChecks && tries < 4 * this.config.indirectChecks; tries++) {
+    const now = this.clock;
+    for (const [id, at] of this.recentAcks) {
+      if (helpers.size >= this.config.indirectChecks) break;
+      if (now - at < 10 * this.config.periodMs && id !== p.target && this.rings.has(id)) helpers.add(id);
+    }
+    for (
+      let tries = 0;
+      helpers.size < this.config.indirectChecks && tries < 4 * this.config.indirectChecks;
+      tries++
+    ) {
       const id = this.rings.pick(this.random());
       if (id !== undefined && id !== this.id && id !== p.target) helpers.add(id);
     }
     for (const id of helpers) {
       const h = this.table.get(id);
       if (!h) continue;
-      this.send(h.addr, h.id, { ...this.base(), t: "ping-req", seq, target: target.id, ta: target.addr });
+      this.send(h.addr, h.id, {
+        from: this.config.id,
+        fa: this.config.addr,
+        t: "ping-req",
+        seq,
+        target: target.id,
+        ta: target.addr,
+      });
       p.helpers++;
     }
   }
@@ -385,8 +454,10 @@ export class RingCore {
       return;
     }
     this.stats.probeFailures++;
-    // Lifeguard: helpers that did not even nack point at us (we are the slow one), not at the target.
-    this.health.apply(p.helpers > 0 ? Math.max(0, p.helpers - p.nacks) : 1);
+    // Lifeguard: helpers that did not even nack point at us (we are the slow one), not at the target. One
+    // step per probe at most (memberlist adds one per missing nack): after a mass failure the helpers are
+    // often dead themselves, and a starved member still saturates within a few periods.
+    this.health.apply(p.helpers === 0 || p.nacks < p.helpers ? 1 : 0);
     this.suspect(p.target, now);
   }
 
@@ -431,10 +502,18 @@ export class RingCore {
     if (this.seeds.length > 0) {
       const liveAddrs = new Set<string>();
       for (const id of this.rings.order(0)) liveAddrs.add(this.table.get(id)?.addr ?? "");
-      for (const s of this.seeds) if (s !== this.config.addr && !liveAddrs.has(s)) candidates.push({ addr: s, id: undefined });
+      for (const s of this.seeds)
+        if (s !== this.config.addr && !liveAddrs.has(s)) candidates.push({ addr: s, id: undefined });
     }
     const c = candidates[Math.floor(this.random() * candidates.length)];
-    if (c) this.send(c.addr, c.id, { ...this.base(), t: "ping", seq: ++this.seq, cs: this.checksum });
+    if (c)
+      this.send(c.addr, c.id, {
+        from: this.config.id,
+        fa: this.config.addr,
+        t: "ping",
+        seq: ++this.seq,
+        cs: this.checksum,
+      });
   }
 
   /** Forgets tombstones older than reapAfterMs; prunes broadcast ids. */
@@ -458,16 +537,28 @@ export class RingCore {
       else if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
     }
     const upd = refuted ? [this.selfUpdate()] : undefined;
-    this.send(msg.fa, msg.from, { ...this.base(), t: "ack", seq: msg.seq, cs: this.checksum, ...(upd ? { upd } : {}) });
+    this.send(msg.fa, msg.from, {
+      from: this.config.id,
+      fa: this.config.addr,
+      t: "ack",
+      seq: msg.seq,
+      cs: this.checksum,
+      ...(upd ? { upd } : {}),
+    });
     this.compareChecksum(msg.from, msg.fa, msg.cs, now);
   }
 
   private onAck(msg: Extract<Message, { t: "ack" }>, now: number): void {
-    for (const u of msg.upd ?? []) if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
+    for (const u of msg.upd ?? [])
+      if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
     const p = this.probe;
     if (p && p.seq === msg.seq) {
       p.acked = true;
       if (msg.from === p.target) {
+        // Most recent last (Map keeps insertion order; re-insert to move), bounded to a few entries.
+        this.recentAcks.delete(msg.from);
+        this.recentAcks.set(msg.from, now);
+        if (this.recentAcks.size > 8) this.recentAcks.delete(this.recentAcks.keys().next().value as string);
         const rtt = now - p.sentAt;
         this.pingRttMs = this.pingRttMs === undefined ? rtt : this.pingRttMs * 0.8 + rtt * 0.2;
       }
@@ -475,7 +566,13 @@ export class RingCore {
     const relay = this.relays.get(msg.seq);
     if (relay) {
       this.relays.delete(msg.seq);
-      this.send(relay.originAddr, relay.origin, { ...this.base(), t: "ack", seq: relay.seq, cs: this.checksum });
+      this.send(relay.originAddr, relay.origin, {
+        from: this.config.id,
+        fa: this.config.addr,
+        t: "ack",
+        seq: relay.seq,
+        cs: this.checksum,
+      });
     }
     this.compareChecksum(msg.from, msg.fa, msg.cs, now);
   }
@@ -483,7 +580,13 @@ export class RingCore {
   private onPingReq(msg: Extract<Message, { t: "ping-req" }>, now: number): void {
     const seq = ++this.seq;
     this.relays.set(seq, { origin: msg.from, originAddr: msg.fa, seq: msg.seq });
-    this.send(msg.ta, msg.target, { ...this.base(), t: "ping", seq, cs: this.checksum });
+    this.send(msg.ta, msg.target, {
+      from: this.config.id,
+      fa: this.config.addr,
+      t: "ping",
+      seq,
+      cs: this.checksum,
+    });
     const window = Math.max(this.config.probeTimeoutMs, this.config.periodMs - this.config.probeTimeoutMs);
     this.timers.at(now + 0.8 * window, "relay-nack", seq);
   }
@@ -500,7 +603,15 @@ export class RingCore {
     if (news.length > 0) this.flood(news, undefined, 0);
     if (!msg.reply) this.sendSync(msg.fa, msg.from, true);
     for (const b of this.log.missingFrom(msg.bids)) {
-      this.send(msg.fa, msg.from, { ...this.base(), t: "bcast", origin: b.origin, seq: b.seq, hops: b.hops + 1, data: b.data });
+      this.send(msg.fa, msg.from, {
+        from: this.config.id,
+        fa: this.config.addr,
+        t: "bcast",
+        origin: b.origin,
+        seq: b.seq,
+        hops: b.hops + 1,
+        data: b.data,
+      });
     }
     if (!this.joined) {
       this.joined = true;
@@ -543,7 +654,20 @@ export class RingCore {
     if (mode === "sync" && local && local.incarnation === u.i) {
       if ((isLive(local.status) && u.s === 2) || (local.status === "dead" && u.s <= 1)) {
         const claim: Update = u.s === 2 ? u : toUpdate(local);
-        this.send(local.addr, local.id, { ...this.base(), t: "ping", seq: ++this.seq, cs: this.checksum, upd: [claim] });
+        this.send(local.addr, local.id, {
+          from: this.config.id,
+          fa: this.config.addr,
+          t: "ping",
+          seq: ++this.seq,
+          cs: this.checksum,
+          upd: [claim],
+        });
+        if (local.status === "alive" && u.s === 2) {
+          // Held alive here, dead there: suspect it (by the other side's word). A live subject refutes,
+          // a dead one is declared dead when the suspicion times out, as for any suspicion.
+          const suspect: Update = { ...toUpdate(local), s: 1, by: u.by ?? from };
+          if (this.applyUpdate(suspect, now, "direct", from)) this.flood([suspect], undefined, 0);
+        }
         return false;
       }
     }
@@ -614,10 +738,18 @@ export class RingCore {
    * know at all is the other side of a partition: sync at once.
    */
   private compareChecksum(from: string, addr: string, cs: number, now: number): void {
-    if (cs === this.checksum) return;
+    if (cs === this.checksum) {
+      this.mismatchSince = undefined;
+      return;
+    }
+    this.mismatchSince ??= now;
     const known = this.table.get(from);
     const urgent = !known || !isLive(known.status);
-    if (!urgent && now - this.lastChangeAt < 2 * this.config.periodMs) return;
+    // A table that keeps changing is still receiving the flood; but a difference that lasts ten periods is
+    // not a flood in flight any more (a member cut off from the overlay after a mass failure).
+    const settled = now - this.lastChangeAt >= 2 * this.config.periodMs;
+    const stuck = now - this.mismatchSince >= 10 * this.config.periodMs;
+    if (!urgent && !settled && !stuck) return;
     const last = this.syncedAt.get(addr);
     if (last !== undefined && now - last < this.config.syncIntervalMs) return;
     this.syncedAt.set(addr, now);
@@ -628,7 +760,14 @@ export class RingCore {
   private sendSync(addr: string, id: string | undefined, reply: boolean): void {
     this.stats.syncsSent++;
     const members = [...this.table.all()].map((m) => toUpdate(m));
-    this.send(addr, id, { ...this.base(), t: "sync", reply, members, bids: this.log.ids() });
+    this.send(addr, id, {
+      from: this.config.id,
+      fa: this.config.addr,
+      t: "sync",
+      reply,
+      members,
+      bids: this.log.ids(),
+    });
   }
 
   private sendJoins(): void {
@@ -636,14 +775,24 @@ export class RingCore {
       this.seeds.filter((s) => s !== this.config.addr),
       this.random,
     ).slice(0, 3);
-    for (const s of seeds) this.send(s, undefined, { ...this.base(), t: "join", me: this.selfUpdate() });
+    for (const s of seeds)
+      this.send(s, undefined, {
+        from: this.config.id,
+        fa: this.config.addr,
+        t: "join",
+        me: this.selfUpdate(),
+      });
   }
 
   // ---- token -------------------------------------------------------------------------------------------
 
   private releaseToken(now: number, skip?: string): void {
     let next = this.rings.successor(0, this.id);
-    for (let step = 2; next !== undefined && (next === skip || this.table.get(next)?.status !== "alive"); step++) {
+    for (
+      let step = 2;
+      next !== undefined && (next === skip || this.table.get(next)?.status !== "alive");
+      step++
+    ) {
       if (step > this.rings.size) {
         next = undefined;
         break;
@@ -664,7 +813,7 @@ export class RingCore {
       (ringPosition(next, 0) === ringPosition(this.id, 0) && next < this.id);
     const t = this.token.release(now, wraps);
     const m = this.table.get(next);
-    if (t && m) this.send(m.addr, m.id, { ...this.base(), t: "token", ...t });
+    if (t && m) this.send(m.addr, m.id, { from: this.config.id, fa: this.config.addr, t: "token", ...t });
   }
 
   private tokenWatchdog(now: number): void {
@@ -682,11 +831,46 @@ export class RingCore {
 
   // ---- helpers -----------------------------------------------------------------------------------------
 
+  /**
+   * Queues membership news for every overlay neighbour (but the one it came from). Queues are sent as one
+   * message per neighbour every `gossipDelayMs`, which bounds the message rate at degree / delay per member
+   * however many suspicions and refutations are in flight (slow members can raise dozens per second).
+   */
   private flood(upd: Update[], except: string | undefined, hops: number): void {
-    this.sendToNeighbours({ ...this.base(), t: "gossip", upd, hops: hops + 1 }, except);
+    for (const id of this.neighbours()) {
+      if (id === except) continue;
+      let q = this.floodQueue.get(id);
+      if (!q) {
+        q = { upd: new Map(), hops: 0 };
+        this.floodQueue.set(id, q);
+      }
+      // One entry per (member, incarnation, status, accuser): repeats within a batch carry nothing new.
+      for (const u of upd) q.upd.set(`${u.id}\u0000${u.i}\u0000${u.s}\u0000${u.by ?? ""}`, u);
+      q.hops = Math.max(q.hops, hops + 1);
+    }
+    if (this.floodQueue.size > 0 && !this.floodScheduled) {
+      this.floodScheduled = true;
+      this.timers.at(this.clock + this.config.gossipDelayMs, "gossip");
+    }
   }
 
-  private sendToNeighbours(msg: Message, except?: string, ids = this.rings.neighbours(this.id)): void {
+  private flushFlood(): void {
+    this.floodScheduled = false;
+    for (const [id, q] of this.floodQueue) {
+      const m = this.table.get(id);
+      if (m)
+        this.send(m.addr, m.id, {
+          from: this.config.id,
+          fa: this.config.addr,
+          t: "gossip",
+          upd: [...q.upd.values()],
+          hops: q.hops,
+        });
+    }
+    this.floodQueue.clear();
+  }
+
+  private sendToNeighbours(msg: Message, except?: string, ids = this.neighbours()): void {
     for (const id of ids) {
       if (id === except) continue;
       const m = this.table.get(id);

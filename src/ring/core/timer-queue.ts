@@ -9,7 +9,8 @@ export type TimerKind =
   | "token-release"
   | "token-watchdog"
   | "heal"
-  | "join";
+  | "join"
+  | "gossip";
 
 export interface Timer extends HeapEntry {
   kind: TimerKind;

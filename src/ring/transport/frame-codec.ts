@@ -83,7 +83,8 @@ export class FrameDecoder {
     const min = 4 + (this.withMac ? MAC_BYTES : 0);
     while (this.buf.length >= 4) {
       const len = this.buf.readUInt32BE(0);
-      if (len > this.maxFrameBytes) throw new FrameError("oversized", `frame of ${len} bytes is over the limit`);
+      if (len > this.maxFrameBytes)
+        throw new FrameError("oversized", `frame of ${len} bytes is over the limit`);
       if (len < min) throw new FrameError("malformed", `frame of ${len} bytes is too short`);
       if (this.buf.length < 4 + len) break;
       const seq = this.buf.readUInt32BE(4);

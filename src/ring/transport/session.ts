@@ -76,7 +76,11 @@ export class OutboundSession {
       if (this.nonce) throw new FrameError("invalid", "unexpected frame from the server");
       if (frame.seq !== 0) throw new FrameError("replay", "challenge out of sequence");
       const value = parseBody(frame.body) as { t?: unknown; nonce?: unknown } | null;
-      if (value?.t !== "challenge" || typeof value.nonce !== "string" || !/^[0-9a-f]{32}$/.test(value.nonce)) {
+      if (
+        value?.t !== "challenge" ||
+        typeof value.nonce !== "string" ||
+        !/^[0-9a-f]{32}$/.test(value.nonce)
+      ) {
         throw new FrameError("invalid", "bad challenge");
       }
       const nonce = Buffer.from(value.nonce, "hex");

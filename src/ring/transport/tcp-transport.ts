@@ -148,7 +148,10 @@ export class TcpTransport {
   private write(conn: Outbound, out: Outgoing): void {
     const body = Buffer.from(JSON.stringify(out.msg));
     if (body.length + 64 > this.options.maxFrameBytes) {
-      this.options.log.warn({ type: out.msg.t, bytes: body.length }, "ring message over the frame limit, dropped");
+      this.options.log.warn(
+        { type: out.msg.t, bytes: body.length },
+        "ring message over the frame limit, dropped",
+      );
       this.stats.dropped++;
       return;
     }
