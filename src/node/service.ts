@@ -113,9 +113,15 @@ export class NodeService implements Service {
       return;
     }
     this.inflight++;
-    void route(ctx, req, res, expectContinue).finally(() => {
-      if (--this.inflight === 0) this.drained?.();
-    });
+    void route(ctx, req, res, expectContinue)
+      .catch((err: unknown) => {
+        // route() answers every error itself; this is only a last guard so a bug cannot kill the process.
+        this.log.error({ err }, "request failed outside its handler");
+        res.destroy();
+      })
+      .finally(() => {
+        if (--this.inflight === 0) this.drained?.();
+      });
   }
 
   /** Refuses new requests (503 SHUTTING_DOWN), lets in-flight ones finish, closes the store. Idempotent. */
