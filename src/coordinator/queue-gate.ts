@@ -1,6 +1,9 @@
 import { BackpackError } from "../common/errors.js";
 import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/types.js";
 
+/** Uploads whose tasks go to the queue in one push at most (bounds one Redis script's work). */
+const MAX_BATCH_PUSHES = 256;
+
 /**
  * The replication queue as the coordinator uses it: every call bounded by a timeout (a Redis client may hold
  * commands while its servers are away), and after a failure the queue is skipped for `retryMs` so that uploads
@@ -9,6 +12,12 @@ import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/typ
  */
 export class QueueGate {
   private downUntil = 0;
+  private waiting: {
+    tasks: readonly ReplicationTask[];
+    resolve: () => void;
+    reject: (err: Error) => void;
+  }[] = [];
+  private sending = false;
 
   constructor(
     private queue: ReplicationQueue | undefined,
@@ -28,23 +37,44 @@ export class QueueGate {
     return this.queue !== undefined && this.now() >= this.downUntil;
   }
 
-  /** Pushes durably or throws UNAVAILABLE. */
+  /**
+   * Pushes durably or throws UNAVAILABLE. Pushes that arrive while one is in flight are sent together in the
+   * next call (group commit): one queue round trip for many uploads under load, no added wait when idle.
+   */
   async push(tasks: readonly ReplicationTask[]): Promise<void> {
-    const queue = this.queue;
-    if (queue === undefined) throw new BackpackError("UNAVAILABLE", "no replication queue is configured");
+    if (this.queue === undefined)
+      throw new BackpackError("UNAVAILABLE", "no replication queue is configured");
     if (!this.usable) throw new BackpackError("UNAVAILABLE", "the replication queue is unavailable");
-    try {
-      await withTimeout(queue.push(tasks), this.timeoutMs, "replication queue push");
-    } catch (err) {
-      this.downUntil = this.now() + this.retryMs;
-      throw new BackpackError(
-        "UNAVAILABLE",
-        `the replication queue refused the tasks: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ tasks, resolve, reject });
+      if (!this.sending) void this.send();
+    });
+  }
+
+  private async send(): Promise<void> {
+    this.sending = true;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, MAX_BATCH_PUSHES);
+      const queue = this.queue;
+      try {
+        if (queue === undefined) throw new Error("no replication queue is configured");
+        await withTimeout(
+          queue.push(batch.flatMap((b) => b.tasks)),
+          this.timeoutMs,
+          "replication queue push",
+        );
+        for (const b of batch) b.resolve();
+      } catch (err) {
+        this.downUntil = this.now() + this.retryMs;
+        const e = new BackpackError(
+          "UNAVAILABLE",
+          `the replication queue refused the tasks: ${(err as Error).message}`,
+          { cause: err },
+        );
+        for (const b of batch) b.reject(e);
+      }
     }
+    this.sending = false;
   }
 
   async stats(): Promise<QueueStats | undefined> {

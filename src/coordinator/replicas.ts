@@ -56,6 +56,15 @@ export async function storeFirstReplica(
       if (body.failure) throw body.failure;
       const e = toBackpackError(err);
       if (hasCode(e, "CLIENT_ABORTED")) throw e;
+      const status = e.details?.status;
+      if (typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        // The node refused this request itself (a wrong node token, a key or size it does not take): every
+        // node of the cluster would say the same, and the node is healthy. Not the client's fault either.
+        throw new BackpackError("UPSTREAM_FAILED", `server ${serverId} refused the upload: ${e.message}`, {
+          cause: e,
+          details: { node_code: e.code },
+        });
+      }
       lastError = e;
       ctx.health.recordFailure(serverId);
       ctx.log.warn({ server: serverId, key, err: e.message }, "upload to a node failed; trying the next");

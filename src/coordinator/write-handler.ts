@@ -25,6 +25,12 @@ export async function handleWrite(
   checkBearer(req, ctx.writeToken);
   const target = req.url ?? "/";
   const key = keyFromTarget(target);
+  if (RESERVED_KEYS.has(key)) {
+    throw new BackpackError(
+      "METHOD_NOT_ALLOWED",
+      `/${key} is reserved (GET and HEAD only); no file can be stored there`,
+    );
+  }
   const all = wantsAllReplicas(req, target);
   const size = declaredSize(req, ctx.config.maxBodyBytes);
   const snapshot = writableSnapshot(ctx);
@@ -89,6 +95,9 @@ export async function handleWrite(
     await body?.dispose();
   }
 }
+
+/** The storage nodes' own paths (and the coordinator's): no file can be stored under these exact keys. */
+const RESERVED_KEYS = new Set(["stats", "metrics", "healthz", "cluster"]);
 
 /** `X-Backpack-Replicas: all` or `?replicas=all`. */
 export function wantsAllReplicas(req: IncomingMessage, target: string): boolean {

@@ -8,7 +8,8 @@ import { nodeConfig } from "../../src/node/config.js";
 import { NodeService } from "../../src/node/service.js";
 import { EmbeddedQueue } from "../../src/queue/embedded.js";
 import type { ReplicationQueue } from "../../src/queue/types.js";
-import { tempDir } from "../helpers/tmp.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { waitFor } from "../helpers/wait.js";
 
 /**
@@ -44,7 +45,12 @@ export async function startFixture(
   t: Pick<TestContext, "after">,
   options: FixtureOptions = {},
 ): Promise<Fixture> {
-  const dir = await tempDir(t, "backpack-coord-");
+  const dir = await mkdtemp(join(tmpdir(), "backpack-coord-"));
+  // One hook, run in reverse order of start, the temp dir last (hooks of a test run in the order added).
+  const cleanups: (() => Promise<void>)[] = [async () => rm(dir, { recursive: true, force: true })];
+  t.after(async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
+  });
   const shards = options.shards ?? { "1": ["1", "2"], "2": ["3", "4"] };
   const serverIds = [...new Set(Object.values(shards).flat())];
   const nodes = new Map<string, NodeService>();
@@ -57,7 +63,7 @@ export async function startFixture(
     return node;
   };
   const ports = new Map<string, number>();
-  t.after(async () => {
+  cleanups.push(async () => {
     for (const n of nodes.values()) await n.stop();
   });
   for (const id of serverIds) {
@@ -66,7 +72,7 @@ export async function startFixture(
   }
   const map = new EmbeddedClusterMap({ file: join(dir, "cluster.json"), pollIntervalMs: 50 });
   await map.start();
-  t.after(() => map.stop());
+  cleanups.push(() => map.stop());
   // The map's queue settings are not used here: the coordinator is given the embedded queue directly.
   await map.init({ key: "backpack-queue", servers: [{ host: "127.0.0.1", port: 6379 }] });
   for (const id of serverIds) await map.addServer(id, (nodes.get(id) as NodeService).url);
@@ -79,14 +85,14 @@ export async function startFixture(
     queue = new EmbeddedQueue(join(dir, "queue"));
     await queue.start();
     const q = queue;
-    t.after(() => q.stop());
+    cleanups.push(() => q.stop());
   }
   const coordinator = new CoordinatorService(
     coordinatorConfig({ port: 0, usageFlushMs: 50, nodeToken: options.nodeToken, ...options.config }),
     { clusterMap: map, queue },
   );
   await coordinator.start();
-  t.after(() => coordinator.stop());
+  cleanups.push(() => coordinator.stop());
   return {
     dir,
     nodes,

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EmbeddedClusterMap } from "../../src/cluster/embedded.js";
 import { startNginx } from "../helpers/nginx.js";
-import { runBin, startProcess } from "../helpers/process.js";
+import { runBin } from "../helpers/process.js";
 import { freePort, waitFor } from "../helpers/wait.js";
 import { ProcCluster, upload } from "./proc-cluster.js";
 
@@ -83,7 +83,7 @@ void test("nginx started before its nodes serves as soon as one is up; --watch f
 
   // Start node 2 only, on the port the map names, and put a file on it directly.
   const port2 = new URL(c.nodeUrls.get("2") as string).port;
-  await startProcess(t, { command: "backpack", args: [join(c.dir, "node-2"), "127.0.0.1", port2] });
+  await c.track({ command: "backpack", args: [join(c.dir, "node-2"), "127.0.0.1", port2] });
   const put = await fetch(`${c.nodeUrls.get("2")}/early.txt`, { method: "PUT", body: "early" });
   assert.equal(put.status, 201);
   // The very next read is served: no node was locked out by the refused connections before.
@@ -91,7 +91,7 @@ void test("nginx started before its nodes serves as soon as one is up; --watch f
   assert.equal((await get(`${nginx.url}/1:absent.txt`)).status, 404, "404 with node 1 still down");
 
   // --watch: a new shard appears in the config and nginx is reloaded.
-  const watcher = await startProcess(t, {
+  const watcher = await c.track({
     command: "backpack-coordinator-nginx-config",
     args: [
       c.zk,
@@ -107,7 +107,7 @@ void test("nginx started before its nodes serves as soon as one is up; --watch f
     ready: /"msg":"(written|reloaded)"|watching/,
   });
   const port3 = new URL(c.nodeUrls.get("3") as string).port;
-  await startProcess(t, { command: "backpack", args: [join(c.dir, "node-3"), "127.0.0.1", port3] });
+  await c.track({ command: "backpack", args: [join(c.dir, "node-3"), "127.0.0.1", port3] });
   assert.equal((await fetch(`${c.nodeUrls.get("3")}/late.txt`, { method: "PUT", body: "late" })).status, 201);
   assert.equal((await get(`${nginx.url}/2:late.txt`)).status, 404, "shard 2 is not known yet");
   await map.addShard("2", ["3"], 1024 ** 3);

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { ChildHandle, runBin, startProcess } from "../helpers/process.js";
-import { tempDir } from "../helpers/tmp.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { freePort, waitFor } from "../helpers/wait.js";
 
 /**
@@ -24,8 +25,24 @@ export class ProcCluster {
   ) {}
 
   static async create(t: Pick<TestContext, "after">, zk?: string, root = "/backpack"): Promise<ProcCluster> {
-    const dir = await tempDir(t, "backpack-cluster-");
-    return new ProcCluster(t, dir, zk ?? `file:${join(dir, "cluster.json")}`, root);
+    const dir = await mkdtemp(join(tmpdir(), "backpack-cluster-"));
+    const c = new ProcCluster(t, dir, zk ?? `file:${join(dir, "cluster.json")}`, root);
+    // Every process first, then the temp dir (one hook: the order of separate hooks is not ours to choose).
+    t.after(async () => {
+      await Promise.all(c.all.map((p) => p.kill("SIGKILL")));
+      await rm(dir, { recursive: true, force: true });
+    });
+    return c;
+  }
+
+  /** Every process started through this cluster (also those started with `track`). */
+  private readonly all: ChildHandle[] = [];
+
+  /** Starts a process that is killed before the cluster's temp dir is removed. */
+  async track(options: Parameters<typeof startProcess>[1]): Promise<ChildHandle> {
+    const handle = new ChildHandle(options);
+    this.all.push(handle);
+    return handle.start();
   }
 
   /** Runs an admin command against this cluster's map; asserts exit 0 and returns stdout. */
@@ -37,7 +54,7 @@ export class ProcCluster {
 
   async startNode(id: string): Promise<ChildHandle> {
     const port = await freePort();
-    const node = await startProcess(this.t, {
+    const node = await this.track({
       command: "backpack",
       args: [join(this.dir, `node-${id}`), "127.0.0.1", String(port), "--sync", "batch"],
     });
@@ -47,7 +64,7 @@ export class ProcCluster {
   }
 
   async startCoordinator(extra: string[] = []): Promise<ChildHandle> {
-    const c = await startProcess(this.t, {
+    const c = await this.track({
       command: "backpack-coordinator",
       args: [this.zk, this.root, "127.0.0.1", "0", "--usage-flush", "200ms", ...extra],
     });
@@ -56,7 +73,7 @@ export class ProcCluster {
   }
 
   async startReplicator(concurrency = 8): Promise<ChildHandle> {
-    const r = await startProcess(this.t, {
+    const r = await this.track({
       command: "backpack-replicator",
       args: [this.zk, this.root, String(concurrency), "--listen", "127.0.0.1:0"],
     });

@@ -305,3 +305,23 @@ void test("DELETE removes the file from every node, and queues a delete for a no
     [["delete", "2", "e.txt"]],
   );
 });
+
+void test("a node refusing the coordinator's token is a 502, not a node failure; reserved keys are refused", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, nodeToken: "node-secret" });
+  // The coordinator is given a wrong node token: every node refuses the upload with 403.
+  const wrong = new (await import("../../src/coordinator/service.js")).CoordinatorService(
+    (await import("../../src/coordinator/config.js")).coordinatorConfig({ port: 0, nodeToken: "not-it" }),
+    { clusterMap: f.map, queue: f.queue },
+  );
+  await wrong.start();
+  t.after(() => wrong.stop());
+  const res = await fetch(`${wrong.url}/x`, { method: "PUT", body: "x" });
+  assert.equal(res.status, 502);
+  assert.equal(((await res.json()) as { code: string }).code, "UPSTREAM_FAILED");
+  const stats = await wrong.stats();
+  assert.deepEqual(stats.suspect_servers, [], "a refusal is not a failure of the node");
+  for (const key of ["stats", "metrics", "healthz", "cluster"]) {
+    const r = await fetch(`${f.url}/${key}`, { method: "PUT", body: "x" });
+    assert.equal(r.status, 405, key);
+  }
+});

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import { tempDir } from "./tmp.js";
 import { freePort, waitFor } from "./wait.js";
 
 /**
@@ -106,9 +106,13 @@ export async function startNginx(
   t: Pick<TestContext, "after">,
   site: (listen: string) => string | Promise<string>,
 ): Promise<NginxHandle> {
-  const dir = await tempDir(t, "backpack-nginx-");
+  const dir = await mkdtemp(join(tmpdir(), "backpack-nginx-"));
   const handle = new NginxHandle(dir, await freePort());
-  t.after(() => handle.stop());
+  // One hook: nginx stops before its temp dir goes.
+  t.after(async () => {
+    await handle.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
   await handle.start(await site(handle.listen));
   return handle;
 }

@@ -1,0 +1,270 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, createServer } from "node:net";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Agent, request } from "undici";
+import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
+import { fillKeys } from "./lib/fill.js";
+import { hasWrk, runLoad, type LoadResult } from "./lib/load.js";
+import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
+
+/**
+ * `npm run bench:cluster`: a local multi-process cluster (2 shards × 2 storage nodes, 1 coordinator, 1
+ * replicator; the cluster map in an embedded map file shared by the processes, the replication queue on a real
+ * redis-server). In one run: PUT 1 KiB through the coordinator vs straight to a node, GET 1 KiB through the
+ * coordinator vs straight from a node, and the replication lag while the coordinator takes uploads.
+ * Options (env): BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 64).
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const BYTES = 1024;
+const KEYS = 2000;
+const BIN = (name: string): string => fileURLToPath(new URL(`../src/cli/bin/${name}.js`, import.meta.url));
+const TARGETS = { put: 0.5, get: 0.7, lagP99Ms: 500 };
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** redis-server with AOF in a temp dir, as in production; resolves once it answers PING. */
+async function startRedis(dir: string): Promise<{ port: number; proc: ChildProcess }> {
+  const port = await freePort();
+  const proc = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir],
+    { stdio: "ignore" },
+  );
+  for (let i = 0; i < 200; i++) {
+    if (await ping(port)) return { port, proc };
+    await sleep(25);
+  }
+  throw new Error("redis-server did not start");
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, "127.0.0.1", () => sock.write("PING\r\n"));
+    sock.once("error", () => resolve(false));
+    sock.once("data", (d: Buffer) => {
+      sock.destroy();
+      resolve(d.toString().startsWith("+PONG"));
+    });
+  });
+}
+
+function fmt(r: LoadResult): string {
+  return `${r.rps.toFixed(0).padStart(8)} req/s  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms${r.errors ? `  (${r.errors} errors!)` : ""}`;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+/**
+ * Replication lag probes: every `everyMs`, one upload through the coordinator, then both nodes of its shard are
+ * polled (HEAD every 5 ms) until both have it; lag = time from the coordinator's 200 until the second copy.
+ */
+async function probeLag(
+  coordinator: string,
+  nodesOf: Record<string, string[]>,
+  untilMs: number,
+  everyMs: number,
+): Promise<number[]> {
+  const agent = new Agent({ connections: 8 });
+  const lags: number[] = [];
+  const probes: Promise<void>[] = [];
+  let n = 0;
+  while (Date.now() < untilMs) {
+    const key = `lag/${n++}`;
+    probes.push(
+      (async () => {
+        const res = await request(`${coordinator}/${key}`, {
+          method: "PUT",
+          body: Buffer.alloc(BYTES, 1),
+          dispatcher: agent,
+        });
+        const json = (await res.body.json()) as { shard_id?: string };
+        if (res.statusCode !== 200 || json.shard_id === undefined) return;
+        const acked = performance.now();
+        const nodes = nodesOf[json.shard_id] ?? [];
+        for (;;) {
+          const heads = await Promise.all(
+            nodes.map(async (base) => {
+              const r = await request(`${base}/${key}`, {
+                method: "GET",
+                headers: { range: "bytes=0-0" },
+                dispatcher: agent,
+              });
+              await r.body.dump();
+              return r.statusCode < 300;
+            }),
+          );
+          if (heads.every(Boolean)) break;
+          if (performance.now() - acked > 60_000) return;
+          await sleep(5);
+        }
+        lags.push(performance.now() - acked);
+      })(),
+    );
+    await sleep(everyMs);
+  }
+  await Promise.all(probes);
+  await agent.close();
+  return lags.sort((a, b) => a - b);
+}
+
+async function main(): Promise<void> {
+  const cpu = cpus()[0]?.model ?? "unknown cpu";
+  console.log("# backpack cluster benchmark");
+  console.log(
+    `machine: ${cpus().length} × ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM; Node ${process.version}`,
+  );
+  console.log(
+    `load tool: ${hasWrk() ? "wrk (2 threads, a distinct key per request from a key range)" : "autocannon"}`,
+  );
+  console.log(
+    `method: 4 storage nodes (sync=batch) in 2 shards × 2, 1 coordinator, 1 replicator (concurrency 64), each its own process;`,
+  );
+  console.log("cluster map: the embedded map file; replication queue: a real redis-server (AOF on).");
+  console.log(
+    `${BYTES} B bodies, ${CONNECTIONS} connections, ${SECONDS} s per run after a 2 s warm-up. PUT: coordinator (store on one node + queue`,
+  );
+  console.log(
+    "a copy task, replicated in the background) vs straight to one node. GET: coordinator /1:<key> (failover reader) vs the",
+  );
+  console.log(
+    "node itself. Lag: one probe upload through the coordinator every 50 ms during the coordinator PUT run.\n",
+  );
+
+  const dir = await mkdtemp(join(tmpdir(), "backpack-cluster-bench-"));
+  const servers: ServerProcess[] = [];
+  let redis: ChildProcess | undefined;
+  try {
+    const r = await startRedis(dir);
+    redis = r.proc;
+    const mapFile = join(dir, "cluster.json");
+    const map = new EmbeddedClusterMap({ file: mapFile });
+    await map.start();
+    await map.init({ key: "bench-queue", servers: [{ host: "127.0.0.1", port: r.port }] });
+    const nodes: string[] = [];
+    for (let i = 1; i <= 4; i++) {
+      const node = await startServerProcess(BIN("backpack"), [
+        "node",
+        join(dir, `node-${i}`),
+        "127.0.0.1",
+        "0",
+        "--sync",
+        "batch",
+      ]);
+      servers.push(node);
+      nodes.push(node.url);
+      await map.addServer(String(i), node.url);
+    }
+    const nodesOf: Record<string, string[]> = { "1": [nodes[0]!, nodes[1]!], "2": [nodes[2]!, nodes[3]!] };
+    await map.addShard("1", ["1", "2"], 100 * 1024 ** 3);
+    await map.addShard("2", ["3", "4"], 100 * 1024 ** 3);
+    await map.setShardEnabled("1", true);
+    await map.setShardEnabled("2", true);
+    await map.stop();
+    const zk = `file:${mapFile}`;
+    const coordinator = await startServerProcess(BIN("backpack-coordinator"), [
+      zk,
+      "/",
+      "127.0.0.1",
+      "0",
+      "--log-level",
+      "info",
+    ]);
+    servers.push(coordinator);
+    const replicator = await startServerProcess(BIN("backpack-replicator"), [
+      zk,
+      "/",
+      "64",
+      "--listen",
+      "127.0.0.1:0",
+    ]);
+    servers.push(replicator);
+
+    const load = (
+      url: string,
+      method: "GET" | "PUT",
+      prefix: string,
+      durationSec: number,
+    ): Promise<LoadResult> =>
+      runLoad({
+        url,
+        method,
+        connections: CONNECTIONS,
+        durationSec,
+        pathPrefix: prefix,
+        keys: KEYS,
+        bodyBytes: method === "PUT" ? BYTES : undefined,
+      });
+
+    // PUT: direct to node 1, then through the coordinator (with lag probes alongside).
+    await load(nodes[0]!, "PUT", "/bench/direct/", 2);
+    const directPut = await load(nodes[0]!, "PUT", "/bench/direct/", SECONDS);
+    await load(coordinator.url, "PUT", "/bench/warm/", 2);
+    const lagDone = probeLag(coordinator.url, nodesOf, Date.now() + SECONDS * 1000, 50);
+    const coordPut = await load(coordinator.url, "PUT", "/bench/coord/", SECONDS);
+    const lags = await lagDone;
+
+    // GET: the keys are on both nodes of shard 1.
+    await fillKeys(nodes[0]!, "/bench/get/", KEYS, BYTES);
+    await fillKeys(nodes[1]!, "/bench/get/", KEYS, BYTES);
+    await load(nodes[0]!, "GET", "/bench/get/", 2);
+    const directGet = await load(nodes[0]!, "GET", "/bench/get/", SECONDS);
+    await load(coordinator.url, "GET", "/1:bench/get/", 2);
+    const coordGet = await load(coordinator.url, "GET", "/1:bench/get/", SECONDS);
+
+    const putRatio = coordPut.rps / directPut.rps;
+    const getRatio = coordGet.rps / directGet.rps;
+    const lagP50 = percentile(lags, 50);
+    const lagP99 = percentile(lags, 99);
+    const verdict = (ok: boolean): string => (ok ? "met" : "NOT met");
+    console.log(`PUT 1 KiB\n  node direct ${fmt(directPut)}\n  coordinator ${fmt(coordPut)}`);
+    console.log(
+      `  ratio       ${putRatio.toFixed(2)} (target ≥ ${TARGETS.put}) ${verdict(putRatio >= TARGETS.put && coordPut.errors === 0)}`,
+    );
+    console.log(`GET 1 KiB\n  node direct ${fmt(directGet)}\n  coordinator ${fmt(coordGet)}`);
+    console.log(
+      `  ratio       ${getRatio.toFixed(2)} (target ≥ ${TARGETS.get}) ${verdict(getRatio >= TARGETS.get && coordGet.errors === 0)}`,
+    );
+    console.log(
+      `replication lag during the coordinator PUT run: ${lags.length} probes, p50 ${lagP50.toFixed(0)} ms, p99 ${lagP99.toFixed(0)} ms (target ≤ ${TARGETS.lagP99Ms}) ${verdict(lagP99 <= TARGETS.lagP99Ms)}`,
+    );
+    const stats = (await (await fetch(`${coordinator.url}/stats`)).json()) as Record<string, unknown>;
+    console.log(`coordinator /stats after the run: ${JSON.stringify(stats)}`);
+    console.log(
+      "\n| run | node req/s | node p99 ms | coordinator req/s | coordinator p99 ms | ratio | target |",
+    );
+    console.log("|---|---|---|---|---|---|---|");
+    console.log(
+      `| PUT 1 KiB, ${CONNECTIONS} conn | ${directPut.rps.toFixed(0)} | ${directPut.p99Ms.toFixed(2)} | ${coordPut.rps.toFixed(0)} | ${coordPut.p99Ms.toFixed(2)} | ${putRatio.toFixed(2)} | ≥ ${TARGETS.put} |`,
+    );
+    console.log(
+      `| GET 1 KiB, ${CONNECTIONS} conn | ${directGet.rps.toFixed(0)} | ${directGet.p99Ms.toFixed(2)} | ${coordGet.rps.toFixed(0)} | ${coordGet.p99Ms.toFixed(2)} | ${getRatio.toFixed(2)} | ≥ ${TARGETS.get} |`,
+    );
+    console.log(
+      `| replication lag p50 / p99 | | | ${lagP50.toFixed(0)} / ${lagP99.toFixed(0)} ms | | | p99 ≤ ${TARGETS.lagP99Ms} ms |`,
+    );
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    redis?.kill("SIGTERM");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
