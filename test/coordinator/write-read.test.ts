@@ -325,3 +325,19 @@ void test("a node refusing the coordinator's token is a 502, not a node failure;
     assert.equal(r.status, 405, key);
   }
 });
+
+void test("a large body (not kept in memory) still goes to the next node when the first refuses the connection", async (t) => {
+  // suspectMs 1: the stopped node is never skipped as suspect, so about half the uploads try it first.
+  const f = await startFixture(t, {
+    shards: { "1": ["1", "2"] },
+    config: { retainBytes: 1000, suspectMs: 1 },
+  });
+  await f.stopNode("1");
+  for (let i = 0; i < 8; i++) {
+    const body = Buffer.alloc(300_000 + i, i);
+    const r = await put(f.url, `large-${i}`, body);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const back = Buffer.from(await (await fetch(`${f.url}/1:large-${i}`)).arrayBuffer());
+    assert.ok(back.equals(body));
+  }
+});
