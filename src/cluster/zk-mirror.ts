@@ -56,6 +56,7 @@ export class ZkMirror {
 
   /** Reads everything now; throws when it cannot (the first load of `start()`). */
   async load(): Promise<void> {
+    this.stopped = false;
     await this.running;
     await this.readAll();
     this.everything = false;

@@ -98,7 +98,7 @@ export class ZooKeeperClusterMap implements ClusterMap {
 
   async init(queue: QueueSettings): Promise<InitResult> {
     const change = initChange(queue);
-    await this.conn.mkdirp(this.root);
+    if (this.root !== "/") await this.conn.mkdirp(this.root);
     return this.apply(change, () => adminNodes(undefined));
   }
 
