@@ -28,6 +28,7 @@ export interface CompactionHost {
 const WHOLE_RECORD_BYTES = 16 << 20;
 const COPY_CHUNK = 4 << 20;
 const FLUSH_BYTES = 8 << 20;
+const RETRY_DELAY_MS = 10_000;
 
 /** Thrown inside a copy to give up on a volume without failing the store. */
 class Abandon extends Error {}
@@ -52,6 +53,8 @@ export class Compactor {
   completed = 0;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** After a failure (a full disk, say) background compaction waits before trying again, ms since the epoch. */
+  private retryAfter = 0;
 
   constructor(
     private readonly host: CompactionHost,
@@ -60,7 +63,8 @@ export class Compactor {
 
   /** Starts a background compaction if a volume needs one and none is running. */
   poke(): void {
-    if (this.running || this.stopped || this.candidates().length === 0) return;
+    if (this.running || this.stopped || Date.now() < this.retryAfter) return;
+    if (this.candidates().length === 0) return;
     void this.start();
   }
 
@@ -78,7 +82,10 @@ export class Compactor {
 
   private start(): Promise<void> {
     this.running = this.loop()
-      .catch((err: unknown) => this.host.options.log.error({ err }, "compaction failed; it will be retried"))
+      .catch((err: unknown) => {
+        this.retryAfter = Date.now() + RETRY_DELAY_MS;
+        this.host.options.log.error({ err }, "compaction failed; it will be retried");
+      })
       .finally(() => {
         this.running = undefined;
       });
@@ -136,7 +143,7 @@ export class Compactor {
     };
     const copy = async (r: ScannedRecord): Promise<void> => {
       if (this.stopped) throw new Abandon("store closing");
-      const k = r.key;
+      const k = Buffer.from(r.key); // the scan's view is only valid until the first await
       const i = index.find(k);
       let keep: boolean;
       if (r.header.tombstone) {

@@ -4,6 +4,7 @@ import { BackpackError, hasCode } from "../common/errors.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import { Compactor } from "./compactor.js";
 import { writeCheckpoint } from "./checkpoint.js";
+import { diskError } from "./file-io.js";
 import { discardBody, receiveBody } from "./incoming-body.js";
 import { IndexTable } from "./index-table.js";
 import {
@@ -59,9 +60,13 @@ export class DiskStore implements Store {
   private readonly compactor: Compactor;
   private spoolSeq = 0;
   private closing: Promise<void> | undefined;
+  /** Set once the files are being closed: reads are refused from then on. */
+  private closed = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private bytesSinceCheckpoint = 0;
+  private recordsSinceCheckpoint = 0;
   private checkpointing: Promise<void> | undefined;
+  private checkpointQueued: Promise<void> | undefined;
 
   constructor(
     readonly options: ResolvedStoreOptions,
@@ -93,6 +98,7 @@ export class DiskStore implements Store {
     key: string,
     range?: { start: number; end: number },
   ): Promise<{ info: ObjectInfo; body: ReadableBody }> {
+    if (this.closed) throw shuttingDown();
     const k = keyBytes(key);
     const i = this.index.find(k);
     if (i < 0) throw new BackpackError("NOT_FOUND", "no such key");
@@ -193,16 +199,32 @@ export class DiskStore implements Store {
     return this.compactor.run();
   }
 
+  /**
+   * Writes a checkpoint whose snapshot is taken after this call. One in progress is not enough (its snapshot
+   * may predate a compaction's swap), so a call during one queues the next; calls while one is queued share it.
+   */
   checkpoint(): Promise<void> {
-    // The snapshot is taken synchronously inside writeCheckpoint, so writes need not stop for it.
-    this.checkpointing ??= writeCheckpoint(this)
-      .then(() => {
-        this.bytesSinceCheckpoint = 0;
-      })
-      .finally(() => {
-        this.checkpointing = undefined;
+    if (this.checkpointQueued) return this.checkpointQueued;
+    const previous = this.checkpointing ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(async () => {
+        this.checkpointQueued = undefined;
+        // The snapshot is taken synchronously inside writeCheckpoint, so writes need not stop for it.
+        const bytes = this.bytesSinceCheckpoint;
+        const records = this.recordsSinceCheckpoint;
+        await writeCheckpoint(this);
+        this.bytesSinceCheckpoint -= bytes;
+        this.recordsSinceCheckpoint -= records;
       });
-    return this.checkpointing;
+    this.checkpointQueued = next;
+    this.checkpointing = next;
+    next
+      .finally(() => {
+        if (this.checkpointing === next) this.checkpointing = undefined;
+      })
+      .catch(() => undefined);
+    return next;
   }
 
   stats(): StoreStats {
@@ -229,7 +251,6 @@ export class DiskStore implements Store {
       await this.compactor.stop();
       await this.writer.idle();
       try {
-        await this.checkpointing?.catch(() => undefined);
         await this.checkpoint();
       } catch (err) {
         this.options.log.warn(
@@ -237,6 +258,7 @@ export class DiskStore implements Store {
           "could not write the index checkpoint at close; the next start rescans",
         );
       }
+      this.closed = true;
       for (const v of this.volumes.values()) await v.file.close();
       await this.releaseLock();
     })();
@@ -265,8 +287,15 @@ export class DiskStore implements Store {
         p.volume.liveBytes += p.length;
       }
       this.bytesSinceCheckpoint += p.length;
+      this.recordsSinceCheckpoint++;
     }
-    if (this.bytesSinceCheckpoint >= this.options.checkpointEveryBytes && !this.checkpointing) {
+    // Small records make a long tail cheap in bytes but slow to replay: bound the records too (to half the
+    // index, at least 100k, so a checkpoint costs about as much to write as the records it saves replaying).
+    const recordLimit = Math.max(100_000, this.index.count / 2);
+    const due =
+      this.bytesSinceCheckpoint >= this.options.checkpointEveryBytes ||
+      this.recordsSinceCheckpoint >= recordLimit;
+    if (due && !this.checkpointing) {
       this.checkpoint().catch((err: unknown) => this.options.log.warn({ err }, "index checkpoint failed"));
     }
     this.compactor.poke();
@@ -313,7 +342,9 @@ export class DiskStore implements Store {
 
   private track<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closing) return Promise.reject(shuttingDown());
-    const p = fn();
+    const p = fn().catch((err: unknown) => {
+      throw diskError(err);
+    });
     this.inflight.add(p);
     void p.then(
       () => this.inflight.delete(p),
