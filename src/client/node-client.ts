@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
 import { BackpackError, isErrorCode, type ErrorCode } from "../common/errors.js";
-import { keyToPath } from "../common/key.js";
+import { keyToPath, validateKey } from "../common/key.js";
 import { formatChecksum, parseChecksum } from "../common/checksum.js";
 
 /**
@@ -99,6 +99,8 @@ export class NodeClient {
     },
   ): Promise<Dispatcher.ResponseData> {
     const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
+    // A URL parser would resolve `a/../b` to `b` before it leaves this process: refuse bad keys here.
+    validateKey(key);
     try {
       return await request(base + keyToPath(key), {
         method,
