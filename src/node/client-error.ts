@@ -19,6 +19,7 @@ export function onClientError(stats: NodeStats, err: Error & { code?: string }, 
     status = 431;
     code = "HEADERS_TOO_LARGE";
     message = "request headers are too large";
+    stats.refused.bad_request++;
   } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
     status = 408;
     code = "REQUEST_TIMEOUT";
