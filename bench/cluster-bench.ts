@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
@@ -16,10 +16,13 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
  * replicator; the cluster map in an embedded map file shared by the processes, the replication queue on a real
  * redis-server). In one run: PUT 1 KiB through the coordinator vs straight to a node, GET 1 KiB through the
  * coordinator vs straight from a node, and the replication lag while the coordinator takes uploads.
- * Options (env): BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 64).
+ * Options (env): BENCH_SECONDS (default 8), BENCH_CONNECTIONS (default 64), BENCH_SYNC (batch|none, default
+ * batch).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+/** `batch` (default: acknowledged after a shared fsync) or `none` (shows the coordinator's own cost). */
+const SYNC = process.env.BENCH_SYNC ?? "batch";
 const BYTES = 1024;
 const KEYS = 2000;
 const BIN = (name: string): string => fileURLToPath(new URL(`../src/cli/bin/${name}.js`, import.meta.url));
@@ -61,6 +64,12 @@ function ping(port: number): Promise<boolean> {
       resolve(d.toString().startsWith("+PONG"));
     });
   });
+}
+
+function loadAvg(): string {
+  return loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" / ");
 }
 
 function fmt(r: LoadResult): string {
@@ -135,9 +144,10 @@ async function main(): Promise<void> {
     `load tool: ${hasWrk() ? "wrk (2 threads, a distinct key per request from a key range)" : "autocannon"}`,
   );
   console.log(
-    `method: 4 storage nodes (sync=batch) in 2 shards × 2, 1 coordinator, 1 replicator (concurrency 64), each its own process;`,
+    `method: 4 storage nodes (sync=${SYNC}) in 2 shards × 2, 1 coordinator, 1 replicator (concurrency 64), each its own process;`,
   );
   console.log("cluster map: the embedded map file; replication queue: a real redis-server (AOF on).");
+  console.log(`load average at start: ${loadAvg()} (other work on the machine skews every figure)`);
   console.log(
     `${BYTES} B bodies, ${CONNECTIONS} connections, ${SECONDS} s per run after a 2 s warm-up. PUT: coordinator (store on one node + queue`,
   );
@@ -166,7 +176,7 @@ async function main(): Promise<void> {
         "127.0.0.1",
         "0",
         "--sync",
-        "batch",
+        SYNC,
       ]);
       servers.push(node);
       nodes.push(node.url);
@@ -245,6 +255,7 @@ async function main(): Promise<void> {
     console.log(
       `replication lag during the coordinator PUT run: ${lags.length} probes, p50 ${lagP50.toFixed(0)} ms, p99 ${lagP99.toFixed(0)} ms (target ≤ ${TARGETS.lagP99Ms}) ${verdict(lagP99 <= TARGETS.lagP99Ms)}`,
     );
+    console.log(`load average at the end: ${loadAvg()}`);
     const stats = (await (await fetch(`${coordinator.url}/stats`)).json()) as Record<string, unknown>;
     console.log(`coordinator /stats after the run: ${JSON.stringify(stats)}`);
     console.log(
