@@ -302,13 +302,15 @@ void describe("zookeeper ensemble", () => {
       r = await runBin("backpack-coordinator-add-server", [z, root, id, `http://one:1000${id}`]);
       assert.equal(r.code, 0, `add-server ${id}: ${r.stderr}`);
       // Kill the leader while the next commands run.
-      if (id === "2") killed = ensemble.leader().then((leader) => ensemble.kill(leader));
+      if (id === "2") killed = ensemble.killLeader().then(() => undefined);
     }
     await killed;
+    // A client connected before the kill keeps its session and can change the map too.
+    await reader.addServer("7", "http://two:10007");
     r = await runBin("backpack-coordinator-add-shard", [z, root, "1", "1,4", "100gb"]);
     assert.equal(r.code, 0, r.stderr);
     await waitFor(
-      () => reader.snapshot().shards["1"] && Object.keys(reader.snapshot().servers).length === 6,
+      () => reader.snapshot().shards["1"] && Object.keys(reader.snapshot().servers).length === 7,
       {
         what: "a client of the ensemble to see every change",
         timeoutMs: 20_000,

@@ -6,7 +6,8 @@
  *   const zk = await startZooKeeper(t);            // zk.connectString = "127.0.0.1:<port>"
  *   await zk.restart();                            // same port and data
  *   const ens = await startEnsemble(t, 3);         // ens.connectString = "127.0.0.1:a,127.0.0.1:b,127.0.0.1:c"
- *   const i = await ens.leader(); await ens.kill(i); await ens.waitServing(); await ens.start(i);
+ *   const i = await ens.killLeader();              // clients move to the others once a new leader is elected
+ *   await ens.start(i);                            // back as a follower
  *
  * `t` may be a test context or `{ after }` from `node:test` (one server shared by a whole file).
  */
@@ -212,6 +213,8 @@ export interface Ensemble {
   leader(timeoutMs?: number): Promise<number>;
   kill(i: number): Promise<void>;
   start(i: number): Promise<void>;
+  /** Kills the current leader (SIGKILL); resolves with its index once it is gone. */
+  killLeader(): Promise<number>;
   /** Waits until every running server serves (a quorum with a leader). */
   waitServing(timeoutMs?: number): Promise<void>;
 }
@@ -236,22 +239,29 @@ export async function startEnsemble(t: After, n = 3): Promise<Ensemble> {
     await Promise.all(servers.filter((s) => s.running).map((s) => s.waitServing(timeoutMs)));
   };
   await waitServing();
+  const leader = async (timeoutMs = 30_000): Promise<number> => {
+    const oneBased = await waitFor(
+      async () => {
+        for (let i = 0; i < servers.length; i++) {
+          if (servers[i]!.running && (await serverMode(servers[i]!.port)) === "leader") return i + 1;
+        }
+        return 0;
+      },
+      { timeoutMs, intervalMs: 50, what: "an ensemble leader" },
+    );
+    return oneBased - 1;
+  };
   return {
     connectString: servers.map((s) => s.connectString).join(","),
     servers,
-    async leader(timeoutMs = 30_000): Promise<number> {
-      return waitFor(
-        async () => {
-          for (let i = 0; i < servers.length; i++) {
-            if (servers[i]!.running && (await serverMode(servers[i]!.port)) === "leader") return i + 1;
-          }
-          return 0;
-        },
-        { timeoutMs, intervalMs: 50, what: "an ensemble leader" },
-      ).then((oneBased) => oneBased - 1);
-    },
+    leader,
     kill: (i) => servers[i]!.kill(),
     start: (i) => servers[i]!.start(),
+    async killLeader(): Promise<number> {
+      const i = await leader();
+      await servers[i]!.kill();
+      return i;
+    },
     waitServing,
   };
 }
