@@ -167,11 +167,17 @@ export class ZkConnection {
           ),
         );
       }, timeoutMs);
-      fn(client, (err, value) => {
+      try {
+        fn(client, (err, value) => {
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve(value as T);
+        });
+      } catch (err) {
+        // The library validates arguments by throwing.
         clearTimeout(timer);
-        if (err) reject(err);
-        else resolve(value as T);
-      });
+        reject(err);
+      }
     });
   }
 
