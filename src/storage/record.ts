@@ -10,21 +10,22 @@ import { checksum } from "../common/checksum.js";
  * | offset | size | field |
  * |---|---|---|
  * | 0 | 4 | magic `0x314B5042` ("BPK1") |
- * | 4 | 1 | format version (1) |
- * | 5 | 1 | flags: bit 0 = tombstone |
- * | 6 | 2 | key length (1-1024) |
- * | 8 | 8 | body length |
- * | 16 | 8 | write time, ms since the epoch |
- * | 24 | 4 | body CRC-32 (the object's checksum: ETag, wire header, queue tasks) |
- * | 28 | 2 | content-type length (0-1024) |
- * | 30 | 2 | reserved, zero |
- * | 32 | 4 | header CRC-32: bytes 0-31, key and content type, seeded with the volume's salt |
- * | 36 | 4 | record CRC-32: CRC-32 of body ‖ bytes 0-35 ‖ key ‖ content type |
+ * | 4 | 4 | header CRC-32 of bytes 8-39, key and content type, seeded with the volume's salt |
+ * | 8 | 4 | record CRC-32 of body ‖ bytes 12-39 ‖ key ‖ content type |
+ * | 12 | 1 | format version (1) |
+ * | 13 | 1 | flags: bit 0 = tombstone |
+ * | 14 | 2 | key length (1-1024) |
+ * | 16 | 8 | body length |
+ * | 24 | 8 | write time, ms since the epoch |
+ * | 32 | 4 | body CRC-32 (the object's checksum: ETag, wire header, queue tasks) |
+ * | 36 | 2 | content-type length (0-1024) |
+ * | 38 | 2 | reserved, zero |
  *
  * The record CRC covers header, key and body; computing it as a continuation of the body CRC means one pass
- * over the body yields both. The header CRC lets a scan trust a record's lengths before reading its body, and
- * its per-volume salt keeps a volume file stored as an object inside another volume from ever being taken
- * for that volume's own records when a scan has to resynchronise after damage.
+ * over the body yields both. The header CRC (which also covers the record CRC) lets a scan trust a record's
+ * lengths before reading its body, and its per-volume salt keeps records of any other volume file (one
+ * stored as an object, stale blocks of a removed volume) from ever being taken for this volume's own. Both
+ * CRCs sit at the front so that each is one call over contiguous bytes.
  */
 export const RECORD_MAGIC = 0x314b5042;
 export const VOLUME_MAGIC = 0x4c565042;
@@ -61,14 +62,14 @@ export function encodeRecordHead(meta: RecordMeta, salt: number): Buffer {
   const c = meta.contentType.length;
   const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES + k + c);
   head.writeUInt32LE(RECORD_MAGIC, 0);
-  head.writeUInt8(FORMAT_VERSION, 4);
-  head.writeUInt8(meta.tombstone ? FLAG_TOMBSTONE : 0, 5);
-  head.writeUInt16LE(k, 6);
-  writeU64(head, meta.size, 8);
-  writeU64(head, meta.writeTime, 16);
-  head.writeUInt32LE(meta.bodyCrc >>> 0, 24);
-  head.writeUInt16LE(c, 28);
-  head.writeUInt16LE(0, 30);
+  head.writeUInt8(FORMAT_VERSION, 12);
+  head.writeUInt8(meta.tombstone ? FLAG_TOMBSTONE : 0, 13);
+  head.writeUInt16LE(k, 14);
+  writeU64(head, meta.size, 16);
+  writeU64(head, meta.writeTime, 24);
+  head.writeUInt32LE(meta.bodyCrc >>> 0, 32);
+  head.writeUInt16LE(c, 36);
+  head.writeUInt16LE(0, 38);
   meta.key.copy(head, RECORD_HEADER_BYTES);
   meta.contentType.copy(head, RECORD_HEADER_BYTES + k);
   sealRecordHead(head, salt);
@@ -77,14 +78,13 @@ export function encodeRecordHead(meta: RecordMeta, salt: number): Buffer {
 
 /** (Re)computes both CRCs of an encoded head for a volume's salt (compaction moves records between salts). */
 export function sealRecordHead(head: Buffer, salt: number): void {
-  const tail = head.subarray(RECORD_HEADER_BYTES);
-  head.writeUInt32LE(checksum(tail, checksum(head.subarray(0, 32), salt)), 32);
-  head.writeUInt32LE(recordCrcOf(head, head.readUInt32LE(24)), 36);
+  head.writeUInt32LE(recordCrcOf(head, head.readUInt32LE(32)), 8);
+  head.writeUInt32LE(checksum(head.subarray(8), salt), 4);
 }
 
-/** The record CRC of an encoded head (its header CRC field included) given the body's CRC. */
+/** The record CRC of an encoded head (exactly header ‖ key ‖ content type) given the body's CRC. */
 export function recordCrcOf(head: Buffer, bodyCrc: number): number {
-  return checksum(head.subarray(RECORD_HEADER_BYTES), checksum(head.subarray(0, 36), bodyCrc));
+  return checksum(head.subarray(12), bodyCrc);
 }
 
 export interface DecodedHeader {
@@ -109,15 +109,15 @@ export interface DecodedHeader {
 export function decodeRecordHeader(buf: Buffer, at = 0): DecodedHeader | undefined {
   if (buf.length - at < RECORD_HEADER_BYTES) return undefined;
   if (buf.readUInt32LE(at) !== RECORD_MAGIC) return undefined;
-  if (buf.readUInt8(at + 4) !== FORMAT_VERSION) return undefined;
-  const flags = buf.readUInt8(at + 5);
+  if (buf.readUInt8(at + 12) !== FORMAT_VERSION) return undefined;
+  const flags = buf.readUInt8(at + 13);
   if ((flags & ~FLAG_TOMBSTONE) !== 0) return undefined;
-  const keyBytes = buf.readUInt16LE(at + 6);
-  const size = readU64(buf, at + 8);
-  const writeTime = readU64(buf, at + 16);
-  const bodyCrc = buf.readUInt32LE(at + 24);
-  const contentTypeBytes = buf.readUInt16LE(at + 28);
-  if (buf.readUInt16LE(at + 30) !== 0) return undefined;
+  const keyBytes = buf.readUInt16LE(at + 14);
+  const size = readU64(buf, at + 16);
+  const writeTime = readU64(buf, at + 24);
+  const bodyCrc = buf.readUInt32LE(at + 32);
+  const contentTypeBytes = buf.readUInt16LE(at + 36);
+  if (buf.readUInt16LE(at + 38) !== 0) return undefined;
   if (keyBytes < 1 || keyBytes > MAX_KEY_BYTES || contentTypeBytes > MAX_CONTENT_TYPE_BYTES) return undefined;
   if (size === undefined || writeTime === undefined) return undefined;
   const tombstone = (flags & FLAG_TOMBSTONE) !== 0;
@@ -130,8 +130,8 @@ export function decodeRecordHeader(buf: Buffer, at = 0): DecodedHeader | undefin
     size,
     writeTime,
     bodyCrc,
-    headerCrc: buf.readUInt32LE(at + 32),
-    recordCrc: buf.readUInt32LE(at + 36),
+    headerCrc: buf.readUInt32LE(at + 4),
+    recordCrc: buf.readUInt32LE(at + 8),
     headBytes,
     length: pad8(headBytes + size),
   };
@@ -139,15 +139,13 @@ export function decodeRecordHeader(buf: Buffer, at = 0): DecodedHeader | undefin
 
 /** True when the head (header ‖ key ‖ content type, exactly `headBytes` long) carries a valid header CRC. */
 export function headerCrcValid(head: Buffer, h: DecodedHeader, salt: number): boolean {
-  const tail = head.subarray(RECORD_HEADER_BYTES, h.headBytes);
-  return checksum(tail, checksum(head.subarray(0, 32), salt)) === h.headerCrc;
+  return checksum(head.subarray(8, h.headBytes), salt) === h.headerCrc;
 }
 
 /** True when the whole record verifies, given the body's computed CRC. */
 export function recordValid(head: Buffer, h: DecodedHeader, computedBodyCrc: number): boolean {
   return (
-    computedBodyCrc === h.bodyCrc &&
-    recordCrcOf(head.subarray(0, h.headBytes), computedBodyCrc) === h.recordCrc
+    computedBodyCrc === h.bodyCrc && checksum(head.subarray(12, h.headBytes), computedBodyCrc) === h.recordCrc
   );
 }
 

@@ -17,7 +17,11 @@ export interface StoreOptions {
   compactGarbageRatio?: number;
   /** Bodies up to this size are buffered in memory before the append; larger ones are spooled to a temp file. Default 8 MiB. */
   maxBufferedBytes?: number;
-  /** Write an index checkpoint after this many bytes have been appended since the last one. Default 256 MiB. */
+  /**
+   * Write an index checkpoint after this many bytes have been appended since the last one (or after
+   * max(100,000, half the index) records, whichever comes first, so that the tail replayed at start stays
+   * short). Default 256 MiB.
+   */
   checkpointEveryBytes?: number;
   log?: Logger;
 }
@@ -42,7 +46,11 @@ export interface PutOptions {
   contentType?: string;
   /** When given, the body's CRC-32 must equal it, else CHECKSUM_MISMATCH and nothing is indexed. */
   expectedCrc?: number;
-  /** Aborts the put (client went away): nothing is indexed, the partial bytes become garbage. */
+  /**
+   * Aborts the put (client went away): nothing is indexed and nothing is written (the partial body is dropped
+   * before it reaches a volume). An abort after the body was complete and its append had begun is too late:
+   * the write then completes.
+   */
   signal?: AbortSignal;
 }
 
