@@ -22,8 +22,8 @@ export async function commandsMarkdown(): Promise<string> {
     "",
   ];
   for (const name of Object.keys(COMMANDS)) {
-    const command = await loadCommand(name).catch(() => undefined);
-    if (!command) continue;
+    const command = await loadCommand(name);
+    if (!command) throw new Error(`${name} has no module`);
     const alias = aliasOf.get(name);
     out.push(`## ${name}`, "");
     if (alias) out.push(`Also installed as \`${alias}\`.`, "");
