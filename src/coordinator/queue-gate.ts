@@ -3,6 +3,8 @@ import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/typ
 
 /** Uploads whose tasks go to the queue in one push at most (bounds one Redis script's work). */
 const MAX_BATCH_PUSHES = 256;
+/** Pushes in flight at once; more uploads wait for the next batch. */
+const MAX_INFLIGHT = 4;
 
 /**
  * The replication queue as the coordinator uses it: every call bounded by a timeout (a Redis client may hold
@@ -17,7 +19,7 @@ export class QueueGate {
     resolve: () => void;
     reject: (err: Error) => void;
   }[] = [];
-  private sending = false;
+  private inflight = 0;
 
   constructor(
     private queue: ReplicationQueue | undefined,
@@ -38,8 +40,8 @@ export class QueueGate {
   }
 
   /**
-   * Pushes durably or throws UNAVAILABLE. Pushes that arrive while one is in flight are sent together in the
-   * next call (group commit): one queue round trip for many uploads under load, no added wait when idle.
+   * Pushes durably or throws UNAVAILABLE. Pushes that arrive while `MAX_INFLIGHT` are in flight wait and go
+   * together in the next call (group commit): few queue round trips under load, no added wait when idle.
    */
   async push(tasks: readonly ReplicationTask[]): Promise<void> {
     if (this.queue === undefined)
@@ -47,12 +49,12 @@ export class QueueGate {
     if (!this.usable) throw new BackpackError("UNAVAILABLE", "the replication queue is unavailable");
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ tasks, resolve, reject });
-      if (!this.sending) void this.send();
+      if (this.inflight < MAX_INFLIGHT) void this.send();
     });
   }
 
   private async send(): Promise<void> {
-    this.sending = true;
+    this.inflight++;
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0, MAX_BATCH_PUSHES);
       const queue = this.queue;
@@ -74,7 +76,7 @@ export class QueueGate {
         for (const b of batch) b.reject(e);
       }
     }
-    this.sending = false;
+    this.inflight--;
   }
 
   async stats(): Promise<QueueStats | undefined> {

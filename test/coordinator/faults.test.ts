@@ -129,3 +129,31 @@ void test("ZooKeeper and Redis stopped and started under load: uploads go on, no
     what: `usage of shard 1 to reach ${total} bytes`,
   });
 });
+
+void test("a coordinator started while ZooKeeper is down waits for it instead of exiting", async (t) => {
+  const zk = await startZooKeeper(t);
+  const map = openClusterMap({ zk: zk.connectString, root: "/late" });
+  await map.start();
+  await map.init({ key: "late-queue", servers: [{ host: "127.0.0.1", port: 1 }] });
+  await map.stop();
+  await zk.stop();
+  const c = await ProcCluster.create(t, zk.connectString, "/late");
+  const coordinator = await c.track({
+    command: "backpack-coordinator",
+    args: [zk.connectString, "/late", "127.0.0.1", "0"],
+    ready: /cluster map unavailable; retrying/,
+    readyTimeoutMs: 60_000,
+  });
+  assert.ok(coordinator.running);
+  await zk.start();
+  await waitFor(() => /"msg":"listening"/.test(coordinator.stderr), {
+    timeoutMs: 60_000,
+    what: "the coordinator to start once ZooKeeper is back",
+  });
+  const url = /"url":"([^"]+)"/.exec(
+    coordinator.stderr.split("\n").find((l) => l.includes('"listening"')) ?? "",
+  )?.[1];
+  const res = await fetch(`${url}/stats`);
+  assert.equal(res.status, 200);
+  assert.equal(((await res.json()) as { total_shards: number }).total_shards, 0);
+});
