@@ -58,7 +58,7 @@ export function coreConfig(options: RingCoreOptions): RingCoreConfig {
     rings: 3,
     token: true,
     tokenHoldMs: 100,
-    tokenTimeoutMinMs: Math.max(2000, 10 * periodMs),
+    tokenTimeoutMinMs: Math.max(1000, 4 * periodMs),
     gossipDelayMs: Math.min(50, periodMs / 5),
     healIntervalMs: Math.max(1000, 5 * periodMs),
     healFanout: 3,

@@ -1,35 +1,13 @@
 import { BroadcastLog, type Broadcast } from "./broadcast-log.js";
-import { coreConfig, type RingCoreConfig, type RingCoreOptions } from "./core-config.js";
-import { HashRing } from "./hash-ring.js";
+import { coreConfig, type RingCoreOptions } from "./core-config.js";
 import { KRings, ringPosition } from "./k-rings.js";
-import { LocalHealth, suspicionBounds, suspicionTimeoutMs, type SuspicionBounds } from "./lifeguard.js";
-import { isLive, MemberTable, toUpdate, type Change, type Member } from "./member-table.js";
+import { isLive, toUpdate, type Member } from "./member-table.js";
+import { Membership, type Outgoing } from "./membership.js";
 import type { Message, Update } from "./messages.js";
-import { TimerQueue, type Timer } from "./timer-queue.js";
+import type { Timer } from "./timer-queue.js";
 import { TokenKeeper, type Token, type TokenView } from "./token.js";
 
-/** A message the driver must deliver to the member listening at `to` (host:port). */
-export interface Outgoing {
-  to: string;
-  toId: string | undefined;
-  msg: Message;
-}
-
-export type RingEvent =
-  | { type: "member"; member: Member; previous: Member | undefined }
-  | { type: "delivered"; broadcast: Broadcast }
-  | { type: "tick"; token: TokenView }
-  | { type: "joined" };
-
-export interface RingCoreStats {
-  probes: number;
-  probeFailures: number;
-  suspicionsRaised: number;
-  deathsDeclared: number;
-  refutations: number;
-  syncsSent: number;
-  broadcastDuplicates: number;
-}
+export type { Outgoing, RingEvent, RingCoreStats } from "./membership.js";
 
 interface Probe {
   seq: number;
@@ -38,13 +16,8 @@ interface Probe {
   acked: boolean;
   helpers: number;
   nacks: number;
-}
-
-interface Suspicion {
-  incarnation: number;
-  startedAt: number;
-  by: Set<string>;
-  bounds: SuspicionBounds;
+  /** The target is a ring successor (not a sweep pick). */
+  neighbour: boolean;
 }
 
 /**
@@ -58,51 +31,23 @@ interface Suspicion {
  * flooded over the K-ring overlay; the suspect refutes by raising its incarnation, others confirm, and the
  * suspicion turns into a death when its Lifeguard timeout (shortened by confirmations) runs out.
  */
-export class RingCore {
-  readonly config: RingCoreConfig;
-  private readonly table = new MemberTable();
-  private readonly rings: KRings;
-  private readonly timers = new TimerQueue();
-  private readonly health: LocalHealth;
+export class RingCore extends Membership {
   private readonly token: TokenKeeper;
   private readonly log: BroadcastLog;
-  private readonly suspicions = new Map<string, Suspicion>();
   private readonly relays = new Map<number, { origin: string; originAddr: string; seq: number }>();
   private readonly syncedAt = new Map<string, number>();
-  private readonly listeners: Array<(e: RingEvent) => void> = [];
-  private outbox: Outgoing[] = [];
-  private incarnation: number;
-  private seq = 0;
   private broadcastSeq: number;
   private round = 0;
   private sweep: string[] = [];
   private sweepAt = 0;
+  private lastPickNeighbour = false;
   private probe: Probe | undefined;
-  private lastChangeAt = -Infinity;
   private mismatchSince: number | undefined;
-  /** The time of the input being handled (so helpers need not pass it around). */
-  private clock: number;
-  private readonly floodQueue = new Map<string, { upd: Map<string, Update>; hops: number }>();
-  private floodScheduled = false;
-  private neighbourCache: { version: number; ids: string[] } | undefined;
   /** Members whose direct ack we got recently (oldest first): preferred ping-req helpers. */
   private readonly recentAcks = new Map<string, number>();
   private reapedAt = 0;
-  /** Members held dead (not left): the partition healer probes them. */
-  private readonly dead = new Set<string>();
   private joined = false;
-  private leaving = false;
-  private placement: HashRing | undefined;
   private seeds: readonly string[];
-  readonly stats: RingCoreStats = {
-    probes: 0,
-    probeFailures: 0,
-    suspicionsRaised: 0,
-    deathsDeclared: 0,
-    refutations: 0,
-    syncsSent: 0,
-    broadcastDuplicates: 0,
-  };
   /** Smoothed direct-ping round trip, ms (for comparing with the token's per-hop latency). */
   pingRttMs: number | undefined;
 
@@ -111,17 +56,11 @@ export class RingCore {
     now: number,
     private readonly random: () => number,
   ) {
-    this.config = coreConfig(options);
-    this.clock = now;
-    this.rings = new KRings(this.config.rings);
-    this.health = new LocalHealth(this.config.awarenessMax, this.config.lifeguard);
+    super(coreConfig(options), now);
     this.token = new TokenKeeper(this.config.id, now);
     this.log = new BroadcastLog(this.config.broadcastLog);
-    this.incarnation = this.config.incarnation;
     this.broadcastSeq = Math.floor(random() * 2 ** 40);
     this.seeds = this.config.seeds;
-    this.table.apply(this.selfUpdate(), now);
-    this.rings.add(this.config.id);
     const T = this.config.periodMs;
     this.timers.at(now + random() * T, "probe");
     this.timers.at(now + random() * this.config.healIntervalMs, "heal");
@@ -129,73 +68,12 @@ export class RingCore {
     if (this.seeds.some((s) => s !== this.config.addr)) this.join(this.seeds, now);
   }
 
-  get id(): string {
-    return this.config.id;
-  }
-
-  get checksum(): number {
-    return this.table.checksum;
-  }
-
-  get localHealth(): number {
-    return this.health.score;
-  }
-
   get isJoined(): boolean {
     return this.joined;
   }
 
-  onEvent(listener: (e: RingEvent) => void): () => void {
-    this.listeners.push(listener);
-    return () => {
-      const i = this.listeners.indexOf(listener);
-      if (i >= 0) this.listeners.splice(i, 1);
-    };
-  }
-
-  /** Every member known, dead and left ones included (until reaped). */
-  members(): Member[] {
-    return [...this.table.all()];
-  }
-
-  status(id: string): Member | undefined {
-    return this.table.get(id);
-  }
-
-  /** Ring r in order (live members only). */
-  ringOrder(r: number): string[] {
-    return this.rings.order(r);
-  }
-
-  /** This member's overlay neighbours (successors and predecessors on the K rings), cached per ring change. */
-  neighbours(): string[] {
-    if (this.neighbourCache?.version !== this.rings.version) {
-      this.neighbourCache = { version: this.rings.version, ids: this.rings.neighbours(this.id) };
-    }
-    return this.neighbourCache.ids;
-  }
-
   tokenView(): TokenView {
     return this.token.state;
-  }
-
-  owner(key: string): string | undefined {
-    return this.placementRing().owner(key);
-  }
-
-  owners(key: string, count: number): string[] {
-    return this.placementRing().ownersOf(key, count);
-  }
-
-  nextDeadline(): number | undefined {
-    return this.timers.next();
-  }
-
-  /** Messages produced since the last call. */
-  drain(): Outgoing[] {
-    const out = this.outbox;
-    this.outbox = [];
-    return out;
   }
 
   // ---- API ---------------------------------------------------------------------------------------------
@@ -220,11 +98,7 @@ export class RingCore {
     const u = { ...this.selfUpdate(), s: 3 as const };
     this.table.apply(u, now);
     this.rings.remove(this.id);
-    this.sendToNeighbours(
-      { from: this.config.id, fa: this.config.addr, t: "gossip", upd: [u], hops: 1 },
-      undefined,
-      neighbours,
-    );
+    this.sendToNeighbours({ ...this.me, t: "gossip", upd: [u], hops: 1 }, undefined, neighbours);
   }
 
   /** Changes this member's metadata (raises its incarnation so the change wins everywhere). */
@@ -242,15 +116,7 @@ export class RingCore {
     this.clock = now;
     const b: Broadcast = { origin: this.id, seq: ++this.broadcastSeq, data, hops: 0 };
     this.log.add(b, now);
-    this.sendToNeighbours({
-      from: this.config.id,
-      fa: this.config.addr,
-      t: "bcast",
-      origin: b.origin,
-      seq: b.seq,
-      hops: 1,
-      data,
-    });
+    this.sendToNeighbours({ ...this.me, t: "bcast", origin: b.origin, seq: b.seq, hops: 1, data });
     return { origin: b.origin, seq: b.seq };
   }
 
@@ -333,13 +199,7 @@ export class RingCore {
         const r = this.relays.get(t.key as number);
         if (!r) return;
         this.relays.delete(t.key as number);
-        if (this.config.lifeguard)
-          this.send(r.originAddr, r.origin, {
-            from: this.config.id,
-            fa: this.config.addr,
-            t: "nack",
-            seq: r.seq,
-          });
+        if (this.config.lifeguard) this.send(r.originAddr, r.origin, { ...this.me, t: "nack", seq: r.seq });
         return;
       }
       case "suspicion":
@@ -370,13 +230,20 @@ export class RingCore {
       return;
     }
     const seq = ++this.seq;
-    this.probe = { seq, target: target.id, sentAt: now, acked: false, helpers: 0, nacks: 0 };
+    this.probe = {
+      seq,
+      target: target.id,
+      sentAt: now,
+      acked: false,
+      helpers: 0,
+      nacks: 0,
+      neighbour: this.lastPickNeighbour,
+    };
     this.stats.probes++;
     // Buddy system: a suspect hears about its suspicion from the prober itself and can refute at once.
     const upd = this.config.lifeguard && target.status === "suspect" ? [toUpdate(target)] : undefined;
     this.send(target.addr, target.id, {
-      from: this.config.id,
-      fa: this.config.addr,
+      ...this.me,
       t: "ping",
       seq,
       cs: this.checksum,
@@ -391,11 +258,13 @@ export class RingCore {
   private chooseTarget(): Member | undefined {
     const k = this.rings.k;
     const slot = this.round++ % (k + 1);
+    this.lastPickNeighbour = slot < k;
     if (slot < k) {
       const id = this.rings.successor(slot, this.id);
       const m = id === undefined ? undefined : this.table.get(id);
       if (m && isLive(m.status) && m.id !== this.id) return m;
     }
+    this.lastPickNeighbour = false;
     for (let pass = 0; pass < 2; pass++) {
       if (this.sweepAt >= this.sweep.length) {
         this.sweep = shuffle(this.rings.order(0), this.random);
@@ -433,14 +302,7 @@ export class RingCore {
     for (const id of helpers) {
       const h = this.table.get(id);
       if (!h) continue;
-      this.send(h.addr, h.id, {
-        from: this.config.id,
-        fa: this.config.addr,
-        t: "ping-req",
-        seq,
-        target: target.id,
-        ta: target.addr,
-      });
+      this.send(h.addr, h.id, { ...this.me, t: "ping-req", seq, target: target.id, ta: target.addr });
       p.helpers++;
     }
   }
@@ -478,17 +340,6 @@ export class RingCore {
     if (this.applyUpdate(u, now, "direct", this.id)) this.flood([u], undefined, 0);
   }
 
-  private checkSuspicion(id: string, now: number): void {
-    const s = this.suspicions.get(id);
-    const m = this.table.get(id);
-    if (!s || !m || m.status !== "suspect" || m.incarnation !== s.incarnation) return;
-    const due = s.startedAt + suspicionTimeoutMs(s.bounds, s.by.size - 1);
-    if (now < due) return;
-    this.stats.deathsDeclared++;
-    const u: Update = { ...toUpdate(m), s: 2, by: this.id };
-    if (this.applyUpdate(u, now, "direct", this.id)) this.flood([u], undefined, 0);
-  }
-
   private heal(now: number): void {
     this.timers.at(now + this.config.healIntervalMs, "heal");
     if (now - this.reapedAt > Math.min(60_000, this.config.reapAfterMs)) this.reap(now);
@@ -506,14 +357,7 @@ export class RingCore {
         if (s !== this.config.addr && !liveAddrs.has(s)) candidates.push({ addr: s, id: undefined });
     }
     const c = candidates[Math.floor(this.random() * candidates.length)];
-    if (c)
-      this.send(c.addr, c.id, {
-        from: this.config.id,
-        fa: this.config.addr,
-        t: "ping",
-        seq: ++this.seq,
-        cs: this.checksum,
-      });
+    if (c) this.send(c.addr, c.id, { ...this.me, t: "ping", seq: ++this.seq, cs: this.checksum });
   }
 
   /** Forgets tombstones older than reapAfterMs; prunes broadcast ids. */
@@ -538,8 +382,7 @@ export class RingCore {
     }
     const upd = refuted ? [this.selfUpdate()] : undefined;
     this.send(msg.fa, msg.from, {
-      from: this.config.id,
-      fa: this.config.addr,
+      ...this.me,
       t: "ack",
       seq: msg.seq,
       cs: this.checksum,
@@ -559,6 +402,9 @@ export class RingCore {
         this.recentAcks.delete(msg.from);
         this.recentAcks.set(msg.from, now);
         if (this.recentAcks.size > 8) this.recentAcks.delete(this.recentAcks.keys().next().value as string);
+      }
+      // RTT from neighbours only: their connections persist, a sweep target may pay a TCP handshake.
+      if (msg.from === p.target && p.neighbour) {
         const rtt = now - p.sentAt;
         this.pingRttMs = this.pingRttMs === undefined ? rtt : this.pingRttMs * 0.8 + rtt * 0.2;
       }
@@ -566,13 +412,7 @@ export class RingCore {
     const relay = this.relays.get(msg.seq);
     if (relay) {
       this.relays.delete(msg.seq);
-      this.send(relay.originAddr, relay.origin, {
-        from: this.config.id,
-        fa: this.config.addr,
-        t: "ack",
-        seq: relay.seq,
-        cs: this.checksum,
-      });
+      this.send(relay.originAddr, relay.origin, { ...this.me, t: "ack", seq: relay.seq, cs: this.checksum });
     }
     this.compareChecksum(msg.from, msg.fa, msg.cs, now);
   }
@@ -580,13 +420,7 @@ export class RingCore {
   private onPingReq(msg: Extract<Message, { t: "ping-req" }>, now: number): void {
     const seq = ++this.seq;
     this.relays.set(seq, { origin: msg.from, originAddr: msg.fa, seq: msg.seq });
-    this.send(msg.ta, msg.target, {
-      from: this.config.id,
-      fa: this.config.addr,
-      t: "ping",
-      seq,
-      cs: this.checksum,
-    });
+    this.send(msg.ta, msg.target, { ...this.me, t: "ping", seq, cs: this.checksum });
     const window = Math.max(this.config.probeTimeoutMs, this.config.periodMs - this.config.probeTimeoutMs);
     this.timers.at(now + 0.8 * window, "relay-nack", seq);
   }
@@ -604,8 +438,7 @@ export class RingCore {
     if (!msg.reply) this.sendSync(msg.fa, msg.from, true);
     for (const b of this.log.missingFrom(msg.bids)) {
       this.send(msg.fa, msg.from, {
-        from: this.config.id,
-        fa: this.config.addr,
+        ...this.me,
         t: "bcast",
         origin: b.origin,
         seq: b.seq,
@@ -626,7 +459,7 @@ export class RingCore {
       return;
     }
     this.emit({ type: "delivered", broadcast: b });
-    this.sendToNeighbours({ ...msg, ...this.base(), hops: msg.hops + 1 }, msg.from);
+    this.sendToNeighbours({ ...msg, ...this.me, hops: msg.hops + 1 }, msg.from);
   }
 
   private onToken(msg: Extract<Message, { t: "token" }>, now: number): void {
@@ -638,97 +471,6 @@ export class RingCore {
   }
 
   // ---- membership updates ------------------------------------------------------------------------------
-
-  /**
-   * Applies one update; true when it was news here (so it should travel on). In a full sync, a member that
-   * one side holds alive and the other dead at the same incarnation is not decided by the table order:
-   * the subject itself is asked (a buddy ping carrying the claim), and it refutes if it lives. This is what
-   * re-merges the two halves of a healed partition instead of letting each half kill the other.
-   */
-  private applyUpdate(u: Update, now: number, mode: "flood" | "sync" | "direct", from: string): boolean {
-    if (u.id === this.id) {
-      this.aboutSelf(u, now);
-      return false;
-    }
-    const local = this.table.get(u.id);
-    if (mode === "sync" && local && local.incarnation === u.i) {
-      if ((isLive(local.status) && u.s === 2) || (local.status === "dead" && u.s <= 1)) {
-        const claim: Update = u.s === 2 ? u : toUpdate(local);
-        this.send(local.addr, local.id, {
-          from: this.config.id,
-          fa: this.config.addr,
-          t: "ping",
-          seq: ++this.seq,
-          cs: this.checksum,
-          upd: [claim],
-        });
-        if (local.status === "alive" && u.s === 2) {
-          // Held alive here, dead there: suspect it (by the other side's word). A live subject refutes,
-          // a dead one is declared dead when the suspicion times out, as for any suspicion.
-          const suspect: Update = { ...toUpdate(local), s: 1, by: u.by ?? from };
-          if (this.applyUpdate(suspect, now, "direct", from)) this.flood([suspect], undefined, 0);
-        }
-        return false;
-      }
-    }
-    const change = this.table.apply(u, now);
-    if (!change) {
-      if (u.s === 1 && local?.status === "suspect" && local.incarnation === u.i) {
-        return this.confirm(u.id, u.by ?? from);
-      }
-      return false;
-    }
-    this.changed(change, u.by ?? from, now);
-    return true;
-  }
-
-  /** An update about this member: anything but "alive at my incarnation" is refuted with a higher one. */
-  private aboutSelf(u: Update, now: number): boolean {
-    if (this.leaving) return false;
-    if (u.i < this.incarnation || (u.s === 0 && u.i <= this.incarnation)) return false;
-    this.incarnation = u.i + 1;
-    this.stats.refutations++;
-    if (u.s === 1) this.health.apply(1);
-    const me = this.selfUpdate();
-    this.table.apply(me, now);
-    this.flood([me], undefined, 0);
-    return true;
-  }
-
-  private changed(change: Change, by: string, now: number): void {
-    const { member: m, previous: p } = change;
-    this.lastChangeAt = now;
-    const wasLive = p !== undefined && isLive(p.status);
-    if (isLive(m.status) && !wasLive) this.rings.add(m.id);
-    if (!isLive(m.status) && wasLive) this.rings.remove(m.id);
-    if (isLive(m.status) !== wasLive) this.placement = undefined;
-    if (m.status === "dead") this.dead.add(m.id);
-    else this.dead.delete(m.id);
-    if (m.status === "suspect") {
-      const bounds = suspicionBounds(
-        this.rings.size,
-        this.config.periodMs,
-        this.config.suspicionMult,
-        this.config.suspicionMaxMult,
-        this.config.lifeguard,
-      );
-      this.suspicions.set(m.id, { incarnation: m.incarnation, startedAt: now, by: new Set([by]), bounds });
-      this.timers.at(now + bounds.maxMs, "suspicion", m.id);
-    } else {
-      this.suspicions.delete(m.id);
-    }
-    if (!p || p.status !== m.status || p.incarnation !== m.incarnation) {
-      this.emit({ type: "member", member: m, previous: p });
-    }
-  }
-
-  private confirm(id: string, by: string): boolean {
-    const s = this.suspicions.get(id);
-    if (!s || s.by.has(by)) return false;
-    s.by.add(by);
-    this.timers.at(s.startedAt + suspicionTimeoutMs(s.bounds, s.by.size - 1), "suspicion", id);
-    return true;
-  }
 
   // ---- anti-entropy ------------------------------------------------------------------------------------
 
@@ -760,14 +502,7 @@ export class RingCore {
   private sendSync(addr: string, id: string | undefined, reply: boolean): void {
     this.stats.syncsSent++;
     const members = [...this.table.all()].map((m) => toUpdate(m));
-    this.send(addr, id, {
-      from: this.config.id,
-      fa: this.config.addr,
-      t: "sync",
-      reply,
-      members,
-      bids: this.log.ids(),
-    });
+    this.send(addr, id, { ...this.me, t: "sync", reply, members, bids: this.log.ids() });
   }
 
   private sendJoins(): void {
@@ -775,13 +510,7 @@ export class RingCore {
       this.seeds.filter((s) => s !== this.config.addr),
       this.random,
     ).slice(0, 3);
-    for (const s of seeds)
-      this.send(s, undefined, {
-        from: this.config.id,
-        fa: this.config.addr,
-        t: "join",
-        me: this.selfUpdate(),
-      });
+    for (const s of seeds) this.send(s, undefined, { ...this.me, t: "join", me: this.selfUpdate() });
   }
 
   // ---- token -------------------------------------------------------------------------------------------
@@ -813,7 +542,7 @@ export class RingCore {
       (ringPosition(next, 0) === ringPosition(this.id, 0) && next < this.id);
     const t = this.token.release(now, wraps);
     const m = this.table.get(next);
-    if (t && m) this.send(m.addr, m.id, { from: this.config.id, fa: this.config.addr, t: "token", ...t });
+    if (t && m) this.send(m.addr, m.id, { ...this.me, t: "token", ...t });
   }
 
   private tokenWatchdog(now: number): void {
@@ -830,76 +559,6 @@ export class RingCore {
   }
 
   // ---- helpers -----------------------------------------------------------------------------------------
-
-  /**
-   * Queues membership news for every overlay neighbour (but the one it came from). Queues are sent as one
-   * message per neighbour every `gossipDelayMs`, which bounds the message rate at degree / delay per member
-   * however many suspicions and refutations are in flight (slow members can raise dozens per second).
-   */
-  private flood(upd: Update[], except: string | undefined, hops: number): void {
-    for (const id of this.neighbours()) {
-      if (id === except) continue;
-      let q = this.floodQueue.get(id);
-      if (!q) {
-        q = { upd: new Map(), hops: 0 };
-        this.floodQueue.set(id, q);
-      }
-      // One entry per (member, incarnation, status, accuser): repeats within a batch carry nothing new.
-      for (const u of upd) q.upd.set(`${u.id}\u0000${u.i}\u0000${u.s}\u0000${u.by ?? ""}`, u);
-      q.hops = Math.max(q.hops, hops + 1);
-    }
-    if (this.floodQueue.size > 0 && !this.floodScheduled) {
-      this.floodScheduled = true;
-      this.timers.at(this.clock + this.config.gossipDelayMs, "gossip");
-    }
-  }
-
-  private flushFlood(): void {
-    this.floodScheduled = false;
-    for (const [id, q] of this.floodQueue) {
-      const m = this.table.get(id);
-      if (m)
-        this.send(m.addr, m.id, {
-          from: this.config.id,
-          fa: this.config.addr,
-          t: "gossip",
-          upd: [...q.upd.values()],
-          hops: q.hops,
-        });
-    }
-    this.floodQueue.clear();
-  }
-
-  private sendToNeighbours(msg: Message, except?: string, ids = this.neighbours()): void {
-    for (const id of ids) {
-      if (id === except) continue;
-      const m = this.table.get(id);
-      if (m) this.send(m.addr, m.id, msg);
-    }
-  }
-
-  private send(to: string, toId: string | undefined, msg: Message): void {
-    this.outbox.push({ to, toId, msg });
-  }
-
-  private base(): { from: string; fa: string } {
-    return { from: this.config.id, fa: this.config.addr };
-  }
-
-  private selfUpdate(): Update {
-    const u: Update = { id: this.id, a: this.config.addr, i: this.incarnation, s: 0 };
-    if (Object.keys(this.config.meta).length > 0) u.m = { ...this.config.meta };
-    return u;
-  }
-
-  private placementRing(): HashRing {
-    this.placement ??= new HashRing(this.rings.order(0));
-    return this.placement;
-  }
-
-  private emit(e: RingEvent): void {
-    for (const l of this.listeners) l(e);
-  }
 }
 
 function shuffle<T>(items: T[], random: () => number): T[] {

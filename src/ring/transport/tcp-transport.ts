@@ -1,4 +1,5 @@
 import { createServer, connect, type Server, type Socket } from "node:net";
+import { BackpackError, systemCode } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { Outgoing } from "../core/ring-core.js";
 import type { Message } from "../core/messages.js";
@@ -78,6 +79,14 @@ export class TcpTransport {
         server.off("error", reject);
         resolve();
       });
+    }).catch((err: unknown) => {
+      if (systemCode(err) === "EADDRINUSE" || systemCode(err) === "EACCES") {
+        const what = `${this.options.host}:${this.options.port}`;
+        throw new BackpackError("UNAVAILABLE", `cannot listen on ${what} for the ring: ${systemCode(err)}`, {
+          cause: err,
+        });
+      }
+      throw err;
     });
     server.on("error", (err) => this.options.log.error({ err }, "ring listener error"));
     this.sweeper = setInterval(() => this.closeIdle(), 30_000);
