@@ -6,6 +6,9 @@ import type { ClusterSnapshot } from "../cluster/types.js";
 import type { CoordinatorContext } from "./context.js";
 import { orderServers } from "./shard-chooser.js";
 
+/** Bodies up to this size are read whole before answering (see below); larger ones are streamed through. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
 /** Request headers passed to the node: ranges and conditions work end to end. */
 const FORWARD_REQUEST = [
   "range",
@@ -83,19 +86,40 @@ export async function handleRead(
       }
       continue;
     }
-    ctx.health.recordSuccess(serverId);
     const out: Record<string, string> = {};
     for (const name of FORWARD_RESPONSE) {
       const v = upstream.headers[name];
       if (typeof v === "string") out[name] = v;
     }
-    res.writeHead(status, out);
-    ctx.metrics.reads.inc({ result: "ok" });
     if (method === "HEAD" || status === 304) {
       await upstream.body.dump().catch(() => undefined);
+      ctx.health.recordSuccess(serverId);
+      ctx.metrics.reads.inc({ result: "ok" });
+      res.writeHead(status, out);
       res.end();
       return;
     }
+    const length = Number(out["content-length"] ?? Number.NaN);
+    if (length <= SMALL_BODY_BYTES) {
+      // Small bodies are read whole first: one write to the client, and a transfer that breaks (a node dying, a
+      // checksum error found mid-body) still fails over to the next node instead of cutting the answer.
+      let bytes: Buffer;
+      try {
+        bytes = Buffer.from(await upstream.body.arrayBuffer());
+      } catch (err) {
+        ctx.health.recordFailure(serverId);
+        failures.push(`${serverId}: ${toBackpackError(err).message}`);
+        continue;
+      }
+      ctx.health.recordSuccess(serverId);
+      ctx.metrics.reads.inc({ result: "ok" });
+      res.writeHead(status, out);
+      res.end(bytes);
+      return;
+    }
+    ctx.health.recordSuccess(serverId);
+    ctx.metrics.reads.inc({ result: "ok" });
+    res.writeHead(status, out);
     // Headers are sent: a failure from here on can only cut the transfer (the client sees a short body).
     await pipeline(upstream.body, res).catch((err: unknown) => {
       ctx.log.warn({ server: serverId, key, err: (err as Error).message }, "read cut short");
