@@ -1,10 +1,10 @@
-import { createLogger, type LogLevel } from "../../common/logger.js";
+import { createLogger } from "../../common/logger.js";
 import { parseBytes } from "../../common/units.js";
 import { DevCluster, type DevClusterDescription } from "../../dev/cluster.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, type Command } from "../command.js";
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+import { logLevelOf, logLevelOption, untilStopped } from "../options.js";
 
 /** The default first port: coordinators on 12001 and 12002, as in the seed's walkthrough. */
 export const DEV_BASE_PORT = 12001;
@@ -41,7 +41,7 @@ export const command: Command = {
           "batch: a write is acknowledged after a shared fsync; none: no fsync (a crash loses recent writes)",
         default: "batch",
       },
-      { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "warn" },
+      logLevelOption("warn"),
     ],
     notes: `
 The first start creates the seed's layout under --data: with 3 shards × 2 replicas, shard 1 on nodes 1 and 4,
@@ -74,11 +74,8 @@ Example:
     const sync = optString(args, "sync") ?? "batch";
     if (sync !== "batch" && sync !== "none")
       throw new UsageError(`--sync must be batch or none, got "${sync}"`);
-    const logLevel = optString(args, "log-level") ?? "warn";
-    if (!LOG_LEVELS.includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
-    }
-    const log = createLogger({ level: logLevel as LogLevel, name: "dev" });
+    const logLevel = logLevelOf(args, "warn");
+    const log = createLogger({ level: logLevel, name: "dev" });
     const cluster = new DevCluster({
       dataDir: optString(args, "data") ?? io.env.BACKPACK_DATA ?? "./data",
       host: optString(args, "host") ?? "127.0.0.1",
@@ -99,11 +96,7 @@ Example:
       );
     io.stdout("backpack is ready\n");
     log.info({ url: cluster.url }, "listening");
-    if (!io.stopSignal.aborted) {
-      await new Promise<void>((resolve) =>
-        io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
-      );
-    }
+    await untilStopped(io);
     io.stdout("stopping...\n");
     await cluster.stop();
     io.stdout("stopped\n");

@@ -1,12 +1,18 @@
-import { readSecretFile } from "../../common/config.js";
-import { createLogger, type LogLevel } from "../../common/logger.js";
-import { parseBytes, parseDuration } from "../../common/units.js";
+import { createLogger } from "../../common/logger.js";
 import { nodeConfig, NODE_DEFAULTS } from "../../node/config.js";
 import { NodeService } from "../../node/service.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, requirePositional, type Command } from "../command.js";
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+import {
+  bytesOption,
+  durationOption,
+  logLevelOf,
+  logLevelOption,
+  parsePort,
+  secretOption,
+  untilStopped,
+} from "../options.js";
 
 export const command: Command = {
   spec: {
@@ -75,7 +81,7 @@ export const command: Command = {
         description: "idle time allowed between pieces of a request body",
         default: "30s",
       },
-      { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "info" },
+      logLevelOption("info"),
     ],
     notes: `
 The original's form still works: backpack <data dir> <listen host> <listen port> [<redis host> <redis port>].
@@ -99,34 +105,19 @@ Example:
   async run(args, io) {
     const dataDir = requirePositional(args, "data-dir");
     const host = requirePositional(args, "host");
-    const portText = requirePositional(args, "port");
-    if (!/^\d+$/.test(portText) || Number(portText) > 65535) {
-      throw new UsageError(`<port> must be a port number 0-65535, got "${portText}"`);
-    }
+    const port = parsePort(requirePositional(args, "port"));
     const sync = optString(args, "sync") ?? "batch";
     if (sync !== "batch" && sync !== "none")
       throw new UsageError(`--sync must be batch or none, got "${sync}"`);
-    const logLevel = optString(args, "log-level") ?? "info";
-    if (!LOG_LEVELS.includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
-    }
-    const bytes = (name: string): number | undefined => {
-      const v = optString(args, name);
-      return v === undefined ? undefined : parseBytes(v, `--${name}`);
-    };
-    const ms = (name: string): number | undefined => {
-      const v = optString(args, name);
-      return v === undefined ? undefined : parseDuration(v, `--${name}`);
-    };
+    const logLevel = logLevelOf(args, "info");
+    const bytes = (name: string): number | undefined => bytesOption(args, name);
+    const ms = (name: string): number | undefined => durationOption(args, name);
     const ratioText = optString(args, "compact-ratio");
-    const tokenFile = optString(args, "token-file");
-    const token =
-      tokenFile !== undefined ? readSecretFile(tokenFile, "write token") : io.env.BACKPACK_WRITE_TOKEN;
     // Everything is validated before anything touches the disk: wrong arguments create nothing.
     const config = nodeConfig({
       dataDir,
       host,
-      port: Number(portText),
+      port,
       sync,
       maxBodyBytes: bytes("max-body"),
       volumeMaxBytes: bytes("volume-size"),
@@ -135,10 +126,10 @@ Example:
       headersTimeoutMs: ms("headers-timeout"),
       bodyTimeoutMs: ms("body-timeout"),
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
-      writeToken: token === undefined || token === "" ? undefined : token,
+      writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
     });
 
-    const log = createLogger({ level: logLevel as LogLevel, name: "node" });
+    const log = createLogger({ level: logLevel, name: "node" });
     if (args.positionals["redis-host"] !== undefined) {
       log.warn(
         { redis: [args.positionals["redis-host"], args.positionals["redis-port"]].filter(Boolean).join(":") },
@@ -148,11 +139,7 @@ Example:
     const service = new NodeService(config, { log });
     await service.start();
     log.info({ url: service.url, dataDir, sync, writeToken: config.writeToken !== undefined }, "listening");
-    if (!io.stopSignal.aborted) {
-      await new Promise<void>((resolve) =>
-        io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
-      );
-    }
+    await untilStopped(io);
     log.info("stopping");
     await service.stop();
     log.info("stopped");

@@ -1,6 +1,5 @@
-import { readSecretFile } from "../../common/config.js";
 import { BackpackError } from "../../common/errors.js";
-import { createLogger, type LogLevel } from "../../common/logger.js";
+import { createLogger } from "../../common/logger.js";
 import { parseDuration } from "../../common/units.js";
 import { openClusterMap, targetFromArgs } from "../../cluster/open.js";
 import { openQueue } from "../../queue/open.js";
@@ -9,7 +8,7 @@ import { ReplicatorService } from "../../replicator/service.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, requirePositional, type Command } from "../command.js";
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+import { logLevelOf, logLevelOption, secretOption, untilStopped } from "../options.js";
 
 export const command: Command = {
   spec: {
@@ -58,7 +57,7 @@ export const command: Command = {
         type: "string",
         description: "file holding the nodes' write token (or set BACKPACK_WRITE_TOKEN)",
       },
-      { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "info" },
+      logLevelOption("info"),
     ],
     notes: `
 The queue is the one the cluster map's queue settings name (backpack-coordinator-init / -set-queue): the
@@ -95,14 +94,8 @@ Example:
     if (!m?.[1] || !m[2] || Number(m[2]) > 65535) {
       throw new UsageError(`--listen must be host:port (port 0 picks a free one), got "${listenText}"`);
     }
-    const logLevel = optString(args, "log-level") ?? "info";
-    if (!LOG_LEVELS.includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
-    }
+    const logLevel = logLevelOf(args, "info");
     const leaseText = optString(args, "lease");
-    const tokenFile = optString(args, "token-file");
-    const token =
-      tokenFile !== undefined ? readSecretFile(tokenFile, "write token") : io.env.BACKPACK_WRITE_TOKEN;
     const config = replicatorConfig({
       host: m[1].replace(/^\[(.*)\]$/, "$1"),
       port: Number(m[2]),
@@ -110,10 +103,10 @@ Example:
       perTargetConcurrency: optInt(args, "per-target", 1),
       batchSize: optInt(args, "batch", 1),
       leaseMs: leaseText === undefined ? undefined : parseDuration(leaseText, "--lease"),
-      nodeToken: token === undefined || token === "" ? undefined : token,
+      nodeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
     });
 
-    const log = createLogger({ level: logLevel as LogLevel, name: "replicator" });
+    const log = createLogger({ level: logLevel, name: "replicator" });
     const map = openClusterMap(targetFromArgs(zk, root), { log });
     await map.start();
     try {
@@ -135,11 +128,7 @@ Example:
         const service = new ReplicatorService(config, { map, queue, log, processMetrics: true });
         await service.start();
         log.info({ url: service.url, concurrency: config.concurrency, queue: settings.key }, "listening");
-        if (!io.stopSignal.aborted) {
-          await new Promise<void>((resolve) =>
-            io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
-          );
-        }
+        await untilStopped(io);
         log.info("stopping");
         await service.stop();
       } finally {

@@ -1,4 +1,4 @@
-import { readSecretFile } from "../../../common/config.js";
+import { secretOption } from "../../options.js";
 import { BackpackError, hasCode } from "../../../common/errors.js";
 import { createAgent } from "../../../client/http-agent.js";
 import { CoordinatorClient } from "../../../client/coordinator-client.js";
@@ -40,9 +40,7 @@ export function clientContext(args: ParsedArgs, io: CommandIo, connections = 16)
   } catch {
     throw new BackpackError("INVALID_ARGUMENT", `--to "${raw}" is not an http(s) URL`);
   }
-  const tokenFile = optString(args, "token-file");
-  const token =
-    tokenFile !== undefined ? readSecretFile(tokenFile, "write token") : io.env.BACKPACK_WRITE_TOKEN;
+  const token = secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token");
   const agent = createAgent({ connections });
   const client = new CoordinatorClient(agent, token ? { token } : {});
   return { base, client, close: () => agent.close() };
