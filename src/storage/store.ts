@@ -1,7 +1,6 @@
 import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { BackpackError, hasCode } from "../common/errors.js";
-import { silentLogger, type Logger } from "../common/logger.js";
 import { Compactor } from "./compactor.js";
 import { writeCheckpoint } from "./checkpoint.js";
 import { diskError } from "./file-io.js";
@@ -16,39 +15,18 @@ import {
 } from "./record.js";
 import { readVerified, streamRecord, type RecordLocation } from "./record-read.js";
 import { recover } from "./recovery.js";
+import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
 import type { ObjectInfo, PutOptions, ReadableBody, Store, StoreOptions, StoreStats } from "./types.js";
+
+export type { ResolvedStoreOptions };
 import { Volume } from "./volume.js";
 import { Writer, type Placed } from "./writer.js";
-
-export interface ResolvedStoreOptions {
-  dir: string;
-  sync: "batch" | "none";
-  volumeMaxBytes: number;
-  compactGarbageRatio: number;
-  maxBufferedBytes: number;
-  checkpointEveryBytes: number;
-  log: Logger;
-}
 
 const EMPTY = Buffer.alloc(0);
 
 /** Opens (creating if needed) the store in `options.dir`, recovering its index; resolves once it serves. */
 export async function openStore(options: StoreOptions): Promise<Store> {
-  const opts: ResolvedStoreOptions = {
-    dir: options.dir,
-    sync: options.sync ?? "batch",
-    volumeMaxBytes: options.volumeMaxBytes ?? 1 << 30,
-    compactGarbageRatio: options.compactGarbageRatio ?? 0.5,
-    maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
-    checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
-    log: options.log ?? silentLogger,
-  };
-  if (!(opts.volumeMaxBytes > 0) || !(opts.maxBufferedBytes >= 0) || !(opts.checkpointEveryBytes > 0)) {
-    throw new BackpackError("INVALID_ARGUMENT", "store sizes must be positive numbers");
-  }
-  if (!(opts.compactGarbageRatio > 0 && opts.compactGarbageRatio <= 1)) {
-    throw new BackpackError("INVALID_ARGUMENT", "compactGarbageRatio must be in (0, 1]");
-  }
+  const opts = resolveStoreOptions(options);
   const state = await recover(opts);
   return new DiskStore(opts, state.index, state.volumes, state.release);
 }

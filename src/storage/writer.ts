@@ -179,7 +179,7 @@ export class Writer {
       }
       await flush();
       ends.set(vol, pos);
-      if (this.options.sync === "batch") {
+      if (this.options.sync !== "none") {
         syncing = true;
         for (const v of ends.keys()) await v.file.handle.datasync();
       }

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, watch } from "node:fs/promises";
+import { once } from "node:events";
+import { cp, readdir, watch } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,83 +46,93 @@ async function holds(store: Store, key: string, state: KeyState): Promise<boolea
 
 void test("SIGKILL at random moments under concurrent puts, deletes and compaction loses nothing acknowledged", async (t) => {
   const dir = await tempDir(t, "backpack-crash-");
-  const rnd = prng(Number(process.env.CRASH_SEED ?? Date.now() % 1e9));
+  const seed = Number(process.env.CRASH_SEED ?? Date.now() % 1e9);
+  const rnd = prng(seed);
   const model = new Map<string, KeyState>();
   let killedCompacting = 0;
   let copiesCut = 0;
-  for (let cycle = 0; cycle < CYCLES; cycle++) {
-    const child: ChildHandle = await startProcess(t, {
-      command: WORKER,
-      args: [dir, String(cycle), String(Math.floor(rnd() * 1e9))],
-      ready: /^R$/m,
-    });
-    const duringCompaction = cycle % 3 === 0;
-    const acked = () => (child.stdout.match(/^A /gm) ?? []).length;
-    // Let some work be acknowledged first, so every cycle tests something.
-    const minAcks = 20 + Math.floor(rnd() * 300);
-    await waitFor(() => acked() >= minAcks || !child.running, {
-      timeoutMs: 60_000,
-      what: "acknowledged ops",
-    });
-    if (duringCompaction) {
-      // Kill the moment a compaction starts writing its copy (or after a while if none does: no timing fails).
-      const stop = new AbortController();
-      const watcher = watch(join(dir, "volumes"), { signal: stop.signal });
-      await Promise.race([
-        (async () => {
-          for await (const e of watcher) if (e.filename?.endsWith(".compact")) return;
-        })().catch(() => undefined),
-        sleep(5_000, undefined, { signal: stop.signal }).catch(() => undefined),
-      ]);
-      child.proc?.kill("SIGKILL");
-      stop.abort();
-    }
-    await child.kill("SIGKILL");
-    assert.equal(
-      child.proc?.signalCode,
-      "SIGKILL",
-      `the worker died by itself:\n${child.stderr.slice(-2000)}`,
-    );
-    if (duringCompaction) killedCompacting++;
-    if ((await readdir(join(dir, "volumes"))).some((n) => n.endsWith(".compact"))) copiesCut++;
+  try {
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      const child: ChildHandle = await startProcess(t, {
+        command: WORKER,
+        args: [dir, String(cycle), String(Math.floor(rnd() * 1e9))],
+        ready: /^R$/m,
+      });
+      // 'exit' can come before the last of stdout has been read: the transcript is complete only at 'close'.
+      const closed = once(child.proc!, "close");
+      const duringCompaction = cycle % 3 === 0;
+      const acked = () => (child.stdout.match(/^A /gm) ?? []).length;
+      // Let some work be acknowledged first, so every cycle tests something.
+      const minAcks = 20 + Math.floor(rnd() * 300);
+      await waitFor(() => acked() >= minAcks || !child.running, {
+        timeoutMs: 60_000,
+        what: "acknowledged ops",
+      });
+      if (duringCompaction) {
+        // Kill the moment a compaction starts writing its copy (or after a while if none does: no timing fails).
+        const stop = new AbortController();
+        const watcher = watch(join(dir, "volumes"), { signal: stop.signal });
+        await Promise.race([
+          (async () => {
+            for await (const e of watcher) if (e.filename?.endsWith(".compact")) return;
+          })().catch(() => undefined),
+          sleep(5_000, undefined, { signal: stop.signal }).catch(() => undefined),
+        ]);
+        child.proc?.kill("SIGKILL");
+        stop.abort();
+      }
+      await child.kill("SIGKILL");
+      await closed;
+      assert.equal(
+        child.proc?.signalCode,
+        "SIGKILL",
+        `the worker died by itself:\n${child.stderr.slice(-2000)}`,
+      );
+      if (duringCompaction) killedCompacting++;
+      if ((await readdir(join(dir, "volumes"))).some((n) => n.endsWith(".compact"))) copiesCut++;
 
-    // Replay the transcript: the model takes every acknowledged op; the op each worker had in flight may or
-    // may not have reached the disk.
-    const inflight = new Map<string, Op>();
-    const lines = child.stdout.split("\n");
-    lines.pop(); // a line cut by the kill
-    for (const line of lines) {
-      const parts = line.split(" ");
-      if (parts[0] === "B") inflight.set(parts[2]!, parseOp(parts.slice(1)));
-      if (parts[0] === "A") {
-        const op = parseOp(parts.slice(1));
-        model.set(op.key, resultOf(op));
-        inflight.delete(op.key);
+      // Replay the transcript: the model takes every acknowledged op; the op each worker had in flight may or
+      // may not have reached the disk.
+      const inflight = new Map<string, Op>();
+      const lines = child.stdout.split("\n");
+      lines.pop(); // a line cut by the kill
+      for (const line of lines) {
+        const parts = line.split(" ");
+        if (parts[0] === "B") inflight.set(parts[2]!, parseOp(parts.slice(1)));
+        if (parts[0] === "A") {
+          const op = parseOp(parts.slice(1));
+          model.set(op.key, resultOf(op));
+          inflight.delete(op.key);
+        }
+      }
+
+      const store = await openStore({ dir, volumeMaxBytes: 96 << 10, maxBufferedBytes: 24 << 10 });
+      try {
+        let present = 0;
+        for (const key of new Set([...model.keys(), ...inflight.keys()])) {
+          const before = model.get(key) ?? { kind: "absent" };
+          const op = inflight.get(key);
+          let now: KeyState | undefined;
+          if (await holds(store, key, before)) now = before;
+          else if (op && (await holds(store, key, resultOf(op)))) now = resultOf(op);
+          assert.ok(
+            now,
+            `seed ${seed} cycle ${cycle}: ${key} should be ${JSON.stringify(before)} (in flight: ${JSON.stringify(op)}), store has ${JSON.stringify(store.stat(key))}`,
+          );
+          model.set(key, now);
+          if (now.kind === "put") present++;
+        }
+        const stats = store.stats();
+        assert.equal(stats.objects, present, `cycle ${cycle}: objects in the store`);
+        assert.equal(stats.checksumErrors, 0);
+      } finally {
+        await store.close();
       }
     }
-
-    const store = await openStore({ dir, volumeMaxBytes: 96 << 10, maxBufferedBytes: 24 << 10 });
-    try {
-      let present = 0;
-      for (const key of new Set([...model.keys(), ...inflight.keys()])) {
-        const before = model.get(key) ?? { kind: "absent" };
-        const op = inflight.get(key);
-        let now: KeyState | undefined;
-        if (await holds(store, key, before)) now = before;
-        else if (op && (await holds(store, key, resultOf(op)))) now = resultOf(op);
-        assert.ok(
-          now,
-          `cycle ${cycle}: ${key} should be ${JSON.stringify(before)} (in flight: ${JSON.stringify(op)}), store has ${JSON.stringify(store.stat(key))}`,
-        );
-        model.set(key, now);
-        if (now.kind === "put") present++;
-      }
-      const stats = store.stats();
-      assert.equal(stats.objects, present, `cycle ${cycle}: objects in the store`);
-      assert.equal(stats.checksumErrors, 0);
-    } finally {
-      await store.close();
-    }
+  } catch (err) {
+    // CRASH_KEEP=<path>: keep the data dir of a failed run for inspection.
+    if (process.env.CRASH_KEEP) await cp(dir, `${process.env.CRASH_KEEP}-${seed}`, { recursive: true });
+    throw err;
   }
   assert.ok(killedCompacting >= 10);
   t.diagnostic(

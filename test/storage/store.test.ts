@@ -191,3 +191,27 @@ void test("a closed store refuses work; close is idempotent; a second open of th
   const again = await storeFor(t, dir);
   assert.equal((await readAll(again, "a")).toString(), "1");
 });
+
+void test("close waits for puts in flight; sync none still round-trips through a clean close", async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, sync: "none" });
+  const puts = Array.from({ length: 50 }, (_, i) => store.put(`k${i}`, pattern(3000, i), BIG));
+  const closed = store.close();
+  const late = store.put("late", pattern(1), BIG);
+  await assert.rejects(late, { code: "SHUTTING_DOWN" });
+  await Promise.all(puts);
+  await closed;
+  await assert.rejects(store.read("k1"), { code: "SHUTTING_DOWN" });
+  const again = await storeFor(t, dir);
+  for (let i = 0; i < 50; i++) assert.ok((await readAll(again, `k${i}`)).equals(pattern(3000, i)));
+  assert.equal(again.stat("late"), undefined);
+});
+
+void test("invalid options are refused with every problem named", async (t) => {
+  const dir = await tempDir(t);
+  await assert.rejects(
+    openStore({ dir, sync: "full" as "batch", volumeMaxBytes: -1, compactGarbageRatio: 2 }),
+    (err: unknown) =>
+      hasCode(err, "INVALID_ARGUMENT") && /sync/.test(String(err)) && /volumeMaxBytes/.test(String(err)),
+  );
+});

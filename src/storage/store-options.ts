@@ -1,0 +1,43 @@
+import { BackpackError } from "../common/errors.js";
+import { silentLogger, type Logger } from "../common/logger.js";
+import type { StoreOptions, SyncMode } from "./types.js";
+
+export interface ResolvedStoreOptions {
+  dir: string;
+  sync: SyncMode;
+  volumeMaxBytes: number;
+  compactGarbageRatio: number;
+  maxBufferedBytes: number;
+  checkpointEveryBytes: number;
+  log: Logger;
+}
+
+/** Fills in the defaults and checks every option, reporting all problems at once. */
+export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions {
+  const opts: ResolvedStoreOptions = {
+    dir: options.dir,
+    sync: options.sync ?? "batch",
+    volumeMaxBytes: options.volumeMaxBytes ?? 1 << 30,
+    compactGarbageRatio: options.compactGarbageRatio ?? 0.5,
+    maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
+    checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
+    log: options.log ?? silentLogger,
+  };
+  const problems: string[] = [];
+  if (typeof opts.dir !== "string" || opts.dir === "") problems.push("dir must be a path");
+  if (opts.sync !== "batch" && opts.sync !== "none") problems.push(`sync must be "batch" or "none"`);
+  if (!(Number.isSafeInteger(opts.volumeMaxBytes) && opts.volumeMaxBytes > 0)) {
+    problems.push("volumeMaxBytes must be a positive integer");
+  }
+  if (!(Number.isSafeInteger(opts.maxBufferedBytes) && opts.maxBufferedBytes >= 0)) {
+    problems.push("maxBufferedBytes must be a non-negative integer");
+  }
+  if (!(opts.checkpointEveryBytes > 0)) problems.push("checkpointEveryBytes must be positive");
+  if (!(opts.compactGarbageRatio > 0 && opts.compactGarbageRatio <= 1)) {
+    problems.push("compactGarbageRatio must be in (0, 1]");
+  }
+  if (problems.length > 0) {
+    throw new BackpackError("INVALID_ARGUMENT", `invalid store options: ${problems.join("; ")}`);
+  }
+  return opts;
+}
