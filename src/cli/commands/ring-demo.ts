@@ -165,6 +165,14 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
         setTimeout(() => !stopping && !children.has(port) && startChild(port), respawnMs).unref();
     });
   };
+  // While members run, every SIGINT/SIGTERM (a second Ctrl-C included) goes on to them: a signal must never
+  // end this process and leave its members behind.
+  const forward = (): void => {
+    stopping = true;
+    for (const child of children.values()) child.kill("SIGTERM");
+  };
+  process.on("SIGINT", forward);
+  process.on("SIGTERM", forward);
   for (const port of ports) startChild(port);
   io.stdout(
     `ring-demo: ${ports.length} members on ${host}:${ports[0]}-${ports[ports.length - 1]} (Ctrl-C stops all).\n` +
@@ -191,6 +199,8 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
         }),
     ),
   );
+  process.off("SIGINT", forward);
+  process.off("SIGTERM", forward);
   return 0;
 }
 
