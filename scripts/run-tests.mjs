@@ -29,7 +29,7 @@ if (files.length === 0) {
 const args = [
   "--test",
   `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
-  "--test-timeout=300000",
+  "--test-timeout=1200000",
   ...files,
 ];
 const child = spawn(process.execPath, args, { stdio: "inherit" });
