@@ -48,20 +48,45 @@ const FLUSH_BUFFERS = 1000;
 const FLUSH_BYTES = 32 << 20;
 const COPY_CHUNK = 1 << 20;
 
+/** Records whose bytes are written and which wait for (or are in) one fdatasync. */
+interface Group {
+  ops: RecordOp[];
+  placed: Placed[];
+  /** The end of this group's bytes in each volume it touched. */
+  ends: Map<Volume, number>;
+}
+
 /**
- * The single writer of a store (group commit). Records queue while the previous batch is being written;
- * each turn takes every queued record, appends them at the tail with as few writev calls as possible, makes
- * them durable with one fdatasync per volume touched, then hands them to `onDurable` (the index update) and
- * resolves them all. Nothing is indexed or acknowledged before its bytes are durable (with `sync: "batch"`).
+ * The single writer of a store: a pipelined group commit. The append loop writes every queued record at the
+ * tail as soon as it can (few writev calls per turn) and adds it to the written group; the sync lane runs one
+ * fdatasync at a time over the volumes a group touched. When an fdatasync finishes, its group is handed to
+ * `onDurable` (the index update) and resolved, and the records written meanwhile start the next fdatasync at
+ * once. So the next batch is written (and the HTTP work of the next requests done) while the disk flushes the
+ * previous one, instead of the disk idling between batches.
  *
- * `exclusive(fn)` runs `fn` between batches: it sees every acknowledged record indexed and no append in
- * flight (compaction uses it to choose volumes and to swap files).
+ * Invariants (with `sync: "batch"`):
+ * - a record is indexed and acknowledged only after an fdatasync that started after its bytes were written
+ *   (a group is closed, and its fdatasync begun, only from records whose writes have completed);
+ * - fdatasyncs run one at a time and groups are acknowledged in file order, so every acknowledged record lies
+ *   before every unacknowledged byte; a crash leaves at most the unacknowledged groups (written, maybe partly
+ *   flushed) at the tail, which recovery cuts at the first record that does not verify;
+ * - `Volume.size` is the durable end (checkpoints cover only that); the writer appends at its own tail.
+ *
+ * `exclusive(fn)` runs `fn` between batches once nothing is written-but-unacknowledged: it sees every
+ * acknowledged record indexed and no append or fdatasync in flight (compaction uses it to choose volumes and
+ * to swap files).
  */
 export class Writer {
   private queue: (RecordOp | ExclusiveOp)[] = [];
   private running: Promise<void> | undefined;
   /** Set when durability can no longer be promised (a failed fsync): every later write is refused. */
   private broken: unknown;
+  /** Where the next record goes: past every written byte, durable or not. Unset: the active volume's size. */
+  private tail: { vol: Volume; pos: number } | undefined;
+  /** Written records waiting for the next fdatasync. */
+  private written: Group | undefined;
+  /** The fdatasync in flight; resolves once its group is acknowledged (or rejected). */
+  private syncing: Promise<void> | undefined;
 
   constructor(
     private readonly options: {
@@ -87,9 +112,9 @@ export class Writer {
     });
   }
 
-  /** Resolves once everything queued so far is done. */
+  /** Resolves once everything queued so far is done (written, synced, acknowledged). */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    while (this.running || this.syncing) await (this.running ?? this.syncing);
   }
 
   private kick(): void {
@@ -104,6 +129,8 @@ export class Writer {
     while (this.queue.length > 0) {
       const head = this.queue[0]!;
       if (head.kind === "exclusive") {
+        // Wait until every written record is acknowledged (each finished sync starts the next one).
+        while (this.syncing) await this.syncing;
         this.queue.shift();
         await head.run();
         continue;
@@ -114,15 +141,12 @@ export class Writer {
     }
   }
 
+  /** Writes a batch at the tail; then it waits in `written` for the next fdatasync (or is done: sync none). */
   private async writeBatch(ops: RecordOp[]): Promise<void> {
     const live: RecordOp[] = [];
     for (const op of ops) {
       if (this.broken !== undefined) {
-        op.reject(
-          new BackpackError("UNAVAILABLE", "the store can no longer write durably; restart the node", {
-            cause: this.broken,
-          }),
-        );
+        op.reject(this.refusal());
       } else if (op.record.signal?.aborted) {
         op.reject(new BackpackError("CLIENT_ABORTED", "the upload was aborted"));
       } else {
@@ -133,11 +157,10 @@ export class Writer {
     const starts = new Map<Volume, number>();
     const ends = new Map<Volume, number>();
     const placed: Placed[] = [];
-    let syncing = false;
     try {
       const { target, volumeMaxBytes } = this.options;
       let vol = target.active();
-      let pos = vol.size;
+      let pos = this.tail?.vol === vol ? this.tail.pos : vol.size;
       starts.set(vol, pos);
       let iov: Buffer[] = [];
       let iovAt = pos;
@@ -179,17 +202,56 @@ export class Writer {
       }
       await flush();
       ends.set(vol, pos);
-      if (this.options.sync !== "none") {
-        syncing = true;
-        for (const v of ends.keys()) await v.file.handle.datasync();
-      }
+      this.tail = { vol, pos };
     } catch (err) {
-      await this.undo(starts, err, syncing);
+      await this.undo(starts, err);
       const e = diskError(err);
       for (const op of live) op.reject(e);
       return;
     }
-    for (const [v, end] of ends) v.size = end;
+    const group = this.written ?? { ops: [], placed: [], ends: new Map<Volume, number>() };
+    for (let i = 0; i < live.length; i++) {
+      group.ops.push(live[i]!);
+      group.placed.push(placed[i]!);
+    }
+    for (const [v, end] of ends) group.ends.set(v, end);
+    if (this.options.sync === "none") {
+      this.acknowledge(group);
+      return;
+    }
+    this.written = group;
+    if (!this.syncing) this.syncing = this.syncNext();
+  }
+
+  /**
+   * Runs fdatasyncs back to back, each over the records written before it started, acknowledging each group
+   * once its sync is done; stops when nothing written is left.
+   */
+  private async syncNext(): Promise<void> {
+    for (let group = this.written; group !== undefined; group = this.written) {
+      this.written = undefined;
+      if (this.broken !== undefined) {
+        for (const op of group.ops) op.reject(this.refusal());
+        continue;
+      }
+      try {
+        for (const v of group.ends.keys()) await v.file.handle.datasync();
+      } catch (err) {
+        // After a failed fsync the kernel may have dropped the dirty pages: the file's state is unknown.
+        this.broken = err;
+        this.options.log.error({ err }, "fsync failed; the store refuses writes until restarted");
+        for (const op of group.ops) op.reject(diskError(err));
+        continue;
+      }
+      this.acknowledge(group);
+    }
+    this.syncing = undefined;
+  }
+
+  /** A durable group: volume sizes advance, the index takes the records in file order, the puts resolve. */
+  private acknowledge(group: Group): void {
+    for (const [v, end] of group.ends) v.size = end;
+    const { placed, ops } = group;
     if (commitChannel.hasSubscribers) {
       commitChannel.publish({ records: placed.length, bytes: placed.reduce((n, p) => n + p.length, 0) });
     }
@@ -199,20 +261,23 @@ export class Writer {
       // The records are durable but the index could not take them: stop writing rather than diverge.
       this.broken = err;
       this.options.log.error({ err }, "index update failed; the store refuses writes until restarted");
-      for (const op of live) op.reject(err);
+      for (const op of ops) op.reject(err);
       return;
     }
-    for (let i = 0; i < live.length; i++) live[i]!.resolve(placed[i]!);
+    for (let i = 0; i < ops.length; i++) ops[i]!.resolve(placed[i]!);
   }
 
-  /** Cuts a failed batch's partial bytes off so the next batch appends at a clean tail. */
-  private async undo(starts: Map<Volume, number>, err: unknown, afterSync: boolean): Promise<void> {
-    if (afterSync) {
-      // After a failed fsync the kernel may have dropped the dirty pages: the file's state is unknown.
-      this.broken = err;
-      this.options.log.error({ err }, "fsync failed; the store refuses writes until restarted");
-      return;
-    }
+  private refusal(): BackpackError {
+    return new BackpackError("UNAVAILABLE", "the store can no longer write durably; restart the node", {
+      cause: this.broken,
+    });
+  }
+
+  /**
+   * Cuts a failed batch's partial bytes off so the next batch appends at a clean tail. Earlier written groups
+   * lie before the batch's start in each volume, so the cut leaves them (and their fdatasync) alone.
+   */
+  private async undo(starts: Map<Volume, number>, err: unknown): Promise<void> {
     for (const [v, start] of starts) {
       try {
         await v.file.handle.truncate(start);
@@ -221,6 +286,9 @@ export class Writer {
         this.options.log.error({ err: truncErr }, "could not cut a failed append; the store refuses writes");
       }
     }
+    const active = this.options.target.active();
+    const at = starts.get(active);
+    this.tail = at === undefined ? undefined : { vol: active, pos: at };
     this.options.log.warn({ err }, "append failed; the batch was rejected");
   }
 }
