@@ -58,7 +58,9 @@ export async function handleRead(
   }
   let read;
   try {
-    read = await ctx.store.read(key, range);
+    // A small record comes back synchronously: no promise on the common GET.
+    read = ctx.store.readSmall(key, range);
+    if (read instanceof Promise) read = await read;
   } catch (err) {
     if (hasCode(err, "NOT_FOUND")) throw notFound(key);
     if (hasCode(err, "CHECKSUM_MISMATCH")) {

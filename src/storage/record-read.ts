@@ -36,13 +36,25 @@ function checkHead(head: Buffer, loc: RecordLocation): ReturnType<typeof decodeR
   return h;
 }
 
+/** Bodies up to this size are read with a synchronous positioned read (see `VolumeFile.readAtSync`). */
+export const SYNC_READ_MAX_BYTES = 64 << 10;
+
 /**
  * Reads a whole record with one positioned read and verifies it before returning any of its bytes; returns
  * the body's `[start, end)`.
  */
 export async function readVerified(loc: RecordLocation, start: number, end: number): Promise<Buffer> {
   const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.contentTypeBytes;
-  const buf = await loc.file.readAt(loc.offset, headBytes + loc.size);
+  return verified(await loc.file.readAt(loc.offset, headBytes + loc.size), headBytes, loc, start, end);
+}
+
+/** `readVerified` with a synchronous read, for records of at most SYNC_READ_MAX_BYTES of body. */
+export function readVerifiedSync(loc: RecordLocation, start: number, end: number): Buffer {
+  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.contentTypeBytes;
+  return verified(loc.file.readAtSync(loc.offset, headBytes + loc.size), headBytes, loc, start, end);
+}
+
+function verified(buf: Buffer, headBytes: number, loc: RecordLocation, start: number, end: number): Buffer {
   const h = checkHead(buf.subarray(0, headBytes), loc)!;
   const body = buf.subarray(headBytes);
   if (!recordValid(buf, h, checksum(body))) throw mismatch("record checksum");

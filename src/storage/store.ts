@@ -13,7 +13,13 @@ import {
   recordLength,
   type RecordMeta,
 } from "./record.js";
-import { readVerified, streamRecord, type RecordLocation } from "./record-read.js";
+import {
+  readVerified,
+  readVerifiedSync,
+  streamRecord,
+  SYNC_READ_MAX_BYTES,
+  type RecordLocation,
+} from "./record-read.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
 import type { ObjectInfo, PutOptions, ReadableBody, Store, StoreOptions, StoreStats } from "./types.js";
@@ -23,6 +29,9 @@ import { Volume } from "./volume.js";
 import { Writer, type Placed } from "./writer.js";
 
 const EMPTY = Buffer.alloc(0);
+
+type ReadResult = { info: ObjectInfo; body: ReadableBody };
+type SmallRead = { info: ObjectInfo; body: { kind: "buffer"; data: Buffer } };
 
 /** Opens (creating if needed) the store in `options.dir`, recovering its index; resolves once it serves. */
 export async function openStore(options: StoreOptions): Promise<Store> {
@@ -72,10 +81,24 @@ export class DiskStore implements Store {
     return i < 0 ? undefined : this.infoOf(key, i);
   }
 
-  async read(
+  async read(key: string, range?: { start: number; end: number }): Promise<ReadResult> {
+    // Always through asynchronous I/O: a caller looping over reads still lets the event loop turn.
+    return this.readFrom(key, range, false);
+  }
+
+  readSmall(key: string, range?: { start: number; end: number }): SmallRead | Promise<ReadResult> {
+    return this.readFrom(key, range, true);
+  }
+
+  /**
+   * The path of both `read` and `readSmall` (`now`: a record of at most SYNC_READ_MAX_BYTES is read and
+   * verified synchronously and returned as it is). Lookup and range errors are thrown synchronously.
+   */
+  private readFrom(
     key: string,
-    range?: { start: number; end: number },
-  ): Promise<{ info: ObjectInfo; body: ReadableBody }> {
+    range: { start: number; end: number } | undefined,
+    now: boolean,
+  ): SmallRead | Promise<ReadResult> {
     if (this.closed) throw shuttingDown();
     const k = keyBytes(key);
     const i = this.index.find(k);
@@ -104,17 +127,26 @@ export class DiskStore implements Store {
       size: info.size,
       bodyCrc: info.bodyCrc,
     };
-    if (info.size <= this.options.maxBufferedBytes) {
+    if (now && info.size <= SYNC_READ_MAX_BYTES && info.size <= this.options.maxBufferedBytes) {
       try {
-        return { info, body: { kind: "buffer", data: await readVerified(loc, start, end) } };
+        return { info, body: { kind: "buffer", data: readVerifiedSync(loc, start, end) } };
       } catch (err) {
         if (hasCode(err, "CHECKSUM_MISMATCH")) this.countMismatch(key, volume, loc.offset);
         throw err;
       }
     }
+    if (info.size <= this.options.maxBufferedBytes) {
+      return readVerified(loc, start, end).then(
+        (data): ReadResult => ({ info, body: { kind: "buffer", data } }),
+        (err: unknown) => {
+          if (hasCode(err, "CHECKSUM_MISMATCH")) this.countMismatch(key, volume, loc.offset);
+          throw err;
+        },
+      );
+    }
     const release = loc.file.acquire();
     const stream = streamRecord(loc, start, end, () => this.countMismatch(key, volume, loc.offset), release);
-    return { info, body: { kind: "stream", stream, length: end - start } };
+    return Promise.resolve({ info, body: { kind: "stream", stream, length: end - start } });
   }
 
   async put(

@@ -76,6 +76,18 @@ export interface Store {
     key: string,
     range?: { start: number; end: number },
   ): Promise<{ info: ObjectInfo; body: ReadableBody }>;
+  /**
+   * `read` for a server answering requests: a record of at most 64 KiB is read with a synchronous positioned
+   * read (a page-cached small record costs microseconds, a thread-pool read tens) and returned directly, not
+   * in a promise; anything larger goes the way of `read`. Lookup and range errors are thrown, not rejected.
+   * The event loop waits for the read, so loop over it only where each call already follows I/O.
+   */
+  readSmall(
+    key: string,
+    range?: { start: number; end: number },
+  ):
+    | { info: ObjectInfo; body: { kind: "buffer"; data: Buffer } }
+    | Promise<{ info: ObjectInfo; body: ReadableBody }>;
   /** Stores a body (a stream of chunks or one Buffer); resolves after it is durable (per `sync`). */
   put(key: string, body: AsyncIterable<Uint8Array> | Uint8Array, options: PutOptions): Promise<ObjectInfo>;
   /** Writes a tombstone; resolves true once durable, false if the key was absent (nothing written). */
