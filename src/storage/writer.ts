@@ -209,6 +209,12 @@ export class Writer {
       for (const op of live) op.reject(e);
       return;
     }
+    if (this.broken !== undefined) {
+      // Broken while these were written (an fsync or index update failed): never acknowledged. Checked here
+      // so that a sync lane started below always reaches its first fdatasync (never ends synchronously).
+      for (const op of live) op.reject(this.refusal());
+      return;
+    }
     const group = this.written ?? { ops: [], placed: [], ends: new Map<Volume, number>() };
     for (let i = 0; i < live.length; i++) {
       group.ops.push(live[i]!);
