@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
-import { readdir } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { checksum } from "../../src/common/checksum.js";
 import { hasCode } from "../../src/common/errors.js";
@@ -214,4 +214,46 @@ void test("invalid options are refused with every problem named", async (t) => {
     (err: unknown) =>
       hasCode(err, "INVALID_ARGUMENT") && /sync/.test(String(err)) && /volumeMaxBytes/.test(String(err)),
   );
+});
+
+void test("readSmall answers records up to 64 KiB synchronously, larger ones by promise; damage is refused", async (t) => {
+  const dir = await tempDir(t);
+  const store = await storeFor(t, dir);
+  const small = pattern(1000, 41);
+  const edge = pattern(64 * 1024, 42);
+  const over = pattern(64 * 1024 + 1, 43);
+  await store.put("small", small, BIG);
+  await store.put("edge", edge, BIG);
+  await store.put("over", over, BIG);
+  for (const [key, data] of [
+    ["small", small],
+    ["edge", edge],
+  ] as const) {
+    const r = store.readSmall(key);
+    assert.ok(!(r instanceof Promise), `${key} answered synchronously`);
+    assert.ok(r.body.data.equals(data));
+  }
+  const ranged = store.readSmall("small", { start: 10, end: 20 });
+  assert.ok(!(ranged instanceof Promise));
+  assert.ok(ranged.body.data.equals(small.subarray(10, 20)));
+  const later = store.readSmall("over");
+  assert.ok(later instanceof Promise);
+  assert.ok((await bodyBytes((await later).body)).equals(over));
+  assert.throws(() => store.readSmall("absent"), { code: "NOT_FOUND" });
+  assert.throws(() => store.readSmall("small", { start: 5, end: 2000 }), { code: "RANGE_NOT_SATISFIABLE" });
+
+  // Flip one byte of the small record's body on disk: never served, counted.
+  const [name] = (await readdir(join(dir, "volumes"))).filter((n) => n.endsWith(".vol"));
+  const handle = await open(join(dir, "volumes", name!), "r+");
+  try {
+    const bytes = await handle.readFile();
+    const at = bytes.indexOf(small.subarray(0, 64));
+    assert.ok(at > 0);
+    await handle.write(Buffer.from([bytes[at + 500]! ^ 0xff]), 0, 1, at + 500);
+  } finally {
+    await handle.close();
+  }
+  assert.throws(() => store.readSmall("small"), { code: "CHECKSUM_MISMATCH" });
+  await assert.rejects(store.read("small"), { code: "CHECKSUM_MISMATCH" });
+  assert.equal(store.stats().checksumErrors, 2);
 });
