@@ -63,6 +63,7 @@ export class ChildHandle {
         cwd,
         env: { ...process.env, ...env },
         stdio: ["ignore", "pipe", "pipe"],
+        detached: this.options.group === true,
       },
     );
     this.proc = proc;
