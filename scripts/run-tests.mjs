@@ -32,5 +32,8 @@ const args = [
   "--test-timeout=1200000",
   ...files,
 ];
-const child = spawn(process.execPath, args, { stdio: "inherit" });
+// A run started from inside another test run (the newcomer check) must report on its own, not to the outer runner.
+const env = { ...process.env };
+delete env.NODE_TEST_CONTEXT;
+const child = spawn(process.execPath, args, { stdio: "inherit", env });
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
