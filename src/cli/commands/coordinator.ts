@@ -1,18 +1,23 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { readSecretFile } from "../../common/config.js";
 import { toBackpackError } from "../../common/errors.js";
-import { createLogger, type Logger, type LogLevel } from "../../common/logger.js";
-import { parseBytes, parseDuration } from "../../common/units.js";
+import { createLogger, type Logger } from "../../common/logger.js";
 import { openClusterMap, targetFromArgs } from "../../cluster/open.js";
 import type { ClusterMap, QueueSettings } from "../../cluster/types.js";
 import { coordinatorConfig, COORDINATOR_DEFAULTS } from "../../coordinator/config.js";
 import { CoordinatorService } from "../../coordinator/service.js";
 import { openQueue } from "../../queue/open.js";
 import type { ReplicationQueue } from "../../queue/types.js";
-import { UsageError } from "../args.js";
 import { optString, requirePositional, type Command } from "../command.js";
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+import {
+  bytesOption,
+  durationOption,
+  logLevelOf,
+  logLevelOption,
+  parsePort,
+  secretOption,
+  untilStopped,
+} from "../options.js";
 
 export const command: Command = {
   spec: {
@@ -66,7 +71,7 @@ export const command: Command = {
         description: "where chunked uploads larger than --retain are spooled",
         default: "the system temp dir",
       },
-      { name: "log-level", type: "string", description: LOG_LEVELS.join(", "), default: "info" },
+      logLevelOption("info"),
     ],
     notes: `
 The replication queue is the one named in the cluster map (backpack-coordinator-init / set-queue); when the map
@@ -97,30 +102,15 @@ Example:
     const zk = requirePositional(args, "zk");
     const root = requirePositional(args, "root");
     const host = requirePositional(args, "host");
-    const portText = requirePositional(args, "port");
-    if (!/^\d+$/.test(portText) || Number(portText) > 65535) {
-      throw new UsageError(`<port> must be a port number 0-65535, got "${portText}"`);
-    }
-    const logLevel = optString(args, "log-level") ?? "info";
-    if (!LOG_LEVELS.includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
-    }
-    const bytes = (name: string): number | undefined => {
-      const v = optString(args, name);
-      return v === undefined ? undefined : parseBytes(v, `--${name}`);
-    };
-    const ms = (name: string): number | undefined => {
-      const v = optString(args, name);
-      return v === undefined ? undefined : parseDuration(v, `--${name}`);
-    };
-    const secret = (option: string, env: string, what: string): string | undefined => {
-      const file = optString(args, option);
-      const value = file !== undefined ? readSecretFile(file, what) : io.env[env];
-      return value === undefined || value === "" ? undefined : value;
-    };
+    const port = parsePort(requirePositional(args, "port"));
+    const logLevel = logLevelOf(args, "info");
+    const bytes = (name: string): number | undefined => bytesOption(args, name);
+    const ms = (name: string): number | undefined => durationOption(args, name);
+    const secret = (option: string, env: string, what: string): string | undefined =>
+      secretOption(args, io, option, env, what);
     const config = coordinatorConfig({
       host,
-      port: Number(portText),
+      port,
       maxBodyBytes: bytes("max-body"),
       retainBytes: bytes("retain"),
       nodeTimeoutMs: ms("node-timeout"),
@@ -129,7 +119,7 @@ Example:
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
     });
-    const log = createLogger({ level: logLevel as LogLevel, name: "coordinator" });
+    const log = createLogger({ level: logLevel, name: "coordinator" });
 
     const map = await startMap(zk, root, log, io.stopSignal);
     if (map === undefined) return 0;
@@ -140,11 +130,7 @@ Example:
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));
     await service.start();
     log.info({ url: service.url, zk, root, queue: queues.current !== undefined }, "listening");
-    if (!io.stopSignal.aborted) {
-      await new Promise<void>((resolve) =>
-        io.stopSignal.addEventListener("abort", () => resolve(), { once: true }),
-      );
-    }
+    await untilStopped(io);
     log.info("stopping");
     unsubscribe();
     await service.stop();
