@@ -52,9 +52,13 @@ export class UsageTracker {
     );
   }
 
-  /** Unflushed deltas only (stored bytes the map does not know yet). */
+  /**
+   * Stored bytes not yet handed to a flush, for reporting usage (`/stats`, `/cluster`). Bytes of a running flush
+   * are left out: the map may already show them (its watch can fire before the flush settles), and counting
+   * them on both sides would report them twice. Free space uses `outstanding()`, which keeps them.
+   */
   unflushed(shardId: string): number {
-    return (this.pending.get(shardId) ?? 0) + (this.flushing.get(shardId) ?? 0);
+    return this.pending.get(shardId) ?? 0;
   }
 
   /**
