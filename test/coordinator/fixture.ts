@@ -39,6 +39,8 @@ export interface FixtureOptions {
   queue?: boolean;
   config?: Partial<CoordinatorConfig>;
   nodeToken?: string;
+  /** The coordinator's randomness (shard choice, node order); Math.random by default. */
+  random?: () => number;
 }
 
 export async function startFixture(
@@ -89,7 +91,7 @@ export async function startFixture(
   }
   const coordinator = new CoordinatorService(
     coordinatorConfig({ port: 0, usageFlushMs: 50, nodeToken: options.nodeToken, ...options.config }),
-    { clusterMap: map, queue },
+    { clusterMap: map, queue, ...(options.random ? { random: options.random } : {}) },
   );
   await coordinator.start();
   cleanups.push(() => coordinator.stop());
