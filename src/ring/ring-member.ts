@@ -6,7 +6,7 @@ import type { RingMemberConfig } from "./config.js";
 import type { Member } from "./core/member-table.js";
 import { RingCore, type Outgoing, type RingEvent } from "./core/ring-core.js";
 import type { TokenView } from "./core/token.js";
-import { TcpTransport, type TransportStats } from "./transport/tcp-transport.js";
+import { emptyTransportStats, TcpTransport, type TransportStats } from "./transport/tcp-transport.js";
 
 export interface RingMemberDeps {
   log?: Logger;
@@ -221,7 +221,7 @@ export class RingMember implements Service {
         .map((m) => ({ id: m.id, addr: m.addr, status: m.status, incarnation: m.incarnation, meta: m.meta })),
       rings: Array.from({ length: core.config.rings }, (_, r) => core.ringOrder(r)),
       neighbours: core.neighbours(),
-      transport: this.transport ? structuredClone(this.transport.stats) : emptyStats(),
+      transport: this.transport ? structuredClone(this.transport.stats) : emptyTransportStats(),
     };
   }
 
@@ -253,20 +253,6 @@ export class RingMember implements Service {
       Math.max(0, next - this.now()),
     );
   }
-}
-
-function emptyStats(): TransportStats {
-  return {
-    framesIn: 0,
-    framesOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    connectionsIn: 0,
-    connectionsOut: 0,
-    connectFailures: 0,
-    dropped: 0,
-    rejected: { oversized: 0, malformed: 0, "bad-mac": 0, replay: 0, invalid: 0 },
-  };
 }
 
 /** A random cluster secret (hex), for `backpack ring-demo --secret-file` and tests. */

@@ -1,3 +1,4 @@
+import { seededRandom } from "../../src/common/random.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chooseShard, orderServers, shuffle } from "../../src/coordinator/shard-chooser.js";
@@ -9,17 +10,7 @@ function shard(id: string, over: Partial<ShardInfo> = {}): ShardInfo {
   return { id, servers: ["a", "b"], enabled: true, capacity: 1000, used: 0, ...over };
 }
 
-/** A deterministic random source (mulberry32). */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRandom;
 
 void test("chooseShard weights by free bytes, not by free ratio", () => {
   // Both 90 % free; the large one has 10× the free bytes and must get ~10× the uploads.

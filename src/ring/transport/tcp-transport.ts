@@ -55,17 +55,7 @@ export class TcpTransport {
   private self: { id: string; addr: string } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
-  readonly stats: TransportStats = {
-    framesIn: 0,
-    framesOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    connectionsIn: 0,
-    connectionsOut: 0,
-    connectFailures: 0,
-    dropped: 0,
-    rejected: { oversized: 0, malformed: 0, "bad-mac": 0, replay: 0, invalid: 0 },
-  };
+  readonly stats: TransportStats = emptyTransportStats();
 
   constructor(private readonly options: TransportOptions) {}
 
@@ -285,4 +275,19 @@ export function parseAddr(addr: string): { host: string; port: number } | undefi
 
 function approxBytes(msg: Message): number {
   return msg.t === "sync" ? 64 * msg.members.length + 64 : 256;
+}
+
+/** Counters of a transport that has not seen anything yet. */
+export function emptyTransportStats(): TransportStats {
+  return {
+    framesIn: 0,
+    framesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    connectionsIn: 0,
+    connectionsOut: 0,
+    connectFailures: 0,
+    dropped: 0,
+    rejected: { oversized: 0, malformed: 0, "bad-mac": 0, replay: 0, invalid: 0 },
+  };
 }
