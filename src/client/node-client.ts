@@ -53,6 +53,61 @@ export class NodeClient {
     return { crc };
   }
 
+  /**
+   * A replication copy: stores the body unless the node already holds version `etag` (`"same"`) or has a
+   * change written after `notAfterMs`, a newer write or a delete (`"newer"`): a copy of an older task must
+   * not overwrite either. One request, with `If-None-Match` and `If-Unmodified-Since`.
+   */
+  async putIfOlder(
+    base: string,
+    key: string,
+    body: Buffer | AsyncIterable<Uint8Array>,
+    options: NodeRequestOptions & {
+      size: number;
+      contentType?: string;
+      expectedCrc: number;
+      etag: string;
+      notAfterMs: number;
+    },
+  ): Promise<"stored" | "same" | "newer"> {
+    const headers: Record<string, string> = {
+      ...this.authHeaders(options),
+      "content-length": String(options.size),
+      "x-backpack-checksum": formatChecksum(options.expectedCrc),
+      "if-none-match": options.etag,
+      "if-unmodified-since": new Date(options.notAfterMs).toUTCString(),
+    };
+    if (options.contentType) headers["content-type"] = options.contentType;
+    const res = await this.send(base, key, "PUT", { ...options, headers, body });
+    if (res.statusCode === 412) {
+      await res.body.dump();
+      return headerText(res.headers.etag) === options.etag ? "same" : "newer";
+    }
+    await expectStatus(res, [201], base, key);
+    await res.body.dump();
+    return "stored";
+  }
+
+  /** A replicated delete: `"newer"` (412) when the node holds a version written after `notAfterMs`. */
+  async deleteIfOlder(
+    base: string,
+    key: string,
+    options: NodeRequestOptions & { notAfterMs: number },
+  ): Promise<"deleted" | "absent" | "newer"> {
+    const headers = {
+      ...this.authHeaders(options),
+      "if-unmodified-since": new Date(options.notAfterMs).toUTCString(),
+    };
+    const res = await this.send(base, key, "DELETE", { ...options, headers });
+    if (res.statusCode === 412 || res.statusCode === 404) {
+      await res.body.dump();
+      return res.statusCode === 412 ? "newer" : "absent";
+    }
+    await expectStatus(res, [204], base, key);
+    await res.body.dump();
+    return "deleted";
+  }
+
   /** HEAD: the object's metadata, or undefined when the node does not have it. */
   async head(base: string, key: string, options: NodeRequestOptions = {}): Promise<NodeObject | undefined> {
     const res = await this.send(base, key, "HEAD", options);

@@ -50,3 +50,31 @@ export function ifRangeHolds(ifRange: string | undefined, v: Validators): boolea
 function opaque(tag: string): string {
   return tag.startsWith("W/") ? tag.slice(2) : tag;
 }
+
+/** Conditional PUT/DELETE headers (RFC 9110 §13.2.2 order: If-Unmodified-Since, then If-None-Match). */
+export interface WriteConditions {
+  ifNoneMatch: string | undefined;
+  ifUnmodifiedSince: string | undefined;
+}
+
+/**
+ * Whether a write must be refused with 412. `current` is the stored version (undefined when absent);
+ * `deletedMs` is when the key was deleted, if this node remembers it: a delete counts as a modification, so
+ * a copy queued before a delete cannot bring the file back.
+ */
+export function writePreconditionFails(
+  h: WriteConditions,
+  current: Validators | undefined,
+  deletedMs: number | undefined,
+): boolean {
+  if (h.ifUnmodifiedSince !== undefined) {
+    const since = Date.parse(h.ifUnmodifiedSince);
+    const changed = current?.modifiedMs ?? deletedMs;
+    if (!Number.isNaN(since) && changed !== undefined && Math.floor(changed / 1000) * 1000 > since) {
+      return true;
+    }
+  }
+  if (h.ifNoneMatch !== undefined && current !== undefined)
+    return etagListMatches(h.ifNoneMatch, current.etag);
+  return false;
+}

@@ -5,6 +5,7 @@ import type { Logger } from "../common/logger.js";
 import type { Store } from "../storage/types.js";
 import type { NodeConfig } from "./config.js";
 import type { NodeStats, RefusalReason } from "./node-stats.js";
+import type { RecentDeletes } from "./recent-deletes.js";
 import type { UploadGate } from "./upload-gate.js";
 
 /** What the handlers share: built once by the service, passed to every request. */
@@ -13,6 +14,8 @@ export interface NodeContext {
   readonly store: Store;
   readonly stats: NodeStats;
   readonly gate: UploadGate;
+  /** When keys were deleted here lately (conditional writes count a delete as a change). */
+  readonly deletes: RecentDeletes;
   readonly log: Logger;
   /** The write token as bytes, or undefined when writes are open. */
   readonly token: Buffer | undefined;
@@ -31,6 +34,7 @@ const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {
   BAD_REQUEST: "bad_request",
   BAD_CHECKSUM_HEADER: "bad_request",
   SHUTTING_DOWN: "shutting_down",
+  PRECONDITION_FAILED: "precondition",
 };
 
 /**

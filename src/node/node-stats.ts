@@ -33,6 +33,7 @@ export type RefusalReason =
   | "invalid_key"
   | "bad_request"
   | "checksum_mismatch"
+  | "precondition"
   | "shutting_down";
 
 /**
@@ -52,6 +53,7 @@ export class NodeStats {
     invalid_key: 0,
     bad_request: 0,
     checksum_mismatch: 0,
+    precondition: 0,
     shutting_down: 0,
   };
   notFound = 0;

@@ -11,6 +11,7 @@ import type { NodeConfig } from "./config.js";
 import { respondError, type NodeContext } from "./context.js";
 import { NodeStats } from "./node-stats.js";
 import { route } from "./router.js";
+import { RecentDeletes } from "./recent-deletes.js";
 import { UploadGate } from "./upload-gate.js";
 
 export interface NodeServiceDeps {
@@ -65,6 +66,7 @@ export class NodeService implements Service {
       config: c,
       store,
       gate,
+      deletes: new RecentDeletes(),
       log: this.log,
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
       now: () => performance.now(),

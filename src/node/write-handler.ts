@@ -4,6 +4,7 @@ import { BackpackError, toBackpackError } from "../common/errors.js";
 import { checkBearer, sendError } from "../common/http.js";
 import { readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
 import type { NodeContext } from "./context.js";
+import { writePreconditionFails } from "./conditional.js";
 import { notFound } from "./read-handler.js";
 
 /** Bodies up to this size with a declared length are read into one Buffer before the store sees them. */
@@ -73,8 +74,11 @@ export async function handlePut(
   };
   if (abort) req.once("close", onClose);
   try {
+    // A small body is read first, so that a refused write still leaves the connection usable.
+    if (!whole) checkWriteConditions(ctx, req, res, key);
     if (expectContinue) res.writeContinue();
     const body = whole ? await readWhole(req, declared, guard) : streamBody(req, guard);
+    if (whole) checkWriteConditions(ctx, req, res, key);
     const info = await ctx.store.put(key, body, {
       size: declared,
       maxBytes: maxBodyBytes,
@@ -108,11 +112,42 @@ export async function handleDelete(
 ): Promise<void> {
   const started = ctx.now();
   checkBearer(req, ctx.token);
+  checkWriteConditions(ctx, req, res, key);
   const deleted = await ctx.store.delete(key);
   if (!deleted) throw notFound(key);
+  ctx.deletes.note(key, Date.now());
   res.writeHead(204);
   res.end();
   ctx.stats.deletes.add(0, ctx.now() - started);
+}
+
+/**
+ * `If-None-Match` / `If-Unmodified-Since` on PUT and DELETE: 412 PRECONDITION_FAILED (with the current
+ * `ETag` when there is a current version) when the node holds that version, or a change (write or delete)
+ * after that date. The replicator sends both, so that a copy never overwrites a newer write or undoes a
+ * delete, and a copy the target already holds is not stored twice.
+ */
+function checkWriteConditions(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string,
+): void {
+  const ifNoneMatch = single(req.headers["if-none-match"]);
+  const ifUnmodifiedSince = single(req.headers["if-unmodified-since"]);
+  if (ifNoneMatch === undefined && ifUnmodifiedSince === undefined) return;
+  const info = ctx.store.stat(key);
+  const current = info && { etag: etagOf(info.bodyCrc, info.size), modifiedMs: info.writeTime };
+  if (!writePreconditionFails({ ifNoneMatch, ifUnmodifiedSince }, current, ctx.deletes.get(key))) return;
+  if (current) res.setHeader("etag", current.etag);
+  throw new BackpackError(
+    "PRECONDITION_FAILED",
+    current ? `${key} is held in a version the request excludes` : `${key} was deleted after that date`,
+  );
+}
+
+function single(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 function expectedChecksum(header: string | string[] | undefined): number | undefined {

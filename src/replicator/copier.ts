@@ -1,6 +1,6 @@
 import { checksum, etagOf, parseChecksum } from "../common/checksum.js";
 import { hasCode, toBackpackError } from "../common/errors.js";
-import { expectStatus, headerText, type NodeClient } from "../client/node-client.js";
+import { headerText, type NodeClient } from "../client/node-client.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import type { ReplicationTask } from "../queue/types.js";
 
@@ -28,9 +28,12 @@ const NEWER_SLACK_MS = 1000;
 const BUFFER_MAX_BYTES = 256 * 1024;
 
 /**
- * Carries out one task against the storage nodes. A copy streams GET from a source into PUT on the target
- * with the task's checksum as `expectedCrc`, so the target refuses a body that does not match (a corrupt
- * source, a truncated stream) and the next source is tried; nothing larger than a stream chunk is held.
+ * Carries out one task against the storage nodes, in two requests for a copy (as a plain GET→PUT loop would):
+ * GET from a source that holds the task's version, then a conditional PUT on the target (`putIfOlder`) with
+ * the task's checksum as `expectedCrc`, so that the target refuses a body that does not match (a corrupt
+ * source, a truncated stream: the next source is tried), a version it already holds (skipped), and anything
+ * older than a write or delete it has seen since the task was queued (superseded). Small files pass through
+ * one buffer; larger ones are streamed, never held whole.
  */
 export class Copier {
   constructor(
@@ -38,63 +41,25 @@ export class Copier {
     private readonly options: { token?: string; timeoutMs: number },
   ) {}
 
-  /**
-   * Asks the target what it holds, in one keep-alive request: a GET of one byte with the task's ETag as
-   * `If-None-Match` answers 304 when the target has this exact version. (A HEAD would do, but undici closes
-   * the connection after every HEAD, and a new connection per task halves the copy rate.)
-   */
-  private async probe(
-    url: string,
-    task: ReplicationTask,
-    crc: number | undefined,
-    req: { timeoutMs: number; signal?: AbortSignal; token?: string },
-  ): Promise<Probe> {
-    const headers: Record<string, string> = { range: "bytes=0-0" };
-    if (crc !== undefined && task.op === "copy") headers["if-none-match"] = etagOf(crc, task.size);
-    const res = await this.client.get(url, task.key, { ...req, headers });
-    if (res.statusCode === 304) {
-      await res.body.dump();
-      return "same";
-    }
-    if (res.statusCode === 404) {
-      await res.body.dump();
-      return undefined;
-    }
-    if (res.statusCode === 200 || res.statusCode === 206 || res.statusCode === 416) {
-      await res.body.dump();
-      return { lastModified: headerText(res.headers["last-modified"]) };
-    }
-    await expectStatus(res, [200], url, task.key);
-    return undefined;
-  }
-
-  async run(task: ReplicationTask, map: ClusterSnapshot, signal?: AbortSignal): Promise<Outcome> {
+  async run(task: ReplicationTask, map: ClusterSnapshot): Promise<Outcome> {
     const target = map.servers[task.target];
     if (!target) return { kind: "retry", reason: `target server ${task.target} is not in the cluster map` };
-    const req = { timeoutMs: this.options.timeoutMs, signal, token: this.options.token };
-
-    const crc = parseChecksum(task.crc);
-    let present: Probe;
-    try {
-      present = await this.probe(target.url, task, crc, req);
-    } catch (err) {
-      return failure(err, `probe ${target.url}`);
-    }
-    if (present === "same") return { kind: "skipped" };
-    if (present && newerThan(present.lastModified, task.createdAt)) {
-      return { kind: "superseded", reason: `target holds a version written after the task was queued` };
-    }
+    const req = { timeoutMs: this.options.timeoutMs, token: this.options.token };
+    // Only a change clearly after the task was queued counts as newer (HTTP dates have whole seconds).
+    const notAfterMs = task.createdAt + NEWER_SLACK_MS;
 
     if (task.op === "delete") {
-      if (!present) return { kind: "skipped" };
       try {
-        await this.client.delete(target.url, task.key, req);
-        return { kind: "deleted" };
+        const done = await this.client.deleteIfOlder(target.url, task.key, { ...req, notAfterMs });
+        if (done === "newer") return { kind: "superseded", reason: NEWER };
+        return done === "deleted" ? { kind: "deleted" } : { kind: "skipped" };
       } catch (err) {
         return failure(err, `DELETE ${target.url}`);
       }
     }
 
+    const crc = parseChecksum(task.crc);
+    if (crc === undefined) return { kind: "retry", reason: `the task's checksum ${task.crc} is not valid` };
     const shard = map.shards[task.shard];
     const candidates = [...new Set([...task.sources, ...(shard?.servers ?? [])])].filter(
       (s) => s !== task.target,
@@ -149,16 +114,25 @@ export class Copier {
         body = watch(res.body, () => (sourceFailed = true));
       }
       try {
-        await this.client.put(target.url, task.key, body, { ...req, size, expectedCrc: crc });
+        const stored = await this.client.putIfOlder(target.url, task.key, body, {
+          ...req,
+          size,
+          contentType: headerText(res.headers["content-type"]) || undefined,
+          expectedCrc: crc,
+          etag: etagOf(crc, size),
+          notAfterMs,
+        });
+        if (stored !== "stored") res.body.destroy();
+        if (stored === "same") return { kind: "skipped" };
+        if (stored === "newer") return { kind: "superseded", reason: NEWER };
         return { kind: "copied", bytes: size };
       } catch (err) {
+        res.body.destroy();
         const e = toBackpackError(err);
         if (sourceFailed || hasCode(e, "CHECKSUM_MISMATCH")) {
           problems.push(`copy from ${source.url} refused: ${e.message}`);
-          res.body.destroy();
           continue;
         }
-        res.body.destroy();
         return failure(err, `PUT ${target.url}`);
       }
     }
@@ -169,8 +143,7 @@ export class Copier {
   }
 }
 
-/** What the target holds: the task's exact version, another one, or nothing. */
-type Probe = "same" | { lastModified: string } | undefined;
+const NEWER = "the target has a write or delete made after the task was queued";
 
 /** Transport failures (refused, reset, timeout) mean the node is away; anything else is retried as is. */
 function failure(err: unknown, what: string): Outcome {
@@ -178,11 +151,6 @@ function failure(err: unknown, what: string): Outcome {
   const status = (e.details?.status as number | undefined) ?? 0;
   const transport = (e.code === "UPSTREAM_FAILED" || e.code === "UPSTREAM_TIMEOUT") && status === 0;
   return { kind: transport ? "target-down" : "retry", reason: `${what}: ${e.message}` };
-}
-
-function newerThan(lastModified: string, createdAt: number): boolean {
-  const t = Date.parse(lastModified);
-  return Number.isFinite(t) && t >= createdAt + NEWER_SLACK_MS;
 }
 
 async function codeOf(body: { json(): Promise<unknown>; dump(): Promise<void> }): Promise<string> {

@@ -1,4 +1,3 @@
-import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
@@ -43,7 +42,6 @@ export class ReplicatorService implements Service {
   private readonly now: () => number;
   private readonly agent: Agent;
   private readonly pool: WorkerPool;
-  private readonly abort = new AbortController();
   private readonly registry;
   private readonly server: Server;
   private baseUrl: string | undefined;
@@ -64,17 +62,11 @@ export class ReplicatorService implements Service {
       token: config.nodeToken,
       timeoutMs: config.requestTimeoutMs,
     });
-    this.pool = new WorkerPool(
-      deps.queue,
-      deps.map,
-      copier,
-      this.stats,
-      this.log,
-      { ...config, now: this.now, random: deps.random ?? Math.random },
-      this.abort.signal,
-    );
-    // Every outbound request listens on this one signal.
-    setMaxListeners(0, this.abort.signal);
+    this.pool = new WorkerPool(deps.queue, deps.map, copier, this.stats, this.log, {
+      ...config,
+      now: this.now,
+      random: deps.random ?? Math.random,
+    });
     this.server = createServer((req, res) => void this.route(req, res));
   }
 
@@ -101,11 +93,17 @@ export class ReplicatorService implements Service {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     await this.loop;
-    const timer = setTimeout(() => this.abort.abort(), STOP_GRACE_MS);
+    // Copies still running after the grace are cut by closing their connections (no per-request abort
+    // signal: thousands of listeners on one shared signal cost more CPU than the copies themselves).
+    let cut = false;
+    const timer = setTimeout(() => {
+      cut = true;
+      void this.agent.destroy();
+    }, STOP_GRACE_MS);
     await this.pool.drain();
     clearTimeout(timer);
     await closeServer(this.server, 1000);
-    await this.agent.close();
+    if (!cut) await this.agent.close();
   }
 
   private async run(): Promise<void> {

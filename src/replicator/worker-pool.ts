@@ -39,7 +39,6 @@ export class WorkerPool {
     private readonly stats: ReplicatorStats,
     private readonly log: Logger,
     private readonly options: WorkerPoolOptions,
-    private readonly signal: AbortSignal,
   ) {
     this.gate = new TargetGate(
       options.perTargetConcurrency,
@@ -141,7 +140,7 @@ export class WorkerPool {
     let outcome: Outcome;
     try {
       if (!task) throw new Error("no task");
-      outcome = await this.copier.run(task, this.map.snapshot(), this.signal);
+      outcome = await this.copier.run(task, this.map.snapshot());
     } catch (err) {
       outcome = { kind: "retry", reason: `unexpected: ${(err as Error).message}` };
       this.log.error({ err, id: leased.id }, "copy failed unexpectedly");

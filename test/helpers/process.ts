@@ -27,6 +27,8 @@ export interface ProcessOptions {
    * that start children, such as `npm start`.
    */
   group?: boolean;
+  /** Options for the Node.js runtime of a bin command (e.g. `--cpu-prof` to profile a benchmark's process). */
+  nodeArgs?: readonly string[];
 }
 
 /**
@@ -53,7 +55,7 @@ export class ChildHandle {
     const { command, args, env, cwd } = this.options;
     const isBin = !command.includes("/");
     const file = isBin ? process.execPath : command;
-    const argv = isBin ? [binPath(command), ...args] : [...args];
+    const argv = isBin ? [...(this.options.nodeArgs ?? []), binPath(command), ...args] : [...args];
     this.stdout = "";
     this.stderr = "";
     const proc = spawn(

@@ -145,6 +145,51 @@ void test("If-None-Match and If-Modified-Since → 304 with validators, no body"
   assert.equal(res.text, "cached");
 });
 
+void test("conditional PUT/DELETE: 412 for the same version, a newer write, or a later delete", async (t) => {
+  const node = await startNode(t);
+  await http(node.url, "/w", { method: "PUT", body: "v1" });
+  const etag = String((await http(node.url, "/w", { method: "HEAD" })).headers.etag);
+  const past = "Thu, 01 Jan 1970 00:00:00 GMT";
+  const future = new Date(Date.now() + 60_000).toUTCString();
+  // The node holds this version: refused, with its ETag, and nothing rewritten.
+  let res = await http(node.url, "/w", { method: "PUT", body: "v1", headers: { "if-none-match": etag } });
+  assert.equal(res.status, 412);
+  assert.equal((JSON.parse(res.text) as { code: string }).code, "PRECONDITION_FAILED");
+  assert.equal(res.headers.etag, etag);
+  // Written after the date: refused (another ETag shows it is a different version).
+  res = await http(node.url, "/w", {
+    method: "PUT",
+    body: "old",
+    headers: { "if-none-match": '"other"', "if-unmodified-since": past },
+  });
+  assert.equal(res.status, 412);
+  assert.equal((await http(node.url, "/w")).text, "v1");
+  res = await http(node.url, "/w", { method: "DELETE", headers: { "if-unmodified-since": past } });
+  assert.equal(res.status, 412);
+  // Conditions that hold: stored / deleted.
+  res = await http(node.url, "/w", {
+    method: "PUT",
+    body: "v2",
+    headers: { "if-none-match": '"other"', "if-unmodified-since": future },
+  });
+  assert.equal(res.status, 201);
+  assert.equal((await http(node.url, "/w")).text, "v2");
+  res = await http(node.url, "/w", { method: "DELETE", headers: { "if-unmodified-since": future } });
+  assert.equal(res.status, 204);
+  // A delete counts as a change: an older write cannot bring the file back; a newer one can.
+  res = await http(node.url, "/w", { method: "PUT", body: "v1", headers: { "if-unmodified-since": past } });
+  assert.equal(res.status, 412);
+  assert.equal(res.headers.etag, undefined);
+  assert.equal((await http(node.url, "/w")).status, 404);
+  res = await http(node.url, "/w", { method: "PUT", body: "v3", headers: { "if-unmodified-since": future } });
+  assert.equal(res.status, 201);
+  // A refused small PUT keeps the connection usable; a bad date is ignored (RFC 9110).
+  res = await http(node.url, "/w", { method: "PUT", body: "v4", headers: { "if-unmodified-since": "soon" } });
+  assert.equal(res.status, 201);
+  const stats = JSON.parse((await http(node.url, "/stats")).text) as { refused: { precondition: number } };
+  assert.equal(stats.refused.precondition, 4);
+});
+
 void test("chunked uploads are stored (up to the limit)", async (t) => {
   const node = await startNode(t, { maxBodyBytes: 1024 * 1024 });
   const parts = [randomBytes(1000), randomBytes(200_000), randomBytes(5)];

@@ -83,6 +83,43 @@ void test("a file deleted or overwritten since is acknowledged as superseded", a
   await waitFor(drained, { what: "queue drained" });
 });
 
+void test("a copy queued before a delete or a newer write does not undo it on the target", async () => {
+  const before = await stats();
+  const old = randomBody(700);
+  const crc = await put(n1.url, "raced.bin", old);
+  await put(n2.url, "raced.bin", old);
+  const queuedEarlier = {
+    ...copyTask("raced.bin", crc, old.length, ["1"], "2"),
+    createdAt: Date.now() - 5000,
+  };
+  // Deleted on node 2 after the task was queued (node 1 still has it: the source is there).
+  await request(`${n2.url}/raced.bin`, { method: "DELETE" }).then((r) => r.body.dump());
+  const newer = randomBody(800);
+  const newerCrc = await put(n3.url, "raced.bin", newer);
+  await queue.push([queuedEarlier, { ...queuedEarlier, target: "3" }]);
+  await waitFor(async () => (await stats()).superseded === before.superseded + 2, { what: "2 superseded" });
+  await waitFor(drained, { what: "queue drained" });
+  assert.equal(await crcOn(n2.url, "raced.bin"), undefined, "the delete stands");
+  assert.equal(await crcOn(n3.url, "raced.bin"), newerCrc, "the newer write stands");
+});
+
+void test("a copy keeps the file's Content-Type", async () => {
+  const body = randomBody(300);
+  const res = await request(`${n1.url}/typed.png`, {
+    method: "PUT",
+    body,
+    headers: { "content-type": "image/png" },
+  });
+  await res.body.dump();
+  const crc = await crcOn(n1.url, "typed.png");
+  assert.ok(crc);
+  await queue.push([copyTask("typed.png", crc, body.length, ["1"], "2")]);
+  await waitFor(async () => (await crcOn(n2.url, "typed.png")) === crc, { what: "copy on node 2" });
+  const head = await request(`${n2.url}/typed.png`, { method: "HEAD" });
+  await head.body.dump();
+  assert.equal(head.headers["content-type"], "image/png");
+});
+
 void test("delete tasks remove the file from the target; a missing file is fine", async () => {
   const body = randomBody(500);
   await put(n3.url, "to-delete.bin", body);
