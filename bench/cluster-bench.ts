@@ -9,7 +9,7 @@ import { Agent, request } from "undici";
 import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
 import { fillKeys } from "./lib/fill.js";
 import { hasWrk, runLoad, type LoadResult } from "./lib/load.js";
-import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
+import { processCpuSeconds, startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
 /**
  * `npm run bench:cluster`: a local multi-process cluster (2 shards × 2 storage nodes, 1 coordinator, 1
@@ -206,6 +206,9 @@ async function main(): Promise<void> {
       "127.0.0.1:0",
     ]);
     servers.push(replicator);
+    if (process.env.BENCH_PROFILE_DIR) {
+      console.log(`profiles: coordinator pid ${coordinator.pid}, replicator pid ${replicator.pid}\n`);
+    }
 
     const load = (
       url: string,
@@ -223,21 +226,53 @@ async function main(): Promise<void> {
         bodyBytes: method === "PUT" ? BYTES : undefined,
       });
 
+    // CPU time per request of each kind of process, per run: where the machine's two cores went.
+    const groups: Record<string, number[]> = {
+      nodes: servers.slice(0, 4).map((s) => s.pid),
+      coordinator: [coordinator.pid],
+      replicator: [replicator.pid],
+      redis: [r.proc.pid ?? 0],
+    };
+    const cpuNow = (): Record<string, number> =>
+      Object.fromEntries(
+        Object.entries(groups).map(([g, pids]) => [
+          g,
+          pids.reduce((a, p) => a + (processCpuSeconds(p) ?? 0), 0),
+        ]),
+      );
+    const timed = async (run: () => Promise<LoadResult>, what: string): Promise<LoadResult> => {
+      const before = cpuNow();
+      const result = await run();
+      const after = cpuNow();
+      const parts = Object.keys(groups).map(
+        (g) =>
+          `${g} ${((((after[g] ?? 0) - (before[g] ?? 0)) * 1e6) / Math.max(1, result.requests)).toFixed(0)}`,
+      );
+      console.log(`  CPU µs per request, ${what}: ${parts.join(", ")}`);
+      return result;
+    };
+
     // PUT: direct to node 1, then through the coordinator (with lag probes alongside).
     await load(nodes[0]!, "PUT", "/bench/direct/", 2);
-    const directPut = await load(nodes[0]!, "PUT", "/bench/direct/", SECONDS);
+    const directPut = await timed(() => load(nodes[0]!, "PUT", "/bench/direct/", SECONDS), "node PUT");
     await load(coordinator.url, "PUT", "/bench/warm/", 2);
     const lagDone = probeLag(coordinator.url, nodesOf, Date.now() + SECONDS * 1000, 200);
-    const coordPut = await load(coordinator.url, "PUT", "/bench/coord/", SECONDS);
+    const coordPut = await timed(
+      () => load(coordinator.url, "PUT", "/bench/coord/", SECONDS),
+      "coordinator PUT",
+    );
     const lags = await lagDone;
 
     // GET: the keys are on both nodes of shard 1.
     await fillKeys(nodes[0]!, "/bench/get/", KEYS, BYTES);
     await fillKeys(nodes[1]!, "/bench/get/", KEYS, BYTES);
     await load(nodes[0]!, "GET", "/bench/get/", 2);
-    const directGet = await load(nodes[0]!, "GET", "/bench/get/", SECONDS);
+    const directGet = await timed(() => load(nodes[0]!, "GET", "/bench/get/", SECONDS), "node GET");
     await load(coordinator.url, "GET", "/1:bench/get/", 2);
-    const coordGet = await load(coordinator.url, "GET", "/1:bench/get/", SECONDS);
+    const coordGet = await timed(
+      () => load(coordinator.url, "GET", "/1:bench/get/", SECONDS),
+      "coordinator GET",
+    );
 
     const putRatio = coordPut.rps / directPut.rps;
     const getRatio = coordGet.rps / directGet.rps;

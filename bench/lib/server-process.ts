@@ -36,7 +36,11 @@ export async function startServerProcess(
   args: readonly string[],
   timeoutMs = 20_000,
 ): Promise<ServerProcess> {
-  const proc: ChildProcess = spawn(process.execPath, [script, ...args], {
+  // BENCH_PROFILE_DIR=<dir>: every server process writes a CPU profile there when it stops.
+  const dir = process.env.BENCH_PROFILE_DIR;
+  // The file name carries the pid (`ServerProcess.pid`).
+  const nodeArgs = dir ? ["--cpu-prof", "--cpu-prof-dir", dir] : [];
+  const proc: ChildProcess = spawn(process.execPath, [...nodeArgs, script, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";

@@ -1,3 +1,4 @@
+import { writevSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { BackpackError, systemCode } from "../common/errors.js";
 
@@ -33,6 +34,26 @@ export async function writeFully(
     let want = batch.reduce((n, b) => n + b.length, 0);
     while (want > 0) {
       const { bytesWritten } = await handle.writev(batch, pos);
+      if (bytesWritten === 0) throw new BackpackError("INTERNAL", "write made no progress");
+      pos += bytesWritten;
+      want -= bytesWritten;
+      if (want > 0) batch = dropBytes(batch, bytesWritten);
+    }
+  }
+  return pos - position;
+}
+
+/**
+ * `writeFully` on the calling thread: for a few small records, a copy into the page cache costs microseconds,
+ * less than the thread-pool round trip of an asynchronous write (which doubles the CPU of a lone small PUT).
+ */
+export function writeFullySync(fd: number, buffers: readonly Uint8Array[], position: number): number {
+  let pos = position;
+  for (let i = 0; i < buffers.length; i += IOV_MAX) {
+    let batch = buffers.slice(i, i + IOV_MAX);
+    let want = batch.reduce((n, b) => n + b.length, 0);
+    while (want > 0) {
+      const bytesWritten = writevSync(fd, batch, pos);
       if (bytesWritten === 0) throw new BackpackError("INTERNAL", "write made no progress");
       pos += bytesWritten;
       want -= bytesWritten;
