@@ -207,7 +207,8 @@ export function massFailure(o: {
   let reconnectedMs: number | undefined;
   let viewsCleanMs: number | undefined;
   while (sim.now - start < 600 * o.periodMs && (reconnectedMs === undefined || viewsCleanMs === undefined)) {
-    sim.run(o.periodMs);
+    // Fine steps until the overlay is whole (so its time is measured to a tenth of a period), then periods.
+    sim.run(reconnectedMs === undefined ? o.periodMs / 10 : o.periodMs);
     if (reconnectedMs === undefined && largestComponent(sim, survivors) === survivors.length)
       reconnectedMs = sim.now - start;
     if (

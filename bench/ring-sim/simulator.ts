@@ -155,8 +155,7 @@ export class Simulator {
       const latency = lo + (hi - lo) * this.random();
       if (!to || !to.alive) {
         // A dead process refuses connections: the sender learns it (what TCP tells the real transport).
-        if (out.msg.t === "token")
-          this.push({ at: this.now + 2 * latency, order: 0, kind: "failed", to: m.id, out });
+        this.push({ at: this.now + 2 * latency, order: 0, kind: "failed", to: m.id, out });
         continue;
       }
       if (this.partitioned && to.group !== m.group) continue;

@@ -67,6 +67,14 @@ void describe("K rings and placement", () => {
     assert.equal(a.successor(0, "n0"), after, "the ring closes over a removed member");
     const nb = a.neighbours("n0");
     assert.ok(nb.length >= 3 && nb.length <= 6 && !nb.includes("n0"));
+    // Stepping over members (unreachable ones) takes the next along each ring, without removing them.
+    const skipped = new Set(nb);
+    const next = a.neighbours("n0", (id) => skipped.has(id));
+    assert.ok(next.length >= 3 && next.every((id) => !skipped.has(id) && id !== "n0"));
+    assert.ok(
+      next.includes(a.successor(0, "n0", 2) as string) || skipped.has(a.successor(0, "n0", 2) as string),
+    );
+    assert.deepEqual(a.neighbours("n0"), nb, "nothing was removed");
   });
 
   void it("spreads keys evenly over 100 members and a lost member's keys over many heirs", () => {

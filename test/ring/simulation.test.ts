@@ -52,6 +52,12 @@ void describe("ring simulation", () => {
 
   void it("reconnects the survivors of an 80% failure and reaches them all", () => {
     const r = massFailure({ members: 100, fraction: 0.8, periodMs: 100, seed: 4 });
+    assert.ok(r.connectedBeforeRepair < r.survivors, "the kill did cut the old overlay");
+    // Refused connections repair the overlay at once, long before the detector declares the dead.
+    assert.ok(
+      r.reconnectedMs !== undefined && r.reconnectedMs <= 100,
+      `reconnected after ${r.reconnectedMs} ms`,
+    );
     assert.ok(r.viewsCleanMs !== undefined, "every survivor's view dropped every dead member");
     assert.equal(r.nextBroadcastReached, r.survivors);
   });

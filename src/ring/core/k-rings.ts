@@ -88,13 +88,22 @@ export class KRings {
     return lowerBound(ring, ringPosition(id, r), id) === ring.ids.length - 1;
   }
 
-  /** Successors and predecessors on every ring, each once, never `id` itself. */
-  neighbours(id: string): string[] {
+  /**
+   * Successors and predecessors on every ring, each once, never `id` itself; members for which `skip` is
+   * true are stepped over (the next one along the ring is taken).
+   */
+  neighbours(id: string, skip?: (id: string) => boolean): string[] {
     const out: string[] = [];
+    const n = this.rings[0]?.ids.length ?? 0;
     for (let r = 0; r < this.k; r++) {
-      for (const step of [1, -1]) {
-        const n = this.successor(r, id, step);
-        if (n !== undefined && n !== id && !out.includes(n)) out.push(n);
+      for (const dir of [1, -1]) {
+        for (let step = 1; step < n; step++) {
+          const m = this.successor(r, id, dir * step);
+          if (m === undefined || m === id) break;
+          if (skip?.(m)) continue;
+          if (!out.includes(m)) out.push(m);
+          break;
+        }
       }
     }
     return out;

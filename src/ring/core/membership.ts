@@ -29,6 +29,8 @@ export interface RingCoreStats {
   refutations: number;
   syncsSent: number;
   broadcastDuplicates: number;
+  /** Overlay links routed around a member that refused a connection (see `unreachable`). */
+  linksRepaired: number;
 }
 
 interface Suspicion {
@@ -59,7 +61,14 @@ export abstract class Membership {
   protected clock: number;
   private readonly floodQueue = new Map<string, { upd: Map<string, Update>; hops: number }>();
   private floodScheduled = false;
-  private neighbourCache: { version: number; ids: string[] } | undefined;
+  private neighbourCache: { version: number; skipped: number; ids: string[] } | undefined;
+  /**
+   * Members this one could not reach (a refused or broken connection), whatever their status: the overlay
+   * takes the next member along each ring instead, at once, while the detector still probes them and decides
+   * on their death. One message from such a member makes it a neighbour again.
+   */
+  protected readonly unreachable = new Set<string>();
+  private unreachableVersion = 0;
   /** Members held dead (not left): the partition healer probes them. */
   protected readonly dead = new Set<string>();
   protected leaving = false;
@@ -72,6 +81,7 @@ export abstract class Membership {
     refutations: 0,
     syncsSent: 0,
     broadcastDuplicates: 0,
+    linksRepaired: 0,
   };
 
   constructor(config: RingCoreConfig, now: number) {
@@ -123,12 +133,36 @@ export abstract class Membership {
     return this.rings.order(r);
   }
 
-  /** This member's overlay neighbours (successors and predecessors on the K rings), cached per ring change. */
+  /**
+   * This member's overlay neighbours: on each of the K rings the nearest successor and predecessor it can
+   * reach (members in `unreachable` are stepped over). Cached per ring change.
+   */
   neighbours(): string[] {
-    if (this.neighbourCache?.version !== this.rings.version) {
-      this.neighbourCache = { version: this.rings.version, ids: this.rings.neighbours(this.id) };
+    let c = this.neighbourCache;
+    if (c?.version !== this.rings.version || c.skipped !== this.unreachableVersion) {
+      const skip = this.unreachable.size > 0 ? (id: string) => this.unreachable.has(id) : undefined;
+      c = {
+        version: this.rings.version,
+        skipped: this.unreachableVersion,
+        ids: this.rings.neighbours(this.id, skip),
+      };
+      this.neighbourCache = c;
     }
-    return this.neighbourCache.ids;
+    return c.ids;
+  }
+
+  /** Marks a member unreachable; false when it already was (or is not on the rings). */
+  protected markUnreachable(id: string): boolean {
+    if (this.unreachable.has(id) || !this.rings.has(id)) return false;
+    this.unreachable.add(id);
+    this.unreachableVersion++;
+    this.stats.linksRepaired++;
+    return true;
+  }
+
+  /** A member was heard from (or left the rings): it is no longer stepped over. */
+  protected markReachable(id: string): void {
+    if (this.unreachable.delete(id)) this.unreachableVersion++;
   }
 
   owner(key: string): string | undefined {
@@ -210,7 +244,10 @@ export abstract class Membership {
     this.lastChangeAt = now;
     const wasLive = p !== undefined && isLive(p.status);
     if (isLive(m.status) && !wasLive) this.rings.add(m.id);
-    if (!isLive(m.status) && wasLive) this.rings.remove(m.id);
+    if (!isLive(m.status) && wasLive) {
+      this.rings.remove(m.id);
+      this.markReachable(m.id);
+    }
     if (isLive(m.status) !== wasLive) this.placement = undefined;
     if (m.status === "dead") this.dead.add(m.id);
     else this.dead.delete(m.id);

@@ -149,6 +149,7 @@ export class RingCore extends Membership {
   receive(msg: Message, now: number): void {
     this.clock = now;
     if (this.leaving) return;
+    if (this.unreachable.size > 0) this.markReachable(msg.from);
     switch (msg.t) {
       case "ping":
         return this.onPing(msg, now);
@@ -175,13 +176,29 @@ export class RingCore extends Membership {
     }
   }
 
-  /** The driver could not deliver `out` (no connection): a token goes on to the next member at once. */
+  /**
+   * The driver could not deliver `out` (the connection was refused or broke). A token goes on to the next
+   * member at once. The overlay is repaired at once too: the member is stepped over, and each replacement
+   * neighbour gets what the lost link was carrying (a flood) or a ping; if that one is down as well, its
+   * failure repairs one step further. So survivors of a mass failure are linked again within a few round
+   * trips, long before the detector has declared every dead member dead.
+   */
   sendFailed(out: Outgoing, now: number): void {
     this.clock = now;
-    if (out.msg.t !== "token" || this.leaving || out.toId === undefined) return;
+    if (this.leaving || out.toId === undefined) return;
     const m = out.msg;
-    this.token.retake({ epoch: m.epoch, origin: m.origin, tick: m.tick, hops: m.hops }, now);
-    this.releaseToken(now, out.toId);
+    if (m.t === "token") {
+      this.token.retake({ epoch: m.epoch, origin: m.origin, tick: m.tick, hops: m.hops }, now);
+      this.releaseToken(now, out.toId);
+    }
+    const before = this.neighbours();
+    if (!this.markUnreachable(out.toId)) return;
+    const carried = m.t === "gossip" || m.t === "bcast" ? m : undefined;
+    for (const id of this.neighbours()) {
+      const n = this.table.get(id);
+      if (!n || before.includes(id)) continue;
+      this.send(n.addr, n.id, carried ?? { ...this.me, t: "ping", seq: ++this.seq, cs: this.checksum });
+    }
   }
 
   // ---- timers ------------------------------------------------------------------------------------------
