@@ -87,6 +87,10 @@ export function falsePositives(o: {
   loss: number;
   slowFraction: number;
   slowMs: number;
+  /** `late`: slow members receive every message slowMs × (0.5-1.5) late; `stall`: they freeze (setStalling). */
+  slowModel?: "late" | "stall";
+  /** Running time between freezes for `stall` (default: one period). */
+  runMs?: number;
   lifeguard: boolean;
   seed: number;
 }): FalsePositiveResult {
@@ -98,7 +102,11 @@ export function falsePositives(o: {
   });
   const ids = sim.ids();
   const slow = Math.round(o.slowFraction * o.members);
-  for (let i = 0; i < slow; i++) sim.setSlow(ids[Math.floor((i * ids.length) / slow)] as string, o.slowMs);
+  for (let i = 0; i < slow; i++) {
+    const id = ids[Math.floor((i * ids.length) / slow)] as string;
+    if (o.slowModel === "stall") sim.setStalling(id, o.slowMs, o.runMs ?? o.periodMs);
+    else sim.setSlow(id, o.slowMs);
+  }
   let deadEvents = 0;
   sim.onEvent((_observer, e) => {
     if (e.type === "member" && e.member.status === "dead") deadEvents++;
@@ -132,12 +140,14 @@ export function broadcastReach(o: {
   broadcasts: number;
   seed: number;
   loss?: number;
+  latencyMs?: [number, number];
 }): BroadcastResult {
   const sim = new Simulator({
     members: o.members,
     seed: o.seed,
     core: { periodMs: 1000, token: false },
     loss: o.loss ?? 0,
+    ...(o.latencyMs ? { latencyMs: o.latencyMs } : {}),
   });
   const reach = new Map<number, { n: number; maxHops: number }>();
   sim.onEvent((_obs, e) => {

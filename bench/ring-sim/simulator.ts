@@ -23,8 +23,13 @@ interface SimMember {
   id: string;
   core: RingCore;
   alive: boolean;
-  /** Extra delay before this member processes a message it receives (a starved process). */
+  /** Extra delay before this member processes a message it receives (a slow receiver). */
   slowMs: number;
+  /** A starved process: frozen for ~freezeMs at a time, running ~runMs in between (see `setStalling`). */
+  stall: { freezeMs: number; runMs: number } | undefined;
+  frozenUntil: number;
+  /** What reached it while frozen, handled in order at the thaw. */
+  inbox: SimEvent[];
   group: number;
   wakeAt: number;
 }
@@ -32,7 +37,8 @@ interface SimMember {
 type SimEvent =
   | { at: number; order: number; kind: "deliver"; to: string; msg: Message }
   | { at: number; order: number; kind: "wake"; to: string }
-  | { at: number; order: number; kind: "failed"; to: string; out: Outgoing };
+  | { at: number; order: number; kind: "failed"; to: string; out: Outgoing }
+  | { at: number; order: number; kind: "freeze" | "thaw"; to: string };
 
 /**
  * N ring members in one process on a virtual clock: the real `RingCore` of each, a discrete-event network
@@ -83,6 +89,16 @@ export class Simulator {
       this.now = e.at;
       const m = this.members.get(e.to);
       if (!m || !m.alive) continue;
+      if (e.kind === "freeze" || e.kind === "thaw") {
+        this.stallStep(m, e.kind);
+        continue;
+      }
+      if (m.frozenUntil > this.now) {
+        // Frozen: messages wait, timers wait (the thaw runs whatever came due).
+        if (e.kind === "wake") m.wakeAt = Infinity;
+        else m.inbox.push(e);
+        continue;
+      }
       if (e.kind === "deliver") m.core.receive(e.msg, this.now);
       else if (e.kind === "failed") m.core.sendFailed(e.out, this.now);
       else if (e.at < m.wakeAt) continue;
@@ -124,6 +140,39 @@ export class Simulator {
     if (m) m.slowMs = slowMs;
   }
 
+  /**
+   * A CPU-starved process: it freezes for freezeMs × (0.5-1.5) at a time and runs runMs × (0.5-1.5) in
+   * between. At each thaw its due timers fire before the messages that arrived meanwhile are read, as in
+   * Node's event loop after a long block: a probe times out although its ack is waiting, a suspicion expires
+   * although its refutation is waiting. This is what Lifeguard exists for.
+   */
+  setStalling(id: string, freezeMs: number, runMs: number): void {
+    const m = this.members.get(id);
+    if (!m) return;
+    m.stall = { freezeMs, runMs };
+    this.push({ at: this.now + this.random() * runMs, order: 0, kind: "freeze", to: id });
+  }
+
+  private stallStep(m: SimMember, kind: "freeze" | "thaw"): void {
+    const stall = m.stall;
+    if (!stall) return;
+    if (kind === "freeze") {
+      m.frozenUntil = this.now + stall.freezeMs * (0.5 + this.random());
+      this.push({ at: m.frozenUntil, order: 0, kind: "thaw", to: m.id });
+      return;
+    }
+    m.frozenUntil = 0;
+    m.wakeAt = Infinity;
+    m.core.advance(this.now);
+    for (const e of m.inbox.splice(0)) {
+      if (e.kind === "deliver") m.core.receive(e.msg, this.now);
+      else if (e.kind === "failed") m.core.sendFailed(e.out, this.now);
+    }
+    m.core.advance(this.now);
+    this.flush(m);
+    this.push({ at: this.now + stall.runMs * (0.5 + this.random()), order: 0, kind: "freeze", to: m.id });
+  }
+
   /** Splits members into groups (by `groupOf`) that cannot reach each other until `heal()`. */
   partition(groupOf: (id: string) => number): void {
     for (const m of this.members.values()) m.group = groupOf(m.id);
@@ -136,7 +185,17 @@ export class Simulator {
 
   private add(id: string, seeds: string[] = []): SimMember {
     const core = new RingCore({ ...this.options.core, id, addr: id, seeds }, this.now, this.random);
-    const m: SimMember = { id, core, alive: true, slowMs: 0, group: 0, wakeAt: Infinity };
+    const m: SimMember = {
+      id,
+      core,
+      alive: true,
+      slowMs: 0,
+      stall: undefined,
+      frozenUntil: 0,
+      inbox: [],
+      group: 0,
+      wakeAt: Infinity,
+    };
     core.onEvent((e) => {
       for (const l of this.listeners) l(id, e, this.now);
     });

@@ -44,6 +44,24 @@ void describe("ring simulation", () => {
     assert.equal(r.deadEvents, 0);
   });
 
+  void it("keeps members alive that freeze for two periods at a time (timers first at each thaw)", () => {
+    const r = falsePositives({
+      members: 60,
+      periodMs: 100,
+      probeTimeoutMs: 50,
+      durationMs: 10_000,
+      loss: 0,
+      slowFraction: 0.05,
+      slowMs: 200,
+      slowModel: "stall",
+      lifeguard: true,
+      seed: 3,
+    });
+    assert.ok(r.suspicions > 0, "the freezes did raise suspicions");
+    assert.equal(r.deaths, 0);
+    assert.equal(r.deadEvents, 0);
+  });
+
   void it("re-merges the two halves of a healed partition", () => {
     const r = partitionHeal({ members: 40, periodMs: 200, partitionMs: 20_000, seed: 2 });
     assert.ok(r.deadAcrossAtHeal > 10, "each half had declared the other dead");
