@@ -68,6 +68,8 @@ export abstract class Membership {
    * on their death. One message from such a member makes it a neighbour again.
    */
   protected readonly unreachable = new Set<string>();
+  /** Subjects of a sync conflict asked directly, and when (see `applyUpdate`). */
+  private readonly asked = new Map<string, number>();
   private unreachableVersion = 0;
   /** Members held dead (not left): the partition healer probes them. */
   protected readonly dead = new Set<string>();
@@ -198,14 +200,20 @@ export abstract class Membership {
     const local = this.table.get(u.id);
     if (mode === "sync" && local && local.incarnation === u.i) {
       if ((isLive(local.status) && u.s === 2) || (local.status === "dead" && u.s <= 1)) {
-        const claim: Update = u.s === 2 ? u : toUpdate(local);
-        this.send(local.addr, local.id, {
-          ...this.me,
-          t: "ping",
-          seq: ++this.seq,
-          cs: this.checksum,
-          upd: [claim],
-        });
+        // Once per period per subject: after a partition every sync names the same hundreds of subjects.
+        const askedAt = this.asked.get(u.id);
+        if (askedAt === undefined || now - askedAt >= this.config.periodMs) {
+          if (this.asked.size >= 4096) this.asked.clear();
+          this.asked.set(u.id, now);
+          const claim: Update = u.s === 2 ? u : toUpdate(local);
+          this.send(local.addr, local.id, {
+            ...this.me,
+            t: "ping",
+            seq: ++this.seq,
+            cs: this.checksum,
+            upd: [claim],
+          });
+        }
         if (local.status === "alive" && u.s === 2) {
           // Held alive here, dead there: suspect it (by the other side's word). A live subject refutes,
           // a dead one is declared dead when the suspicion times out, as for any suspicion.
