@@ -9,7 +9,7 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
 /**
  * `npm run bench:node`: a storage node against a trivial node:http baseline, same machine, same run, same load
  * tool, PUT and GET of 1 KiB (64 connections) and 1 MiB (8 connections). Each server runs in its own process.
- * Options (env): BENCH_SECONDS (default 8), BENCH_SYNC (batch|none, default batch).
+ * Options (env): BENCH_SECONDS (default 8), BENCH_SYNC (batch|none, default batch), BENCH_SIZES (1kib,1mib).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const SYNC = process.env.BENCH_SYNC ?? "batch";
@@ -24,10 +24,12 @@ interface Case {
   target: { get: number; put: number };
 }
 
+/** BENCH_SIZES=1kib (or 1mib): run only those cases. */
+const SIZES = process.env.BENCH_SIZES?.toLowerCase().split(",");
 const CASES: Case[] = [
   { name: "1 KiB", bytes: 1024, connections: 64, keys: 2_000, target: { get: 0.8, put: 0.6 } },
   { name: "1 MiB", bytes: 1024 * 1024, connections: 8, keys: 64, target: { get: 0.8, put: 0.8 } },
-];
+].filter((c) => !SIZES || SIZES.includes(c.name.replace(" ", "").toLowerCase()));
 
 function cpuText(r: { cpuUs?: number }): string {
   return r.cpuUs === undefined ? "n/a" : r.cpuUs.toFixed(0);

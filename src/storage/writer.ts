@@ -122,10 +122,15 @@ export class Writer {
 
   private kick(): void {
     if (this.running) return;
-    this.running = this.loop().finally(() => {
-      this.running = undefined;
-      if (this.queue.length > 0) this.kick();
-    });
+    // Start on the check phase, after the event loop has read every socket that was ready: the records of
+    // all the requests that completed in this turn go out in one write (small writes are synchronous, so
+    // without this each request would make its own).
+    this.running = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.loop())
+      .finally(() => {
+        this.running = undefined;
+        if (this.queue.length > 0) this.kick();
+      });
   }
 
   private async loop(): Promise<void> {
