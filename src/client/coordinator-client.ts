@@ -21,6 +21,7 @@ export interface CoordinatorStats {
   queue_length: number | null;
   /** Of the failed uploads, those whose client went away mid-upload. */
   aborted_uploads: number;
+  throttled_uploads: number;
   /** Age of the oldest unfinished replication task, ms (the replication lag); null as above. */
   replication_lag_ms: number | null;
   cluster_map_connected: boolean;

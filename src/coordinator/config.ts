@@ -24,6 +24,12 @@ export interface CoordinatorConfig {
   nodeTimeoutMs: number;
   /** Time a queue push may take before the coordinator copies to the other nodes itself instead. */
   queueTimeoutMs: number;
+  /**
+   * New uploads wait (up to 5 s each) while more copies than this are due in the replication queue, so that
+   * uploads slow down to what the replicators sustain and a new file does not stay a single copy for long.
+   * 0: no limit.
+   */
+  maxBacklog: number;
   /** Usage deltas are sent to the cluster map in one batch this often. */
   usageFlushMs: number;
   /** A node seen failing is tried after the healthy replicas for this long (or until it answers again). */
@@ -44,6 +50,7 @@ export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken"
     tmpDir: tmpdir(),
     nodeTimeoutMs: 10_000,
     queueTimeoutMs: 2_000,
+    maxBacklog: 500,
     usageFlushMs: 1_000,
     suspectMs: 5_000,
     drainMs: 5_000,
@@ -63,6 +70,7 @@ export function coordinatorConfig(
       check.port(problems, "port", c.port);
       check.positiveInt(problems, "maxBodyBytes", c.maxBodyBytes);
       check.nonNegative(problems, "retainBytes", c.retainBytes);
+      check.nonNegative(problems, "maxBacklog", c.maxBacklog);
       check.nonEmpty(problems, "tmpDir", c.tmpDir);
       for (const name of [
         "nodeTimeoutMs",

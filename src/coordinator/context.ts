@@ -16,6 +16,8 @@ export interface UploadCounters {
   failedUploads: number;
   /** Of those, the ones whose client went away mid-upload. */
   abortedUploads: number;
+  /** Uploads that waited for the replication backlog to shrink (`maxBacklog`). */
+  throttledUploads: number;
 }
 
 /** What the handlers share: built once by the service, passed to every request. */

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { BackpackError } from "../common/errors.js";
 import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/types.js";
 
@@ -5,6 +6,10 @@ import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/typ
 const MAX_BATCH_PUSHES = 256;
 /** Pushes in flight at once; more uploads wait for the next batch. */
 const MAX_INFLIGHT = 4;
+/** How often the backlog is read while uploads come in, and how often a waiting upload looks again. */
+const BACKLOG_POLL_MS = 100;
+/** The longest an upload waits for the backlog to shrink; then it goes ahead. */
+const BACKLOG_WAIT_MS = 5_000;
 
 /**
  * The replication queue as the coordinator uses it: every call bounded by a timeout (a Redis client may hold
@@ -20,13 +25,45 @@ export class QueueGate {
     reject: (err: Error) => void;
   }[] = [];
   private inflight = 0;
+  /** Copies due in the queue, as last read, and when. */
+  private backlog = { due: 0, at: -Infinity };
+  private reading: Promise<void> | undefined;
 
   constructor(
     private queue: ReplicationQueue | undefined,
     private readonly timeoutMs: number,
     private readonly retryMs: number,
     private readonly now: () => number = Date.now,
+    private readonly maxBacklog = 0,
   ) {}
+
+  /**
+   * Waits while more than `maxBacklog` copies are due in the queue (the replicators are behind), at most
+   * BACKLOG_WAIT_MS: uploads slow down to what replication sustains instead of piling up single copies.
+   * Resolves true when it waited. No wait without a limit or a usable queue (copies are then direct).
+   */
+  async admit(): Promise<boolean> {
+    if (this.maxBacklog <= 0) return false;
+    const started = this.now();
+    for (let waited = false; ; waited = true) {
+      if (!this.usable) return waited;
+      if (this.now() - this.backlog.at >= BACKLOG_POLL_MS) await this.readBacklog();
+      if (this.backlog.due <= this.maxBacklog || this.now() - started >= BACKLOG_WAIT_MS) return waited;
+      await sleep(BACKLOG_POLL_MS);
+    }
+  }
+
+  /** One stats read at a time, shared by every upload that needs it. */
+  private readBacklog(): Promise<void> {
+    this.reading ??= this.stats()
+      .then((s) => {
+        this.backlog = { due: s?.due ?? 0, at: this.now() };
+      })
+      .finally(() => {
+        this.reading = undefined;
+      });
+    return this.reading;
+  }
 
   /** Swaps in another queue (the cluster map's queue settings changed, or the queue could be opened at last). */
   replace(queue: ReplicationQueue | undefined): void {

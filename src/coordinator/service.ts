@@ -65,14 +65,20 @@ export class CoordinatorService implements Service {
     this.ctx = {
       config,
       map: deps.clusterMap,
-      queue: new QueueGate(deps.queue, config.queueTimeoutMs, 1000, now),
+      queue: new QueueGate(deps.queue, config.queueTimeoutMs, 1000, now, config.maxBacklog),
       nodes: new NodeClient(agent, {
         ...(config.nodeToken ? { token: config.nodeToken } : {}),
         timeoutMs: config.nodeTimeoutMs,
       }),
       health: new NodeHealth(config.suspectMs, now),
       usage,
-      counters: { processedUploads: 0, processedBytes: 0, failedUploads: 0, abortedUploads: 0 },
+      counters: {
+        processedUploads: 0,
+        processedBytes: 0,
+        failedUploads: 0,
+        abortedUploads: 0,
+        throttledUploads: 0,
+      },
       metrics,
       log,
       writeToken: config.writeToken === undefined ? undefined : Buffer.from(config.writeToken, "utf8"),

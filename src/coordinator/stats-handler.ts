@@ -32,6 +32,7 @@ export async function collectStats(ctx: CoordinatorContext, startedAt: number): 
     writable_shards: writable,
     queue_length: queue?.depth ?? null,
     aborted_uploads: ctx.counters.abortedUploads,
+    throttled_uploads: ctx.counters.throttledUploads,
     replication_lag_ms: queue?.oldestAgeMs ?? null,
     cluster_map_connected: ctx.map.connected,
     suspect_servers: ctx.health.suspects(),

@@ -34,6 +34,7 @@ export async function handleWrite(
   const all = wantsAllReplicas(req, target);
   const size = declaredSize(req, ctx.config.maxBodyBytes);
   const snapshot = writableSnapshot(ctx);
+  if (await ctx.queue.admit()) ctx.counters.throttledUploads++;
   // A declared size lets the shard be chosen before the body arrives; a chunked body is read first.
   if (size !== undefined) chooseFor(ctx, snapshot, size);
 

@@ -136,14 +136,17 @@ export class EmbeddedQueue implements ReplicationQueue {
     const now = this.now();
     let oldest = now;
     let leased = 0;
+    let due = 0;
     for (const e of this.tasks.values()) {
       if (e.createdAt < oldest) oldest = e.createdAt;
       if (e.leasedUntil > now) leased++;
+      else if (e.dueAt <= now) due++;
     }
     return {
       depth: this.tasks.size,
       oldestAgeMs: Math.max(0, now - oldest),
       leased,
+      due,
       deadLetters: this.dead.size,
     };
   }

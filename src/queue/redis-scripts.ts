@@ -163,12 +163,12 @@ end
 return out`,
 );
 
-/** Returns depth, leased now, oldest createdAt (or -1), dead letters, server time. */
+/** Returns depth, leased now, oldest createdAt (or -1), dead letters, server time, due now. */
 export const STATS = script(
   "stats",
-  ["tasks", "leased", "created", "dead"],
+  ["tasks", "leased", "created", "dead", "due"],
   `
 local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return { redis.call('HLEN', KEYS[1]), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf'),
-  oldest[2] or '-1', redis.call('HLEN', KEYS[4]), tostring(now) }`,
+  oldest[2] or '-1', redis.call('HLEN', KEYS[4]), tostring(now), redis.call('ZCOUNT', KEYS[5], '-inf', now) }`,
 );

@@ -267,6 +267,7 @@ export class RedisQueue implements ReplicationQueue {
             leased: Number(r[1]),
             oldestAgeMs: oldest < 0 ? 0 : Math.max(0, now - oldest),
             dead: Number(r[3]),
+            due: Number(r[5] ?? 0),
           };
         } catch {
           return undefined;
@@ -280,9 +281,16 @@ export class RedisQueue implements ReplicationQueue {
     // divided by the copies (equal when every server holds every task).
     const estimate = (f: (p: (typeof ok)[number]) => number): number =>
       Math.max(Math.max(...ok.map(f)), Math.ceil(ok.reduce((a, p) => a + f(p), 0) / this.replicas));
+    const depth = estimate((p) => p.depth);
     return {
-      depth: estimate((p) => p.depth),
+      depth,
       leased: estimate((p) => p.leased),
+      // A task's copies away from its home server are due only after the takeover grace: the sum counts each
+      // young task once and an old one up to `replicas` times, so it is capped at the depth.
+      due: Math.min(
+        depth,
+        ok.reduce((a, p) => a + p.due, 0),
+      ),
       deadLetters: estimate((p) => p.dead),
       oldestAgeMs: Math.max(...ok.map((p) => p.oldestAgeMs)),
       servers: this.links.map((l, i) => ({ endpoint: l.endpoint, up: per[i] !== undefined })),

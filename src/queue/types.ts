@@ -46,6 +46,11 @@ export interface QueueStats {
   oldestAgeMs: number;
   /** Tasks currently leased. */
   leased: number;
+  /**
+   * Tasks due now and not leased: the copies waiting for a replicator (tasks held back for a target that is
+   * down, or for a retry, are not due). What coordinators bound with `--max-backlog`.
+   */
+  due: number;
   deadLetters: number;
   /** Redis only: each configured server and whether it answers right now. */
   servers?: { endpoint: string; up: boolean }[];

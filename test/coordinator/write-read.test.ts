@@ -346,3 +346,26 @@ void test("a large body (not kept in memory) still goes to the next node when th
     assert.ok(back.equals(body));
   }
 });
+
+void test("uploads wait while more copies than --max-backlog are due, and go on once the replicators catch up", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, config: { maxBacklog: 2 } });
+  for (const i of [1, 2, 3]) assert.equal((await put(f.url, `b${i}.txt`, "x")).status, 200);
+  const queue = f.queue;
+  assert.ok(queue);
+  assert.equal((await queue.stats()).due, 3, "three copies due, no replicator running");
+  // The coordinator reads the backlog every 100 ms: let its last reading (taken before these uploads) age.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  let drained = false;
+  const held = put(f.url, "b4.txt", "x").then((r) => ({ ...r, afterDrain: drained }));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  // A replicator's work: lease and acknowledge the due copies.
+  const leased = await queue.lease(10, 30_000);
+  drained = true;
+  await queue.ack(leased.map((l) => l.id));
+  const r = await held;
+  assert.equal(r.status, 200);
+  assert.ok(r.afterDrain, "the upload was held until the backlog shrank");
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
+  assert.equal(stats.throttled_uploads, 1);
+  assert.equal(stats.processed_uploads, 4);
+});

@@ -29,11 +29,13 @@ export function queueSuite(name: string, open: QueueFactory): void {
     const tasks = Array.from({ length: 25 }, (_, i) => sampleTask(i));
     await q.push(tasks);
     assert.equal((await q.stats()).depth, 25);
+    assert.equal((await q.stats()).due, 25, "all due: waiting for a replicator");
     const leased = await leaseAll(q, 25);
     assert.deepEqual(leased.map((l) => l.task?.key).sort(), tasks.map((x) => x.key).sort());
     assert.ok(leased.every((l) => l.attempts === 0 && l.raw.length > 0));
     assert.equal(new Set(leased.map((l) => l.id)).size, 25, "ids are unique");
     assert.equal((await q.stats()).leased, 25);
+    assert.equal((await q.stats()).due, 0, "leased tasks are not due");
     assert.deepEqual(await q.lease(10, 30_000, 0), [], "leased tasks are not handed out twice");
     await q.ack(leased.map((l) => l.id));
     const s = await q.stats();
@@ -71,6 +73,7 @@ export function queueSuite(name: string, open: QueueFactory): void {
     await q.fail(l.id, "target down", { retryAfterMs: 300 });
     const failedAt = Date.now();
     assert.deepEqual(await q.lease(1, 30_000, 0), [], "not due during the backoff");
+    assert.equal((await q.stats()).due, 0, "a task in its backoff is not counted as due");
     const [back] = await leaseAll(q, 1);
     assert.ok(Date.now() - failedAt >= 250, "came back only after the backoff");
     assert.equal(back?.id, l.id);

@@ -11,6 +11,7 @@ import { optString, requirePositional, type Command } from "../command.js";
 
 import {
   bytesOption,
+  countOption,
   durationOption,
   logLevelOf,
   logLevelOption,
@@ -58,6 +59,13 @@ export const command: Command = {
         type: "string",
         description: "time a node may take to answer, and the longest pause inside a transfer",
         default: "10s",
+      },
+      {
+        name: "max-backlog",
+        type: "string",
+        description:
+          "new uploads wait (up to 5 s) while more copies than this are due in the replication queue; 0 = no limit",
+        default: "500",
       },
       {
         name: "usage-flush",
@@ -115,6 +123,7 @@ Example:
       retainBytes: bytes("retain"),
       nodeTimeoutMs: ms("node-timeout"),
       usageFlushMs: ms("usage-flush"),
+      maxBacklog: countOption(args, "max-backlog"),
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),

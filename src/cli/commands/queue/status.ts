@@ -5,17 +5,18 @@ export const command: Command = {
   spec: {
     name: "backpack queue status",
     summary:
-      "Shows the replication queue: tasks waiting, leased, the age of the oldest (replication lag), dead letters.",
+      "Shows the replication queue: tasks waiting, due now, leased, the age of the oldest (replication lag), dead letters.",
     positionals: MAP_POSITIONALS,
     options: [{ name: "json", type: "boolean", description: "print one JSON object instead of text" }],
     notes: `
 Output (text):
   depth: 1200
+  due: 1100
   leased: 64
   oldest task age: 2.3 s
   dead letters: 0
   servers: 10.0.0.5:6379 up, 10.0.0.6:6379 down
-With --json: {"depth":1200,"leased":64,"oldestAgeMs":2300,"deadLetters":0,"servers":[{"endpoint":"10.0.0.5:6379","up":true},...]}
+With --json: {"depth":1200,"due":1100,"leased":64,"oldestAgeMs":2300,"deadLetters":0,"servers":[{"endpoint":"10.0.0.5:6379","up":true},...]}
 With several Redis servers, counts are estimated from the servers that answer (each task is on two).
 
 Exit codes: 0 shown; 1 cluster not initialised or no queue server answers; 2 wrong arguments.
@@ -35,6 +36,7 @@ Example:
     }
     const lines = [
       `depth: ${stats.depth}`,
+      `due: ${stats.due}`,
       `leased: ${stats.leased}`,
       `oldest task age: ${formatAge(stats.oldestAgeMs)}`,
       `dead letters: ${stats.deadLetters}`,
