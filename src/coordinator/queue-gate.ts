@@ -47,7 +47,10 @@ export class QueueGate {
     const started = this.now();
     for (let waited = false; ; waited = true) {
       if (!this.usable) return waited;
-      if (this.now() - this.backlog.at >= BACKLOG_POLL_MS) await this.readBacklog();
+      // A slow queue server delays an upload by one poll interval at most (the reading goes on behind it).
+      if (this.now() - this.backlog.at >= BACKLOG_POLL_MS) {
+        await Promise.race([this.readBacklog(), sleep(BACKLOG_POLL_MS)]);
+      }
       if (this.backlog.due <= this.maxBacklog || this.now() - started >= BACKLOG_WAIT_MS) return waited;
       await sleep(BACKLOG_POLL_MS);
     }
