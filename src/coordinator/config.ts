@@ -50,7 +50,7 @@ export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken"
     tmpDir: tmpdir(),
     nodeTimeoutMs: 10_000,
     queueTimeoutMs: 2_000,
-    maxBacklog: 250,
+    maxBacklog: 100,
     usageFlushMs: 1_000,
     suspectMs: 5_000,
     drainMs: 5_000,

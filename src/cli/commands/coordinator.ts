@@ -65,7 +65,7 @@ export const command: Command = {
         type: "string",
         description:
           "new uploads wait (up to 5 s) while more copies than this are due in the replication queue; 0 = no limit",
-        default: "250",
+        default: "100",
       },
       {
         name: "usage-flush",
