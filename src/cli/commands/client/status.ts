@@ -52,7 +52,10 @@ export function render(base: string, stats: CoordinatorStats, view: ClusterView)
     `coordinator ${base}  up ${stats.uptime}s  uploads ${stats.processed_uploads} ok / ${stats.failed_uploads} failed`,
     stats.queue_length === null
       ? "queue: unavailable (uploads are copied directly)"
-      : `queue: ${stats.queue_length} tasks, lag ${stats.replication_lag_ms ?? 0} ms`,
+      : `queue: ${stats.queue_length} tasks, lag ${stats.replication_lag_ms ?? 0} ms` +
+        (stats.throttled_uploads > 0
+          ? `, ${stats.throttled_uploads} uploads waited for the replicators`
+          : ""),
   ];
   for (const s of [...view.shards].sort((a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }))) {
     lines.push(
