@@ -152,8 +152,10 @@ export class RingCore extends Membership {
     for (let t = this.timers.popDue(now); t; t = this.timers.popDue(now)) {
       // A verdict timer that fires late means this process was starved: the ack or refutation it would
       // wait for may be sitting unread. Judge a moment later, once the driver has read what is waiting (in
-      // Node's event loop, timers run before pending I/O is read). Lifeguard's self-doubt, for timers.
+      // Node's event loop, timers run before pending I/O is read). Lifeguard's self-doubt, for timers; once
+      // per timer, so that a member whose loop always lags still judges.
       if (
+        !t.deferred &&
         now - t.at > late &&
         (t.kind === "probe-timeout" || t.kind === "probe-end" || t.kind === "suspicion")
       ) {
@@ -162,7 +164,7 @@ export class RingCore extends Membership {
       }
       this.fire(t, now);
     }
-    for (const t of deferred ?? []) this.timers.at(now + 1, t.kind, t.key);
+    for (const t of deferred ?? []) this.timers.at(now + 1, t.kind, t.key, true);
   }
 
   receive(msg: Message, now: number): void {

@@ -15,6 +15,8 @@ export type TimerKind =
 export interface Timer extends HeapEntry {
   kind: TimerKind;
   key: string | number;
+  /** Already put off once (see `RingCore.advance`): fires however late it is. */
+  deferred?: boolean;
 }
 
 /**
@@ -26,8 +28,8 @@ export class TimerQueue {
   private readonly heap = new MinHeap<Timer>();
   private order = 0;
 
-  at(at: number, kind: TimerKind, key: string | number = 0): void {
-    this.heap.push({ at, order: this.order++, kind, key });
+  at(at: number, kind: TimerKind, key: string | number = 0, deferred = false): void {
+    this.heap.push({ at, order: this.order++, kind, key, ...(deferred ? { deferred } : {}) });
   }
 
   next(): number | undefined {
