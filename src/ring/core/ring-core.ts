@@ -1,8 +1,9 @@
 import { BroadcastLog, type Broadcast } from "./broadcast-log.js";
 import { coreConfig, type RingCoreOptions } from "./core-config.js";
 import { KRings, ringPosition } from "./k-rings.js";
-import { isLive, toUpdate, type Member } from "./member-table.js";
-import { Membership, type Outgoing } from "./membership.js";
+import { isLive, toUpdate } from "./member-table.js";
+import { Detector, shuffle } from "./detector.js";
+import type { Outgoing } from "./membership.js";
 import type { Message, Update } from "./messages.js";
 import type { Timer } from "./timer-queue.js";
 import { TokenKeeper, type Token, type TokenView } from "./token.js";
@@ -12,55 +13,29 @@ export type { Outgoing, RingEvent, RingCoreStats } from "./membership.js";
 /** Full table exchanges a member starts or answers per probe period, at most (joins are always answered). */
 const SYNCS_PER_PERIOD = 4;
 
-interface Probe {
-  seq: number;
-  target: string;
-  sentAt: number;
-  acked: boolean;
-  helpers: number;
-  nacks: number;
-  /** The target is a ring successor (not a sweep pick). */
-  neighbour: boolean;
-}
-
 /**
  * One member of the ring, as a pure state machine: messages in (`receive`), time in (`advance`), messages
  * out (`drain`), events out (`onEvent`). No sockets, no timers, no clock, no Math.random: the TCP transport
  * and the simulator both drive this same code.
  *
- * Detection is SWIM with Lifeguard. Each period a member probes, in turn, its successor on each of the K
- * rings and then one member of a shuffled sweep of everyone, so every member is watched by K observers plus
- * the sweep. A missed ack leads to ping-req through `indirectChecks` others, then to a suspicion that is
- * flooded over the K-ring overlay; the suspect refutes by raising its incarnation, others confirm, and the
- * suspicion turns into a death when its Lifeguard timeout (shortened by confirmations) runs out.
+ * Layers: `Membership` (member table, K rings, suspicions, flood), `Detector` (SWIM probing with Lifeguard),
+ * and here the API, joins, anti-entropy, broadcast, partition healing and the token. The suspect refutes by
+ * raising its incarnation, others confirm, and a suspicion turns into a death when its Lifeguard timeout
+ * (shortened by confirmations) runs out.
  */
-export class RingCore extends Membership {
+export class RingCore extends Detector {
   private readonly token: TokenKeeper;
   private readonly log: BroadcastLog;
-  private readonly relays = new Map<number, { origin: string; originAddr: string; seq: number }>();
   private readonly syncedAt = new Map<string, number>();
   private lastSyncAt = -Infinity;
   private broadcastSeq: number;
-  private round = 0;
-  private sweep: string[] = [];
-  private sweepAt = 0;
-  private lastPickNeighbour = false;
-  private probe: Probe | undefined;
   private mismatchSince: number | undefined;
-  /** Members whose direct ack we got recently (oldest first): preferred ping-req helpers. */
-  private readonly recentAcks = new Map<string, number>();
   private reapedAt = 0;
   private joined = false;
   private seeds: readonly string[];
-  /** Smoothed direct-ping round trip, ms (for comparing with the token's per-hop latency). */
-  pingRttMs: number | undefined;
 
-  constructor(
-    options: RingCoreOptions,
-    now: number,
-    private readonly random: () => number,
-  ) {
-    super(coreConfig(options), now);
+  constructor(options: RingCoreOptions, now: number, random: () => number) {
+    super(coreConfig(options), now, random);
     this.token = new TokenKeeper(this.config.id, now);
     this.log = new BroadcastLog(this.config.broadcastLog);
     this.broadcastSeq = Math.floor(random() * 2 ** 40);
@@ -179,8 +154,7 @@ export class RingCore extends Membership {
       case "ping-req":
         return this.onPingReq(msg, now);
       case "nack":
-        if (this.probe?.seq === msg.seq) this.probe.nacks++;
-        return;
+        return this.onNack(msg.seq);
       case "join":
         return this.onJoin(msg, now);
       case "sync":
@@ -233,13 +207,8 @@ export class RingCore extends Membership {
         return this.probeTimeout(t.key as number);
       case "probe-end":
         return this.probeEnd(t.key as number, now);
-      case "relay-nack": {
-        const r = this.relays.get(t.key as number);
-        if (!r) return;
-        this.relays.delete(t.key as number);
-        if (this.config.lifeguard) this.send(r.originAddr, r.origin, { ...this.me, t: "nack", seq: r.seq });
-        return;
-      }
+      case "relay-nack":
+        return this.relayNack(t.key as number);
       case "suspicion":
         return this.checkSuspicion(t.key as string, now);
       case "token-release":
@@ -257,125 +226,6 @@ export class RingCore extends Membership {
         this.timers.at(now + this.config.joinRetryMs, "join");
         return;
     }
-  }
-
-  private startProbe(now: number): void {
-    const m = this.health.multiplier;
-    const period = this.config.periodMs * m;
-    const target = this.chooseTarget();
-    if (!target) {
-      this.timers.at(now + period, "probe");
-      return;
-    }
-    const seq = ++this.seq;
-    this.probe = {
-      seq,
-      target: target.id,
-      sentAt: now,
-      acked: false,
-      helpers: 0,
-      nacks: 0,
-      neighbour: this.lastPickNeighbour,
-    };
-    this.stats.probes++;
-    // Buddy system: a suspect hears about its suspicion from the prober itself and can refute at once.
-    const upd = this.config.lifeguard && target.status === "suspect" ? [toUpdate(target)] : undefined;
-    this.send(target.addr, target.id, {
-      ...this.me,
-      t: "ping",
-      seq,
-      cs: this.checksum,
-      ...(upd ? { upd } : {}),
-    });
-    this.timers.at(now + Math.min(this.config.probeTimeoutMs * m, period * 0.8), "probe-timeout", seq);
-    // Scheduled after probe-end so that, due at the same moment, this probe is judged before the next starts.
-    this.timers.at(now + period, "probe-end", seq);
-    this.timers.at(now + period, "probe");
-  }
-
-  private chooseTarget(): Member | undefined {
-    const k = this.rings.k;
-    const slot = this.round++ % (k + 1);
-    this.lastPickNeighbour = slot < k;
-    if (slot < k) {
-      const id = this.rings.successor(slot, this.id);
-      const m = id === undefined ? undefined : this.table.get(id);
-      if (m && isLive(m.status) && m.id !== this.id) return m;
-    }
-    this.lastPickNeighbour = false;
-    for (let pass = 0; pass < 2; pass++) {
-      if (this.sweepAt >= this.sweep.length) {
-        this.sweep = shuffle(this.rings.order(0), this.random);
-        this.sweepAt = 0;
-      }
-      while (this.sweepAt < this.sweep.length) {
-        const m = this.table.get(this.sweep[this.sweepAt++] as string);
-        if (m && isLive(m.status) && m.id !== this.id) return m;
-      }
-    }
-    return undefined;
-  }
-
-  private probeTimeout(seq: number): void {
-    const p = this.probe;
-    if (!p || p.seq !== seq || p.acked) return;
-    const target = this.table.get(p.target);
-    if (!target) return;
-    // Helpers that answered us recently first: after a mass failure random helpers are mostly dead, their
-    // missing nacks would wrongly lower our own local health and slow the very probing that must repair.
-    const helpers = new Set<string>();
-    const now = this.clock;
-    for (const [id, at] of this.recentAcks) {
-      if (helpers.size >= this.config.indirectChecks) break;
-      if (now - at < 10 * this.config.periodMs && id !== p.target && this.rings.has(id)) helpers.add(id);
-    }
-    for (
-      let tries = 0;
-      helpers.size < this.config.indirectChecks && tries < 4 * this.config.indirectChecks;
-      tries++
-    ) {
-      const id = this.rings.pick(this.random());
-      if (id !== undefined && id !== this.id && id !== p.target) helpers.add(id);
-    }
-    for (const id of helpers) {
-      const h = this.table.get(id);
-      if (!h) continue;
-      this.send(h.addr, h.id, { ...this.me, t: "ping-req", seq, target: target.id, ta: target.addr });
-      p.helpers++;
-    }
-  }
-
-  private probeEnd(seq: number, now: number): void {
-    const p = this.probe;
-    if (!p || p.seq !== seq) return;
-    this.probe = undefined;
-    if (p.acked) {
-      this.health.apply(-1);
-      return;
-    }
-    this.stats.probeFailures++;
-    // Lifeguard: helpers that did not even nack point at us (we are the slow one), not at the target. One
-    // step per probe at most (memberlist adds one per missing nack): after a mass failure the helpers are
-    // often dead themselves, and a starved member still saturates within a few periods.
-    this.health.apply(p.helpers === 0 || p.nacks < p.helpers ? 1 : 0);
-    this.suspect(p.target, now);
-  }
-
-  private suspect(id: string, now: number): void {
-    const m = this.table.get(id);
-    if (!m || !isLive(m.status)) return;
-    const u: Update = { ...toUpdate(m), s: 1, by: this.id };
-    if (m.status === "suspect") {
-      const s = this.suspicions.get(id);
-      // Our own failed probe of a suspect is an independent confirmation; k + 1 accusers are enough to share.
-      if (s && s.incarnation === m.incarnation && !s.by.has(this.id) && s.by.size <= s.bounds.k) {
-        this.confirm(id, this.id);
-        this.flood([u], undefined, 0);
-      }
-      return;
-    }
-    this.stats.suspicionsRaised++;
-    if (this.applyUpdate(u, now, "direct", this.id)) this.flood([u], undefined, 0);
   }
 
   private heal(now: number): void {
@@ -411,57 +261,6 @@ export class RingCore extends Membership {
   }
 
   // ---- messages ----------------------------------------------------------------------------------------
-
-  private onPing(msg: Extract<Message, { t: "ping" }>, now: number): void {
-    let refuted = false;
-    for (const u of msg.upd ?? []) {
-      if (u.id === this.id) refuted = this.aboutSelf(u, now) || refuted;
-      else if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
-    }
-    const upd = refuted ? [this.selfUpdate()] : undefined;
-    this.send(msg.fa, msg.from, {
-      ...this.me,
-      t: "ack",
-      seq: msg.seq,
-      cs: this.checksum,
-      ...(upd ? { upd } : {}),
-    });
-    this.compareChecksum(msg.from, msg.fa, msg.cs, now);
-  }
-
-  private onAck(msg: Extract<Message, { t: "ack" }>, now: number): void {
-    for (const u of msg.upd ?? [])
-      if (this.applyUpdate(u, now, "direct", msg.from)) this.flood([u], msg.from, 0);
-    const p = this.probe;
-    if (p && p.seq === msg.seq) {
-      p.acked = true;
-      if (msg.from === p.target) {
-        // Most recent last (Map keeps insertion order; re-insert to move), bounded to a few entries.
-        this.recentAcks.delete(msg.from);
-        this.recentAcks.set(msg.from, now);
-        if (this.recentAcks.size > 8) this.recentAcks.delete(this.recentAcks.keys().next().value as string);
-      }
-      // RTT from neighbours only: their connections persist, a sweep target may pay a TCP handshake.
-      if (msg.from === p.target && p.neighbour) {
-        const rtt = now - p.sentAt;
-        this.pingRttMs = this.pingRttMs === undefined ? rtt : this.pingRttMs * 0.8 + rtt * 0.2;
-      }
-    }
-    const relay = this.relays.get(msg.seq);
-    if (relay) {
-      this.relays.delete(msg.seq);
-      this.send(relay.originAddr, relay.origin, { ...this.me, t: "ack", seq: relay.seq, cs: this.checksum });
-    }
-    this.compareChecksum(msg.from, msg.fa, msg.cs, now);
-  }
-
-  private onPingReq(msg: Extract<Message, { t: "ping-req" }>, now: number): void {
-    const seq = ++this.seq;
-    this.relays.set(seq, { origin: msg.from, originAddr: msg.fa, seq: msg.seq });
-    this.send(msg.ta, msg.target, { ...this.me, t: "ping", seq, cs: this.checksum });
-    const window = Math.max(this.config.probeTimeoutMs, this.config.periodMs - this.config.probeTimeoutMs);
-    this.timers.at(now + 0.8 * window, "relay-nack", seq);
-  }
 
   private onJoin(msg: Extract<Message, { t: "join" }>, now: number): void {
     if (msg.me.id !== msg.from) return;
@@ -512,8 +311,6 @@ export class RingCore extends Membership {
     this.timers.at(now + this.config.tokenHoldMs, "token-release");
   }
 
-  // ---- membership updates ------------------------------------------------------------------------------
-
   // ---- anti-entropy ------------------------------------------------------------------------------------
 
   /**
@@ -521,7 +318,7 @@ export class RingCore extends Membership {
    * for two periods) means a missed update: exchange full tables both ways. A peer we hold dead or do not
    * know at all is the other side of a partition: sync at once.
    */
-  private compareChecksum(from: string, addr: string, cs: number, now: number): void {
+  protected compareChecksum(from: string, addr: string, cs: number, now: number): void {
     if (cs === this.checksum) {
       this.mismatchSince = undefined;
       return;
@@ -603,19 +400,9 @@ export class RingCore extends Membership {
       this.timers.at(now + this.config.tokenHoldMs, "token-release");
     }
   }
-
-  // ---- helpers -----------------------------------------------------------------------------------------
 }
 
 /** How late a verdict timer may fire before it is taken as a sign that this process was starved. */
 function lateAfterMs(probeTimeoutMs: number): number {
   return Math.max(10, probeTimeoutMs / 4);
-}
-
-function shuffle<T>(items: T[], random: () => number): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [items[i], items[j]] = [items[j] as T, items[i] as T];
-  }
-  return items;
 }
