@@ -34,16 +34,6 @@ export function bytesOption(args: ParsedArgs, name: string): number | undefined 
   return v === undefined ? undefined : parseBytes(v, `--${name}`);
 }
 
-/** A whole-number option (`--max-backlog 500`), or undefined when not given. */
-export function countOption(args: ParsedArgs, name: string): number | undefined {
-  const v = optString(args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
-    throw new UsageError(`--${name} must be a whole number, got "${v}"`);
-  }
-  return Number(v);
-}
-
 /** A duration option (`--node-timeout 10s`), in ms, or undefined when not given. */
 export function durationOption(args: ParsedArgs, name: string): number | undefined {
   const v = optString(args, name);

@@ -132,7 +132,8 @@ function headersOf(
   return headers;
 }
 
-function single(v: string | string[] | undefined): string | undefined {
+/** The first value of a header that may repeat. */
+export function single(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 

@@ -5,7 +5,7 @@ import { checkBearer, sendError } from "../common/http.js";
 import { readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
 import type { NodeContext } from "./context.js";
 import { writePreconditionFails } from "./conditional.js";
-import { notFound } from "./read-handler.js";
+import { notFound, single } from "./read-handler.js";
 
 /** Bodies up to this size with a declared length are read into one Buffer before the store sees them. */
 const WHOLE_BODY_BYTES = 64 * 1024;
@@ -144,10 +144,6 @@ function checkWriteConditions(
     "PRECONDITION_FAILED",
     current ? `${key} is held in a version the request excludes` : `${key} was deleted after that date`,
   );
-}
-
-function single(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
 
 function expectedChecksum(header: string | string[] | undefined): number | undefined {

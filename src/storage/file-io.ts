@@ -22,9 +22,14 @@ export async function readFully(handle: FileHandle, position: number, length: nu
   return buf;
 }
 
-/** Writes every buffer at `position` onward, in writev calls of at most IOV_MAX buffers, retrying short writes. */
+/**
+ * Writes every buffer at `position` onward, in writev calls of at most IOV_MAX buffers, retrying short writes.
+ * Given a file descriptor instead of a handle, it writes on the calling thread: for a few small records a
+ * copy into the page cache costs microseconds, less than the thread-pool round trip of an asynchronous write
+ * (which doubles the CPU of a lone small PUT).
+ */
 export async function writeFully(
-  handle: FileHandle,
+  target: FileHandle | number,
   buffers: readonly Uint8Array[],
   position: number,
 ): Promise<number> {
@@ -33,27 +38,10 @@ export async function writeFully(
     let batch = buffers.slice(i, i + IOV_MAX);
     let want = batch.reduce((n, b) => n + b.length, 0);
     while (want > 0) {
-      const { bytesWritten } = await handle.writev(batch, pos);
-      if (bytesWritten === 0) throw new BackpackError("INTERNAL", "write made no progress");
-      pos += bytesWritten;
-      want -= bytesWritten;
-      if (want > 0) batch = dropBytes(batch, bytesWritten);
-    }
-  }
-  return pos - position;
-}
-
-/**
- * `writeFully` on the calling thread: for a few small records, a copy into the page cache costs microseconds,
- * less than the thread-pool round trip of an asynchronous write (which doubles the CPU of a lone small PUT).
- */
-export function writeFullySync(fd: number, buffers: readonly Uint8Array[], position: number): number {
-  let pos = position;
-  for (let i = 0; i < buffers.length; i += IOV_MAX) {
-    let batch = buffers.slice(i, i + IOV_MAX);
-    let want = batch.reduce((n, b) => n + b.length, 0);
-    while (want > 0) {
-      const bytesWritten = writevSync(fd, batch, pos);
+      const bytesWritten =
+        typeof target === "number"
+          ? writevSync(target, batch, pos)
+          : (await target.writev(batch, pos)).bytesWritten;
       if (bytesWritten === 0) throw new BackpackError("INTERNAL", "write made no progress");
       pos += bytesWritten;
       want -= bytesWritten;

@@ -3,7 +3,7 @@ import { fdatasync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { BackpackError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
-import { diskError, writeFully, writeFullySync } from "./file-io.js";
+import { diskError, writeFully } from "./file-io.js";
 import type { IncomingBody } from "./incoming-body.js";
 import { encodeRecordHead, recordLength, VOLUME_HEADER_BYTES, type RecordMeta } from "./record.js";
 import type { SyncMode } from "./types.js";
@@ -48,7 +48,7 @@ export const commitChannel = channel("backpack:storage:commit");
 const FLUSH_BUFFERS = 1000;
 const FLUSH_BYTES = 32 << 20;
 const COPY_CHUNK = 1 << 20;
-/** Batches up to this size are written on the event loop's thread (see `writeFullySync`). */
+/** Batches up to this size are written on the event loop's thread (see `writeFully`). */
 const SYNC_WRITE_BYTES = 256 << 10;
 
 /** Records whose bytes are written and which wait for (or are in) one fdatasync. */
@@ -179,8 +179,10 @@ export class Writer {
         iovBytes += b.length;
       };
       const flush = async (): Promise<void> => {
-        if (iov.length > 0 && iovBytes <= SYNC_WRITE_BYTES) writeFullySync(vol.file.handle.fd, iov, iovAt);
-        else if (iov.length > 0) await writeFully(vol.file.handle, iov, iovAt);
+        if (iov.length > 0) {
+          const { handle } = vol.file;
+          await writeFully(iovBytes <= SYNC_WRITE_BYTES ? handle.fd : handle, iov, iovAt);
+        }
         iov = [];
         iovAt = pos;
         iovBytes = 0;

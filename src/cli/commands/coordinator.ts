@@ -7,11 +7,9 @@ import { coordinatorConfig, COORDINATOR_DEFAULTS } from "../../coordinator/confi
 import { CoordinatorService } from "../../coordinator/service.js";
 import { openQueue } from "../../queue/open.js";
 import type { ReplicationQueue } from "../../queue/types.js";
-import { optString, requirePositional, type Command } from "../command.js";
-
+import { optInt, optString, requirePositional, type Command } from "../command.js";
 import {
   bytesOption,
-  countOption,
   durationOption,
   logLevelOf,
   logLevelOption,
@@ -123,7 +121,7 @@ Example:
       retainBytes: bytes("retain"),
       nodeTimeoutMs: ms("node-timeout"),
       usageFlushMs: ms("usage-flush"),
-      maxBacklog: countOption(args, "max-backlog"),
+      maxBacklog: optInt(args, "max-backlog"),
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),

@@ -3,7 +3,6 @@ import { nodeConfig, NODE_DEFAULTS } from "../../node/config.js";
 import { NodeService } from "../../node/service.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, requirePositional, type Command } from "../command.js";
-
 import {
   bytesOption,
   durationOption,
