@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { mkdtemp, rm } from "node:fs/promises";
-import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -9,6 +7,7 @@ import { Agent, request } from "undici";
 import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
 import { fillKeys } from "./lib/fill.js";
 import { hasWrk, runLoad, type LoadResult } from "./lib/load.js";
+import { startRedis } from "../test/helpers/redis.js";
 import { processCpuSeconds, startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
 /**
@@ -27,44 +26,6 @@ const BYTES = 1024;
 const KEYS = 2000;
 const BIN = (name: string): string => fileURLToPath(new URL(`../src/cli/bin/${name}.js`, import.meta.url));
 const TARGETS = { put: 0.5, get: 0.7, lagP99Ms: 500 };
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** redis-server with AOF in a temp dir, as in production; resolves once it answers PING. */
-async function startRedis(dir: string): Promise<{ port: number; proc: ChildProcess }> {
-  const port = await freePort();
-  const proc = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir],
-    { stdio: "ignore" },
-  );
-  for (let i = 0; i < 200; i++) {
-    if (await ping(port)) return { port, proc };
-    await sleep(25);
-  }
-  throw new Error("redis-server did not start");
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect(port, "127.0.0.1", () => sock.write("PING\r\n"));
-    sock.once("error", () => resolve(false));
-    sock.once("data", (d: Buffer) => {
-      sock.destroy();
-      resolve(d.toString().startsWith("+PONG"));
-    });
-  });
-}
 
 function loadAvg(): string {
   return loadavg()
@@ -160,10 +121,10 @@ async function main(): Promise<void> {
 
   const dir = await mkdtemp(join(tmpdir(), "backpack-cluster-bench-"));
   const servers: ServerProcess[] = [];
-  let redis: ChildProcess | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
   try {
-    const r = await startRedis(dir);
-    redis = r.proc;
+    // The test harness's redis-server (AOF on, temp dir), stopped in the finally below.
+    const r = await startRedis({ after: (fn) => void cleanups.unshift(fn) });
     const mapFile = join(dir, "cluster.json");
     const map = new EmbeddedClusterMap({ file: mapFile });
     await map.start();
@@ -231,7 +192,7 @@ async function main(): Promise<void> {
       nodes: servers.slice(0, 4).map((s) => s.pid),
       coordinator: [coordinator.pid],
       replicator: [replicator.pid],
-      redis: [r.proc.pid ?? 0],
+      redis: [r.proc?.pid ?? 0],
     };
     const cpuNow = (): Record<string, number> =>
       Object.fromEntries(
@@ -308,7 +269,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
-    redis?.kill("SIGTERM");
+    for (const fn of cleanups) await fn().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }
