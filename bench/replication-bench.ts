@@ -8,6 +8,7 @@ import { openClusterMap } from "../src/cluster/open.js";
 import { openQueue } from "../src/queue/open.js";
 import type { ReplicationQueue, ReplicationTask } from "../src/queue/types.js";
 import { startProcess, type ChildHandle } from "../test/helpers/process.js";
+import { profileNodeArgs } from "./lib/server-process.js";
 import { startRedisServers } from "../test/helpers/redis.js";
 import { freePort } from "../test/helpers/wait.js";
 
@@ -161,10 +162,7 @@ async function main(): Promise<void> {
       "warn",
     ],
     ready: "none",
-    // BENCH_PROFILE_DIR=<dir>: a CPU profile of the replicator process, written when it stops.
-    nodeArgs: process.env.BENCH_PROFILE_DIR
-      ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE_DIR]
-      : [],
+    nodeArgs: profileNodeArgs(),
   });
   // With --log-level warn there is no "listening" line: wait until it leases (a probe task is copied).
   await queue.push([task("r/0", crc)]);

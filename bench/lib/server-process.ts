@@ -28,6 +28,15 @@ export function processCpuSeconds(pid: number): number | undefined {
 }
 
 /**
+ * Node options for a benchmark's server process: with BENCH_PROFILE_DIR=<dir>, it writes a CPU profile there
+ * when it stops (the file name carries its pid).
+ */
+export function profileNodeArgs(): string[] {
+  const dir = process.env.BENCH_PROFILE_DIR;
+  return dir ? ["--cpu-prof", "--cpu-prof-dir", dir] : [];
+}
+
+/**
  * Starts `node <script> <args>` and waits for its `{"msg":"listening","url":...}` JSON line on stderr (the
  * line every backpack service and the baseline server log).
  */
@@ -36,11 +45,7 @@ export async function startServerProcess(
   args: readonly string[],
   timeoutMs = 20_000,
 ): Promise<ServerProcess> {
-  // BENCH_PROFILE_DIR=<dir>: every server process writes a CPU profile there when it stops.
-  const dir = process.env.BENCH_PROFILE_DIR;
-  // The file name carries the pid (`ServerProcess.pid`).
-  const nodeArgs = dir ? ["--cpu-prof", "--cpu-prof-dir", dir] : [];
-  const proc: ChildProcess = spawn(process.execPath, [...nodeArgs, script, ...args], {
+  const proc: ChildProcess = spawn(process.execPath, [...profileNodeArgs(), script, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
