@@ -17,6 +17,9 @@ import { ReplicatorService } from "../replicator/service.js";
 import type { SyncMode } from "../storage/types.js";
 import { devLayout, fixedPorts, type DevLayout } from "./layout.js";
 
+/** The read cache of each embedded node (a standalone node defaults to 64 MiB). */
+const EMBEDDED_READ_CACHE_BYTES = 16 * 1024 ** 2;
+
 export interface DevClusterOptions {
   /** Everything lives under here: `node-<id>/`, `cluster.json`, `queue/`, `tmp/`. */
   dataDir: string;
@@ -90,7 +93,14 @@ export class DevCluster implements Service {
 
     for (const s of this.layout.servers) {
       const node = new NodeService(
-        nodeConfig({ dataDir: join(this.dir, `node-${s.id}`), host, port: s.port, sync }),
+        // Every node of the process has its own read cache: a smaller one each (6 nodes: 96 MiB at most).
+        nodeConfig({
+          dataDir: join(this.dir, `node-${s.id}`),
+          host,
+          port: s.port,
+          sync,
+          readCacheBytes: EMBEDDED_READ_CACHE_BYTES,
+        }),
         {
           log: log.child({ part: "node", node: s.id }),
         },

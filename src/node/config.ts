@@ -31,6 +31,8 @@ export interface NodeConfig {
   volumeMaxBytes: number;
   /** A sealed volume is compacted once this share of it (0-1) is garbage. */
   compactGarbageRatio: number;
+  /** Memory for verified small records read lately (answered without disk I/O); 0 turns it off. */
+  readCacheBytes: number;
 }
 
 export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">> = Object.freeze({
@@ -45,6 +47,7 @@ export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">>
   sync: "batch",
   volumeMaxBytes: 1024 ** 3,
   compactGarbageRatio: 0.5,
+  readCacheBytes: 64 * 1024 ** 2,
 });
 
 /** Builds the node's config from layers (defaults first); every problem is reported at once. */
@@ -60,6 +63,7 @@ export function nodeConfig(...layers: ReadonlyArray<Partial<NodeConfig> | undefi
     check.positiveInt(problems, "bodyTimeoutMs", c.bodyTimeoutMs);
     check.positiveInt(problems, "keepAliveTimeoutMs", c.keepAliveTimeoutMs);
     check.positiveInt(problems, "volumeMaxBytes", c.volumeMaxBytes);
+    check.nonNegative(problems, "readCacheBytes", c.readCacheBytes);
     check.oneOf(problems, "sync", c.sync, ["batch", "none"]);
     if (!(c.compactGarbageRatio > 0 && c.compactGarbageRatio < 1)) {
       problems.push(`compactGarbageRatio must be between 0 and 1 (e.g. 0.5), got ${c.compactGarbageRatio}`);

@@ -137,6 +137,21 @@ export class NodeStats {
       "Volume compactions done",
       store((s) => s.compactions),
     );
+    counter(
+      "backpack_node_read_cache_hits_total",
+      "Small-record reads answered from the read cache",
+      store((s) => s.readCache.hits),
+    );
+    counter(
+      "backpack_node_read_cache_misses_total",
+      "Small-record reads that went to the disk",
+      store((s) => s.readCache.misses),
+    );
+    gauge(
+      "backpack_node_read_cache_bytes",
+      "Bytes held by the read cache",
+      store((s) => s.readCache.bytes),
+    );
     gauge(
       "backpack_node_objects",
       "Objects stored",

@@ -2,7 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises";
 import { etagOf, formatChecksum } from "../common/checksum.js";
 import { BackpackError, hasCode } from "../common/errors.js";
-import type { ObjectInfo } from "../storage/types.js";
+import type { ObjectInfo, ReadableBody } from "../storage/types.js";
 import { ifRangeHolds, isNotModified, type Validators } from "./conditional.js";
 import type { NodeContext } from "./context.js";
 import { contentRange, parseRange } from "./range.js";
@@ -10,65 +10,112 @@ import { contentRange, parseRange } from "./range.js";
 const OCTET_STREAM = "application/octet-stream";
 
 /**
- * GET and HEAD of a key. A plain GET goes straight to one store read (index lookup + one positioned read);
- * the metadata-only paths (HEAD, conditional and range requests) first look at the index, which costs no I/O.
+ * GET and HEAD of a key. A plain GET goes straight to one store read (index lookup + one positioned read) and,
+ * for a small record, answers without a promise; the metadata-only paths (HEAD, conditional and range
+ * requests) first look at the index, which costs no I/O. Errors are thrown (synchronously or as a rejection).
  */
-export async function handleRead(
+export function handleRead(
   ctx: NodeContext,
   req: IncomingMessage,
   res: ServerResponse,
   key: string,
   head: boolean,
-): Promise<void> {
+): void | Promise<void> {
   const started = ctx.now();
   const h = req.headers;
-  let range: { start: number; end: number } | undefined;
   if (
     head ||
     h.range !== undefined ||
     h["if-none-match"] !== undefined ||
     h["if-modified-since"] !== undefined
   ) {
-    const info = ctx.store.stat(key);
-    if (info === undefined) throw notFound(key);
-    const v = validators(info);
-    if (isNotModified({ ifNoneMatch: h["if-none-match"], ifModifiedSince: h["if-modified-since"] }, v)) {
-      ctx.stats.notModified++;
-      res.writeHead(304, {
-        etag: v.etag,
-        "last-modified": httpDate(info.writeTime),
-        ...checksumHeader(info),
-      });
-      res.end();
-      return;
-    }
-    const r = ifRangeHolds(single(h["if-range"]), v) ? parseRange(h.range, info.size) : undefined;
-    if (r === "unsatisfiable") {
-      res.setHeader("content-range", `bytes */${info.size}`);
-      throw new BackpackError("RANGE_NOT_SATISFIABLE", `range ${h.range ?? ""} is outside the body`, {
-        details: { size: info.size },
-      });
-    }
-    range = r;
-    if (head) {
-      res.writeHead(range ? 206 : 200, headersOf(info, range));
-      res.end();
-      return;
-    }
+    return readWithConditions(ctx, req, res, key, head, started);
   }
+  return serve(ctx, res, key, undefined, started);
+}
+
+async function readWithConditions(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: string,
+  head: boolean,
+  started: number,
+): Promise<void> {
+  const h = req.headers;
+  const info = ctx.store.stat(key);
+  if (info === undefined) throw notFound(key);
+  const v = validators(info);
+  if (isNotModified({ ifNoneMatch: h["if-none-match"], ifModifiedSince: h["if-modified-since"] }, v)) {
+    ctx.stats.notModified++;
+    res.writeHead(304, {
+      etag: v.etag,
+      "last-modified": httpDate(info.writeTime),
+      ...checksumHeader(info),
+    });
+    res.end();
+    return;
+  }
+  const range = ifRangeHolds(single(h["if-range"]), v) ? parseRange(h.range, info.size) : undefined;
+  if (range === "unsatisfiable") {
+    res.setHeader("content-range", `bytes */${info.size}`);
+    throw new BackpackError("RANGE_NOT_SATISFIABLE", `range ${h.range ?? ""} is outside the body`, {
+      details: { size: info.size },
+    });
+  }
+  if (head) {
+    res.writeHead(range ? 206 : 200, headersOf(info, range));
+    res.end();
+    return;
+  }
+  await serve(ctx, res, key, range, started);
+}
+
+type Range = { start: number; end: number } | undefined;
+
+/** Reads the record and sends it: a small record is read, verified and sent synchronously. */
+function serve(
+  ctx: NodeContext,
+  res: ServerResponse,
+  key: string,
+  range: Range,
+  started: number,
+): void | Promise<void> {
   let read;
   try {
-    // A small record comes back synchronously: no promise on the common GET.
     read = ctx.store.readSmall(key, range);
-    if (read instanceof Promise) read = await read;
   } catch (err) {
-    if (hasCode(err, "NOT_FOUND")) throw notFound(key);
-    if (hasCode(err, "CHECKSUM_MISMATCH")) {
-      ctx.stats.refused.checksum_mismatch++;
-      ctx.log.error({ key, err }, "stored record failed its checksum; answered 502");
-    }
-    throw err;
+    throw readFailed(ctx, key, err);
   }
+  if (read instanceof Promise) {
+    return read.then(
+      (r) => send(ctx, res, key, range, r, started),
+      (err: unknown) => {
+        throw readFailed(ctx, key, err);
+      },
+    );
+  }
+  return send(ctx, res, key, range, read, started);
+}
+
+/** The error a failed read answers with (a failed checksum is logged and counted: it answers 502). */
+function readFailed(ctx: NodeContext, key: string, err: unknown): unknown {
+  if (hasCode(err, "NOT_FOUND")) return notFound(key);
+  if (hasCode(err, "CHECKSUM_MISMATCH")) {
+    ctx.stats.refused.checksum_mismatch++;
+    ctx.log.error({ key, err }, "stored record failed its checksum; answered 502");
+  }
+  return err;
+}
+
+function send(
+  ctx: NodeContext,
+  res: ServerResponse,
+  key: string,
+  range: Range,
+  read: { info: ObjectInfo; body: ReadableBody },
+  started: number,
+): void | Promise<void> {
   const { info, body } = read;
   if (range && range.end > info.size) range = { start: range.start, end: info.size }; // overwritten meanwhile
   if (body.kind === "buffer") {
@@ -77,17 +124,25 @@ export async function handleRead(
     ctx.stats.observeGet(body.data.length, ctx.now() - started);
     return;
   }
+  return sendStream(ctx, res, key, range, info, body, started);
+}
+
+async function sendStream(
+  ctx: NodeContext,
+  res: ServerResponse,
+  key: string,
+  range: Range,
+  info: ObjectInfo,
+  body: Extract<ReadableBody, { kind: "stream" }>,
+  started: number,
+): Promise<void> {
   // The first chunk comes before the headers: a record whose head fails verification still gets a clean 502.
   const it = body.stream[Symbol.asyncIterator]();
   let first: IteratorResult<Buffer>;
   try {
     first = await it.next();
   } catch (err) {
-    if (hasCode(err, "CHECKSUM_MISMATCH")) {
-      ctx.stats.refused.checksum_mismatch++;
-      ctx.log.error({ key, err }, "stored record failed its checksum; answered 502");
-    }
-    throw err;
+    throw readFailed(ctx, key, err);
   }
   res.writeHead(range ? 206 : 200, headersOf(info, range, body.length));
   try {

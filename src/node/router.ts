@@ -9,37 +9,50 @@ import { handleDelete, handlePut } from "./write-handler.js";
 const KEY_METHODS = "GET, HEAD, PUT, DELETE";
 const ADMIN_METHODS = "GET, HEAD";
 
-/** Sends one request to its handler by path and method; every failure becomes a JSON error answer. */
-export async function route(
+/**
+ * Sends one request to its handler by path and method; every failure becomes a JSON error answer. A request
+ * answered synchronously (a GET of a small record) returns undefined, anything else a promise.
+ */
+export function route(
   ctx: NodeContext,
   req: IncomingMessage,
   res: ServerResponse,
   expectContinue: boolean,
-): Promise<void> {
+): Promise<void> | undefined {
   try {
-    const method = req.method ?? "";
-    const target = req.url ?? "";
-    const q = target.indexOf("?");
-    const path = q === -1 ? target : target.slice(0, q);
-    if (RESERVED_PATHS.has(path)) {
-      if (method !== "GET" && method !== "HEAD") throw notAllowed(res, method, ADMIN_METHODS);
-      await handleAdmin(ctx, path, res);
-      return;
-    }
-    switch (method) {
-      case "GET":
-        return await handleRead(ctx, req, res, keyOfTarget(target), false);
-      case "HEAD":
-        return await handleRead(ctx, req, res, keyOfTarget(target), true);
-      case "PUT":
-        return await handlePut(ctx, req, res, keyOfTarget(target), expectContinue);
-      case "DELETE":
-        return await handleDelete(ctx, req, res, keyOfTarget(target));
-      default:
-        throw notAllowed(res, method, KEY_METHODS);
-    }
+    const pending = handle(ctx, req, res, expectContinue);
+    if (pending) return pending.catch((err: unknown) => respondError(ctx, req, res, err));
   } catch (err) {
     respondError(ctx, req, res, err);
+  }
+  return undefined;
+}
+
+function handle(
+  ctx: NodeContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  expectContinue: boolean,
+): void | Promise<void> {
+  const method = req.method ?? "";
+  const target = req.url ?? "";
+  const q = target.indexOf("?");
+  const path = q === -1 ? target : target.slice(0, q);
+  if (RESERVED_PATHS.has(path)) {
+    if (method !== "GET" && method !== "HEAD") throw notAllowed(res, method, ADMIN_METHODS);
+    return handleAdmin(ctx, path, res);
+  }
+  switch (method) {
+    case "GET":
+      return handleRead(ctx, req, res, keyOfTarget(target), false);
+    case "HEAD":
+      return handleRead(ctx, req, res, keyOfTarget(target), true);
+    case "PUT":
+      return handlePut(ctx, req, res, keyOfTarget(target), expectContinue);
+    case "DELETE":
+      return handleDelete(ctx, req, res, keyOfTarget(target));
+    default:
+      throw notAllowed(res, method, KEY_METHODS);
   }
 }
 

@@ -59,6 +59,7 @@ export class NodeService implements Service {
       sync: c.sync,
       volumeMaxBytes: c.volumeMaxBytes,
       compactGarbageRatio: c.compactGarbageRatio,
+      readCacheBytes: c.readCacheBytes,
       log: this.log,
     });
     const gate = new UploadGate(c.maxInflightUploads, c.maxInflightBytes);
@@ -115,15 +116,22 @@ export class NodeService implements Service {
       return;
     }
     this.inflight++;
-    void route(ctx, req, res, expectContinue)
-      .catch((err: unknown) => {
-        // route() answers every error itself; this is only a last guard so a bug cannot kill the process.
-        this.log.error({ err }, "request failed outside its handler");
-        res.destroy();
-      })
-      .finally(() => {
-        if (--this.inflight === 0) this.drained?.();
-      });
+    const done = (): void => {
+      if (--this.inflight === 0) this.drained?.();
+    };
+    // route() answers every error itself; the guards are only there so a bug cannot kill the process.
+    const guard = (err: unknown): void => {
+      this.log.error({ err }, "request failed outside its handler");
+      res.destroy();
+    };
+    let pending: Promise<void> | undefined;
+    try {
+      pending = route(ctx, req, res, expectContinue);
+    } catch (err) {
+      guard(err);
+    }
+    if (pending) void pending.catch(guard).finally(done);
+    else done();
   }
 
   /** Refuses new requests (503 SHUTTING_DOWN), lets in-flight ones finish, closes the store. Idempotent. */

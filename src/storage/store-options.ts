@@ -8,6 +8,7 @@ export interface ResolvedStoreOptions {
   volumeMaxBytes: number;
   compactGarbageRatio: number;
   maxBufferedBytes: number;
+  readCacheBytes: number;
   checkpointEveryBytes: number;
   log: Logger;
 }
@@ -20,6 +21,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     volumeMaxBytes: options.volumeMaxBytes ?? 1 << 30,
     compactGarbageRatio: options.compactGarbageRatio ?? 0.5,
     maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
+    readCacheBytes: options.readCacheBytes ?? 64 << 20,
     checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
     log: options.log ?? silentLogger,
   };
@@ -31,6 +33,9 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
   }
   if (!(Number.isSafeInteger(opts.maxBufferedBytes) && opts.maxBufferedBytes >= 0)) {
     problems.push("maxBufferedBytes must be a non-negative integer");
+  }
+  if (!(Number.isSafeInteger(opts.readCacheBytes) && opts.readCacheBytes >= 0)) {
+    problems.push("readCacheBytes must be a non-negative integer");
   }
   if (!(opts.checkpointEveryBytes > 0)) problems.push("checkpointEveryBytes must be positive");
   if (!(opts.compactGarbageRatio > 0 && opts.compactGarbageRatio <= 1)) {

@@ -20,6 +20,7 @@ import {
   SYNC_READ_MAX_BYTES,
   type RecordLocation,
 } from "./record-read.js";
+import { ReadCache } from "./read-cache.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
 import type { ObjectInfo, PutOptions, ReadableBody, Store, StoreOptions, StoreStats } from "./types.js";
@@ -43,6 +44,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
 /** The volume store: see docs/storage.md for the format, durability, recovery and compaction. */
 export class DiskStore implements Store {
   checksumErrors = 0;
+  private readonly readCache: ReadCache;
   private readonly writer: Writer;
   private readonly compactor: Compactor;
   private spoolSeq = 0;
@@ -70,6 +72,7 @@ export class DiskStore implements Store {
       log: options.log,
     });
     this.compactor = new Compactor(this, this.writer);
+    this.readCache = new ReadCache(options.readCacheBytes, SYNC_READ_MAX_BYTES);
     this.active = [...volumes.values()].reduce((a, b) => (b.id > a.id ? b : a));
   }
 
@@ -127,17 +130,32 @@ export class DiskStore implements Store {
       size: info.size,
       bodyCrc: info.bodyCrc,
     };
+    const cache = this.readCache;
+    const cached = cache.admits(info.size);
+    if (cached) {
+      const hit = cache.get(loc.file, loc.offset);
+      if (hit !== undefined) {
+        const small: SmallRead = { info, body: { kind: "buffer", data: hit.subarray(start, end) } };
+        return now ? small : Promise.resolve(small);
+      }
+    }
+    // A cached body is read whole (the read covers the whole record anyway: that is what is verified).
+    const [from, to] = cached ? [0, info.size] : [start, end];
+    const keep = (body: Buffer): Buffer => {
+      if (cached) cache.set(loc.file, loc.offset, body);
+      return cached ? body.subarray(start, end) : body;
+    };
     if (now && info.size <= SYNC_READ_MAX_BYTES && info.size <= this.options.maxBufferedBytes) {
       try {
-        return { info, body: { kind: "buffer", data: readVerifiedSync(loc, start, end) } };
+        return { info, body: { kind: "buffer", data: keep(readVerifiedSync(loc, from, to)) } };
       } catch (err) {
         if (hasCode(err, "CHECKSUM_MISMATCH")) this.countMismatch(key, volume, loc.offset);
         throw err;
       }
     }
     if (info.size <= this.options.maxBufferedBytes) {
-      return readVerified(loc, start, end).then(
-        (data): ReadResult => ({ info, body: { kind: "buffer", data } }),
+      return readVerified(loc, from, to).then(
+        (data): ReadResult => ({ info, body: { kind: "buffer", data: keep(data) } }),
         (err: unknown) => {
           if (hasCode(err, "CHECKSUM_MISMATCH")) this.countMismatch(key, volume, loc.offset);
           throw err;
@@ -252,6 +270,7 @@ export class DiskStore implements Store {
       checksumErrors: this.checksumErrors,
       compactions: this.compactor.completed,
       indexHeapBytes: this.index.heapBytes(),
+      readCache: { hits: this.readCache.hits, misses: this.readCache.misses, bytes: this.readCache.bytes },
     };
   }
 

@@ -263,6 +263,9 @@ void test("/stats keeps the original's fields; /metrics is Prometheus text; /hea
   assert.match(String(metrics.headers["content-type"]), /text\/plain/);
   assert.match(metrics.text, /^backpack_node_gets_total 2$/m);
   assert.match(metrics.text, /^backpack_node_objects 1$/m);
+  // The first GET read the record from the disk, the second from the read cache.
+  assert.match(metrics.text, /^backpack_node_read_cache_misses_total 1$/m);
+  assert.match(metrics.text, /^backpack_node_read_cache_hits_total 1$/m);
   assert.match(metrics.text, /backpack_node_put_duration_seconds_bucket/);
   const health = await http(node.url, "/healthz");
   assert.equal(health.status, 200);

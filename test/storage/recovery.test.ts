@@ -121,7 +121,8 @@ void test("a torn tail is detected by checksum, cut off and logged; writes conti
 void test("a flipped byte anywhere in a record is detected on read: never served, logged and counted", async (t) => {
   const dir = await tempDir(t);
   const { log, lines } = capturingLogger();
-  const store = await storeFor(t, dir, { log, maxBufferedBytes: 64 * 1024 });
+  // No read cache: the record is read again after each repair and must come from the disk every time.
+  const store = await storeFor(t, dir, { log, maxBufferedBytes: 64 * 1024, readCacheBytes: 0 });
   const small = pattern(5000, 1);
   await store.put("s", small, { ...BIG, contentType: "text/plain" });
   const large = pattern(200_000, 2);

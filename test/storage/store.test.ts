@@ -218,7 +218,8 @@ void test("invalid options are refused with every problem named", async (t) => {
 
 void test("readSmall answers records up to 64 KiB synchronously, larger ones by promise; damage is refused", async (t) => {
   const dir = await tempDir(t);
-  const store = await storeFor(t, dir);
+  // No read cache: the damaged record below was read before, and must be read from the disk again.
+  const store = await storeFor(t, dir, { readCacheBytes: 0 });
   const small = pattern(1000, 41);
   const edge = pattern(64 * 1024, 42);
   const over = pattern(64 * 1024 + 1, 43);
@@ -256,4 +257,56 @@ void test("readSmall answers records up to 64 KiB synchronously, larger ones by 
   assert.throws(() => store.readSmall("small"), { code: "CHECKSUM_MISMATCH" });
   await assert.rejects(store.read("small"), { code: "CHECKSUM_MISMATCH" });
   assert.equal(store.stats().checksumErrors, 2);
+  assert.deepEqual(store.stats().readCache, { hits: 0, misses: 0, bytes: 0 });
+});
+
+/** Flips one byte of the first copy of `marker` found in the store's volumes. */
+async function flipOnDisk(dir: string, marker: Buffer, offset: number): Promise<void> {
+  for (const name of (await readdir(join(dir, "volumes"))).filter((n) => n.endsWith(".vol"))) {
+    const handle = await open(join(dir, "volumes", name), "r+");
+    try {
+      const bytes = await handle.readFile();
+      const at = bytes.indexOf(marker);
+      if (at < 0) continue;
+      await handle.write(Buffer.from([bytes[at + offset]! ^ 0xff]), 0, 1, at + offset);
+      return;
+    } finally {
+      await handle.close();
+    }
+  }
+  assert.fail("marker not found in any volume");
+}
+
+void test("the read cache answers verified small records from memory and is never stale", async (t) => {
+  const dir = await tempDir(t);
+  const store = await storeFor(t, dir, { readCacheBytes: 1 << 20, volumeMaxBytes: 256 * 1024 });
+  const v1 = pattern(1000, 51);
+  await store.put("a", v1, BIG);
+  assert.ok((await readAll(store, "a")).equals(v1));
+  const first = store.readSmall("a");
+  assert.ok(!(first instanceof Promise) && first.body.data.equals(v1));
+  assert.deepEqual(store.stats().readCache, { hits: 1, misses: 1, bytes: store.stats().readCache.bytes });
+  const ranged = store.readSmall("a", { start: 100, end: 110 });
+  assert.ok(!(ranged instanceof Promise) && ranged.body.data.equals(v1.subarray(100, 110)));
+
+  // The cache holds what was verified: damage on disk after that is found when the record is next read from
+  // the disk, not served in the meantime (the cached copy is the good one).
+  await flipOnDisk(dir, v1.subarray(0, 64), 500);
+  assert.ok((await readAll(store, "a")).equals(v1));
+
+  // An overwrite is a new record somewhere else: read from the disk, never the old bytes.
+  const v2 = pattern(1000, 52);
+  await store.put("a", v2, BIG);
+  assert.ok((await readAll(store, "a")).equals(v2));
+  await store.delete("a");
+  assert.throws(() => store.readSmall("a"), { code: "NOT_FOUND" });
+
+  // Many records: the budget holds; compaction moves records to a new file and reads stay right.
+  for (let i = 0; i < 1500; i++) await store.put(`k${i}`, pattern(900, 1000 + i), BIG);
+  for (let i = 0; i < 1500; i++) assert.ok((await readAll(store, `k${i}`)).equals(pattern(900, 1000 + i)));
+  assert.ok(store.stats().readCache.bytes <= 1 << 20, `cache holds ${store.stats().readCache.bytes} bytes`);
+  for (let i = 0; i < 1500; i += 2) await store.delete(`k${i}`);
+  await store.compact();
+  assert.ok(store.stats().compactions > 0);
+  for (let i = 1; i < 1500; i += 2) assert.ok((await readAll(store, `k${i}`)).equals(pattern(900, 1000 + i)));
 });

@@ -45,6 +45,13 @@ export const command: Command = {
         default: "1gb",
       },
       {
+        name: "read-cache",
+        type: "string",
+        description:
+          "memory for small records (up to 64 KiB) read lately, answered without a disk read; 0 turns it off",
+        default: "64mb",
+      },
+      {
         name: "compact-ratio",
         type: "string",
         description: "compact a sealed volume once this share of it is garbage (0-1)",
@@ -120,6 +127,7 @@ Example:
       sync,
       maxBodyBytes: bytes("max-body"),
       volumeMaxBytes: bytes("volume-size"),
+      readCacheBytes: /^0+[a-z]*$/i.test(optString(args, "read-cache") ?? "") ? 0 : bytes("read-cache"),
       maxInflightBytes: bytes("max-inflight-bytes"),
       maxInflightUploads: optInt(args, "max-inflight-uploads", 1),
       headersTimeoutMs: ms("headers-timeout"),

@@ -1,0 +1,90 @@
+/**
+ * Verified bodies of small records, kept in memory so that a hot record is answered without a read from the
+ * volume file and without checksumming it again (for a 1 KiB GET those two cost more than the rest of the
+ * request). Entries are keyed by where the record lies: a volume file object and an offset. The bytes at a
+ * given offset of a volume file never change (volumes are append-only and compaction writes a new file), so an
+ * entry can never be stale, only unused: an overwritten or deleted record's entry simply ages out.
+ *
+ * Eviction is two generations (an O(1) approximation of LRU): entries go into the current generation; when it
+ * holds half the budget it becomes the previous one and the old previous one is dropped; a hit in the previous
+ * generation moves the entry back into the current one.
+ */
+export class ReadCache {
+  private current = new Map<object, Map<number, Buffer>>();
+  private previous = new Map<object, Map<number, Buffer>>();
+  private currentBytes = 0;
+  private previousBytes = 0;
+  hits = 0;
+  misses = 0;
+
+  /**
+   * @param maxBytes budget for bodies plus a per-entry overhead; 0 turns the cache off.
+   * @param maxEntryBytes larger bodies are never cached.
+   */
+  constructor(
+    readonly maxBytes: number,
+    readonly maxEntryBytes: number,
+  ) {}
+
+  /** Whether a body of this size would be kept. */
+  admits(size: number): boolean {
+    return this.maxBytes > 0 && size <= this.maxEntryBytes;
+  }
+
+  get(file: object, offset: number): Buffer | undefined {
+    const hit = this.current.get(file)?.get(offset);
+    if (hit !== undefined) {
+      this.hits++;
+      return hit;
+    }
+    const old = this.previous.get(file)?.get(offset);
+    if (old === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    this.previous.get(file)?.delete(offset);
+    this.previousBytes -= cost(old);
+    this.insert(file, offset, old);
+    return old;
+  }
+
+  /** Keeps a copy of a verified body (a copy: `body` may be a slice of a larger pooled buffer). */
+  set(file: object, offset: number, body: Buffer): void {
+    if (!this.admits(body.length)) return;
+    const own = Buffer.allocUnsafeSlow(body.length);
+    body.copy(own);
+    this.insert(file, offset, own);
+  }
+
+  /** Bytes held (bodies plus overhead). */
+  get bytes(): number {
+    return this.currentBytes + this.previousBytes;
+  }
+
+  clear(): void {
+    this.current = new Map();
+    this.previous = new Map();
+    this.currentBytes = this.previousBytes = 0;
+  }
+
+  private insert(file: object, offset: number, body: Buffer): void {
+    let entries = this.current.get(file);
+    if (entries === undefined) this.current.set(file, (entries = new Map<number, Buffer>()));
+    const replaced = entries.get(offset);
+    if (replaced !== undefined) this.currentBytes -= cost(replaced);
+    entries.set(offset, body);
+    this.currentBytes += cost(body);
+    if (this.currentBytes > this.maxBytes / 2) {
+      this.previous = this.current;
+      this.previousBytes = this.currentBytes;
+      this.current = new Map();
+      this.currentBytes = 0;
+    }
+  }
+}
+
+/** What an entry holds on the heap: its bytes plus the buffer object and map slot. */
+function cost(body: Buffer): number {
+  return body.length + 160;
+}
