@@ -6,6 +6,7 @@ import { suspicionBounds, suspicionTimeoutMs, LocalHealth } from "../../src/ring
 import { MemberTable } from "../../src/ring/core/member-table.js";
 import { parseMessage, type Message, type Update } from "../../src/ring/core/messages.js";
 import { RingCore, type RingEvent } from "../../src/ring/core/ring-core.js";
+import { RecentSamples } from "../../src/ring/core/recent-samples.js";
 import { TokenKeeper } from "../../src/ring/core/token.js";
 import { seededRandom } from "../../bench/ring-sim/random.js";
 
@@ -148,9 +149,33 @@ void describe("token", () => {
     assert.equal(a.state.lapMs, 30);
     assert.equal(a.state.hopTransitMs, 5, "lap 30 ms = 20 ms held + 2 hops of 5 ms");
     assert.equal(a.state.tick, 2);
+    // One slow lap (a 50 ms hop: a busy moment) moves the reported transit by one rank only: it is the median
+    // of recent laps (5, 27.5, 5, 5), where a mean of them would carry it for many laps.
+    for (const [release, arrive] of [
+      [70, 120],
+      [145, 150],
+      [175, 180],
+    ] as const) {
+      t = a.release(release, false);
+      assert.ok(t && b.accept(t, arrive));
+      t = b.release(arrive + 10, true);
+      assert.ok(t && a.accept(t, arrive + 15));
+    }
+    assert.equal(a.state.hopTransitMs, 5);
     const stale = new TokenKeeper("c", 0);
     const old = stale.create(0);
     assert.equal(a.accept({ ...old, epoch: 0 }, 70), false);
+  });
+});
+
+void describe("recent samples", () => {
+  void it("reports the median of the last samples", () => {
+    const r = new RecentSamples(4);
+    assert.equal(r.median(), undefined);
+    for (const v of [100, 1, 2]) r.add(v);
+    assert.equal(r.median(), 2);
+    for (const v of [3, 4, 5]) r.add(v); // 100, 1 and 2 are out of the window
+    assert.equal(r.median(), 3.5);
   });
 });
 
@@ -174,8 +199,11 @@ void describe("messages", () => {
         epoch: 1,
         origin: "a",
         tick: 0,
-        hops: [{ id: "a", held: -1, sent: 0 }],
+        hops: 1,
+        held: -1,
       },
+      { t: "token", from: "a", fa: "h:1", epoch: 1, origin: "a", tick: 0, hops: 1.5, held: 0 },
+      { t: "token", from: "a", fa: "h:1", epoch: 1, origin: "a", tick: 0, hops: 1, held: 0, last: { id: 7 } },
       { t: "join", from: "a", fa: "h:1", me: { id: "a", a: "h:1", i: 0, s: 0, m: { __proto__: "x", k: 1 } } },
     ];
     for (const b of bad) assert.equal(parseMessage(b), undefined, JSON.stringify(b));

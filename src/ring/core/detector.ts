@@ -2,6 +2,7 @@ import { isLive, toUpdate, type Member } from "./member-table.js";
 import { Membership } from "./membership.js";
 import type { RingCoreConfig } from "./core-config.js";
 import type { Message, Update } from "./messages.js";
+import { RecentSamples } from "./recent-samples.js";
 
 interface Probe {
   seq: number;
@@ -30,8 +31,7 @@ export abstract class Detector extends Membership {
   private probe: Probe | undefined;
   /** Members whose direct ack we got recently (oldest first): preferred ping-req helpers. */
   private readonly recentAcks = new Map<string, number>();
-  /** Smoothed direct-ping round trip, ms (for comparing with the token's per-hop latency). */
-  pingRttMs: number | undefined;
+  private readonly rtt = new RecentSamples();
 
   constructor(
     config: RingCoreConfig,
@@ -39,6 +39,11 @@ export abstract class Detector extends Membership {
     protected readonly random: () => number,
   ) {
     super(config, now);
+  }
+
+  /** Direct-ping round trip to ring neighbours, median of the last 16, ms (to compare with the token's hops). */
+  get pingRttMs(): number | undefined {
+    return this.rtt.median();
   }
 
   /** Checksums ride on every ping and ack: a difference may call for a full sync. */
@@ -194,8 +199,7 @@ export abstract class Detector extends Membership {
       }
       // RTT from neighbours only: their connections persist, a sweep target may pay a TCP handshake.
       if (msg.from === p.target && p.neighbour) {
-        const rtt = now - p.sentAt;
-        this.pingRttMs = this.pingRttMs === undefined ? rtt : this.pingRttMs * 0.8 + rtt * 0.2;
+        this.rtt.add(now - p.sentAt);
       }
     }
     const relay = this.relays.get(msg.seq);

@@ -20,12 +20,15 @@ export interface Update {
   by?: string;
 }
 
-export interface TokenHop {
-  id: string;
-  /** How long that member held the token, ms (its own clock, so a lap splits into transit and holding). */
+/**
+ * The token's running totals since it was created: every hand-over adds one hop and the time its sender held
+ * it (each member's own clock), so a member splits its lap into holding and transit from two receipts.
+ */
+export interface TokenTotals {
+  hops: number;
   held: number;
-  /** When it sent the token, its wall clock, ms (only comparable between members that share a clock). */
-  sent: number;
+  /** The last sender and when it sent, its wall clock, ms (only comparable between members sharing a clock). */
+  last?: { id: string; sent: number };
 }
 
 interface Base {
@@ -43,7 +46,7 @@ export type Message =
   | (Base & { t: "sync"; reply: boolean; members: Update[]; bids: Array<[string, number]> })
   | (Base & { t: "gossip"; upd: Update[]; hops: number })
   | (Base & { t: "bcast"; origin: string; seq: number; hops: number; data: unknown })
-  | (Base & { t: "token"; epoch: number; origin: string; tick: number; hops: TokenHop[] });
+  | (Base & { t: "token"; epoch: number; origin: string; tick: number } & TokenTotals);
 
 export type MessageType = Message["t"];
 
@@ -54,7 +57,6 @@ export const LIMITS = {
   metaChars: 1024,
   membersPerSync: 100_000,
   updatesPerGossip: 4096,
-  tokenHops: 128,
   bids: 4096,
 } as const;
 
@@ -146,15 +148,28 @@ export function parseMessage(v: unknown): Message | undefined {
       return { ...base, t, origin: v.origin, seq: v.seq, hops: v.hops, data: v.data };
     case "token": {
       if (!isU32(v.epoch) || !isStr(v.origin, LIMITS.idChars) || !isU32(v.tick)) return undefined;
-      if (!Array.isArray(v.hops) || v.hops.length > LIMITS.tokenHops) return undefined;
-      const hops: TokenHop[] = [];
-      for (const h of v.hops as unknown[]) {
-        if (!isObj(h) || !isStr(h.id, LIMITS.idChars)) return undefined;
-        if (typeof h.held !== "number" || !Number.isFinite(h.held) || h.held < 0) return undefined;
-        if (typeof h.sent !== "number" || !Number.isFinite(h.sent)) return undefined;
-        hops.push({ id: h.id, held: h.held, sent: h.sent });
+      if (!Number.isSafeInteger(v.hops) || (v.hops as number) < 0) return undefined;
+      if (typeof v.held !== "number" || !Number.isFinite(v.held) || v.held < 0) return undefined;
+      const token = {
+        ...base,
+        t,
+        epoch: v.epoch,
+        origin: v.origin,
+        tick: v.tick,
+        hops: v.hops as number,
+        held: v.held,
+      };
+      if (v.last === undefined) return token;
+      const l = v.last;
+      if (
+        !isObj(l) ||
+        !isStr(l.id, LIMITS.idChars) ||
+        typeof l.sent !== "number" ||
+        !Number.isFinite(l.sent)
+      ) {
+        return undefined;
       }
-      return { ...base, t, epoch: v.epoch, origin: v.origin, tick: v.tick, hops };
+      return { ...token, last: { id: l.id, sent: l.sent } };
     }
     default:
       return undefined;

@@ -183,7 +183,7 @@ export class RingCore extends Detector {
     if (this.leaving || out.toId === undefined) return;
     const m = out.msg;
     if (m.t === "token") {
-      this.token.retake({ epoch: m.epoch, origin: m.origin, tick: m.tick, hops: m.hops }, now);
+      this.token.retake(tokenOf(m), now);
       this.releaseToken(now, out.toId);
     }
     const before = this.neighbours();
@@ -305,7 +305,7 @@ export class RingCore extends Detector {
 
   private onToken(msg: Extract<Message, { t: "token" }>, now: number): void {
     if (!this.config.token) return;
-    const token: Token = { epoch: msg.epoch, origin: msg.origin, tick: msg.tick, hops: msg.hops };
+    const token = tokenOf(msg);
     if (!this.token.accept(token, now)) return;
     this.emit({ type: "tick", token: this.token.state });
     this.timers.at(now + this.config.tokenHoldMs, "token-release");
@@ -405,4 +405,10 @@ export class RingCore extends Detector {
 /** How late a verdict timer may fire before it is taken as a sign that this process was starved. */
 function lateAfterMs(probeTimeoutMs: number): number {
   return Math.max(10, probeTimeoutMs / 4);
+}
+
+/** The token a token message carries. */
+function tokenOf(m: Extract<Message, { t: "token" }>): Token {
+  const token: Token = { epoch: m.epoch, origin: m.origin, tick: m.tick, hops: m.hops, held: m.held };
+  return m.last ? { ...token, last: m.last } : token;
 }

@@ -1,11 +1,11 @@
-import type { TokenHop } from "./messages.js";
+import type { TokenTotals } from "./messages.js";
+import { RecentSamples } from "./recent-samples.js";
 
-export interface Token {
+export interface Token extends TokenTotals {
   epoch: number;
   origin: string;
   /** Laps completed: raised when the token crosses the top of ring 0, so every member sees the same tick. */
   tick: number;
-  hops: TokenHop[];
 }
 
 /** What the token tells this member: the cluster tick and the latency figures measured from its laps. */
@@ -14,19 +14,21 @@ export interface TokenView {
   epoch: number;
   /** Time between this member's last two receipts of the token, ms. */
   lapMs: number | undefined;
-  /** Mean per-hop transit over the last lap (lap minus holding times, divided by hops), clock-free, ms. */
+  /**
+   * Per-hop transit, clock-free, ms: for each lap, the lap minus the holding times divided by the hops; the
+   * median of the last 16 laps.
+   */
   hopTransitMs: number | undefined;
   /** The last hop's latency from the sender's timestamp (meaningful when clocks agree, e.g. one machine). */
   lastHopMs: number | undefined;
   holding: boolean;
 }
 
-const MAX_HOPS = 64;
-
 /**
- * The seed's "particle", demoted to telemetry and clock: it circulates on ring 0, carries per-hop holding
- * times and timestamps (lap time, per-hop latency) and a lap counter (the cluster tick). Nothing waits on
- * it. A lost token is regenerated with a higher epoch; when two tokens meet, the higher (epoch, origin)
+ * The seed's "particle", demoted to telemetry and clock: it circulates on ring 0 and carries running totals of
+ * hops and holding time (a constant size, whatever the size of the ring), the last sender's timestamp and a
+ * lap counter (the cluster tick). From two receipts a member gets its lap time and the per-hop transit.
+ * Nothing waits on it. A lost token is regenerated with a higher epoch; when two tokens meet, the higher (epoch, origin)
  * survives and the other is dropped, so duplicates after a partition die out within a lap.
  */
 export class TokenKeeper {
@@ -34,6 +36,9 @@ export class TokenKeeper {
   private held: Token | undefined;
   private heldSince = 0;
   private lastReceiptAt: number | undefined;
+  /** The token's totals at the last receipt here. */
+  private lastTotals = { hops: 0, held: 0 };
+  private readonly transit = new RecentSamples();
   private view: Omit<TokenView, "holding"> = {
     tick: 0,
     epoch: 0,
@@ -67,21 +72,21 @@ export class TokenKeeper {
       return false;
     }
     this.best = { epoch: token.epoch, origin: token.origin };
-    const last = token.hops[token.hops.length - 1];
+    const last = token.last;
     this.view.lastHopMs = last && last.id !== this.selfId ? Math.max(0, now - last.sent) : undefined;
-    const mine = lastIndexOf(token.hops, this.selfId);
-    if (this.lastReceiptAt !== undefined && mine >= 0 && token.epoch === this.view.epoch) {
+    const hops = token.hops - this.lastTotals.hops;
+    if (this.lastReceiptAt !== undefined && token.epoch === this.view.epoch && hops > 0) {
       const lap = now - this.lastReceiptAt;
-      const inLap = token.hops.slice(mine);
-      const heldMs = inLap.reduce((s, h) => s + h.held, 0);
       this.view.lapMs = lap;
-      this.view.hopTransitMs = Math.max(0, lap - heldMs) / inLap.length;
+      this.transit.add(Math.max(0, lap - (token.held - this.lastTotals.held)) / hops);
+      this.view.hopTransitMs = this.transit.median();
     }
+    this.lastTotals = { hops: token.hops, held: token.held };
     this.view.tick = Math.max(this.view.tick, token.tick);
     this.view.epoch = token.epoch;
     this.lastReceiptAt = now;
     this.lastSeenAt = now;
-    this.held = { ...token, hops: [...token.hops] };
+    this.held = { ...token };
     this.heldSince = now;
     return true;
   }
@@ -92,7 +97,8 @@ export class TokenKeeper {
       epoch: (this.best?.epoch ?? 0) + 1,
       origin: this.selfId,
       tick: this.view.tick,
-      hops: [],
+      hops: 0,
+      held: 0,
     };
     this.best = { epoch: token.epoch, origin: token.origin };
     this.view.epoch = token.epoch;
@@ -110,15 +116,23 @@ export class TokenKeeper {
     this.held = undefined;
     const tick = lapEnds ? t.tick + 1 : t.tick;
     if (lapEnds) this.view.tick = Math.max(this.view.tick, tick);
-    const hops = [...t.hops, { id: this.selfId, held: now - this.heldSince, sent: now }].slice(-MAX_HOPS);
     this.lastSeenAt = now;
-    return { ...t, tick, hops };
+    return {
+      ...t,
+      tick,
+      hops: t.hops + 1,
+      held: t.held + (now - this.heldSince),
+      last: { id: this.selfId, sent: now },
+    };
   }
 
-  /** Puts back a token whose send failed, so it can go to the next member. */
+  /**
+   * Puts back a token whose send failed, so it can go to the next member: the hand-over did not happen (one hop
+   * less), the time held so far stays counted and holding goes on from now.
+   */
   retake(token: Token, now: number): void {
     if (this.best && compare(token, this.best) < 0) return;
-    this.held = { ...token, hops: token.hops.slice(0, -1) };
+    this.held = { ...token, hops: token.hops - 1 };
     this.heldSince = now;
   }
 }
@@ -126,9 +140,4 @@ export class TokenKeeper {
 function compare(a: { epoch: number; origin: string }, b: { epoch: number; origin: string }): number {
   if (a.epoch !== b.epoch) return a.epoch - b.epoch;
   return a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0;
-}
-
-function lastIndexOf(hops: readonly TokenHop[], id: string): number {
-  for (let i = hops.length - 1; i >= 0; i--) if (hops[i]?.id === id) return i;
-  return -1;
 }
