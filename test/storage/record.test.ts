@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { checksum } from "../../src/common/checksum.js";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { checksum, CRC32_IMPLEMENTATION, CRC32_IMPLEMENTATIONS } from "../../src/common/checksum.js";
 import {
   decodeRecordHeader,
   decodeVolumeHeader,
@@ -11,6 +13,37 @@ import {
   recordValid,
   sealRecordHead,
 } from "../../src/storage/record.js";
+
+void test("both CRC-32 implementations give the same values, also continued over pieces", () => {
+  const { zlib, simd } = CRC32_IMPLEMENTATIONS;
+  assert.equal(checksum(Buffer.from("123456789")), 0xcbf43926);
+  // An empty piece continues the checksum unchanged, whatever memory is (not) behind it.
+  assert.equal(checksum(randomBytes(0), 7), 7);
+  assert.equal(checksum(Buffer.alloc(0), 7), 7);
+  if (!simd) return; // no prebuilt binary for this platform: zlib's alone is used
+  assert.equal(CRC32_IMPLEMENTATION, process.env.BACKPACK_CRC32 === "zlib" ? "zlib" : "simd");
+  for (const size of [1, 3, 15, 16, 17, 63, 64, 65, 1000, 4096, 65_537, 1 << 20]) {
+    const data = randomBytes(size);
+    assert.equal(simd(data, 0), zlib(data, 0), `size ${size}`);
+    const cut = size >> 1;
+    assert.equal(
+      simd(data.subarray(cut), simd(data.subarray(0, cut), 0)),
+      zlib(data, 0),
+      `pieces of ${size}`,
+    );
+    assert.equal(simd(new Uint8Array(data), 7), zlib(data, 7));
+  }
+  const forced = execFileSync(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      `import("${new URL("../../src/common/checksum.js", import.meta.url).href}").then((m) => console.log(m.CRC32_IMPLEMENTATION))`,
+    ],
+    { env: { ...process.env, BACKPACK_CRC32: "zlib" }, encoding: "utf8" },
+  );
+  assert.equal(forced.trim(), "zlib");
+});
 
 const body = Buffer.from("the body of the record, some bytes");
 const meta = {
