@@ -38,9 +38,12 @@ const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {
 };
 
 /**
- * Answers an error as JSON `{"error","code"}` and counts it. When the request body was not read to its end,
- * the connection is closed after the answer (reading the rest only to throw it away would let a client make
- * the node swallow any amount of bytes).
+ * Answers an error as JSON `{"error","code"}` and counts it. When the request body was not read to its end
+ * (a refused or conditional upload answered early), the rest is read and dropped if its declared length is at
+ * most DRAIN_MAX_BYTES, within the body timeout: the client, still sending, then gets the answer and keeps
+ * its connection. A longer or chunked rest closes the connection after the answer instead (reading it only to
+ * throw it away would let a client make the node swallow any amount of bytes); a client still sending may
+ * then see the connection reset before it reads the answer.
  */
 export function respondError(
   ctx: NodeContext,
@@ -59,6 +62,29 @@ export function respondError(
     if (!res.destroyed) res.destroy();
     return;
   }
-  if (!req.complete && !res.headersSent) res.setHeader("connection", "close");
+  if (!req.complete && !res.headersSent) {
+    if (drainable(req)) drainAfterAnswer(req, res, ctx.config.bodyTimeoutMs);
+    else res.setHeader("connection", "close");
+  }
   sendError(res, e, ctx.log);
+}
+
+/** The most of a refused body the node reads and drops so that its answer arrives (see `respondError`). */
+export const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
+
+function drainable(req: IncomingMessage): boolean {
+  const declared = Number(req.headers["content-length"]);
+  return req.headers["transfer-encoding"] === undefined && declared <= DRAIN_MAX_BYTES;
+}
+
+/** Drops the rest of the body once the answer is out; a client that stops sending is cut off. */
+function drainAfterAnswer(req: IncomingMessage, res: ServerResponse, timeoutMs: number): void {
+  res.once("finish", () => {
+    if (req.complete) return;
+    const timer = setTimeout(() => req.socket.destroy(), timeoutMs);
+    const done = (): void => clearTimeout(timer);
+    req.once("end", done);
+    req.once("close", done);
+    req.resume();
+  });
 }

@@ -133,6 +133,9 @@ export class Copier {
           problems.push(`copy from ${source.url} refused: ${e.message}`);
           continue;
         }
+        // A node answers a conditional PUT of a large body (over 4 MiB) before reading it and then closes the
+        // connection, which a client still sending may see as a reset: look whether the target has it.
+        if (await this.targetHolds(target.url, task.key, etagOf(crc, size), req)) return { kind: "skipped" };
         return failure(err, `PUT ${target.url}`);
       }
     }
@@ -140,6 +143,20 @@ export class Copier {
       return { kind: "superseded", reason: "no source holds this version any more (deleted or overwritten)" };
     }
     return { kind: "retry", reason: problems.join("; ") || "the shard lists no source" };
+  }
+
+  /** Whether the target answers HEAD with this ETag (false when it cannot be asked either). */
+  private async targetHolds(
+    url: string,
+    key: string,
+    etag: string,
+    req: { timeoutMs: number; token: string | undefined },
+  ): Promise<boolean> {
+    try {
+      return (await this.client.head(url, key, req))?.etag === etag;
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -133,6 +133,40 @@ void test("slow clients: headers not sent in time → 408 and closed; a stalled 
   assert.ok((s.refused.timeout ?? 0) >= 2);
 });
 
+void test("an upload answered before its body (412) is read to its end: the answer arrives, the connection stays", async (t) => {
+  const node = await startNode(t, { bodyTimeoutMs: 300 });
+  assert.equal((await http(node.url, "/exists", { method: "PUT", body: "v1" })).status, 201);
+  const put = (length: number): string =>
+    `PUT /exists HTTP/1.1\r\nhost: x\r\nif-none-match: *\r\ncontent-length: ${length}\r\n\r\n`;
+  // A client that goes on sending its 3 MB body gets the 412 and can send the next request on the connection.
+  const url = new URL(node.url);
+  const socket = connect(Number(url.port), url.hostname);
+  t.after(() => socket.destroy());
+  let received = "";
+  socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
+  socket.write(put(3_000_000));
+  for (let sent = 0; sent < 3_000_000; sent += 100_000) socket.write(Buffer.alloc(100_000, 7));
+  socket.write("GET /exists HTTP/1.1\r\nhost: x\r\n\r\n");
+  await waitFor(() => received.includes("\r\n\r\nv1"), { what: "the 412, then the GET's answer" });
+  assert.match(received, /^HTTP\/1\.1 412 /);
+  assert.doesNotMatch(received, /connection: close/i);
+  assert.ok(!socket.destroyed);
+  // One that stops sending is cut off after the body timeout.
+  const quiet = connect(Number(url.port), url.hostname);
+  t.after(() => quiet.destroy());
+  quiet.write(Buffer.concat([Buffer.from(put(1_000_000)), Buffer.alloc(1000)]));
+  let quietText = "";
+  quiet.on("data", (d: Buffer) => (quietText += d.toString("latin1")));
+  const closed = new Promise<void>((resolve) => quiet.once("close", () => resolve()));
+  await waitFor(() => quietText.startsWith("HTTP/1.1 412"), { what: "the 412" });
+  await closed;
+  // A longer body is not read: the connection closes after the answer.
+  const long = await raw(node.url, put(5 * 1024 * 1024));
+  assert.equal(long.status, 412);
+  assert.match(long.head, /connection: close/i);
+  assert.equal((await http(node.url, "/exists")).text, "v1");
+});
+
 void test("too many uploads or bytes in flight → 503 OVERLOADED with Retry-After, no queueing", async (t) => {
   const node = await startNode(t, { maxInflightUploads: 2, maxInflightBytes: 1000 });
   const url = new URL(node.url);

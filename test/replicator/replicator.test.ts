@@ -69,6 +69,15 @@ void test("copies a file to the target, verified; a second task for it is skippe
   await waitFor(async () => (await stats()).skipped === before.skipped + 1, { what: "skipped" });
   const res = await request(`${n2.url}/a/one.bin`);
   assert.deepEqual(Buffer.from(await res.body.arrayBuffer()), body);
+  // Over 4 MiB the node answers the second copy's conditional PUT without reading the body and closes the
+  // connection; whether the replicator reads the 412 or sees a reset, the task ends as skipped.
+  const large = randomBody(6_000_000);
+  const largeCrc = await put(n1.url, "a/large.bin", large);
+  await queue.push([copyTask("a/large.bin", largeCrc, large.length, ["1"], "3")]);
+  await waitFor(async () => (await crcOn(n3.url, "a/large.bin")) === largeCrc, { what: "copy on node 3" });
+  await waitFor(drained, { what: "queue drained" });
+  await queue.push([copyTask("a/large.bin", largeCrc, large.length, ["1"], "3")]);
+  await waitFor(async () => (await stats()).skipped === before.skipped + 2, { what: "large skipped" });
 });
 
 void test("a file deleted or overwritten since is acknowledged as superseded", async () => {
