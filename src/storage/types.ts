@@ -77,7 +77,8 @@ export interface Store {
   stat(key: string): ObjectInfo | undefined;
   /**
    * Reads `[start, end)` of the body (whole body by default). Small bodies verify the record checksum before
-   * returning; a failure throws CHECKSUM_MISMATCH (logged and counted) and never returns bad bytes.
+   * returning; a failure throws CHECKSUM_MISMATCH (logged and counted) and never returns bad bytes. A buffer
+   * body may be shared with the read cache: do not modify it.
    */
   read(
     key: string,

@@ -28,8 +28,8 @@ export interface TokenView {
  * The seed's "particle", demoted to telemetry and clock: it circulates on ring 0 and carries running totals of
  * hops and holding time (a constant size, whatever the size of the ring), the last sender's timestamp and a
  * lap counter (the cluster tick). From two receipts a member gets its lap time and the per-hop transit.
- * Nothing waits on it. A lost token is regenerated with a higher epoch; when two tokens meet, the higher (epoch, origin)
- * survives and the other is dropped, so duplicates after a partition die out within a lap.
+ * Nothing waits on it. A lost token is regenerated with a higher epoch; when two tokens meet, the higher
+ * (epoch, origin) survives and the other is dropped, so duplicates after a partition die out within a lap.
  */
 export class TokenKeeper {
   private best: { epoch: number; origin: string } | undefined;
