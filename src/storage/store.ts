@@ -136,7 +136,10 @@ export class DiskStore implements Store {
       const hit = cache.get(loc.file, loc.offset);
       if (hit !== undefined) {
         const small: SmallRead = { info, body: { kind: "buffer", data: hit.subarray(start, end) } };
-        return now ? small : Promise.resolve(small);
+        if (now) return small;
+        // `read` keeps its promise to let the event loop turn, also when no I/O is needed: a caller looping
+        // over reads of cached records must not starve everything else (compaction, the writer, sockets).
+        return new Promise((resolve) => setImmediate(() => resolve(small)));
       }
     }
     // A cached body is read whole (the read covers the whole record anyway: that is what is verified).
