@@ -5,7 +5,7 @@ import type { Service } from "../common/service.js";
 import type { RingMemberConfig } from "./config.js";
 import type { Member } from "./core/member-table.js";
 import { RingCore, type Outgoing, type RingEvent } from "./core/ring-core.js";
-import type { TokenView } from "./core/token.js";
+import { stampHandOver, type TokenView } from "./core/token.js";
 import { emptyTransportStats, TcpTransport, type TransportStats } from "./transport/tcp-transport.js";
 
 export interface RingMemberDeps {
@@ -234,7 +234,10 @@ export class RingMember implements Service {
   private pump(): void {
     const core = this.core;
     if (!core || this.stopped) return;
-    for (const out of core.drain()) this.transport?.send(out);
+    for (const out of core.drain()) {
+      if (out.msg.t === "token") stampHandOver(out.msg, core.id, this.now());
+      this.transport?.send(out);
+    }
     const next = core.nextDeadline();
     if (next === undefined || next >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);

@@ -7,7 +7,7 @@ import { MemberTable } from "../../src/ring/core/member-table.js";
 import { parseMessage, type Message, type Update } from "../../src/ring/core/messages.js";
 import { RingCore, type RingEvent } from "../../src/ring/core/ring-core.js";
 import { RecentSamples } from "../../src/ring/core/recent-samples.js";
-import { TokenKeeper } from "../../src/ring/core/token.js";
+import { stampHandOver, TokenKeeper } from "../../src/ring/core/token.js";
 import { seededRandom } from "../../bench/ring-sim/random.js";
 
 const upd = (id: string, i: number, s: 0 | 1 | 2 | 3): Update => ({ id, a: `${id}:1`, i, s });
@@ -162,6 +162,17 @@ void describe("token", () => {
       assert.ok(t && a.accept(t, arrive + 15));
     }
     assert.equal(a.state.hopTransitMs, 5);
+    // The driver stamps the hand-over when it sends: the time before that counts as holding, not transit.
+    const released = a.release(205, false); // held since 195
+    assert.ok(released);
+    const held = released.held;
+    stampHandOver(released, "a", 207);
+    assert.deepEqual(released.last, { id: "a", sent: 207 });
+    assert.equal(released.held, held + 2);
+    stampHandOver(released, "b", 209); // only the sender's own hand-over moves
+    assert.deepEqual(released.last, { id: "a", sent: 207 });
+    assert.ok(b.accept(released, 210));
+    assert.equal(b.state.lastHopMs, 3);
     const stale = new TokenKeeper("c", 0);
     const old = stale.create(0);
     assert.equal(a.accept({ ...old, epoch: 0 }, 70), false);

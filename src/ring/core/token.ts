@@ -141,3 +141,14 @@ function compare(a: { epoch: number; origin: string }, b: { epoch: number; origi
   if (a.epoch !== b.epoch) return a.epoch - b.epoch;
   return a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0;
 }
+
+/**
+ * Moves a released token's hand-over time to `now`, when the driver hands it to the network: the time the
+ * sender spent between deciding to release it and sending it counts as holding, not as transit.
+ */
+export function stampHandOver(token: TokenTotals, selfId: string, now: number): void {
+  const last = token.last;
+  if (!last || last.id !== selfId || now <= last.sent) return;
+  token.held += now - last.sent;
+  last.sent = now;
+}
