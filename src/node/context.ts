@@ -70,7 +70,7 @@ export function respondError(
 }
 
 /** The most of a refused body the node reads and drops so that its answer arrives (see `respondError`). */
-export const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
+const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
 
 function drainable(req: IncomingMessage): boolean {
   const declared = Number(req.headers["content-length"]);
