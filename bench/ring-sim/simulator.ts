@@ -99,8 +99,7 @@ export class Simulator {
         else m.inbox.push(e);
         continue;
       }
-      if (e.kind === "deliver") m.core.receive(e.msg, this.now);
-      else if (e.kind === "failed") m.core.sendFailed(e.out, this.now);
+      if (e.kind === "deliver" || e.kind === "failed") this.handle(m, e);
       else if (e.at < m.wakeAt) continue;
       else m.wakeAt = Infinity;
       m.core.advance(this.now);
@@ -164,13 +163,16 @@ export class Simulator {
     m.frozenUntil = 0;
     m.wakeAt = Infinity;
     m.core.advance(this.now);
-    for (const e of m.inbox.splice(0)) {
-      if (e.kind === "deliver") m.core.receive(e.msg, this.now);
-      else if (e.kind === "failed") m.core.sendFailed(e.out, this.now);
-    }
+    for (const e of m.inbox.splice(0)) this.handle(m, e);
     m.core.advance(this.now);
     this.flush(m);
     this.push({ at: this.now + stall.runMs * (0.5 + this.random()), order: 0, kind: "freeze", to: m.id });
+  }
+
+  /** A message arriving, or the news that a send failed. */
+  private handle(m: SimMember, e: SimEvent): void {
+    if (e.kind === "deliver") m.core.receive(e.msg, this.now);
+    else if (e.kind === "failed") m.core.sendFailed(e.out, this.now);
   }
 
   /** Splits members into groups (by `groupOf`) that cannot reach each other until `heal()`. */

@@ -28,10 +28,10 @@ export function parsePort(text: string, what = "<port>"): number {
   return Number(text);
 }
 
-/** A size option (`--max-body 5gb`), or undefined when not given. */
-export function bytesOption(args: ParsedArgs, name: string): number | undefined {
+/** A size option (`--max-body 5gb`), or undefined when not given; `allowZero` for a size where 0 means off. */
+export function bytesOption(args: ParsedArgs, name: string, allowZero = false): number | undefined {
   const v = optString(args, name);
-  return v === undefined ? undefined : parseBytes(v, `--${name}`);
+  return v === undefined ? undefined : parseBytes(v, `--${name}`, allowZero);
 }
 
 /** A duration option (`--node-timeout 10s`), in ms, or undefined when not given. */

@@ -23,9 +23,10 @@ const BYTE_UNITS: Record<string, number> = {
 /**
  * Parses a size such as `100gb`, `1.5tb`, `512mb`, `64KiB` or plain bytes (`1048576`) into a whole, positive
  * number of bytes. Units are binary (1 kb = 1024 bytes), as the original's `100gb` capacities were.
- * Refuses `100 gigs`, `-1`, `0`, fractions of a byte and anything past 2^53.
+ * Refuses `100 gigs`, `-1`, `0` (unless `allowZero`: a size where 0 turns something off), fractions of a byte
+ * and anything past 2^53.
  */
-export function parseBytes(text: string, what = "size"): number {
+export function parseBytes(text: string, what = "size", allowZero = false): number {
   const m = /^(\d+(?:\.\d+)?)([a-z]*)$/i.exec(text.trim());
   const unit = m?.[2]?.toLowerCase() ?? "";
   const factor = BYTE_UNITS[unit];
@@ -36,10 +37,14 @@ export function parseBytes(text: string, what = "size"): number {
     );
   }
   const bytes = Number(m[1]) * factor;
-  if (!Number.isSafeInteger(Math.round(bytes)) || Math.round(bytes) !== bytes || bytes <= 0) {
+  if (
+    !Number.isSafeInteger(Math.round(bytes)) ||
+    Math.round(bytes) !== bytes ||
+    bytes < (allowZero ? 0 : 1)
+  ) {
     throw new BackpackError(
       "INVALID_ARGUMENT",
-      `${what} "${text}" must be a whole number of bytes greater than 0 (e.g. 512mb, 100gb, 1.5tb)`,
+      `${what} "${text}" must be a whole number of bytes${allowZero ? "" : " greater than 0"} (e.g. 512mb, 100gb, 1.5tb)`,
     );
   }
   return bytes;

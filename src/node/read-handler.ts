@@ -101,11 +101,15 @@ function serve(
 /** The error a failed read answers with (a failed checksum is logged and counted: it answers 502). */
 function readFailed(ctx: NodeContext, key: string, err: unknown): unknown {
   if (hasCode(err, "NOT_FOUND")) return notFound(key);
-  if (hasCode(err, "CHECKSUM_MISMATCH")) {
-    ctx.stats.refused.checksum_mismatch++;
-    ctx.log.error({ key, err }, "stored record failed its checksum; answered 502");
-  }
+  noteMismatch(ctx, key, err, "answered 502");
   return err;
+}
+
+/** Logs and counts a record that failed its checksum; `outcome` says what the client got. */
+function noteMismatch(ctx: NodeContext, key: string, err: unknown, outcome: string): void {
+  if (!hasCode(err, "CHECKSUM_MISMATCH")) return;
+  ctx.stats.refused.checksum_mismatch++;
+  ctx.log.error({ key, err }, `stored record failed its checksum; ${outcome}`);
 }
 
 function send(
@@ -150,10 +154,7 @@ async function sendStream(
   } catch (err) {
     // Headers are out: the only honest signal left is a cut transfer (the proxy retries elsewhere).
     res.destroy();
-    if (hasCode(err, "CHECKSUM_MISMATCH")) {
-      ctx.stats.refused.checksum_mismatch++;
-      ctx.log.error({ key, err }, "stored record failed its checksum while streaming; transfer cut");
-    }
+    noteMismatch(ctx, key, err, "the transfer was cut while streaming");
     return;
   }
   ctx.stats.observeGet(body.length, ctx.now() - started);

@@ -37,13 +37,14 @@ export class ReadCache {
       this.hits++;
       return hit;
     }
-    const old = this.previous.get(file)?.get(offset);
-    if (old === undefined) {
+    const previous = this.previous.get(file);
+    const old = previous?.get(offset);
+    if (previous === undefined || old === undefined) {
       this.misses++;
       return undefined;
     }
     this.hits++;
-    this.previous.get(file)?.delete(offset);
+    previous.delete(offset);
     this.previousBytes -= cost(old);
     this.insert(file, offset, old);
     return old;

@@ -127,7 +127,7 @@ Example:
       sync,
       maxBodyBytes: bytes("max-body"),
       volumeMaxBytes: bytes("volume-size"),
-      readCacheBytes: /^0+[a-z]*$/i.test(optString(args, "read-cache") ?? "") ? 0 : bytes("read-cache"),
+      readCacheBytes: bytesOption(args, "read-cache", true),
       maxInflightBytes: bytes("max-inflight-bytes"),
       maxInflightUploads: optInt(args, "max-inflight-uploads", 1),
       headersTimeoutMs: ms("headers-timeout"),
