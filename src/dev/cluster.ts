@@ -17,7 +17,7 @@ import { ReplicatorService } from "../replicator/service.js";
 import type { SyncMode } from "../storage/types.js";
 import { devLayout, fixedPorts, type DevLayout } from "./layout.js";
 
-/** The read cache of each embedded node (a standalone node defaults to 64 MiB). */
+/** The read cache of each embedded node (a standalone node defaults to 256 MiB). */
 const EMBEDDED_READ_CACHE_BYTES = 16 * 1024 ** 2;
 
 export interface DevClusterOptions {

@@ -47,7 +47,7 @@ export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">>
   sync: "batch",
   volumeMaxBytes: 1024 ** 3,
   compactGarbageRatio: 0.5,
-  readCacheBytes: 64 * 1024 ** 2,
+  readCacheBytes: 256 * 1024 ** 2,
 });
 
 /** Builds the node's config from layers (defaults first); every problem is reported at once. */

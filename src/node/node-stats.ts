@@ -139,12 +139,12 @@ export class NodeStats {
     );
     counter(
       "backpack_node_read_cache_hits_total",
-      "Small-record reads answered from the read cache",
+      "Reads of records up to 1 MiB answered from the read cache",
       store((s) => s.readCache.hits),
     );
     counter(
       "backpack_node_read_cache_misses_total",
-      "Small-record reads that went to the disk",
+      "Reads of records up to 1 MiB that went to the disk",
       store((s) => s.readCache.misses),
     );
     gauge(

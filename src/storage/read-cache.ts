@@ -1,5 +1,8 @@
+/** Larger records are never cached: they are streamed, and one would push out many small ones. */
+export const CACHED_RECORD_MAX_BYTES = 1 << 20;
+
 /**
- * Verified bodies of small records, kept in memory so that a hot record is answered without a read from the
+ * Verified bodies of records up to CACHED_RECORD_MAX_BYTES, kept in memory so that a hot record is answered without a read from the
  * volume file and without checksumming it again (for a 1 KiB GET those two cost more than the rest of the
  * request). Entries are keyed by where the record lies: a volume file object and an offset. The bytes at a
  * given offset of a volume file never change (volumes are append-only and compaction writes a new file), so an

@@ -21,7 +21,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     volumeMaxBytes: options.volumeMaxBytes ?? 1 << 30,
     compactGarbageRatio: options.compactGarbageRatio ?? 0.5,
     maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
-    readCacheBytes: options.readCacheBytes ?? 64 << 20,
+    readCacheBytes: options.readCacheBytes ?? 256 << 20,
     checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
     log: options.log ?? silentLogger,
   };

@@ -16,8 +16,8 @@ export interface StoreOptions {
   /** Compact a sealed volume when its garbage passes this ratio (0-1). Default 0.5. */
   compactGarbageRatio?: number;
   /**
-   * Memory for verified bodies of small records (at most 64 KiB each) read lately, answered from there
-   * without a read or a checksum (see read-cache.ts). Default 64 MiB; 0 turns it off.
+   * Memory for verified bodies of records (at most 1 MiB each) read lately, answered from there without
+   * a read or a checksum (see read-cache.ts). Default 256 MiB; 0 turns it off.
    */
   readCacheBytes?: number;
   /** Bodies up to this size are buffered in memory before the append; larger ones are spooled to a temp file. Default 8 MiB. */
@@ -68,7 +68,7 @@ export interface StoreStats {
   compactions: number;
   /** Bytes of the index structure on the heap (for the memory benchmark). */
   indexHeapBytes: number;
-  /** Reads answered from the read cache, reads that missed it (small records only), and its bytes. */
+  /** Reads answered from the read cache, reads that missed it (records of at most 1 MiB), and its bytes. */
   readCache: { hits: number; misses: number; bytes: number };
 }
 

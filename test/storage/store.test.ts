@@ -288,6 +288,18 @@ void test("the read cache answers verified small records from memory and is neve
   assert.deepEqual(store.stats().readCache, { hits: 1, misses: 1, bytes: store.stats().readCache.bytes });
   const ranged = store.readSmall("a", { start: 100, end: 110 });
   assert.ok(!(ranged instanceof Promise) && ranged.body.data.equals(v1.subarray(100, 110)));
+  // Records up to 1 MiB are kept (read and verified once); larger ones always come from the disk.
+  const medium = pattern(200 * 1024, 53);
+  await store.put("medium", medium, BIG);
+  assert.ok((await readAll(store, "medium")).equals(medium));
+  const hitsBefore = store.stats().readCache.hits;
+  const again = store.readSmall("medium", { start: 70_000, end: 70_100 });
+  assert.ok(!(again instanceof Promise) && again.body.data.equals(medium.subarray(70_000, 70_100)));
+  assert.equal(store.stats().readCache.hits, hitsBefore + 1);
+  const large = pattern((1 << 20) + 1, 54);
+  await store.put("large", large, BIG);
+  for (let i = 0; i < 2; i++) assert.ok((await readAll(store, "large")).equals(large));
+  assert.equal(store.stats().readCache.hits, hitsBefore + 1, "a record over 1 MiB is not cached");
   // read() answered from the cache still lets the event loop turn: a loop of reads does not starve a timer.
   let fired = false;
   setTimeout(() => (fired = true), 0);

@@ -48,8 +48,8 @@ export const command: Command = {
         name: "read-cache",
         type: "string",
         description:
-          "memory for small records (up to 64 KiB) read lately, answered without a disk read; 0 turns it off",
-        default: "64mb",
+          "memory for records (up to 1 MiB each) read lately, answered without a disk read; 0 turns it off",
+        default: "256mb",
       },
       {
         name: "compact-ratio",
