@@ -103,30 +103,40 @@ row("t4", "2% slow members (~2 probe periods), Lifeguard on vs off", () => {
   console.log(
     `   setup: N=${n}, T=100 ms, probe timeout 50 ms, 2% of members slow, ${minutes} simulated min; two models of a slow member:`,
   );
-  console.log("   late  = it receives every message 100-300 ms late (its timers run on time)");
+  console.log("   late  = it receives every message slowMs × (0.5-1.5) late (its timers run on time)");
   console.log(
-    "   stall = it freezes for 100-300 ms, runs ~100 ms, freezes again; at each thaw its due timers fire before it reads what arrived",
+    "   stall = it freezes for slowMs × (0.5-1.5), runs ~100 ms, freezes again; at each thaw its due timers fire before it reads what arrived",
   );
-  for (const slowModel of ["late", "stall"] as const) {
+  console.log(
+    "   false deaths = dead events in any view about a member that is alive: about healthy members / about the slow ones",
+  );
+  const run = (members: number, mins: number, slowModel: "late" | "stall", slowMs: number): void => {
     for (const lifeguard of [true, false]) {
       const r = falsePositives({
-        members: n,
+        members,
         periodMs: 100,
         probeTimeoutMs: 50,
-        durationMs: minutes * 60_000,
+        durationMs: mins * 60_000,
         loss: 0,
         slowFraction: 0.02,
-        slowMs: 200,
+        slowMs,
         slowModel,
         lifeguard,
         seed,
       });
       console.log(
-        `   ${slowModel.padEnd(5)} Lifeguard ${lifeguard ? "on " : "off"}: false deaths ${r.deaths} (dead events ${r.deadEvents}), suspicions raised ${r.suspicions}, ${f(r.messagesPerMemberPerSec, 1)} msgs/member/s`,
+        `   N=${members} ${slowModel.padEnd(5)} ${String(slowMs).padStart(4)} ms, Lifeguard ${lifeguard ? "on " : "off"}: false deaths ${r.healthyDeadEvents} / ${r.deadEvents - r.healthyDeadEvents} (declared ${r.deaths}), suspicions raised ${r.suspicions}, ${f(r.messagesPerMemberPerSec, 1)} msgs/member/s`,
       );
     }
-  }
+  };
+  for (const slowModel of ["late", "stall"] as const) run(n, minutes, slowModel, 200);
   console.log("   target: 0 false deaths with Lifeguard on (and > 100 with it off)");
+  // At ~2 periods the flood carries every suspicion and its refutation well inside the suspicion timeout, so
+  // plain SWIM survives too; slower members show what Lifeguard adds.
+  const teethMinutes = quick ? 0.25 : 1;
+  console.log(`   slower members (N=200, ${teethMinutes} simulated min), where plain SWIM breaks:`);
+  run(200, teethMinutes, "late", 1000);
+  run(200, teethMinutes, "stall", 500);
 });
 
 row("t5", "a delta flooded over the K rings", () => {

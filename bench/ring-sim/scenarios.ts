@@ -76,6 +76,8 @@ export interface FalsePositiveResult {
   deaths: number;
   /** Member-marked-dead events across all views (one false death seen by 999 members counts 999). */
   deadEvents: number;
+  /** The part of `deadEvents` about members that were never slowed (what Lifeguard exists to protect). */
+  healthyDeadEvents: number;
   messagesPerMemberPerSec: number;
 }
 
@@ -101,15 +103,20 @@ export function falsePositives(o: {
     loss: o.loss,
   });
   const ids = sim.ids();
-  const slow = Math.round(o.slowFraction * o.members);
-  for (let i = 0; i < slow; i++) {
-    const id = ids[Math.floor((i * ids.length) / slow)] as string;
+  const slowCount = Math.round(o.slowFraction * o.members);
+  const slow = new Set<string>();
+  for (let i = 0; i < slowCount; i++) {
+    const id = ids[Math.floor((i * ids.length) / slowCount)] as string;
+    slow.add(id);
     if (o.slowModel === "stall") sim.setStalling(id, o.slowMs, o.runMs ?? o.periodMs);
     else sim.setSlow(id, o.slowMs);
   }
   let deadEvents = 0;
+  let healthyDeadEvents = 0;
   sim.onEvent((_observer, e) => {
-    if (e.type === "member" && e.member.status === "dead") deadEvents++;
+    if (e.type !== "member" || e.member.status !== "dead") return;
+    deadEvents++;
+    if (!slow.has(e.member.id)) healthyDeadEvents++;
   });
   sim.run(o.durationMs);
   let suspicions = 0;
@@ -123,6 +130,7 @@ export function falsePositives(o: {
     suspicions,
     deaths,
     deadEvents,
+    healthyDeadEvents,
     messagesPerMemberPerSec: sim.messages / o.members / (o.durationMs / 1000),
   };
 }

@@ -53,6 +53,25 @@ void describe("ring simulation", () => {
     assert.equal(r.deadEvents, 0);
   });
 
+  void it("never lets members whose messages arrive a second late kill healthy ones (Lifeguard off does)", () => {
+    // A slow member suspects the healthy members it probes. Its lone accusation must wait out the long
+    // Lifeguard timeout: the same suspicion coming back to it from others (in a sync, relayed) is not a second
+    // accuser. Without Lifeguard the short timeout expires before the refutation reaches the slow member.
+    const setup = {
+      ...slowSetup,
+      members: 100,
+      slowFraction: 0.02,
+      durationMs: 20_000,
+      slowMs: 1000,
+      loss: 0,
+    };
+    const on = falsePositives(setup);
+    assert.ok(on.suspicions > 0, "the slow members did accuse others");
+    assert.equal(on.healthyDeadEvents, 0);
+    const off = falsePositives({ ...setup, lifeguard: false });
+    assert.ok(off.healthyDeadEvents > 0, "plain SWIM let slow members kill healthy ones");
+  });
+
   void it("re-merges the two halves of a healed partition", () => {
     const r = partitionHeal({ members: 40, periodMs: 200, partitionMs: 20_000, seed: 2 });
     assert.ok(r.deadAcrossAtHeal > 10, "each half had declared the other dead");

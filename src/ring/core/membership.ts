@@ -225,8 +225,10 @@ export abstract class Membership {
     }
     const change = this.table.apply(u, now);
     if (!change) {
-      if (u.s === 1 && local?.status === "suspect" && local.incarnation === u.i) {
-        return this.confirm(u.id, u.by ?? from);
+      // Only an update that names its accuser confirms: a sync entry or a relayed copy without one may be
+      // nothing but this member's own accusation coming back, and must not halve its timeout.
+      if (u.s === 1 && u.by !== undefined && local?.status === "suspect" && local.incarnation === u.i) {
+        return this.confirm(u.id, u.by);
       }
       return false;
     }
