@@ -1,6 +1,9 @@
 /** Larger records are never cached: they are streamed, and one would push out many small ones. */
 export const CACHED_RECORD_MAX_BYTES = 1 << 20;
 
+/** A body sharing its memory with at most this much more (a record's head, say) is kept without a copy. */
+const SLACK_BYTES = 4096;
+
 /**
  * Verified bodies of records up to CACHED_RECORD_MAX_BYTES, kept in memory so that a hot record is answered without a read from the
  * volume file and without checksumming it again (for a 1 KiB GET those two cost more than the rest of the
@@ -53,9 +56,16 @@ export class ReadCache {
     return old;
   }
 
-  /** Keeps a copy of a verified body (a copy: `body` may be a slice of a larger pooled buffer). */
+  /**
+   * Keeps a verified body. A body that is most of its memory is kept as it is; a slice of a larger buffer
+   * (a pooled one, or a read of many records) is copied, so the cache never pins memory it does not count.
+   */
   set(file: object, offset: number, body: Buffer): void {
     if (!this.admits(body.length)) return;
+    if (body.buffer.byteLength <= body.length + SLACK_BYTES) {
+      this.insert(file, offset, body);
+      return;
+    }
     const own = Buffer.allocUnsafeSlow(body.length);
     body.copy(own);
     this.insert(file, offset, own);
@@ -88,7 +98,7 @@ export class ReadCache {
   }
 }
 
-/** What an entry holds on the heap: its bytes plus the buffer object and map slot. */
+/** What an entry holds on the heap: the memory behind its bytes plus the buffer object and map slot. */
 function cost(body: Buffer): number {
-  return body.length + 160;
+  return body.buffer.byteLength + 160;
 }
