@@ -46,8 +46,13 @@ export async function scanVolume(
   from: number,
   size: number,
   onRecord: (r: ScannedRecord) => void | Promise<void>,
+  /**
+   * `verifyBodies: false` checks headers only: every record with a valid header is reported intact and its
+   * body is neither read nor checksummed (for a caller that verifies the records it uses itself).
+   */
+  options: { verifyBodies?: boolean } = {},
 ): Promise<ScanResult> {
-  const reader = new WindowReader(handle, size);
+  const reader = new WindowReader(handle, size, options.verifyBodies ?? true);
   const skipped: ScanResult["skipped"] = [];
   let pos = from;
   while (pos < size) {
@@ -98,6 +103,7 @@ class WindowReader {
   constructor(
     private readonly handle: FileHandle,
     private readonly size: number,
+    private readonly verifyBodies: boolean,
   ) {}
 
   /** `n` bytes at `pos` (a view valid until the next call), or undefined past the end of the file. */
@@ -129,11 +135,15 @@ class WindowReader {
     const rel = pos - this.at;
     if (rel < 0 || rel + RECORD_HEADER_BYTES > this.len) return undefined;
     const header = decodeRecordHeader(this.buf, rel);
-    if (!header || pos + header.length > this.size || rel + header.length > this.len) return undefined;
+    if (!header || pos + header.length > this.size) return undefined;
+    if (rel + (this.verifyBodies ? header.length : header.headBytes) > this.len) return undefined;
     const head = this.buf.subarray(rel, rel + header.headBytes);
     if (!headerCrcValid(head, header, salt)) return undefined;
     const bodyAt = rel + header.headBytes;
-    if (!recordValid(head, header, checksum(this.buf.subarray(bodyAt, bodyAt + header.size))))
+    if (
+      this.verifyBodies &&
+      !recordValid(head, header, checksum(this.buf.subarray(bodyAt, bodyAt + header.size)))
+    )
       return undefined;
     return {
       header,
@@ -163,6 +173,7 @@ class WindowReader {
     const head = Buffer.from(view);
     const key = head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.keyBytes);
     const contentType = head.subarray(RECORD_HEADER_BYTES + header.keyBytes, header.headBytes);
+    if (!this.verifyBodies) return { kind: "valid", header, key, contentType };
     const bodyCrc = await this.crcOf(pos + header.headBytes, header.size);
     const kind = recordValid(head, header, bodyCrc) ? "valid" : "body-damaged";
     return { kind, header, key, contentType };
