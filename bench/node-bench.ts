@@ -39,11 +39,14 @@ function median<T>(rounds: T[], ratio: (r: T) => number): T {
   return sorted[Math.floor((sorted.length - 1) / 2)] as T;
 }
 
+/** A run's load-tool result with the server's CPU time per request. */
+type Measured = LoadResult & { cpuUs?: number };
+
 function cpuText(r: { cpuUs?: number }): string {
   return r.cpuUs === undefined ? "n/a" : r.cpuUs.toFixed(0);
 }
 
-function fmt(r: LoadResult & { cpuUs?: number }): string {
+function fmt(r: Measured): string {
   return `${r.rps.toFixed(0).padStart(8)} req/s  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  CPU ${cpuText(r).padStart(5)} µs/req${r.errors ? `  (${r.errors} errors!)` : ""}`;
 }
 
@@ -92,7 +95,7 @@ async function main(): Promise<void> {
             bodyBytes: method === "PUT" ? c.bytes : undefined,
           });
         if (method === "GET") await fillKeys(node.url, `/bench/${c.bytes}/`, c.keys, c.bytes);
-        const measured = async (server: ServerProcess): Promise<LoadResult & { cpuUs?: number }> => {
+        const measured = async (server: ServerProcess): Promise<Measured> => {
           const before = server.cpuSeconds();
           const r = await load(server.url, SECONDS);
           const after = server.cpuSeconds();
@@ -103,7 +106,7 @@ async function main(): Promise<void> {
         await load(baseline.url, 2);
         await load(node.url, 2);
         // Rounds alternate which server goes first, so a slow stretch of the machine hits both sides alike.
-        const rounds: { base: LoadResult & { cpuUs?: number }; ours: LoadResult & { cpuUs?: number } }[] = [];
+        const rounds: { base: Measured; ours: Measured }[] = [];
         for (let i = 0; i < ROUNDS; i++) {
           if (i % 2 === 0) {
             const base = await measured(baseline);
