@@ -42,12 +42,15 @@ export function checksum(data: Uint8Array, previous = 0): number {
 
 /** The ETag a node answers for a record with this checksum and size (strong, quoted). */
 export function etagOf(crc: number, size: number): string {
-  return `"${crc.toString(16).padStart(8, "0")}-${size.toString(16)}"`;
+  return `"${formatChecksum(crc)}-${size.toString(16)}"`;
 }
+
+/** Two hex digits per byte value: formatting a checksum is on the path of every GET. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 /** The checksum as the 8-hex-digit text carried in headers and queue tasks. */
 export function formatChecksum(crc: number): string {
-  return crc.toString(16).padStart(8, "0");
+  return HEX[crc >>> 24]! + HEX[(crc >>> 16) & 255]! + HEX[(crc >>> 8) & 255]! + HEX[crc & 255]!;
 }
 
 export function parseChecksum(text: string): number | undefined {

@@ -2,7 +2,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { checksum, CRC32_IMPLEMENTATION, CRC32_IMPLEMENTATIONS } from "../../src/common/checksum.js";
+import {
+  checksum,
+  CRC32_IMPLEMENTATION,
+  CRC32_IMPLEMENTATIONS,
+  etagOf,
+  formatChecksum,
+  parseChecksum,
+} from "../../src/common/checksum.js";
 import {
   decodeRecordHeader,
   decodeVolumeHeader,
@@ -13,6 +20,16 @@ import {
   recordValid,
   sealRecordHead,
 } from "../../src/storage/record.js";
+
+void test("checksums are written as 8 lower-case hex digits and read back; ETags add the size", () => {
+  for (const crc of [0, 1, 0xcbf43926, 0x0000abcd, 0x7fffffff, 0x80000000, 0xffffffff]) {
+    const text = formatChecksum(crc);
+    assert.equal(text, crc.toString(16).padStart(8, "0"));
+    assert.equal(parseChecksum(text), crc);
+  }
+  assert.equal(etagOf(0xcbf43926, 1024), '"cbf43926-400"');
+  assert.equal(etagOf(0, 0), '"00000000-0"');
+});
 
 void test("both CRC-32 implementations give the same values, also continued over pieces", () => {
   const { zlib, simd } = CRC32_IMPLEMENTATIONS;
