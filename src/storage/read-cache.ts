@@ -5,9 +5,9 @@ export const CACHED_RECORD_MAX_BYTES = 1 << 20;
 const SLACK_BYTES = 4096;
 
 /**
- * Verified bodies of records up to CACHED_RECORD_MAX_BYTES, kept in memory so that a hot record is answered without a read from the
- * volume file and without checksumming it again (for a 1 KiB GET those two cost more than the rest of the
- * request). Entries are keyed by where the record lies: a volume file object and an offset. The bytes at a
+ * Verified bodies of records up to CACHED_RECORD_MAX_BYTES, kept in memory so that a hot record is answered
+ * without a read from the volume file and without checksumming it again (for a 1 KiB GET those two cost more
+ * than the rest of the request; for a 1 MiB GET about as much as sending it). Entries are keyed by where the record lies: a volume file object and an offset. The bytes at a
  * given offset of a volume file never change (volumes are append-only and compaction writes a new file), so an
  * entry can never be stale, only unused: an overwritten or deleted record's entry simply ages out.
  *
