@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { backoffMs } from "../../src/queue/backoff.js";
-import { decodeTask } from "../../src/queue/task.js";
+import { decodeTask, newTaskId } from "../../src/queue/task.js";
 import { RateMeter } from "../../src/replicator/rate.js";
 import { TargetGate } from "../../src/replicator/target-gate.js";
 
@@ -45,6 +45,17 @@ void test("rate meter: events per second over the window", () => {
   for (let s = 0; s < 5; s++) r.add(10, 10_000 + s * 1000);
   assert.equal(r.perSecond(14_500), 10);
   assert.equal(r.perSecond(30_000), 0);
+});
+
+void test("task ids carry their time and 48 random bits, and do not repeat", () => {
+  const ids = new Set<string>();
+  for (let i = 0; i < 5000; i++) {
+    const id = newTaskId(1_700_000_000_000 + i);
+    assert.match(id, /^[0-9a-z]+-[0-9a-f]{12}$/);
+    assert.equal(Number.parseInt(id.slice(0, id.indexOf("-")), 36), 1_700_000_000_000 + i);
+    ids.add(id.slice(id.indexOf("-") + 1));
+  }
+  assert.equal(ids.size, 5000);
 });
 
 void test("task decoding names what is wrong", () => {
