@@ -22,28 +22,42 @@ function aborted(): BackpackError {
 }
 
 export async function receiveBody(
-  body: AsyncIterable<Uint8Array> | Uint8Array,
+  body: AsyncIterable<Uint8Array>,
   options: PutOptions,
   limits: { maxBufferedBytes: number; spoolPath: () => string },
 ): Promise<IncomingBody> {
-  const { size, maxBytes, signal } = options;
-  if (size !== undefined && size > maxBytes) throw tooLarge(maxBytes);
-  if (signal?.aborted) throw aborted();
-  let result: IncomingBody;
-  if (body instanceof Uint8Array) {
-    const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    checkLength(data.length, options, true);
-    result = { kind: "buffer", data, size: data.length, crc: checksum(data) };
-  } else {
-    result = await receiveStream(body, options, limits);
-  }
-  if (options.expectedCrc !== undefined && options.expectedCrc >>> 0 !== result.crc) {
+  checkStart(options);
+  const result = await receiveStream(body, options, limits);
+  if (!crcMatches(result, options)) {
     await discardBody(result);
-    throw new BackpackError("CHECKSUM_MISMATCH", "the body does not match the checksum it was sent with", {
-      details: { expected: options.expectedCrc >>> 0, actual: result.crc },
-    });
+    throw mismatch(result, options);
   }
   return result;
+}
+
+/** `receiveBody` for a body already in memory: checked and checksummed at once, no promise. */
+export function receiveBuffer(body: Uint8Array, options: PutOptions): IncomingBody {
+  checkStart(options);
+  const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  checkLength(data.length, options, true);
+  const result: IncomingBody = { kind: "buffer", data, size: data.length, crc: checksum(data) };
+  if (!crcMatches(result, options)) throw mismatch(result, options);
+  return result;
+}
+
+function checkStart({ size, maxBytes, signal }: PutOptions): void {
+  if (size !== undefined && size > maxBytes) throw tooLarge(maxBytes);
+  if (signal?.aborted) throw aborted();
+}
+
+function crcMatches(body: IncomingBody, options: PutOptions): boolean {
+  return options.expectedCrc === undefined || options.expectedCrc >>> 0 === body.crc;
+}
+
+function mismatch(body: IncomingBody, options: PutOptions): BackpackError {
+  return new BackpackError("CHECKSUM_MISMATCH", "the body does not match the checksum it was sent with", {
+    details: { expected: (options.expectedCrc ?? 0) >>> 0, actual: body.crc },
+  });
 }
 
 async function receiveStream(
