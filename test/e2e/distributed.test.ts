@@ -350,8 +350,24 @@ void test("distributed: the seed's walkthrough with ZooKeeper, 2 Redis, nginx, a
   const load = new Load(d.coordinators, 2);
   t.after(() => load.stop().catch(() => undefined));
   await load.okAfter(30, "uploads before the kill");
+  // The replicators are frozen for a moment first, so that some files answered 200 are on the victim alone
+  // (their copies queued) when it is killed: it must keep every write it acknowledged (checked below).
+  const okBeforeFreeze = new Set(load.ok.keys());
+  for (const r of d.replicators) r.pause();
+  await waitFor(
+    async () => {
+      let alone = 0;
+      for (const [key, f] of load.ok) {
+        if (okBeforeFreeze.has(key) || f.shard !== "1" || f.allReplicas) continue;
+        if (!(await nodeHolds(d.nodeUrls.get(partner)!, key, f.body.length))) alone++;
+      }
+      return alone >= 3;
+    },
+    { timeoutMs: 60_000, intervalMs: 200, what: `three files answered 200 on node ${victim} alone` },
+  );
   await d.nodes.get(victim)!.kill("SIGKILL");
   load.mark();
+  for (const r of d.replicators) r.resume();
   phase(`node ${victim} killed`);
   await load.okAfter(40, `uploads with node ${victim} down`);
   await load.stop();
@@ -383,6 +399,7 @@ void test("distributed: the seed's walkthrough with ZooKeeper, 2 Redis, nginx, a
     if (f.shard !== "1") continue;
     if (!(await nodeHolds(d.nodeUrls.get(partner)!, key, f.body.length))) onDeadOnly.add(key);
   }
+  assert.ok(onDeadOnly.size >= 3, `files on the dead node only: ${onDeadOnly.size}`);
   for (const key of onDeadOnly) {
     assert.ok(!load.okAfterMark.has(key), `${key}, answered 200 with node ${victim} down, is on a live node`);
     const receipt = load.ok.get(key);

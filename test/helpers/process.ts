@@ -101,6 +101,15 @@ export class ChildHandle {
     return code;
   }
 
+  /** Freezes the process (SIGSTOP) as a stalled machine would; `resume()` lets it go on (SIGCONT). */
+  pause(): void {
+    this.signal("SIGSTOP");
+  }
+
+  resume(): void {
+    this.signal("SIGCONT");
+  }
+
   private signal(signal: NodeJS.Signals): void {
     const pid = this.proc?.pid;
     if (pid === undefined) return;
