@@ -154,7 +154,8 @@ export class Compactor {
       if (!keep) return;
       const newOffset = pos;
       if (r.header.length <= WHOLE_RECORD_BYTES) {
-        const rec = await old.file.readAt(r.offset, r.header.length);
+        // The scan's bytes when it has them (copied now: they are only valid until the first await).
+        const rec = r.bytes ? Buffer.from(r.bytes) : await old.file.readAt(r.offset, r.header.length);
         const head = rec.subarray(0, r.header.headBytes);
         if (
           !recordValid(
@@ -180,7 +181,7 @@ export class Compactor {
       if (pendingBytes >= FLUSH_BYTES) await flush();
     };
     try {
-      // Headers only: garbage is dropped unread, and every record kept is read and verified by `copy`.
+      // Headers only: garbage is not checksummed, and every record kept is verified by `copy`.
       const scan = await scanVolume(old.file.handle, old.salt, VOLUME_HEADER_BYTES, old.size, copy, {
         verifyBodies: false,
       });

@@ -13,7 +13,8 @@ const WINDOW_BYTES = 4 << 20;
 
 /**
  * A record found by a scan. `intact` is false for a record whose header verifies but whose body does not.
- * `key` and `contentType` may be views into the scan's buffer: valid until the callback returns or awaits.
+ * `key`, `contentType` and `bytes` may be views into the scan's buffer: valid until the callback returns or
+ * awaits.
  */
 export interface ScannedRecord {
   offset: number;
@@ -21,6 +22,8 @@ export interface ScannedRecord {
   key: Buffer;
   contentType: Buffer;
   intact: boolean;
+  /** The whole record as read by the scan, when it lay in one window (as verified as `intact` says). */
+  bytes?: Buffer;
 }
 
 export interface ScanResult {
@@ -125,13 +128,14 @@ class WindowReader {
   }
 
   /**
-   * The record at `pos` when it lies whole in the current window and fully verifies; undefined otherwise
-   * (the caller then takes the general path). Key and content type are views into the window.
+   * The record at `pos` when it lies in the current window (its head, for a scan that does not verify
+   * bodies) and verifies; undefined otherwise (the caller then takes the general path). Key, content type
+   * and the whole record's bytes (when they lie in the window) are views into the window.
    */
   validInWindow(
     pos: number,
     salt: number,
-  ): Pick<ScannedRecord, "header" | "key" | "contentType"> | undefined {
+  ): Pick<ScannedRecord, "header" | "key" | "contentType" | "bytes"> | undefined {
     const rel = pos - this.at;
     if (rel < 0 || rel + RECORD_HEADER_BYTES > this.len) return undefined;
     const header = decodeRecordHeader(this.buf, rel);
@@ -145,11 +149,13 @@ class WindowReader {
       !recordValid(head, header, checksum(this.buf.subarray(bodyAt, bodyAt + header.size)))
     )
       return undefined;
-    return {
+    const record: Pick<ScannedRecord, "header" | "key" | "contentType" | "bytes"> = {
       header,
       key: head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.keyBytes),
       contentType: head.subarray(RECORD_HEADER_BYTES + header.keyBytes),
     };
+    if (rel + header.length <= this.len) record.bytes = this.buf.subarray(rel, rel + header.length);
+    return record;
   }
 
   async crcOf(pos: number, n: number): Promise<number> {
