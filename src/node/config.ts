@@ -31,7 +31,7 @@ export interface NodeConfig {
   volumeMaxBytes: number;
   /** A sealed volume is compacted once this share of it (0-1) is garbage. */
   compactGarbageRatio: number;
-  /** Memory for verified small records read lately (answered without disk I/O); 0 turns it off. */
+  /** Memory for verified records of up to 1 MiB read lately (answered without disk I/O); 0 turns it off. */
   readCacheBytes: number;
 }
 

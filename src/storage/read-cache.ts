@@ -7,9 +7,10 @@ const SLACK_BYTES = 4096;
 /**
  * Verified bodies of records up to CACHED_RECORD_MAX_BYTES, kept in memory so that a hot record is answered
  * without a read from the volume file and without checksumming it again (for a 1 KiB GET those two cost more
- * than the rest of the request; for a 1 MiB GET about as much as sending it). Entries are keyed by where the record lies: a volume file object and an offset. The bytes at a
- * given offset of a volume file never change (volumes are append-only and compaction writes a new file), so an
- * entry can never be stale, only unused: an overwritten or deleted record's entry simply ages out.
+ * than the rest of the request; for a 1 MiB GET about as much as sending it). Entries are keyed by where the
+ * record lies: a volume file object and an offset. The bytes at a given offset of a volume file never change
+ * (volumes are append-only and compaction writes a new file), so an entry can never be stale, only unused: an
+ * overwritten or deleted record's entry simply ages out.
  *
  * Eviction is two generations (an O(1) approximation of LRU): entries go into the current generation; when it
  * holds half the budget it becomes the previous one and the old previous one is dropped; a hit in the previous
@@ -23,18 +24,12 @@ export class ReadCache {
   hits = 0;
   misses = 0;
 
-  /**
-   * @param maxBytes budget for bodies plus a per-entry overhead; 0 turns the cache off.
-   * @param maxEntryBytes larger bodies are never cached.
-   */
-  constructor(
-    readonly maxBytes: number,
-    readonly maxEntryBytes: number,
-  ) {}
+  /** @param maxBytes budget for bodies plus a per-entry overhead; 0 turns the cache off. */
+  constructor(readonly maxBytes: number) {}
 
   /** Whether a body of this size would be kept. */
   admits(size: number): boolean {
-    return this.maxBytes > 0 && size <= this.maxEntryBytes;
+    return this.maxBytes > 0 && size <= CACHED_RECORD_MAX_BYTES;
   }
 
   get(file: object, offset: number): Buffer | undefined {
@@ -74,12 +69,6 @@ export class ReadCache {
   /** Bytes held (bodies plus overhead). */
   get bytes(): number {
     return this.currentBytes + this.previousBytes;
-  }
-
-  clear(): void {
-    this.current = new Map();
-    this.previous = new Map();
-    this.currentBytes = this.previousBytes = 0;
   }
 
   private insert(file: object, offset: number, body: Buffer): void {

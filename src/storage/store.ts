@@ -20,7 +20,7 @@ import {
   SYNC_READ_MAX_BYTES,
   type RecordLocation,
 } from "./record-read.js";
-import { CACHED_RECORD_MAX_BYTES, ReadCache } from "./read-cache.js";
+import { ReadCache } from "./read-cache.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
 import type { ObjectInfo, PutOptions, ReadableBody, Store, StoreOptions, StoreStats } from "./types.js";
@@ -72,7 +72,7 @@ export class DiskStore implements Store {
       log: options.log,
     });
     this.compactor = new Compactor(this, this.writer);
-    this.readCache = new ReadCache(options.readCacheBytes, CACHED_RECORD_MAX_BYTES);
+    this.readCache = new ReadCache(options.readCacheBytes);
     this.active = [...volumes.values()].reduce((a, b) => (b.id > a.id ? b : a));
   }
 

@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Store } from "../../src/storage/types.js";
 import { tempDir } from "../helpers/tmp.js";
-import { BIG, pattern, readAll, storeFor } from "./helpers.js";
+import { BIG, flipOnDisk, pattern, readAll, storeFor } from "./helpers.js";
 
 const volumeFiles = async (dir: string): Promise<string[]> =>
   (await readdir(join(dir, "volumes"))).filter((n) => n.endsWith(".vol")).sort();
@@ -189,27 +189,10 @@ void test("compaction runs online: concurrent reads, overwrites and deletes stay
   await matchesModel(store, model, size);
 });
 
-/** Flips one byte at `offset` into the first copy of `marker` found in the volume files. */
-async function flipInVolumes(dir: string, marker: Buffer, offset: number): Promise<void> {
-  for (const name of await volumeFiles(dir)) {
-    const path = join(dir, "volumes", name);
-    const bytes = await readFile(path);
-    const at = bytes.indexOf(marker);
-    if (at < 0) continue;
-    bytes[at + offset] = bytes[at + offset]! ^ 0xff;
-    await writeFile(path, bytes);
-    return;
-  }
-  assert.fail("marker not found in any volume");
-}
-
 void test("compaction drops damaged garbage unread and leaves a volume with a damaged live record as it is", async (t) => {
   const dir = await tempDir(t);
-  const store = await storeFor(t, dir, {
-    volumeMaxBytes: 8 * 1024,
-    compactGarbageRatio: 0.3,
-    readCacheBytes: 0,
-  });
+  const opts = { volumeMaxBytes: 8 * 1024, compactGarbageRatio: 0.3, readCacheBytes: 0 };
+  const store = await storeFor(t, dir, opts);
   // Volume 1: "old" (soon garbage) and "live"; later volumes: the new version of "old" and filler.
   const old = pattern(3000, 61);
   const live = pattern(3000, 62);
@@ -217,7 +200,7 @@ void test("compaction drops damaged garbage unread and leaves a volume with a da
   await store.put("live", live, BIG);
   for (let i = 0; i < 4; i++) await store.put(`filler${i}`, pattern(3000, 70 + i), BIG);
   await store.put("old", pattern(3000, 63), BIG);
-  await flipInVolumes(dir, old.subarray(0, 64), 1000);
+  await flipOnDisk(dir, old.subarray(0, 64), 1000);
   await store.compact();
   assert.ok(store.stats().compactions > 0, "the volume with damaged garbage was compacted");
   assert.ok((await readAll(store, "live")).equals(live));
@@ -227,16 +210,12 @@ void test("compaction drops damaged garbage unread and leaves a volume with a da
   // dropped), and the damage is refused on read rather than served.
   // (A store of its own, so that "x" and "damaged" share the first volume.)
   const dir2 = await tempDir(t);
-  const store2 = await storeFor(t, dir2, {
-    volumeMaxBytes: 8 * 1024,
-    compactGarbageRatio: 0.3,
-    readCacheBytes: 0,
-  });
+  const store2 = await storeFor(t, dir2, opts);
   const damaged = pattern(3000, 64);
   await store2.put("x", pattern(3000, 65), BIG);
   await store2.put("damaged", damaged, BIG);
   for (let i = 0; i < 2; i++) await store2.put(`roll${i}`, pattern(3000, 80 + i), BIG);
-  await flipInVolumes(dir2, damaged.subarray(0, 64), 1000);
+  await flipOnDisk(dir2, damaged.subarray(0, 64), 1000);
   await store2.delete("x");
   const before = store2.stats();
   await store2.compact();

@@ -1,3 +1,6 @@
+import assert from "node:assert/strict";
+import { open, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { openStore } from "../../src/storage/store.js";
 import type { ReadableBody, Store, StoreOptions } from "../../src/storage/types.js";
@@ -47,3 +50,20 @@ export async function* chunksOf(data: Buffer, size: number): AsyncGenerator<Buff
 }
 
 export const BIG = { maxBytes: 1 << 30 };
+
+/** Flips one byte, `offset` bytes into the first copy of `marker` found in the store's volume files. */
+export async function flipOnDisk(dir: string, marker: Buffer, offset: number): Promise<void> {
+  for (const name of (await readdir(join(dir, "volumes"))).filter((n) => n.endsWith(".vol"))) {
+    const handle = await open(join(dir, "volumes", name), "r+");
+    try {
+      const bytes = await handle.readFile();
+      const at = bytes.indexOf(marker);
+      if (at < 0) continue;
+      await handle.write(Buffer.from([bytes[at + offset]! ^ 0xff]), 0, 1, at + offset);
+      return;
+    } finally {
+      await handle.close();
+    }
+  }
+  assert.fail("marker not found in any volume");
+}

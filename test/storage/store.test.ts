@@ -1,13 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
-import { open, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { checksum } from "../../src/common/checksum.js";
 import { hasCode } from "../../src/common/errors.js";
 import { openStore } from "../../src/storage/store.js";
 import { tempDir } from "../helpers/tmp.js";
-import { BIG, bodyBytes, chunksOf, pattern, readAll, storeFor } from "./helpers.js";
+import { BIG, bodyBytes, chunksOf, flipOnDisk, pattern, readAll, storeFor } from "./helpers.js";
 
 const MiB = 1 << 20;
 const SIZES = [0, 1, 7, 8, 9, 1000, 4096, 65_537, MiB - 3, 4 * MiB, 4 * MiB + 1, 12 * MiB, 33 * MiB + 5];
@@ -244,38 +244,12 @@ void test("readSmall answers records up to 64 KiB synchronously, larger ones by 
   assert.throws(() => store.readSmall("small", { start: 5, end: 2000 }), { code: "RANGE_NOT_SATISFIABLE" });
 
   // Flip one byte of the small record's body on disk: never served, counted.
-  const [name] = (await readdir(join(dir, "volumes"))).filter((n) => n.endsWith(".vol"));
-  const handle = await open(join(dir, "volumes", name!), "r+");
-  try {
-    const bytes = await handle.readFile();
-    const at = bytes.indexOf(small.subarray(0, 64));
-    assert.ok(at > 0);
-    await handle.write(Buffer.from([bytes[at + 500]! ^ 0xff]), 0, 1, at + 500);
-  } finally {
-    await handle.close();
-  }
+  await flipOnDisk(dir, small.subarray(0, 64), 500);
   assert.throws(() => store.readSmall("small"), { code: "CHECKSUM_MISMATCH" });
   await assert.rejects(store.read("small"), { code: "CHECKSUM_MISMATCH" });
   assert.equal(store.stats().checksumErrors, 2);
   assert.deepEqual(store.stats().readCache, { hits: 0, misses: 0, bytes: 0 });
 });
-
-/** Flips one byte of the first copy of `marker` found in the store's volumes. */
-async function flipOnDisk(dir: string, marker: Buffer, offset: number): Promise<void> {
-  for (const name of (await readdir(join(dir, "volumes"))).filter((n) => n.endsWith(".vol"))) {
-    const handle = await open(join(dir, "volumes", name), "r+");
-    try {
-      const bytes = await handle.readFile();
-      const at = bytes.indexOf(marker);
-      if (at < 0) continue;
-      await handle.write(Buffer.from([bytes[at + offset]! ^ 0xff]), 0, 1, at + offset);
-      return;
-    } finally {
-      await handle.close();
-    }
-  }
-  assert.fail("marker not found in any volume");
-}
 
 void test("the read cache answers verified small records from memory and is never stale", async (t) => {
   const dir = await tempDir(t);

@@ -196,10 +196,8 @@ export abstract class Detector extends Membership {
         this.recentAcks.delete(msg.from);
         this.recentAcks.set(msg.from, now);
         if (this.recentAcks.size > 8) this.recentAcks.delete(this.recentAcks.keys().next().value as string);
-      }
-      // RTT from neighbours only: their connections persist, a sweep target may pay a TCP handshake.
-      if (msg.from === p.target && p.neighbour) {
-        this.rtt.add(now - p.sentAt);
+        // RTT from neighbours only: their connections persist, a sweep target may pay a TCP handshake.
+        if (p.neighbour) this.rtt.add(now - p.sentAt);
       }
     }
     const relay = this.relays.get(msg.seq);
