@@ -2,11 +2,15 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
+import { renderNginxConfig } from "../src/coordinator/nginx-config.js";
 import { fillKeys } from "./lib/fill.js";
 import { hasWrk, runLoad, type LoadResult } from "./lib/load.js";
+import { startNginx, type NginxHandle } from "../test/helpers/nginx.js";
 import { startRedis } from "../test/helpers/redis.js";
 import { processCpuSeconds, startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
@@ -25,6 +29,7 @@ const SYNC = process.env.BENCH_SYNC ?? "batch";
 const BYTES = 1024;
 const KEYS = 2000;
 const BIN = (name: string): string => fileURLToPath(new URL(`../src/cli/bin/${name}.js`, import.meta.url));
+const PROXY_BASELINE = fileURLToPath(new URL("./lib/proxy-baseline.js", import.meta.url));
 const TARGETS = { put: 0.5, get: 0.7, lagP99Ms: 500 };
 
 function loadAvg(): string {
@@ -95,6 +100,79 @@ async function probeLag(
   return lags.sort((a, b) => a - b);
 }
 
+type Timed = (run: () => Promise<LoadResult>, what: string) => Promise<LoadResult>;
+type Load = (url: string, method: "GET" | "PUT", prefix: string, durationSec: number) => Promise<LoadResult>;
+
+/** The pids of a process's children (nginx's workers), from /proc. */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * GET of the bench's keys through other fronts, for comparison (no targets): the seed's read front (nginx from
+ * Debian's package, skipped where it is missing, with the config `backpack-coordinator-nginx-config` prints:
+ * both nodes of shard 1 behind it, as behind the coordinator) and the least a Node proxy hop costs
+ * (`bench/lib/proxy-baseline.ts` before node 1: through undici, and through a bare socket). `setFront` names
+ * the processes whose CPU the rows report as `front`.
+ */
+async function compareFronts(o: {
+  mapFile: string;
+  node: string;
+  timed: Timed;
+  load: Load;
+  setFront: (pids: number[]) => void;
+  after: (fn: () => Promise<void>) => void;
+}): Promise<{ name: string; result: LoadResult }[]> {
+  const out: { name: string; result: LoadResult }[] = [];
+  const run = async (name: string, url: string, prefix: string, pids: number[]): Promise<void> => {
+    o.setFront(pids);
+    await o.load(url, "GET", prefix, 2);
+    out.push({
+      name,
+      result: await o.timed(() => o.load(url, "GET", prefix, SECONDS), `GET through ${name}`),
+    });
+    o.setFront([]);
+  };
+  if (spawnSync("nginx", ["-v"]).status === 0) {
+    const map = new EmbeddedClusterMap({ file: o.mapFile });
+    await map.start();
+    const snapshot = map.snapshot();
+    await map.stop();
+    const nginx: NginxHandle = await startNginx({ after: o.after }, (listen) =>
+      renderNginxConfig(snapshot, { listen }),
+    );
+    await run("nginx (the generated config)", nginx.url, "/1:bench/get/", childPids(nginx.proc?.pid ?? 0));
+  }
+  for (const mode of ["undici", "socket"]) {
+    const proxy = await startServerProcess(PROXY_BASELINE, [o.node, mode]);
+    try {
+      await run(`a minimal node:http proxy (${mode})`, proxy.url, "/bench/get/", [proxy.pid]);
+    } finally {
+      await proxy.stop();
+    }
+  }
+  return out;
+}
+
+/** Waits until the coordinator reports an empty replication queue; returns how long that took (ms). */
+async function drainQueue(coordinator: string, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const stats = (await (await fetch(`${coordinator}/stats`)).json()) as { queue_length?: number };
+    if (stats.queue_length === 0) return performance.now() - started;
+    if (performance.now() - started > timeoutMs) throw new Error("the replication queue did not drain");
+    await sleep(250);
+  }
+}
+
 async function main(): Promise<void> {
   const cpu = cpus()[0]?.model ?? "unknown cpu";
   console.log("# backpack cluster benchmark");
@@ -159,17 +237,27 @@ async function main(): Promise<void> {
       "info",
     ]);
     servers.push(coordinator);
-    const replicator = await startServerProcess(BIN("backpack-replicator"), [
+    // For the ceiling row only: a second coordinator that never waits for the replication backlog.
+    const unthrottled = await startServerProcess(BIN("backpack-coordinator"), [
       zk,
       "/",
-      "64",
-      "--listen",
-      "127.0.0.1:0",
+      "127.0.0.1",
+      "0",
+      "--max-backlog",
+      "0",
     ]);
-    servers.push(replicator);
-    if (process.env.BENCH_PROFILE_DIR) {
-      console.log(`profiles: coordinator pid ${coordinator.pid}, replicator pid ${replicator.pid}\n`);
-    }
+    servers.push(unthrottled);
+    const startReplicator = async (): Promise<ServerProcess> => {
+      const replicator = await startServerProcess(BIN("backpack-replicator"), [
+        zk,
+        "/",
+        "64",
+        "--listen",
+        "127.0.0.1:0",
+      ]);
+      servers.push(replicator);
+      return replicator;
+    };
 
     const load = (
       url: string,
@@ -187,12 +275,14 @@ async function main(): Promise<void> {
         bodyBytes: method === "PUT" ? BYTES : undefined,
       });
 
-    // CPU time per request of each kind of process, per run: where the machine's two cores went.
+    // CPU time per request of each kind of process, per run: where the machine's two cores went. `front`: the
+    // process in front of the nodes in a comparison row (nginx's worker, a baseline proxy).
     const groups: Record<string, number[]> = {
       nodes: servers.slice(0, 4).map((s) => s.pid),
-      coordinator: [coordinator.pid],
-      replicator: [replicator.pid],
+      coordinator: [coordinator.pid, unthrottled.pid],
+      replicator: [],
       redis: [r.proc?.pid ?? 0],
+      front: [],
     };
     const cpuNow = (): Record<string, number> =>
       Object.fromEntries(
@@ -205,17 +295,32 @@ async function main(): Promise<void> {
       const before = cpuNow();
       const result = await run();
       const after = cpuNow();
-      const parts = Object.keys(groups).map(
-        (g) =>
-          `${g} ${((((after[g] ?? 0) - (before[g] ?? 0)) * 1e6) / Math.max(1, result.requests)).toFixed(0)}`,
-      );
+      const parts = Object.keys(groups)
+        .filter((g) => (groups[g]?.length ?? 0) > 0)
+        .map(
+          (g) =>
+            `${g} ${((((after[g] ?? 0) - (before[g] ?? 0)) * 1e6) / Math.max(1, result.requests)).toFixed(0)}`,
+        );
       console.log(`  CPU µs per request, ${what}: ${parts.join(", ")}`);
       return result;
     };
 
-    // PUT: direct to node 1, then through the coordinator (with lag probes alongside).
+    // PUT: direct to node 1; the coordinator's own path with no replication running (the ceiling); then, with
+    // the replicator running, through the coordinator (with lag probes alongside).
     await load(nodes[0]!, "PUT", "/bench/direct/", 2);
     const directPut = await timed(() => load(nodes[0]!, "PUT", "/bench/direct/", SECONDS), "node PUT");
+    await load(unthrottled.url, "PUT", "/bench/ceiling/", 2);
+    const ceilingPut = await timed(
+      () => load(unthrottled.url, "PUT", "/bench/ceiling/", SECONDS),
+      "coordinator PUT, no replication running",
+    );
+    const replicator = await startReplicator();
+    groups.replicator = [replicator.pid];
+    if (process.env.BENCH_PROFILE_DIR) {
+      console.log(`profiles: coordinator pid ${coordinator.pid}, replicator pid ${replicator.pid}`);
+    }
+    const drained = await drainQueue(coordinator.url, 600_000);
+    console.log(`  the copies queued by the ceiling run: drained in ${(drained / 1000).toFixed(1)} s`);
     await load(coordinator.url, "PUT", "/bench/warm/", 2);
     const lagDone = probeLag(coordinator.url, nodesOf, Date.now() + SECONDS * 1000, 200);
     const coordPut = await timed(
@@ -234,6 +339,14 @@ async function main(): Promise<void> {
       () => load(coordinator.url, "GET", "/1:bench/get/", SECONDS),
       "coordinator GET",
     );
+    const fronts = await compareFronts({
+      mapFile,
+      node: nodes[0]!,
+      timed,
+      load,
+      setFront: (pids) => (groups.front = pids),
+      after: (fn) => void cleanups.unshift(fn),
+    });
 
     const putRatio = coordPut.rps / directPut.rps;
     const getRatio = coordGet.rps / directGet.rps;
@@ -248,6 +361,14 @@ async function main(): Promise<void> {
     console.log(
       `  ratio       ${getRatio.toFixed(2)} (target ≥ ${TARGETS.get}) ${verdict(getRatio >= TARGETS.get && coordGet.errors === 0)}`,
     );
+    console.log(
+      `For comparison, no targets: the coordinator's own path with no replication running ${fmt(ceilingPut)} (${(ceilingPut.rps / directPut.rps).toFixed(2)} of the node);`,
+    );
+    for (const f of fronts) {
+      console.log(
+        `  GET through ${f.name.padEnd(44)} ${fmt(f.result)} (${(f.result.rps / directGet.rps).toFixed(2)} of the node)`,
+      );
+    }
     console.log(
       `replication lag during the coordinator PUT run: ${lags.length} probes, p50 ${lagP50.toFixed(0)} ms, p99 ${lagP99.toFixed(0)} ms (target ≤ ${TARGETS.lagP99Ms}) ${verdict(lagP99 <= TARGETS.lagP99Ms)}`,
     );
@@ -264,6 +385,14 @@ async function main(): Promise<void> {
     console.log(
       `| GET 1 KiB, ${CONNECTIONS} conn | ${directGet.rps.toFixed(0)} | ${directGet.p99Ms.toFixed(2)} | ${coordGet.rps.toFixed(0)} | ${coordGet.p99Ms.toFixed(2)} | ${getRatio.toFixed(2)} | ≥ ${TARGETS.get} |`,
     );
+    console.log(
+      `| PUT 1 KiB, coordinator with no replication running (ceiling) | | | ${ceilingPut.rps.toFixed(0)} | ${ceilingPut.p99Ms.toFixed(2)} | ${(ceilingPut.rps / directPut.rps).toFixed(2)} | |`,
+    );
+    for (const f of fronts) {
+      console.log(
+        `| GET 1 KiB through ${f.name} | | | ${f.result.rps.toFixed(0)} | ${f.result.p99Ms.toFixed(2)} | ${(f.result.rps / directGet.rps).toFixed(2)} | |`,
+      );
+    }
     console.log(
       `| replication lag p50 / p99 | | | ${lagP50.toFixed(0)} / ${lagP99.toFixed(0)} ms | | | p99 ≤ ${TARGETS.lagP99Ms} ms |`,
     );

@@ -28,6 +28,9 @@ void test("the generated config follows the seed's recipe with both traps fixed"
   );
   assert.match(conf, /upstream backpack-shard-10 \{/);
   assert.ok(conf.indexOf("backpack-shard-1 {") < conf.indexOf("backpack-shard-10 {"), "numeric order");
+  // Node connections are kept open for as many concurrent reads as a busy front has (HTTP/1.1, no Connection).
+  assert.match(conf, /\n {4}keepalive 64;\n\}/);
+  assert.match(conf, /proxy_http_version 1\.1;\n\s+proxy_set_header Connection "";/);
   assert.match(conf, /proxy_next_upstream error timeout http_404 http_502 http_503 http_504;/);
   assert.match(conf, /if \(\$request_method !~ \^\(GET\|HEAD\)\$\) \{\n\s+return 403;/);
   assert.match(conf, /location \^~ \/1: \{\n\s+proxy_pass http:\/\/backpack-shard-1\/;/);
