@@ -3,6 +3,7 @@ import { request, type Dispatcher } from "undici";
 import { BackpackError, isErrorCode, type ErrorCode } from "../common/errors.js";
 import { keyToPath, validateKey } from "../common/key.js";
 import { formatChecksum, parseChecksum } from "../common/checksum.js";
+import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
 
 /**
  * HTTP client to a storage node. The wire contract (see docs/http-api.md):
@@ -31,6 +32,8 @@ export class NodeClient {
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly defaults: { token?: string; timeoutMs?: number } = {},
+    /** For `read`: the lean GET/HEAD client (undici answers what it cannot read). */
+    private readonly reader?: ReadClient,
   ) {}
 
   /** Streams a body to `<base>/<key>`; resolves with the stored checksum once the node has it durably. */
@@ -126,6 +129,53 @@ export class NodeClient {
     options: NodeRequestOptions & { headers?: Record<string, string>; method?: "GET" | "HEAD" } = {},
   ): Promise<Dispatcher.ResponseData> {
     return this.send(base, key, options.method ?? "GET", options);
+  }
+
+  /**
+   * GET or HEAD for a reader that answers a client with the result (the coordinator): any status is returned;
+   * a body of at most `bufferBytes` comes whole, a longer one as a stream (read it or destroy it).
+   */
+  async read(
+    base: string,
+    key: string,
+    options: NodeRequestOptions & {
+      headers?: Record<string, string>;
+      method?: "GET" | "HEAD";
+      bufferBytes: number;
+    },
+  ): Promise<ReadReply> {
+    validateKey(key);
+    const method = options.method ?? "GET";
+    const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
+    if (this.reader) {
+      try {
+        return await this.reader.request({
+          method,
+          origin: base,
+          path: keyToPath(key),
+          headers: options.headers,
+          timeoutMs,
+          bufferBytes: options.bufferBytes,
+        });
+      } catch (err) {
+        if (!isUnsupported(err)) throw err;
+      }
+    }
+    const res = await this.send(base, key, method, options);
+    const headers: Record<string, string> = {};
+    for (const [name, v] of Object.entries(res.headers)) if (v !== undefined) headers[name] = headerText(v);
+    const reply: ReadReply = { status: res.statusCode, headers, body: undefined, stream: undefined };
+    const length = Number(headers["content-length"] ?? Number.NaN);
+    if (method === "HEAD" || length <= options.bufferBytes) {
+      try {
+        reply.body = Buffer.from(await res.body.arrayBuffer());
+      } catch (err) {
+        throw upstreamError(err, method, base);
+      }
+    } else {
+      reply.stream = res.body;
+    }
+    return reply;
   }
 
   /** DELETE: true when deleted, false when it was absent. */

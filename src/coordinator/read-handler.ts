@@ -68,15 +68,22 @@ export async function handleRead(
     }
     let upstream;
     try {
-      upstream = await ctx.nodes.get(base, key, { method, headers, timeoutMs: ctx.config.nodeTimeoutMs });
+      upstream = await ctx.nodes.read(base, key, {
+        method,
+        headers,
+        timeoutMs: ctx.config.nodeTimeoutMs,
+        bufferBytes: SMALL_BODY_BYTES,
+      });
     } catch (err) {
+      // Small bodies come whole, so a transfer that breaks (a node dying, a checksum error found mid-body)
+      // still fails over to the next node instead of cutting the answer.
       ctx.health.recordFailure(serverId);
       failures.push(`${serverId}: ${toBackpackError(err).message}`);
       continue;
     }
-    const status = upstream.statusCode;
+    const status = upstream.status;
     if (status === 404 || status >= 500) {
-      await upstream.body.dump().catch(() => undefined);
+      upstream.stream?.destroy();
       if (status === 404) {
         notFound++;
         ctx.health.recordSuccess(serverId);
@@ -89,39 +96,18 @@ export async function handleRead(
     const out: Record<string, string> = {};
     for (const name of FORWARD_RESPONSE) {
       const v = upstream.headers[name];
-      if (typeof v === "string") out[name] = v;
-    }
-    if (method === "HEAD" || status === 304) {
-      await upstream.body.dump().catch(() => undefined);
-      ctx.health.recordSuccess(serverId);
-      ctx.metrics.reads.inc({ result: "ok" });
-      res.writeHead(status, out);
-      res.end();
-      return;
-    }
-    const length = Number(out["content-length"] ?? Number.NaN);
-    if (length <= SMALL_BODY_BYTES) {
-      // Small bodies are read whole first: one write to the client, and a transfer that breaks (a node dying, a
-      // checksum error found mid-body) still fails over to the next node instead of cutting the answer.
-      let bytes: Buffer;
-      try {
-        bytes = Buffer.from(await upstream.body.arrayBuffer());
-      } catch (err) {
-        ctx.health.recordFailure(serverId);
-        failures.push(`${serverId}: ${toBackpackError(err).message}`);
-        continue;
-      }
-      ctx.health.recordSuccess(serverId);
-      ctx.metrics.reads.inc({ result: "ok" });
-      res.writeHead(status, out);
-      res.end(bytes);
-      return;
+      if (v !== undefined) out[name] = v;
     }
     ctx.health.recordSuccess(serverId);
     ctx.metrics.reads.inc({ result: "ok" });
     res.writeHead(status, out);
+    const stream = upstream.stream;
+    if (stream === undefined) {
+      res.end(method === "HEAD" || status === 304 ? undefined : upstream.body);
+      return;
+    }
     // Headers are sent: a failure from here on can only cut the transfer (the client sees a short body).
-    await pipeline(upstream.body, res).catch((err: unknown) => {
+    await pipeline(stream, res).catch((err: unknown) => {
       ctx.log.warn({ server: serverId, key, err: (err as Error).message }, "read cut short");
       res.destroy();
     });

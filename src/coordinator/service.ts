@@ -10,6 +10,7 @@ import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { createAgent } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
+import { ReadClient } from "../client/read-client.js";
 import type { CoordinatorConfig } from "./config.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
 import { handleDelete } from "./delete-handler.js";
@@ -47,6 +48,8 @@ export class CoordinatorService implements Service {
   private readonly flusher: UsageFlusher;
   private readonly registry = createRegistry({ service: "coordinator" });
   private readonly ownAgent: Agent | undefined;
+  /** Reads from the nodes (GET/HEAD) go through this lean client; everything else through the agent. */
+  private readonly reader = new ReadClient();
   private baseUrl: string | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -66,10 +69,14 @@ export class CoordinatorService implements Service {
       config,
       map: deps.clusterMap,
       queue: new QueueGate(deps.queue, config.queueTimeoutMs, 1000, now, config.maxBacklog),
-      nodes: new NodeClient(agent, {
-        ...(config.nodeToken ? { token: config.nodeToken } : {}),
-        timeoutMs: config.nodeTimeoutMs,
-      }),
+      nodes: new NodeClient(
+        agent,
+        {
+          ...(config.nodeToken ? { token: config.nodeToken } : {}),
+          timeoutMs: config.nodeTimeoutMs,
+        },
+        this.reader,
+      ),
       health: new NodeHealth(config.suspectMs, now),
       usage,
       counters: {
@@ -129,6 +136,7 @@ export class CoordinatorService implements Service {
       this.stopping = true;
       await closeServer(this.server, this.config.drainMs);
       await this.flusher.stop(this.config.drainMs);
+      this.reader.close();
       await this.ownAgent?.close().catch(() => undefined);
     })();
     return this.stopped;

@@ -1,0 +1,396 @@
+import { connect, type Socket } from "node:net";
+import { Readable } from "node:stream";
+import { BackpackError } from "../common/errors.js";
+
+/** A node's answer to GET or HEAD. */
+export interface ReadReply {
+  status: number;
+  /** Response headers, names in lower case (a repeated header keeps its last value). */
+  headers: Record<string, string>;
+  /** The whole body when it is at most the request's `bufferBytes` long (empty for HEAD, 204 and 304). */
+  body: Buffer | undefined;
+  /** The body as a stream when it is longer: read it to the end or destroy it. */
+  stream: Readable | undefined;
+}
+
+export interface ReadRequest {
+  method: "GET" | "HEAD";
+  /** Origin, `http://host:port`. */
+  origin: string;
+  /** Path and query, already percent-encoded. */
+  path: string;
+  headers?: Record<string, string>;
+  /** Time allowed for the answer's head and a buffered body, and between two chunks of a streamed body. */
+  timeoutMs: number;
+  /** Bodies up to this size come whole (`body`); longer ones as a stream. */
+  bufferBytes: number;
+}
+
+const UNSUPPORTED = "unsupported";
+
+/**
+ * Whether `err` says the request or its answer is outside what this client reads (an `https:` origin, a
+ * chunked body or one delimited by closing the connection): storage nodes never send those, and a caller that
+ * may meet one asks again with a full HTTP client.
+ */
+export function isUnsupported(err: unknown): boolean {
+  return err instanceof BackpackError && err.details?.[UNSUPPORTED] === true;
+}
+
+function unsupported(what: string): BackpackError {
+  return new BackpackError("UPSTREAM_FAILED", what, { details: { [UNSUPPORTED]: true } });
+}
+
+const MAX_HEAD_BYTES = 16 * 1024;
+const CRLF2 = Buffer.from("\r\n\r\n");
+/** How long an idle connection is kept when the server does not say (`Keep-Alive: timeout=N`). */
+const DEFAULT_IDLE_MS = 4000;
+/**
+ * Idle connections are closed this long (at most half the server's timeout) before the server's own keep-alive
+ * timeout, to avoid the race of a request sent as the server closes.
+ */
+const IDLE_MARGIN_MS = 1000;
+
+interface Exchange {
+  request: ReadRequest;
+  /** Sent on a connection that had served a request before: a close before any answer is retried once. */
+  reused: boolean;
+  resolve(reply: ReadReply): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout | undefined;
+  /** Sends the request again on a fresh connection (once). */
+  retry: (() => void) | undefined;
+  /** Set once the head is parsed. */
+  reply?: ReadReply;
+  remaining: number;
+  chunks: Buffer[];
+}
+
+interface Conn {
+  socket: Socket;
+  key: string;
+  pending: Buffer | undefined;
+  exchange: Exchange | undefined;
+  reusable: boolean;
+  idleMs: number;
+  idleTimer: NodeJS.Timeout | undefined;
+  served: number;
+}
+
+/**
+ * A lean keep-alive HTTP/1.1 client for the one exchange a coordinator makes most: GET or HEAD of a file on a
+ * storage node. One request at a time per connection, idle connections kept per origin (closed before the
+ * server's keep-alive timeout), answers framed by `Content-Length` read straight off the socket: a small body
+ * arrives as one Buffer, a larger one as a stream with back-pressure. It costs about half of what a general
+ * client costs per request (measured in `npm run bench:cluster`). Anything it does not read (chunked bodies,
+ * `https:` origins) fails so that `isUnsupported(err)` holds, for the caller to fall back to a full client;
+ * transport failures and timeouts are `UPSTREAM_FAILED` / `UPSTREAM_TIMEOUT`.
+ */
+export class ReadClient {
+  private readonly idle = new Map<string, Conn[]>();
+  private closed = false;
+
+  constructor(private readonly options: { connectTimeoutMs?: number; maxIdlePerOrigin?: number } = {}) {}
+
+  request(req: ReadRequest): Promise<ReadReply> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new BackpackError("UNAVAILABLE", "the client is closed"));
+        return;
+      }
+      const target = parseOrigin(req.origin);
+      if (target === undefined) {
+        reject(unsupported(`${req.origin} is not an http: origin`));
+        return;
+      }
+      const head = requestHead(
+        req,
+        target.host.includes(":") ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`,
+      );
+      if (head instanceof BackpackError) {
+        reject(head);
+        return;
+      }
+      const ex: Exchange = {
+        request: req,
+        reused: false,
+        resolve,
+        reject,
+        timer: undefined,
+        retry: undefined,
+        remaining: 0,
+        chunks: [],
+      };
+      this.send(target, head, ex, true);
+    });
+  }
+
+  /** Closes idle connections and refuses new requests; requests in flight finish. */
+  close(): void {
+    this.closed = true;
+    for (const conns of this.idle.values()) for (const c of conns) c.socket.destroy();
+    this.idle.clear();
+  }
+
+  private send(target: { host: string; port: number }, head: string, ex: Exchange, mayRetry: boolean): void {
+    const key = `${target.host}:${target.port}`;
+    const conn = this.take(key) ?? this.open(target, key);
+    ex.reused = conn.served > 0;
+    conn.exchange = ex;
+    this.arm(conn, ex);
+    ex.retry = mayRetry ? () => this.send(target, head, ex, false) : undefined;
+    conn.socket.write(head, "latin1");
+  }
+
+  /** (Re)starts the exchange's timer: the head and a buffered body, or the next chunk of a stream. */
+  private arm(conn: Conn, ex: Exchange): void {
+    clearTimeout(ex.timer);
+    ex.timer = setTimeout(() => this.fail(conn, timeout(ex.request)), ex.request.timeoutMs);
+  }
+
+  private take(key: string): Conn | undefined {
+    const conns = this.idle.get(key);
+    const conn = conns?.pop();
+    if (conn?.idleTimer) clearTimeout(conn.idleTimer);
+    conn?.socket.ref();
+    return conn;
+  }
+
+  private open(target: { host: string; port: number }, key: string): Conn {
+    const socket = connect({ host: target.host, port: target.port, noDelay: true });
+    const conn: Conn = {
+      socket,
+      key,
+      pending: undefined,
+      exchange: undefined,
+      reusable: true,
+      idleMs: DEFAULT_IDLE_MS,
+      idleTimer: undefined,
+      served: 0,
+    };
+    const connectTimer = setTimeout(
+      () => this.fail(conn, new BackpackError("UPSTREAM_TIMEOUT", `connecting to ${key} timed out`)),
+      this.options.connectTimeoutMs ?? 2000,
+    );
+    socket.once("connect", () => clearTimeout(connectTimer));
+    socket.on("data", (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on("error", (err) => this.fail(conn, err));
+    socket.on("close", () => {
+      clearTimeout(connectTimer);
+      this.fail(conn, new Error("the connection closed"));
+    });
+    return conn;
+  }
+
+  private onData(conn: Conn, chunk: Buffer): void {
+    const ex = conn.exchange;
+    if (ex === undefined) {
+      // Bytes nobody asked for: the connection is out of step.
+      conn.socket.destroy();
+      return;
+    }
+    if (ex.reply === undefined) {
+      const buf = conn.pending ? Buffer.concat([conn.pending, chunk]) : chunk;
+      const end = buf.indexOf(CRLF2);
+      if (end === -1) {
+        if (buf.length > MAX_HEAD_BYTES) this.fail(conn, protocolError(ex, "the answer's head is too large"));
+        else conn.pending = buf;
+        return;
+      }
+      conn.pending = undefined;
+      let parsed;
+      try {
+        parsed = parseHead(buf.toString("latin1", 0, end), ex.request.method);
+      } catch (err) {
+        this.fail(conn, err as Error);
+        return;
+      }
+      if (parsed.informational) {
+        // 1xx: another head follows.
+        if (buf.length > end + 4) this.onData(conn, buf.subarray(end + 4));
+        return;
+      }
+      conn.reusable = parsed.keepAlive;
+      if (parsed.idleMs !== undefined) {
+        conn.idleMs = parsed.idleMs - Math.min(IDLE_MARGIN_MS, parsed.idleMs / 2);
+      }
+      ex.remaining = parsed.length;
+      const reply: ReadReply = {
+        status: parsed.status,
+        headers: parsed.headers,
+        body: undefined,
+        stream: undefined,
+      };
+      ex.reply = reply;
+      if (parsed.length > ex.request.bufferBytes) {
+        reply.stream = new Readable({
+          read: () => {
+            // The reader wants more: the wait for the node's next chunk starts now.
+            if (conn.exchange === ex && conn.socket.isPaused()) {
+              this.arm(conn, ex);
+              conn.socket.resume();
+            }
+          },
+          destroy: (err, cb) => {
+            // Stopped before the end: the connection cannot be reused.
+            if (conn.exchange === ex) this.fail(conn, err ?? new Error("the body was not read"), false);
+            cb(err);
+          },
+        });
+        ex.resolve(reply);
+      }
+      const rest = buf.subarray(end + 4);
+      if (rest.length > 0 || parsed.length === 0) this.onBody(conn, ex, rest);
+      return;
+    }
+    this.onBody(conn, ex, chunk);
+  }
+
+  private onBody(conn: Conn, ex: Exchange, chunk: Buffer): void {
+    if (chunk.length > ex.remaining) {
+      this.fail(conn, protocolError(ex, "the answer is longer than its Content-Length"));
+      return;
+    }
+    ex.remaining -= chunk.length;
+    const stream = ex.reply?.stream;
+    if (stream) {
+      if (chunk.length > 0 && !stream.push(chunk)) {
+        // The reader is slower than the node: no timeout while it catches up.
+        clearTimeout(ex.timer);
+        conn.socket.pause();
+      } else {
+        this.arm(conn, ex);
+      }
+    } else if (chunk.length > 0) {
+      ex.chunks.push(chunk);
+    }
+    if (ex.remaining > 0) return;
+    this.finish(conn, ex);
+  }
+
+  private finish(conn: Conn, ex: Exchange): void {
+    clearTimeout(ex.timer);
+    conn.exchange = undefined;
+    conn.served++;
+    const reply = ex.reply!;
+    // A streamed body may have paused the socket; the next answer on this connection must flow.
+    conn.socket.resume();
+    if (reply.stream) reply.stream.push(null);
+    else {
+      reply.body = ex.chunks.length === 1 ? ex.chunks[0] : Buffer.concat(ex.chunks);
+      ex.resolve(reply);
+    }
+    if (!conn.reusable || this.closed || conn.idleMs === 0) {
+      conn.socket.end();
+      return;
+    }
+    const conns = this.idle.get(conn.key) ?? [];
+    if (conns.length >= (this.options.maxIdlePerOrigin ?? 256)) {
+      conn.socket.end();
+      return;
+    }
+    conns.push(conn);
+    conn.socket.unref();
+    this.idle.set(conn.key, conns);
+    conn.idleTimer = setTimeout(() => this.drop(conn), conn.idleMs);
+    conn.idleTimer.unref();
+  }
+
+  private drop(conn: Conn): void {
+    const conns = this.idle.get(conn.key);
+    const i = conns?.indexOf(conn) ?? -1;
+    if (i !== -1) conns!.splice(i, 1);
+    if (conns?.length === 0) this.idle.delete(conn.key);
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    conn.socket.destroy();
+  }
+
+  /** Ends the exchange on `conn` (if any) with `err` and closes the connection. */
+  private fail(conn: Conn, err: Error, retryable = true): void {
+    const ex = conn.exchange;
+    conn.exchange = undefined;
+    this.drop(conn);
+    if (ex === undefined) return;
+    clearTimeout(ex.timer);
+    // A kept-alive connection the server closed as this request went out: ask again on a fresh one.
+    const transport = !(err instanceof BackpackError);
+    if (retryable && transport && ex.reply === undefined && ex.reused && ex.retry && !this.closed) {
+      ex.retry();
+      return;
+    }
+    const e = err instanceof BackpackError ? err : upstream(ex.request, err);
+    if (ex.reply?.stream) ex.reply.stream.destroy(e);
+    else ex.reject(e);
+  }
+}
+
+function parseOrigin(origin: string): { host: string; port: number } | undefined {
+  const m = /^http:\/\/([^/:]+|\[[0-9a-fA-F:.]+\])(?::(\d{1,5}))?\/?$/.exec(origin);
+  if (!m) return undefined;
+  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+  return { host, port: m[2] === undefined ? 80 : Number(m[2]) };
+}
+
+/** The request's head, or the error that keeps it from being sent (nothing in it may break a line). */
+function requestHead(req: ReadRequest, host: string): string | BackpackError {
+  if (/\s/.test(req.path)) return new BackpackError("BAD_REQUEST", "the request path is not encoded");
+  let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${host}\r\n`;
+  for (const [name, value] of Object.entries(req.headers ?? {})) {
+    if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) {
+      return new BackpackError("BAD_REQUEST", `header ${JSON.stringify(name)} holds a line break`);
+    }
+    head += `${name}: ${value}\r\n`;
+  }
+  return head + "\r\n";
+}
+
+interface Head {
+  status: number;
+  headers: Record<string, string>;
+  informational: boolean;
+  length: number;
+  keepAlive: boolean;
+  idleMs: number | undefined;
+}
+
+function parseHead(text: string, method: "GET" | "HEAD"): Head {
+  const lines = text.split("\r\n");
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? "");
+  if (!m) throw new BackpackError("UPSTREAM_FAILED", `not an HTTP/1.x answer: ${JSON.stringify(lines[0])}`);
+  const status = Number(m[2]);
+  const headers: Record<string, string> = {};
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw new BackpackError("UPSTREAM_FAILED", "a malformed header line in the answer");
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const informational = status >= 100 && status < 200;
+  const connection = headers.connection?.toLowerCase() ?? (m[1] === "0" ? "close" : "keep-alive");
+  const keepAlive = !connection.includes("close");
+  const hint = /timeout=(\d+)/i.exec(headers["keep-alive"] ?? "");
+  const idleMs = hint ? Number(hint[1]) * 1000 : undefined;
+  const noBody = informational || method === "HEAD" || status === 204 || status === 304;
+  if (noBody) return { status, headers, informational, length: 0, keepAlive, idleMs };
+  if (headers["transfer-encoding"] !== undefined || !/^\d+$/.test(headers["content-length"] ?? "")) {
+    throw unsupported(`the ${status} answer has no Content-Length framing`);
+  }
+  return { status, headers, informational, length: Number(headers["content-length"]), keepAlive, idleMs };
+}
+
+function timeout(req: ReadRequest): BackpackError {
+  return new BackpackError(
+    "UPSTREAM_TIMEOUT",
+    `${req.method} ${req.origin} timed out after ${req.timeoutMs} ms`,
+  );
+}
+
+function protocolError(ex: Exchange, what: string): BackpackError {
+  return new BackpackError("UPSTREAM_FAILED", `${ex.request.method} ${ex.request.origin}: ${what}`);
+}
+
+function upstream(req: ReadRequest, err: Error): BackpackError {
+  return new BackpackError("UPSTREAM_FAILED", `${req.method} ${req.origin} failed: ${err.message}`, {
+    cause: err,
+  });
+}
