@@ -88,6 +88,7 @@ interface Conn {
  */
 export class ReadClient {
   private readonly idle = new Map<string, Conn[]>();
+  private readonly conns = new Set<Conn>();
   private closed = false;
 
   constructor(private readonly options: { connectTimeoutMs?: number; maxIdlePerOrigin?: number } = {}) {}
@@ -132,6 +133,12 @@ export class ReadClient {
     this.idle.clear();
   }
 
+  /** As `close`, and cuts the requests in flight (they fail with UPSTREAM_FAILED). */
+  destroy(): void {
+    this.close();
+    for (const c of this.conns) c.socket.destroy();
+  }
+
   private send(target: { host: string; port: number }, head: string, ex: Exchange, mayRetry: boolean): void {
     const key = `${target.host}:${target.port}`;
     const conn = this.take(key) ?? this.open(target, key);
@@ -168,6 +175,7 @@ export class ReadClient {
       idleTimer: undefined,
       served: 0,
     };
+    this.conns.add(conn);
     const connectTimer = setTimeout(
       () => this.fail(conn, new BackpackError("UPSTREAM_TIMEOUT", `connecting to ${key} timed out`)),
       this.options.connectTimeoutMs ?? 2000,
@@ -297,6 +305,7 @@ export class ReadClient {
   }
 
   private drop(conn: Conn): void {
+    this.conns.delete(conn);
     const conns = this.idle.get(conn.key);
     const i = conns?.indexOf(conn) ?? -1;
     if (i !== -1) conns!.splice(i, 1);

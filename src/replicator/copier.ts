@@ -1,6 +1,6 @@
 import { checksum, etagOf, parseChecksum } from "../common/checksum.js";
 import { hasCode, toBackpackError } from "../common/errors.js";
-import { headerText, type NodeClient } from "../client/node-client.js";
+import type { NodeClient } from "../client/node-client.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import type { ReplicationTask } from "../queue/types.js";
 
@@ -74,60 +74,55 @@ export class Copier {
       }
       let res;
       try {
-        res = await this.client.get(source.url, task.key, req);
+        res = await this.client.read(source.url, task.key, { ...req, bufferBytes: BUFFER_MAX_BYTES });
       } catch (err) {
         problems.push(`GET ${source.url}: ${toBackpackError(err).message}`);
         continue;
       }
-      if (res.statusCode === 404) {
-        await res.body.dump();
+      if (res.status === 404) {
         gone++;
         continue;
       }
-      if (res.statusCode !== 200) {
-        problems.push(`GET ${source.url} answered ${res.statusCode}${await codeOf(res.body)}`);
+      if (res.status !== 200) {
+        res.stream?.destroy();
+        problems.push(`GET ${source.url} answered ${res.status}${codeOf(res.body)}`);
         continue;
       }
-      const sourceCrc = parseChecksum(headerText(res.headers["x-backpack-checksum"]));
+      const sourceCrc = parseChecksum(res.headers["x-backpack-checksum"] ?? "");
       if (sourceCrc !== crc) {
         // Overwritten since the task was queued (or a stale replica): not the version this task is about.
-        await res.body.dump();
+        res.stream?.destroy();
         gone++;
         continue;
       }
-      const size = Number(headerText(res.headers["content-length"]));
+      const size = Number(res.headers["content-length"]);
       let sourceFailed = false;
       let body: Buffer | AsyncIterable<Uint8Array>;
-      if (size <= BUFFER_MAX_BYTES) {
-        // Small files (the common case) are read whole and checked here: cheaper than a stream per copy.
-        try {
-          body = Buffer.from(await res.body.arrayBuffer());
-        } catch (err) {
-          problems.push(`GET ${source.url}: ${toBackpackError(err).message}`);
-          continue;
-        }
+      if (res.body !== undefined) {
+        // Small files (the common case) arrive whole and are checked here: cheaper than a stream per copy.
+        body = res.body;
         if (body.length !== size || checksum(body) !== crc) {
           problems.push(`GET ${source.url}: the body does not match the checksum (corrupt replica)`);
           continue;
         }
       } else {
-        body = watch(res.body, () => (sourceFailed = true));
+        body = watch(res.stream!, () => (sourceFailed = true));
       }
       try {
         const stored = await this.client.putIfOlder(target.url, task.key, body, {
           ...req,
           size,
-          contentType: headerText(res.headers["content-type"]) || undefined,
+          contentType: res.headers["content-type"] || undefined,
           expectedCrc: crc,
           etag: etagOf(crc, size),
           notAfterMs,
         });
-        if (stored !== "stored") res.body.destroy();
+        if (stored !== "stored") res.stream?.destroy();
         if (stored === "same") return { kind: "skipped" };
         if (stored === "newer") return { kind: "superseded", reason: NEWER };
         return { kind: "copied", bytes: size };
       } catch (err) {
-        res.body.destroy();
+        res.stream?.destroy();
         const e = toBackpackError(err);
         if (sourceFailed || hasCode(e, "CHECKSUM_MISMATCH")) {
           problems.push(`copy from ${source.url} refused: ${e.message}`);
@@ -170,9 +165,10 @@ function failure(err: unknown, what: string): Outcome {
   return { kind: transport ? "target-down" : "retry", reason: `${what}: ${e.message}` };
 }
 
-async function codeOf(body: { json(): Promise<unknown>; dump(): Promise<void> }): Promise<string> {
+/** The node's error code from a JSON error body, as ` CODE` (empty when there is none). */
+function codeOf(body: Buffer | undefined): string {
   try {
-    const j = (await body.json()) as { code?: unknown };
+    const j = JSON.parse(body?.toString("utf8") ?? "") as { code?: unknown };
     return typeof j.code === "string" ? ` ${j.code}` : "";
   } catch {
     return "";

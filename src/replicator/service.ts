@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
 import { createAgent } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
+import { ReadClient } from "../client/read-client.js";
 import type { ClusterMap } from "../cluster/types.js";
 import { BackpackError } from "../common/errors.js";
 import { closeServer, listen, sendError, sendJson } from "../common/http.js";
@@ -41,6 +42,8 @@ export class ReplicatorService implements Service {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly agent: Agent;
+  /** Copies read their source through this lean client; PUTs go through the agent. */
+  private readonly reader = new ReadClient();
   private readonly pool: WorkerPool;
   private readonly registry;
   private readonly server: Server;
@@ -58,7 +61,7 @@ export class ReplicatorService implements Service {
     this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
     this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
     this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
-    const copier = new Copier(new NodeClient(this.agent), {
+    const copier = new Copier(new NodeClient(this.agent, {}, this.reader), {
       token: config.nodeToken,
       timeoutMs: config.requestTimeoutMs,
     });
@@ -98,11 +101,13 @@ export class ReplicatorService implements Service {
     let cut = false;
     const timer = setTimeout(() => {
       cut = true;
+      this.reader.destroy();
       void this.agent.destroy();
     }, STOP_GRACE_MS);
     await this.pool.drain();
     clearTimeout(timer);
     await closeServer(this.server, 1000);
+    this.reader.close();
     if (!cut) await this.agent.close();
   }
 
