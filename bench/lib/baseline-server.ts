@@ -1,4 +1,5 @@
 import { createServer } from "node:http";
+import { serveForBench } from "./serve.js";
 
 /**
  * The baseline of the HTTP benchmarks: a trivial node:http server that discards PUT bodies (201) and answers
@@ -18,10 +19,4 @@ const server = createServer((req, res) => {
   res.writeHead(200, { "content-length": body.length, "content-type": "application/octet-stream" });
   res.end(body);
 });
-server.keepAliveTimeout = 5000;
-server.listen(0, "127.0.0.1", () => {
-  const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : 0;
-  process.stderr.write(JSON.stringify({ msg: "listening", url: `http://127.0.0.1:${port}` }) + "\n");
-});
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
+serveForBench(server);

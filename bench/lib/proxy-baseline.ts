@@ -1,4 +1,5 @@
 import { createServer, type ServerResponse } from "node:http";
+import { serveForBench } from "./serve.js";
 import { connect, type Socket } from "node:net";
 import { Agent, request } from "undici";
 
@@ -109,10 +110,4 @@ const server = createServer((req, res: ServerResponse) => {
     },
   );
 });
-server.keepAliveTimeout = 5000;
-server.listen(0, "127.0.0.1", () => {
-  const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : 0;
-  process.stderr.write(JSON.stringify({ msg: "listening", url: `http://127.0.0.1:${port}` }) + "\n");
-});
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
+serveForBench(server);
