@@ -3,6 +3,7 @@ import { request, type Dispatcher } from "undici";
 import { BackpackError, isErrorCode, type ErrorCode } from "../common/errors.js";
 import { keyToPath, validateKey } from "../common/key.js";
 import { formatChecksum, parseChecksum } from "../common/checksum.js";
+import { httpDate } from "../common/http.js";
 import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
 
 /**
@@ -78,7 +79,7 @@ export class NodeClient {
       "content-length": String(options.size),
       "x-backpack-checksum": formatChecksum(options.expectedCrc),
       "if-none-match": options.etag,
-      "if-unmodified-since": new Date(options.notAfterMs).toUTCString(),
+      "if-unmodified-since": httpDate(options.notAfterMs),
     };
     if (options.contentType) headers["content-type"] = options.contentType;
     const res = await this.send(base, key, "PUT", { ...options, headers, body });
@@ -99,7 +100,7 @@ export class NodeClient {
   ): Promise<"deleted" | "absent" | "newer"> {
     const headers = {
       ...this.authHeaders(options),
-      "if-unmodified-since": new Date(options.notAfterMs).toUTCString(),
+      "if-unmodified-since": httpDate(options.notAfterMs),
     };
     const res = await this.send(base, key, "DELETE", { ...options, headers });
     if (res.statusCode === 412 || res.statusCode === 404) {

@@ -117,3 +117,20 @@ function constantTimeEqual(a: Buffer, b: Buffer): boolean {
   const hb = createHash("sha256").update(b).digest();
   return timingSafeEqual(ha, hb);
 }
+
+const dateCache = new Map<number, string>();
+
+/**
+ * An HTTP date (`Last-Modified`, `If-Unmodified-Since`) for a time in ms, to the second. Formatting a date costs
+ * more than a 1 KiB read from the page cache: the texts of the last few seconds are remembered.
+ */
+export function httpDate(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  let text = dateCache.get(sec);
+  if (text === undefined) {
+    text = new Date(sec * 1000).toUTCString();
+    if (dateCache.size >= 1024) dateCache.clear();
+    dateCache.set(sec, text);
+  }
+  return text;
+}

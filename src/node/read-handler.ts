@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises";
 import { etagOf, formatChecksum } from "../common/checksum.js";
 import { BackpackError, hasCode } from "../common/errors.js";
+import { httpDate } from "../common/http.js";
 import type { ObjectInfo, ReadableBody } from "../storage/types.js";
 import { ifRangeHolds, isNotModified, type Validators } from "./conditional.js";
 import type { NodeContext } from "./context.js";
@@ -199,20 +200,6 @@ function validators(info: ObjectInfo): Validators {
 
 function checksumHeader(info: ObjectInfo): OutgoingHttpHeaders {
   return { "x-backpack-checksum": formatChecksum(info.bodyCrc) };
-}
-
-// Formatting a date costs more than a 1 KiB read from the page cache: remember the last few seconds' texts.
-const dateCache = new Map<number, string>();
-
-export function httpDate(ms: number): string {
-  const sec = Math.floor(ms / 1000);
-  let text = dateCache.get(sec);
-  if (text === undefined) {
-    text = new Date(sec * 1000).toUTCString();
-    if (dateCache.size >= 1024) dateCache.clear();
-    dateCache.set(sec, text);
-  }
-  return text;
 }
 
 export function notFound(key: string): BackpackError {
