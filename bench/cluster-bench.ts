@@ -10,7 +10,7 @@ import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
 import { renderNginxConfig } from "../src/coordinator/nginx-config.js";
 import { fillKeys } from "./lib/fill.js";
 import { hasWrk, runLoad, type LoadResult } from "./lib/load.js";
-import { startNginx, type NginxHandle } from "../test/helpers/nginx.js";
+import { startNginx } from "../test/helpers/nginx.js";
 import { startRedis } from "../test/helpers/redis.js";
 import { processCpuSeconds, startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
@@ -146,9 +146,7 @@ async function compareFronts(o: {
     await map.start();
     const snapshot = map.snapshot();
     await map.stop();
-    const nginx: NginxHandle = await startNginx({ after: o.after }, (listen) =>
-      renderNginxConfig(snapshot, { listen }),
-    );
+    const nginx = await startNginx({ after: o.after }, (listen) => renderNginxConfig(snapshot, { listen }));
     await run("nginx (the generated config)", nginx.url, "/1:bench/get/", childPids(nginx.proc?.pid ?? 0));
   }
   for (const mode of ["undici", "socket"]) {

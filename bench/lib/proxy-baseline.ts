@@ -1,4 +1,5 @@
 import { createServer, type ServerResponse } from "node:http";
+import { FORWARD_RESPONSE } from "../../src/coordinator/read-handler.js";
 import { serveForBench } from "./serve.js";
 import { connect, type Socket } from "node:net";
 import { Agent, request } from "undici";
@@ -17,14 +18,6 @@ import { Agent, request } from "undici";
  */
 const [upstream = "", mode = "undici"] = process.argv.slice(2);
 const target = new URL(upstream);
-const PASS = [
-  "content-length",
-  "content-type",
-  "etag",
-  "last-modified",
-  "accept-ranges",
-  "x-backpack-checksum",
-];
 
 type Reply = (status: number, headers: Record<string, string>, body: Buffer) => void;
 
@@ -35,7 +28,7 @@ function viaUndici(path: string, reply: Reply, fail: () => void): void {
     .then(async (res) => {
       const body = Buffer.from(await res.body.arrayBuffer());
       const headers: Record<string, string> = {};
-      for (const name of PASS) {
+      for (const name of FORWARD_RESPONSE) {
         const v = res.headers[name];
         if (typeof v === "string") headers[name] = v;
       }
@@ -87,7 +80,7 @@ function onData(c: Conn, chunk: Buffer): void {
   for (const line of head.split("\r\n").slice(1)) {
     const colon = line.indexOf(":");
     const name = line.slice(0, colon).toLowerCase();
-    if (PASS.includes(name)) headers[name] = line.slice(colon + 1).trim();
+    if (FORWARD_RESPONSE.includes(name)) headers[name] = line.slice(colon + 1).trim();
   }
   const reply = c.reply;
   c.reply = c.fail = undefined;

@@ -1,5 +1,6 @@
 import { fork } from "node:child_process";
 import { connect, createServer, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { quantile } from "../ring-sim/random.js";
 
@@ -62,10 +63,6 @@ function open(port: number): Promise<Socket> {
     s.setNoDelay(true);
     s.once("error", reject);
   });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 if (process.argv[2] === "peer") {

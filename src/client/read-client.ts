@@ -58,8 +58,11 @@ interface Exchange {
   resolve(reply: ReadReply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout | undefined;
-  /** Sends the request again on a fresh connection (once). */
-  retry: (() => void) | undefined;
+  target: Target;
+  /** The request as sent. */
+  head: string;
+  /** Already sent again once on a fresh connection. */
+  retried: boolean;
   /** Set once the head is parsed. */
   reply?: ReadReply;
   remaining: number;
@@ -104,10 +107,7 @@ export class ReadClient {
         reject(unsupported(`${req.origin} is not an http: origin`));
         return;
       }
-      const head = requestHead(
-        req,
-        target.host.includes(":") ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`,
-      );
+      const head = requestHead(req, target.authority);
       if (head instanceof BackpackError) {
         reject(head);
         return;
@@ -118,11 +118,13 @@ export class ReadClient {
         resolve,
         reject,
         timer: undefined,
-        retry: undefined,
+        target,
+        head,
+        retried: false,
         remaining: 0,
         chunks: [],
       };
-      this.send(target, head, ex, true);
+      this.send(ex);
     });
   }
 
@@ -139,14 +141,12 @@ export class ReadClient {
     for (const c of this.conns) c.socket.destroy();
   }
 
-  private send(target: { host: string; port: number }, head: string, ex: Exchange, mayRetry: boolean): void {
-    const key = `${target.host}:${target.port}`;
-    const conn = this.take(key) ?? this.open(target, key);
+  private send(ex: Exchange): void {
+    const conn = this.take(ex.target.authority) ?? this.open(ex.target);
     ex.reused = conn.served > 0;
     conn.exchange = ex;
     this.arm(conn, ex);
-    ex.retry = mayRetry ? () => this.send(target, head, ex, false) : undefined;
-    conn.socket.write(head, "latin1");
+    conn.socket.write(ex.head, "latin1");
   }
 
   /** (Re)starts the exchange's timer: the head and a buffered body, or the next chunk of a stream. */
@@ -163,7 +163,8 @@ export class ReadClient {
     return conn;
   }
 
-  private open(target: { host: string; port: number }, key: string): Conn {
+  private open(target: Target): Conn {
+    const key = target.authority;
     const socket = connect({ host: target.host, port: target.port, noDelay: true });
     const conn: Conn = {
       socket,
@@ -323,8 +324,9 @@ export class ReadClient {
     clearTimeout(ex.timer);
     // A kept-alive connection the server closed as this request went out: ask again on a fresh one.
     const transport = !(err instanceof BackpackError);
-    if (retryable && transport && ex.reply === undefined && ex.reused && ex.retry && !this.closed) {
-      ex.retry();
+    if (retryable && transport && ex.reply === undefined && ex.reused && !ex.retried && !this.closed) {
+      ex.retried = true;
+      this.send(ex);
       return;
     }
     const e = err instanceof BackpackError ? err : upstream(ex.request, err);
@@ -333,11 +335,20 @@ export class ReadClient {
   }
 }
 
-function parseOrigin(origin: string): { host: string; port: number } | undefined {
+/** Where requests go: `authority` (`host:port`, `[v6]:port`) is the Host header and the pool's key. */
+interface Target {
+  host: string;
+  port: number;
+  authority: string;
+}
+
+function parseOrigin(origin: string): Target | undefined {
   const m = /^http:\/\/([^/:]+|\[[0-9a-fA-F:.]+\])(?::(\d{1,5}))?\/?$/.exec(origin);
   if (!m) return undefined;
-  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
-  return { host, port: m[2] === undefined ? 80 : Number(m[2]) };
+  const bracketed = m[1]!;
+  const port = m[2] === undefined ? 80 : Number(m[2]);
+  const host = bracketed.startsWith("[") ? bracketed.slice(1, -1) : bracketed;
+  return { host, port, authority: `${bracketed}:${port}` };
 }
 
 /** The request's head, or the error that keeps it from being sent (nothing in it may break a line). */

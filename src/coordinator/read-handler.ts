@@ -20,7 +20,7 @@ const FORWARD_REQUEST = [
 ];
 
 /** Response headers passed back to the client. */
-const FORWARD_RESPONSE = [
+export const FORWARD_RESPONSE = [
   "content-length",
   "content-type",
   "content-range",
@@ -103,7 +103,7 @@ export async function handleRead(
     res.writeHead(status, out);
     const stream = upstream.stream;
     if (stream === undefined) {
-      res.end(method === "HEAD" || status === 304 ? undefined : upstream.body);
+      res.end(upstream.body); // empty for HEAD and 304
       return;
     }
     // Headers are sent: a failure from here on can only cut the transfer (the client sees a short body).
