@@ -124,7 +124,7 @@ function send(
   const { info, body } = read;
   if (range && range.end > info.size) range = { start: range.start, end: info.size }; // overwritten meanwhile
   if (body.kind === "buffer") {
-    res.writeHead(range ? 206 : 200, headersOf(info, range, body.data.length));
+    res.writeHead(range ? 206 : 200, range ? headersOf(info, range) : wholeBodyHeaders(info, body.data));
     res.end(body.data);
     ctx.stats.observeGet(body.data.length, ctx.now() - started);
     return;
@@ -170,6 +170,23 @@ async function* rest(first: IteratorResult<Buffer>, it: AsyncIterator<Buffer>): 
     // Stopped early (client gone): let the store release the volume file.
     await it.return?.();
   }
+}
+
+/**
+ * The answer headers of a whole body, kept per body buffer. A hot record comes from the store's read cache as
+ * the same buffer on every read, and the bytes (and metadata) of a record never change, so its headers are
+ * built once, not per request: formatting them and checking fresh strings cost a small GET more than the
+ * lookup. A buffer read from disk gets an entry that goes with it.
+ */
+const headersByBody = new WeakMap<Buffer, OutgoingHttpHeaders>();
+
+function wholeBodyHeaders(info: ObjectInfo, data: Buffer): OutgoingHttpHeaders {
+  let headers = headersByBody.get(data);
+  if (headers === undefined) {
+    headers = headersOf(info, undefined, data.length);
+    headersByBody.set(data, headers);
+  }
+  return headers;
 }
 
 function headersOf(

@@ -135,7 +135,9 @@ export class DiskStore implements Store {
     if (cached) {
       const hit = cache.get(loc.file, loc.offset);
       if (hit !== undefined) {
-        const small: SmallRead = { info, body: { kind: "buffer", data: hit.subarray(start, end) } };
+        // A whole body is the cached buffer itself: the same object on every hit (callers may key on it).
+        const data = start === 0 && end === hit.length ? hit : hit.subarray(start, end);
+        const small: SmallRead = { info, body: { kind: "buffer", data } };
         if (now) return small;
         // `read` keeps its promise to let the event loop turn, also when no I/O is needed: a caller looping
         // over reads of cached records must not starve everything else (compaction, the writer, sockets).
@@ -146,7 +148,7 @@ export class DiskStore implements Store {
     const [from, to] = cached ? [0, info.size] : [start, end];
     const keep = (body: Buffer): Buffer => {
       if (cached) cache.set(loc.file, loc.offset, body);
-      return cached ? body.subarray(start, end) : body;
+      return cached && (start !== 0 || end !== body.length) ? body.subarray(start, end) : body;
     };
     if (now && info.size <= SYNC_READ_MAX_BYTES && info.size <= this.options.maxBufferedBytes) {
       try {
