@@ -1,13 +1,14 @@
 import type { IncomingMessage } from "node:http";
 import { BackpackError } from "../common/errors.js";
+import type { IdleWatch } from "./idle-watch.js";
 
 /** What every upload body is held to while it arrives. */
 export interface BodyGuard {
   /** Refuse (BODY_TOO_LARGE) past this many bytes, also when no length was declared. */
   maxBytes: number;
-  /** Time allowed waiting for the next piece of the body (not counting time spent storing the last one). */
-  idleMs: number;
-  /** Called once when the client stayed silent for `idleMs`; answers 408 and lets the connection close. */
+  /** The body timeout: how long the client may stay silent while the node waits for more of the body. */
+  idle: IdleWatch;
+  /** Called once when the client stayed silent too long; answers 408 and lets the connection close. */
   onIdle: () => void;
   /** For a chunked body: reserve more in-flight bytes as they arrive; false refuses with OVERLOADED. */
   grow?: (bytes: number) => boolean;
@@ -25,36 +26,37 @@ export function tooLarge(maxBytes: number): BackpackError {
  */
 export function readWhole(req: IncomingMessage, declared: number, guard: BodyGuard): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
     let total = 0;
-    const timer = setTimeout(() => {
+    const watched = guard.idle.start(() => {
       guard.onIdle();
-      finish(new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body"));
-    }, guard.idleMs);
+      finish(idleError());
+    });
     const onData = (chunk: Buffer): void => {
-      timer.refresh();
+      guard.idle.touch(watched);
       total += chunk.length;
-      chunks.push(chunk);
+      if (first === undefined) first = chunk;
+      else (more ??= [first]).push(chunk);
     };
     const onEnd = (): void => finish(undefined);
-    const onError = (err: Error): void => finish(aborted(err));
+    // A request cut off by its client is destroyed and closes: no 'error' listener is needed (the request
+    // emits 'error' only to listeners).
     const onClose = (): void => {
       if (!req.complete) finish(aborted(undefined));
     };
     const finish = (err: Error | undefined): void => {
-      clearTimeout(timer);
+      guard.idle.stop(watched);
       req.off("data", onData);
       req.off("end", onEnd);
-      req.off("error", onError);
       req.off("close", onClose);
       if (err) reject(err);
       // The parser enforces the declared length; anything else is a broken request.
       else if (total !== declared) reject(aborted(undefined));
-      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total));
+      else resolve(more ? Buffer.concat(more, total) : (first ?? Buffer.alloc(0)));
     };
     req.on("data", onData);
     req.on("end", onEnd);
-    req.on("error", onError);
     req.on("close", onClose);
   });
 }
@@ -69,33 +71,43 @@ export async function* streamBody(req: IncomingMessage, guard: BodyGuard): Async
   // to carry the error answer.
   const it = req.iterator({ destroyOnReturn: false })[Symbol.asyncIterator]();
   let total = 0;
-  for (;;) {
-    let idle = false;
-    const timer = setTimeout(() => {
-      idle = true;
-      guard.onIdle();
-    }, guard.idleMs);
-    let next: IteratorResult<unknown>;
-    try {
-      next = await it.next();
-    } catch (err) {
-      throw idle ? new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body") : aborted(err);
-    } finally {
-      clearTimeout(timer);
+  let idle = false;
+  const watched = guard.idle.start(() => {
+    idle = true;
+    guard.onIdle();
+  });
+  try {
+    for (;;) {
+      // The clock runs only while waiting on the client, not while the store takes the last chunk.
+      guard.idle.touch(watched);
+      watched.waiting = true;
+      let next: IteratorResult<unknown>;
+      try {
+        next = await it.next();
+      } catch (err) {
+        throw idle ? idleError() : aborted(err);
+      }
+      watched.waiting = false;
+      if (idle) throw idleError();
+      if (next.done) break;
+      const chunk = next.value as Buffer;
+      total += chunk.length;
+      if (total > guard.maxBytes) throw tooLarge(guard.maxBytes);
+      if (guard.grow && !guard.grow(chunk.length)) {
+        throw new BackpackError("OVERLOADED", "too many upload bytes in flight, retry shortly", {
+          retryAfterSec: 1,
+        });
+      }
+      yield chunk;
     }
-    if (idle) throw new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
-    if (next.done) break;
-    const chunk = next.value as Buffer;
-    total += chunk.length;
-    if (total > guard.maxBytes) throw tooLarge(guard.maxBytes);
-    if (guard.grow && !guard.grow(chunk.length)) {
-      throw new BackpackError("OVERLOADED", "too many upload bytes in flight, retry shortly", {
-        retryAfterSec: 1,
-      });
-    }
-    yield chunk;
+  } finally {
+    guard.idle.stop(watched);
   }
   if (!req.complete) throw aborted(undefined);
+}
+
+function idleError(): BackpackError {
+  return new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
 }
 
 function aborted(cause: unknown): BackpackError {

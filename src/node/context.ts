@@ -4,6 +4,7 @@ import { toBackpackError, type ErrorCode } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { Store } from "../storage/types.js";
 import type { NodeConfig } from "./config.js";
+import type { IdleWatch } from "./idle-watch.js";
 import type { NodeStats, RefusalReason } from "./node-stats.js";
 import type { RecentDeletes } from "./recent-deletes.js";
 import type { UploadGate } from "./upload-gate.js";
@@ -14,6 +15,8 @@ export interface NodeContext {
   readonly store: Store;
   readonly stats: NodeStats;
   readonly gate: UploadGate;
+  /** The body timeout of uploads in flight (one sweep for all of them). */
+  readonly idle: IdleWatch;
   /** When keys were deleted here lately (conditional writes count a delete as a change). */
   readonly deletes: RecentDeletes;
   readonly log: Logger;

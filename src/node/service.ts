@@ -7,6 +7,7 @@ import type { Service } from "../common/service.js";
 import { openStore } from "../storage/store.js";
 import type { Store } from "../storage/types.js";
 import { onClientError } from "./client-error.js";
+import { IdleWatch } from "./idle-watch.js";
 import type { NodeConfig } from "./config.js";
 import { respondError, type NodeContext } from "./context.js";
 import { NodeStats } from "./node-stats.js";
@@ -67,6 +68,7 @@ export class NodeService implements Service {
       config: c,
       store,
       gate,
+      idle: new IdleWatch(c.bodyTimeoutMs),
       deletes: new RecentDeletes(),
       log: this.log,
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
@@ -144,6 +146,7 @@ export class NodeService implements Service {
     this.stopping = true;
     if (this.server) await closeServer(this.server, this.deps.stopGraceMs ?? 5000);
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    this.ctx?.idle.close();
     await this.ctx?.store.close();
   }
 }

@@ -49,7 +49,7 @@ export async function handlePut(
   const abort = whole ? undefined : new AbortController();
   const guard: BodyGuard = {
     maxBytes: maxBodyBytes,
-    idleMs: ctx.config.bodyTimeoutMs,
+    idle: ctx.idle,
     onIdle: () => {
       const err = new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
       abort?.abort(err);

@@ -51,7 +51,9 @@ export class DiskStore implements Store {
   private closing: Promise<void> | undefined;
   /** Set once the files are being closed: reads are refused from then on. */
   private closed = false;
-  private readonly inflight = new Set<Promise<unknown>>();
+  /** Puts and deletes under way; `close` waits for them (`settled` is called when the last one ends). */
+  private inflight = 0;
+  private settled: (() => void) | undefined;
   private bytesSinceCheckpoint = 0;
   private recordsSinceCheckpoint = 0;
   private checkpointing: Promise<void> | undefined;
@@ -295,7 +297,7 @@ export class DiskStore implements Store {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.allSettled([...this.inflight]);
+      if (this.inflight > 0) await new Promise<void>((resolve) => (this.settled = resolve));
       await this.compactor.stop();
       await this.writer.idle();
       try {
@@ -390,15 +392,22 @@ export class DiskStore implements Store {
 
   private track<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closing) return Promise.reject(shuttingDown());
-    const p = fn().catch((err: unknown) => {
-      throw diskError(err);
-    });
-    this.inflight.add(p);
-    void p.then(
-      () => this.inflight.delete(p),
-      () => this.inflight.delete(p),
+    const pending = fn(); // a synchronous throw counts nothing
+    this.inflight++;
+    return pending.then(
+      (value) => {
+        this.untrack();
+        return value;
+      },
+      (err: unknown) => {
+        this.untrack();
+        throw diskError(err);
+      },
     );
-    return p;
+  }
+
+  private untrack(): void {
+    if (--this.inflight === 0) this.settled?.();
   }
 }
 

@@ -1,0 +1,70 @@
+import { performance } from "node:perf_hooks";
+
+/** One watched wait: `at` is when the client last sent something, `waiting` whether its clock runs now. */
+export interface IdleEntry {
+  at: number;
+  waiting: boolean;
+  readonly fire: () => void;
+}
+
+/**
+ * The body timeout of every upload in flight, kept by one sweep instead of a timer per request: arming,
+ * refreshing and clearing a timer for each small upload cost more than the rest of its bookkeeping. An entry
+ * whose client has been silent for `idleMs` while it was waiting fires once and is dropped. The sweep runs
+ * every quarter of `idleMs`, so a silent client is cut between `idleMs` and 1.25 × `idleMs` after its last
+ * bytes; the sweep timer does not keep the process alive and stops when nothing is watched.
+ */
+export class IdleWatch {
+  private readonly entries = new Set<IdleEntry>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly sweepMs: number;
+
+  constructor(
+    readonly idleMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.sweepMs = Math.max(5, Math.floor(idleMs / 4));
+  }
+
+  /** Starts watching (waiting from now); `fire` runs once if the client stays silent for `idleMs`. */
+  start(fire: () => void): IdleEntry {
+    const entry: IdleEntry = { at: this.now(), waiting: true, fire };
+    this.entries.add(entry);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.sweep(), this.sweepMs);
+      this.timer.unref();
+    }
+    return entry;
+  }
+
+  /** The client sent something: its silence counts from now. */
+  touch(entry: IdleEntry): void {
+    entry.at = this.now();
+  }
+
+  stop(entry: IdleEntry): void {
+    this.entries.delete(entry);
+  }
+
+  /** Stops the sweep and forgets every entry (the server is stopping). */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.entries.clear();
+  }
+
+  private sweep(): void {
+    if (this.entries.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    const silentSince = this.now() - this.idleMs;
+    for (const entry of this.entries) {
+      if (entry.waiting && entry.at <= silentSince) {
+        this.entries.delete(entry);
+        entry.fire();
+      }
+    }
+  }
+}

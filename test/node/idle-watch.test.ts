@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { IdleWatch } from "../../src/node/idle-watch.js";
+
+/** A watch on a clock the test moves; the sweep itself runs on real timers (every 5 ms here). */
+function watchOnClock(idleMs: number): { watch: IdleWatch; clock: { t: number } } {
+  const clock = { t: 0 };
+  return { watch: new IdleWatch(idleMs, () => clock.t), clock };
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await sleep(5);
+}
+
+void test("IdleWatch fires once for a silent waiting entry, never before its idle time", async (t) => {
+  const { watch, clock } = watchOnClock(20);
+  t.after(() => watch.close());
+  let fired = 0;
+  watch.start(() => fired++);
+  await sleep(40); // several sweeps, but the clock has not moved
+  assert.equal(fired, 0);
+  clock.t = 19;
+  await sleep(40);
+  assert.equal(fired, 0);
+  clock.t = 20;
+  await until(() => fired > 0);
+  clock.t = 1000;
+  await sleep(40);
+  assert.equal(fired, 1, "an entry fires once");
+});
+
+void test("IdleWatch: touch restarts the silence, a paused or stopped entry never fires", async (t) => {
+  const { watch, clock } = watchOnClock(20);
+  t.after(() => watch.close());
+  const fired: string[] = [];
+  const touched = watch.start(() => fired.push("touched"));
+  const paused = watch.start(() => fired.push("paused"));
+  const stopped = watch.start(() => fired.push("stopped"));
+  paused.waiting = false;
+  watch.stop(stopped);
+  clock.t = 15;
+  watch.touch(touched);
+  clock.t = 30; // 30 ms since the others started, 15 since the touch
+  await sleep(40);
+  assert.deepEqual(fired, []);
+  clock.t = 35;
+  await until(() => fired.length > 0);
+  assert.deepEqual(fired, ["touched"]);
+  paused.waiting = true; // waiting again, silent since 0
+  await until(() => fired.length > 1);
+  assert.deepEqual(fired, ["touched", "paused"]);
+});
+
+void test("IdleWatch.close forgets every entry", async () => {
+  const { watch, clock } = watchOnClock(20);
+  let fired = 0;
+  watch.start(() => fired++);
+  watch.close();
+  clock.t = 100;
+  await sleep(40);
+  assert.equal(fired, 0);
+});
