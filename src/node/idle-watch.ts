@@ -5,6 +5,8 @@ export interface IdleEntry {
   at: number;
   waiting: boolean;
   readonly fire: () => void;
+  /** Where the entry sits in the watch's list; -1 once stopped. */
+  slot: number;
 }
 
 /**
@@ -15,7 +17,8 @@ export interface IdleEntry {
  * bytes; the sweep timer does not keep the process alive and stops when nothing is watched.
  */
 export class IdleWatch {
-  private readonly entries = new Set<IdleEntry>();
+  /** Unordered; an entry knows its slot, so adding and removing are O(1) without hashing. */
+  private entries: IdleEntry[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly sweepMs: number;
 
@@ -28,8 +31,8 @@ export class IdleWatch {
 
   /** Starts watching (waiting from now); `fire` runs once if the client stays silent for `idleMs`. */
   start(fire: () => void): IdleEntry {
-    const entry: IdleEntry = { at: this.now(), waiting: true, fire };
-    this.entries.add(entry);
+    const entry: IdleEntry = { at: this.now(), waiting: true, fire, slot: this.entries.length };
+    this.entries.push(entry);
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.sweep(), this.sweepMs);
       this.timer.unref();
@@ -43,28 +46,35 @@ export class IdleWatch {
   }
 
   stop(entry: IdleEntry): void {
-    this.entries.delete(entry);
+    const i = entry.slot;
+    if (i < 0) return;
+    const last = this.entries.pop()!;
+    if (last !== entry) {
+      this.entries[i] = last;
+      last.slot = i;
+    }
+    entry.slot = -1;
   }
 
   /** Stops the sweep and forgets every entry (the server is stopping). */
   close(): void {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.entries.clear();
+    for (const entry of this.entries) entry.slot = -1;
+    this.entries = [];
   }
 
   private sweep(): void {
-    if (this.entries.size === 0) {
+    if (this.entries.length === 0) {
       clearInterval(this.timer);
       this.timer = undefined;
       return;
     }
     const silentSince = this.now() - this.idleMs;
-    for (const entry of this.entries) {
-      if (entry.waiting && entry.at <= silentSince) {
-        this.entries.delete(entry);
-        entry.fire();
-      }
+    const due = this.entries.filter((e) => e.waiting && e.at <= silentSince);
+    for (const entry of due) {
+      this.stop(entry);
+      entry.fire();
     }
   }
 }

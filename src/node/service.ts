@@ -118,22 +118,32 @@ export class NodeService implements Service {
       return;
     }
     this.inflight++;
-    const done = (): void => {
-      if (--this.inflight === 0) this.drained?.();
-    };
     // route() answers every error itself; the guards are only there so a bug cannot kill the process.
-    const guard = (err: unknown): void => {
-      this.log.error({ err }, "request failed outside its handler");
-      res.destroy();
-    };
     let pending: Promise<void> | undefined;
     try {
       pending = route(ctx, req, res, expectContinue);
     } catch (err) {
-      guard(err);
+      this.lost(res, err);
     }
-    if (pending) void pending.catch(guard).finally(done);
-    else done();
+    if (pending === undefined) this.done();
+    else {
+      void pending.then(
+        () => this.done(),
+        (err: unknown) => {
+          this.lost(res, err);
+          this.done();
+        },
+      );
+    }
+  }
+
+  private done(): void {
+    if (--this.inflight === 0) this.drained?.();
+  }
+
+  private lost(res: ServerResponse, err: unknown): void {
+    this.log.error({ err }, "request failed outside its handler");
+    res.destroy();
   }
 
   /** Refuses new requests (503 SHUTTING_DOWN), lets in-flight ones finish, closes the store. Idempotent. */

@@ -123,19 +123,11 @@ export class DiskStore implements Store {
       });
     }
     const volume = this.volumes.get(this.index.volumeOf(i))!;
-    const loc: RecordLocation = {
-      file: volume.file,
-      salt: volume.salt,
-      offset: this.index.offsetOf(i),
-      key: k,
-      contentTypeBytes: this.index.contentTypeBytesOf(i),
-      size: info.size,
-      bodyCrc: info.bodyCrc,
-    };
+    const offset = this.index.offsetOf(i);
     const cache = this.readCache;
     const cached = cache.admits(info.size);
     if (cached) {
-      const hit = cache.get(loc.file, loc.offset);
+      const hit = cache.get(volume.file, offset);
       if (hit !== undefined) {
         // A whole body is the cached buffer itself: the same object on every hit (callers may key on it).
         const data = start === 0 && end === hit.length ? hit : hit.subarray(start, end);
@@ -146,6 +138,15 @@ export class DiskStore implements Store {
         return new Promise((resolve) => setImmediate(() => resolve(small)));
       }
     }
+    const loc: RecordLocation = {
+      file: volume.file,
+      salt: volume.salt,
+      offset,
+      key: k,
+      contentTypeBytes: this.index.contentTypeBytesOf(i),
+      size: info.size,
+      bodyCrc: info.bodyCrc,
+    };
     // A cached body is read whole (the read covers the whole record anyway: that is what is verified).
     const [from, to] = cached ? [0, info.size] : [start, end];
     const keep = (body: Buffer): Buffer => {
