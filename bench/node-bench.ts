@@ -9,12 +9,12 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
 /**
  * `npm run bench:node`: a storage node against a trivial node:http baseline, same machine, same run, same load
  * tool, PUT and GET of 1 KiB (64 connections) and 1 MiB (8 connections). Each server runs in its own process.
- * Options (env): BENCH_SECONDS per run (default 4), BENCH_ROUNDS (default 3), BENCH_SYNC (batch|none, default
+ * Options (env): BENCH_SECONDS per run (default 2), BENCH_ROUNDS (default 7), BENCH_SYNC (batch|none, default
  * batch), BENCH_SIZES (1kib,1mib).
  */
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const SYNC = process.env.BENCH_SYNC ?? "batch";
-const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 7));
 const BACKPACK = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
 const BASELINE = fileURLToPath(new URL("./lib/baseline-server.js", import.meta.url));
 
