@@ -175,19 +175,23 @@ export class DiskStore implements Store {
     return Promise.resolve({ info, body: { kind: "stream", stream, length: end - start } });
   }
 
-  async put(
-    key: string,
-    body: AsyncIterable<Uint8Array> | Uint8Array,
-    options: PutOptions,
-  ): Promise<ObjectInfo> {
-    const k = keyBytes(key);
-    const contentType = options.contentType ? Buffer.from(options.contentType, "utf8") : EMPTY;
-    if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
-      throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
-    }
-    // A body in memory (the common small upload) goes to the writer without the stream's async steps.
-    if (body instanceof Uint8Array) {
-      return this.track(() => this.append(key, k, contentType, receiveBuffer(body, options), options));
+  put(key: string, body: AsyncIterable<Uint8Array> | Uint8Array, options: PutOptions): Promise<ObjectInfo> {
+    let k: Buffer;
+    let contentType: Buffer;
+    try {
+      k = keyBytes(key);
+      contentType = options.contentType ? Buffer.from(options.contentType, "utf8") : EMPTY;
+      if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
+        throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
+      }
+      // A body in memory (the common small upload) goes to the writer without the stream's async steps: one
+      // promise from the writer and one for the answer.
+      if (body instanceof Uint8Array) {
+        const incoming = receiveBuffer(body, options);
+        return this.track(() => this.append(key, k, contentType, incoming, options));
+      }
+    } catch (err) {
+      return Promise.reject(err);
     }
     return this.track(async () => {
       const incoming = await receiveBody(body, options, {
@@ -202,7 +206,7 @@ export class DiskStore implements Store {
     });
   }
 
-  private async append(
+  private append(
     key: string,
     k: Buffer,
     contentType: Buffer,
@@ -217,14 +221,13 @@ export class DiskStore implements Store {
       bodyCrc: incoming.crc,
       tombstone: false,
     };
-    await this.writer.append({ meta, body: incoming, signal: options.signal });
-    return {
+    return this.writer.append({ meta, body: incoming, signal: options.signal }).then(() => ({
       key,
       size: meta.size,
       bodyCrc: meta.bodyCrc,
       writeTime: meta.writeTime,
       contentType: options.contentType || undefined,
-    };
+    }));
   }
 
   async delete(key: string): Promise<boolean> {
