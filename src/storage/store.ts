@@ -184,8 +184,8 @@ export class DiskStore implements Store {
       if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
         throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
       }
-      // A body in memory (the common small upload) goes to the writer without the stream's async steps: one
-      // promise from the writer and one for the answer.
+      // A body in memory (the common small upload) goes to the writer without the stream's async steps: the
+      // writer's promise, one for the answer and one for the in-flight count.
       if (body instanceof Uint8Array) {
         const incoming = receiveBuffer(body, options);
         return this.track(() => this.append(key, k, contentType, incoming, options));
