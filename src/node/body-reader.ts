@@ -106,7 +106,8 @@ export async function* streamBody(req: IncomingMessage, guard: BodyGuard): Async
   if (!req.complete) throw aborted(undefined);
 }
 
-function idleError(): BackpackError {
+/** The error of a body whose client stayed silent past the body timeout. */
+export function idleError(): BackpackError {
   return new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
 }
 

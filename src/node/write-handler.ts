@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { etagOf, formatChecksum, parseChecksum } from "../common/checksum.js";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { checkBearer, sendError } from "../common/http.js";
-import { readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
+import { idleError, readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
 import type { NodeContext } from "./context.js";
 import { writePreconditionFails } from "./conditional.js";
 import { notFound, single } from "./read-handler.js";
@@ -51,7 +51,7 @@ export async function handlePut(
     maxBytes: maxBodyBytes,
     idle: ctx.idle,
     onIdle: () => {
-      const err = new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
+      const err = idleError();
       abort?.abort(err);
       // Answer now: the socket closes after it, which ends the pending read of the body.
       ctx.stats.refused.timeout++;
