@@ -73,6 +73,7 @@ export class IdleWatch {
     const silentSince = this.now() - this.idleMs;
     const due = this.entries.filter((e) => e.waiting && e.at <= silentSince);
     for (const entry of due) {
+      if (entry.slot < 0) continue; // stopped by an earlier entry's fire
       this.stop(entry);
       entry.fire();
     }

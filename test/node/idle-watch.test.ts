@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { IdleWatch } from "../../src/node/idle-watch.js";
+import { IdleWatch, type IdleEntry } from "../../src/node/idle-watch.js";
 
 /** A watch on a clock the test moves; the sweep itself runs on real timers (every 5 ms here). */
 function watchOnClock(idleMs: number): { watch: IdleWatch; clock: { t: number } } {
@@ -50,6 +50,30 @@ void test("IdleWatch: touch restarts the silence, a paused or stopped entry neve
   paused.waiting = true; // waiting again, silent since 0
   await until(() => fired.length > 1);
   assert.deepEqual(fired, ["touched", "paused"]);
+});
+
+void test("IdleWatch: an entry stopped by another one's fire does not fire", async (t) => {
+  const { watch, clock } = watchOnClock(20);
+  t.after(() => watch.close());
+  const fired: string[] = [];
+  // Each one's fire stops the other: whichever the sweep takes first, the other must stay silent.
+  const entries: IdleEntry[] = [];
+  entries.push(
+    watch.start(() => {
+      fired.push("a");
+      watch.stop(entries[1]!);
+    }),
+  );
+  entries.push(
+    watch.start(() => {
+      fired.push("b");
+      watch.stop(entries[0]!);
+    }),
+  );
+  clock.t = 100;
+  await until(() => fired.length > 0);
+  await sleep(40);
+  assert.equal(fired.length, 1, `one of the two fired: ${fired.join(",")}`);
 });
 
 void test("IdleWatch.close forgets every entry", async () => {
