@@ -162,13 +162,16 @@ async function main(): Promise<void> {
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setTimeout(r, 5000));
       const views = await Promise.all(members.map(view));
-      const transit = views.map((v) => v.hopTransitMs).filter((x): x is number => x !== undefined);
-      const halfRtt = views
-        .map((v) => v.pingRttMs)
-        .filter((x): x is number => x !== undefined)
-        .map((x) => x / 2);
-      const laps = views.map((v) => v.lapMs).filter((x): x is number => x !== undefined);
-      looks.push({ t: quantile(transit, 0.5), h: quantile(halfRtt, 0.5), lap: quantile(laps, 0.5) });
+      const median = (pick: (v: (typeof views)[number]) => number | undefined): number =>
+        quantile(
+          views.map(pick).filter((x): x is number => x !== undefined),
+          0.5,
+        );
+      looks.push({
+        t: median((v) => v.hopTransitMs),
+        h: median((v) => v.pingRttMs) / 2,
+        lap: median((v) => v.lapMs),
+      });
     }
     looks.sort((a, b) => a.t / a.h - b.t / b.h);
     const { t, h, lap } = looks[1]!;

@@ -80,14 +80,13 @@ export async function* streamBody(req: IncomingMessage, guard: BodyGuard): Async
     for (;;) {
       // The clock runs only while waiting on the client, not while the store takes the last chunk.
       guard.idle.touch(watched);
-      watched.waiting = true;
       let next: IteratorResult<unknown>;
       try {
         next = await it.next();
       } catch (err) {
         throw idle ? idleError() : aborted(err);
       }
-      watched.waiting = false;
+      guard.idle.pause(watched);
       if (idle) throw idleError();
       if (next.done) break;
       const chunk = next.value as Buffer;

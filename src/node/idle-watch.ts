@@ -40,9 +40,15 @@ export class IdleWatch {
     return entry;
   }
 
-  /** The client sent something: its silence counts from now. */
+  /** The node waits on the client (again, or after it sent something): its silence counts from now. */
   touch(entry: IdleEntry): void {
     entry.at = this.now();
+    entry.waiting = true;
+  }
+
+  /** The node is not waiting on the client (it is storing what came): no silence counts until `touch`. */
+  pause(entry: IdleEntry): void {
+    entry.waiting = false;
   }
 
   stop(entry: IdleEntry): void {

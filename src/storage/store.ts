@@ -129,9 +129,7 @@ export class DiskStore implements Store {
     if (cached) {
       const hit = cache.get(volume.file, offset);
       if (hit !== undefined) {
-        // A whole body is the cached buffer itself: the same object on every hit (callers may key on it).
-        const data = start === 0 && end === hit.length ? hit : hit.subarray(start, end);
-        const small: SmallRead = { info, body: { kind: "buffer", data } };
+        const small: SmallRead = { info, body: { kind: "buffer", data: part(hit, start, end) } };
         if (now) return small;
         // `read` keeps its promise to let the event loop turn, also when no I/O is needed: a caller looping
         // over reads of cached records must not starve everything else (compaction, the writer, sockets).
@@ -151,7 +149,7 @@ export class DiskStore implements Store {
     const [from, to] = cached ? [0, info.size] : [start, end];
     const keep = (body: Buffer): Buffer => {
       if (cached) cache.set(loc.file, loc.offset, body);
-      return cached && (start !== 0 || end !== body.length) ? body.subarray(start, end) : body;
+      return cached ? part(body, start, end) : body;
     };
     if (now && info.size <= SYNC_READ_MAX_BYTES && info.size <= this.options.maxBufferedBytes) {
       try {
@@ -176,11 +174,9 @@ export class DiskStore implements Store {
   }
 
   put(key: string, body: AsyncIterable<Uint8Array> | Uint8Array, options: PutOptions): Promise<ObjectInfo> {
-    let k: Buffer;
-    let contentType: Buffer;
     try {
-      k = keyBytes(key);
-      contentType = options.contentType ? Buffer.from(options.contentType, "utf8") : EMPTY;
+      const k = keyBytes(key);
+      const contentType = options.contentType ? Buffer.from(options.contentType, "utf8") : EMPTY;
       if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
         throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
       }
@@ -190,20 +186,21 @@ export class DiskStore implements Store {
         const incoming = receiveBuffer(body, options);
         return this.track(() => this.append(key, k, contentType, incoming, options));
       }
+      return this.track(async () => {
+        const incoming = await receiveBody(body, options, {
+          maxBufferedBytes: this.options.maxBufferedBytes,
+          spoolPath: () => join(this.options.dir, "tmp", `${process.pid}-${++this.spoolSeq}.spool`),
+        });
+        try {
+          return await this.append(key, k, contentType, incoming, options);
+        } finally {
+          await discardBody(incoming);
+        }
+      });
     } catch (err) {
+      // Refused before anything was written (key, content type, size or checksum): a rejection, as for the rest.
       return Promise.reject(err);
     }
-    return this.track(async () => {
-      const incoming = await receiveBody(body, options, {
-        maxBufferedBytes: this.options.maxBufferedBytes,
-        spoolPath: () => join(this.options.dir, "tmp", `${process.pid}-${++this.spoolSeq}.spool`),
-      });
-      try {
-        return await this.append(key, k, contentType, incoming, options);
-      } finally {
-        await discardBody(incoming);
-      }
-    });
   }
 
   private append(
@@ -413,6 +410,14 @@ export class DiskStore implements Store {
   private untrack(): void {
     if (--this.inflight === 0) this.settled?.();
   }
+}
+
+/**
+ * `[start, end)` of a body; the whole body is the buffer itself, not a view, so a cached record is the same
+ * object on every read (the node keys its answer headers on it).
+ */
+function part(body: Buffer, start: number, end: number): Buffer {
+  return start === 0 && end === body.length ? body : body.subarray(start, end);
 }
 
 function shuttingDown(): BackpackError {
