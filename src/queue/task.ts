@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { parseChecksum } from "../common/checksum.js";
 import { validateKey } from "../common/key.js";
+import { parseVersion } from "../common/version.js";
 import type { ReplicationTask } from "./types.js";
 
 /**
@@ -64,6 +65,9 @@ export function decodeTask(raw: string): { task: ReplicationTask } | { error: st
   if (typeof v.createdAt !== "number" || !Number.isFinite(v.createdAt)) {
     return { error: "createdAt must be a number (ms since the epoch)" };
   }
+  if (v.version !== undefined && parseVersion(typeof v.version === "string" ? v.version : undefined) === undefined) {
+    return { error: "version must be a version (16 digits, -, 4 hex digits)" };
+  }
   return {
     task: {
       op: v.op,
@@ -74,6 +78,7 @@ export function decodeTask(raw: string): { task: ReplicationTask } | { error: st
       crc: v.crc,
       size: v.size as number,
       createdAt: v.createdAt,
+      ...(v.version !== undefined ? { version: v.version as string } : {}),
     },
   };
 }

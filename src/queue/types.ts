@@ -18,6 +18,11 @@ export interface ReplicationTask {
   size: number;
   /** ms since the epoch when the coordinator queued it (for replication lag). */
   createdAt: number;
+  /**
+   * The version of the write or delete (`formatVersion`): the copy or tombstone carries it, and a target
+   * holding a newer version refuses it. Absent only in tasks queued before versions existed.
+   */
+  version?: string;
 }
 
 export interface LeasedTask {
