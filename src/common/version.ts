@@ -65,7 +65,23 @@ export class HybridClock {
 
   constructor(
     readonly origin: number,
-    /** ms to add to `performance.now()` to get the wall clock; re-synced whenever the two drift apart. */
+    /** Wall clock in µs since the epoch. */
+    private readonly nowUs: () => number = wallClockUs,
+  ) {}
+
+  next(): Version {
+    const now = Math.floor(this.nowUs());
+    this.last = now > this.last ? now : this.last + 1;
+    return { stamp: this.last, origin: this.origin };
+  }
+
+  /** Moves the clock past a version seen elsewhere (a node holding a newer write, a copy). */
+  observe(v: Version): void {
+    if (v.stamp > this.last) this.last = v.stamp;
+  }
+}
+
+/** ms to add to `performance.now()` to get the wall clock; re-synced whenever the two drift apart. */
 let offsetMs = performance.timeOrigin;
 
 /**

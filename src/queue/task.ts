@@ -65,7 +65,10 @@ export function decodeTask(raw: string): { task: ReplicationTask } | { error: st
   if (typeof v.createdAt !== "number" || !Number.isFinite(v.createdAt)) {
     return { error: "createdAt must be a number (ms since the epoch)" };
   }
-  if (v.version !== undefined && parseVersion(typeof v.version === "string" ? v.version : undefined) === undefined) {
+  if (
+    v.version !== undefined &&
+    parseVersion(typeof v.version === "string" ? v.version : undefined) === undefined
+  ) {
     return { error: "version must be a version (16 digits, -, 4 hex digits)" };
   }
   return {
