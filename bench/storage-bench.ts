@@ -51,8 +51,9 @@ async function indexHeap(): Promise<void> {
       offset: i * 176,
       size: 100,
       bodyCrc: i,
-      writeTime: 1_800_000_000_000 + i,
+      version: { stamp: 1_800_000_000_000_000 + i, origin: 1 },
       contentType: types[i % 3],
+      tombstone: false,
     });
   }
   const used = memory() - before;

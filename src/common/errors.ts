@@ -14,6 +14,8 @@ export const ERROR_STATUS = {
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
+  /** A write, copy or delete older than (or the same as) the version the node holds: refused, nothing written. */
+  STALE_VERSION: 409,
   ALREADY_EXISTS: 409,
   LENGTH_REQUIRED: 411,
   PRECONDITION_FAILED: 412,

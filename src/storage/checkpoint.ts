@@ -19,7 +19,8 @@ import type { Volume } from "./volume.js";
  * fill) ‖ CRC-32 of everything before it (u32).
  */
 const MAGIC = 0x50435042;
-const VERSION = 1;
+/** 2: entries carry a version and tombstones (a checkpoint of version 1 is ignored: the volumes are rescanned). */
+const VERSION = 2;
 export const CHECKPOINT_FILE = "index.ckpt";
 
 export interface CoveredVolume {
@@ -32,6 +33,7 @@ export interface CoveredVolume {
 interface Descriptor {
   seed: number;
   count: number;
+  tombstones: number;
   highWater: number;
   freeHead: number;
   slotCount: number;
@@ -62,6 +64,7 @@ export async function writeCheckpoint(src: CheckpointSource): Promise<void> {
   const desc: Descriptor = {
     seed: index.seed,
     count: index.count,
+    tombstones: index.tombstones,
     highWater: index.highWater,
     freeHead: index.freeHead,
     slotCount: index.slots.length,
@@ -124,8 +127,8 @@ export async function readCheckpoint(
     return undefined;
   }
   try {
-    if (buf.length < 16 || buf.readUInt32LE(0) !== MAGIC || buf.readUInt32LE(4) !== VERSION)
-      throw new Error("bad magic");
+    if (buf.length < 16 || buf.readUInt32LE(0) !== MAGIC) throw new Error("bad magic");
+    if (buf.readUInt32LE(4) !== VERSION) throw new Error(`format ${buf.readUInt32LE(4)} is not ${VERSION}`);
     if (checksum(buf.subarray(0, buf.length - 4)) !== buf.readUInt32LE(buf.length - 4))
       throw new Error("bad checksum");
     const jsonLength = buf.readUInt32LE(8);
@@ -160,6 +163,7 @@ export async function readCheckpoint(
     index.arena.live = d.arenaLive;
     index.arena.garbage = d.arenaGarbage;
     index.count = d.count;
+    index.tombstones = d.tombstones;
     index.highWater = d.highWater;
     index.freeHead = d.freeHead;
     index.types = new ContentTypes(d.types);

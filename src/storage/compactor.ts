@@ -37,7 +37,8 @@ class Abandon extends Error {}
  * Rewrites sealed volumes whose garbage passes the threshold, online and crash-safe:
  * 1. choose the volume between two write batches (every record of every sealed volume is indexed then) and
  *    note the active volume id A;
- * 2. copy the records the index points at, and the tombstones still needed, in file order to
+ * 2. copy the records the index points at (objects, and deletes within their grace period), and the expired
+ *    tombstones still needed, in file order to
  *    `<volume>.compact` with a new salt and `compactedAt = A`; fsync it;
  * 3. between two batches: rename it over the volume, fsync the folder, repoint the entries that still point
  *    at the copied records (a record overwritten or deleted meanwhile stays superseded: its newer record is in
@@ -46,8 +47,9 @@ class Abandon extends Error {}
  * new one, complete. A rewritten volume keeps its id, so replay order (volume id, then offset) still says which
  * record of a key is newest.
  *
- * A tombstone in volume V may only be dropped when no older volume can still hold its key: when every volume
- * below V was itself compacted after V was sealed (its `compactedAt` > V). Until then it is kept.
+ * A tombstone is kept while it is current (its grace period, during which the node refuses anything older than
+ * the delete). After that, a tombstone in volume V may only be dropped when no older volume can still hold its
+ * key: when every volume below V was itself compacted after V was sealed (its `compactedAt` > V).
  */
 export class Compactor {
   completed = 0;
@@ -145,13 +147,10 @@ export class Compactor {
       if (this.stopped) throw new Abandon("store closing");
       const k = Buffer.from(r.key); // the scan's view is only valid until the first await
       const i = index.find(k);
-      let keep: boolean;
-      if (r.header.tombstone) {
-        keep = i < 0 && !tombstonesDroppable;
-      } else {
-        keep = i >= 0 && index.volumeOf(i) === old.id && index.offsetOf(i) === r.offset;
-      }
-      if (!keep) return;
+      // A record the index points at is current (an object, or a delete within its grace period); a tombstone
+      // past its grace period (no entry left) is kept while an older volume may still hold its key.
+      const current = i >= 0 && index.volumeOf(i) === old.id && index.offsetOf(i) === r.offset;
+      if (!current && !(r.header.tombstone && i < 0 && !tombstonesDroppable)) return;
       const newOffset = pos;
       if (r.header.length <= WHOLE_RECORD_BYTES) {
         // The scan's bytes when it has them (copied now: they are only valid until the first await).
@@ -176,8 +175,8 @@ export class Compactor {
         pos += r.header.length;
         pendingAt = pos;
       }
-      if (r.header.tombstone) pinned += r.header.length;
-      else moves.push(i, r.offset, newOffset);
+      if (current) moves.push(i, r.offset, newOffset);
+      else pinned += r.header.length;
       if (pendingBytes >= FLUSH_BYTES) await flush();
     };
     try {

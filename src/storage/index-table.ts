@@ -1,4 +1,5 @@
 import { ContentTypes, OVERFLOW_TYPE } from "./content-types.js";
+import type { Version } from "../common/version.js";
 import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
 
 /**
@@ -8,16 +9,21 @@ import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
  * columns of typed arrays in pages of 4,096 (growth never copies them), keys as UTF-8 in a byte arena,
  * content types interned. No objects per entry, nothing for the garbage collector to trace.
  *
- * Per entry: key address f64, packed key length + type id u32, volume u32, record offset f64, size f64,
- * body CRC u32, write time f64 = 44 bytes, plus 4 bytes per hash slot at a load factor of 0.375-0.75.
+ * Per entry: key address f64, packed key length + type id + tombstone flag u32, volume u32, record offset f64,
+ * size f64, body CRC u32, version stamp f64, version origin u16 = 46 bytes, plus 4 bytes per hash slot at a
+ * load factor of 0.375-0.75.
+ *
+ * A deleted key keeps an entry (a tombstone: size 0, pointing at its tombstone record) until its grace period
+ * is over, so that the node refuses any write or copy older than the delete.
  */
 export interface EntryValue {
   volume: number;
   offset: number;
   size: number;
   bodyCrc: number;
-  writeTime: number;
+  version: Version;
   contentType: string | undefined;
+  tombstone: boolean;
 }
 
 const PAGE_BITS = 12;
@@ -26,8 +32,11 @@ const PAGE_MASK = PAGE - 1;
 const MAX_LOAD = 0.75;
 const KEY_LEN_MASK = 0x7ff;
 const TYPE_SHIFT = 11;
+/** Bits 11-26 of `meta` are the content type id (16 bits); bit 30 marks a tombstone. */
+const TYPE_MASK = 0xffff;
+const TOMBSTONE_BIT = 1 << 30;
 /** Bytes of one entry across its columns (see the class comment). */
-export const ENTRY_BYTES = 44;
+export const ENTRY_BYTES = 46;
 
 export interface Page {
   keyAt: Float64Array;
@@ -36,7 +45,8 @@ export interface Page {
   offset: Float64Array;
   size: Float64Array;
   crc: Uint32Array;
-  time: Float64Array;
+  stamp: Float64Array;
+  origin: Uint16Array;
 }
 
 export function newPage(): Page {
@@ -47,17 +57,20 @@ export function newPage(): Page {
     offset: new Float64Array(PAGE),
     size: new Float64Array(PAGE),
     crc: new Uint32Array(PAGE),
-    time: new Float64Array(PAGE),
+    stamp: new Float64Array(PAGE),
+    origin: new Uint16Array(PAGE),
   };
 }
 
 /** The column order of a page, for checkpoints. */
-export const PAGE_COLUMNS = ["keyAt", "meta", "volume", "offset", "size", "crc", "time"] as const;
+export const PAGE_COLUMNS = ["keyAt", "meta", "volume", "offset", "size", "crc", "stamp", "origin"] as const;
 export const PAGE_ENTRIES = PAGE;
 
 export class IndexTable {
-  /** Objects in the table. */
+  /** Entries in the table: objects and tombstones. */
   count = 0;
+  /** Tombstone entries among them. */
+  tombstones = 0;
   types = new ContentTypes();
   arena = new KeyArena();
   pages: Page[] = [];
@@ -131,6 +144,7 @@ export class IndexTable {
       s = (s + 1) & this.mask;
     }
     const i = slots[s]! - 1;
+    if (this.isTombstone(i)) this.tombstones--;
     // Backward-shift deletion: pull later members of the probe run into the hole so lookups never stop early.
     let hole = s;
     let next = (s + 1) & this.mask;
@@ -162,14 +176,21 @@ export class IndexTable {
   crcOf(i: number): number {
     return this.pages[i >>> PAGE_BITS]!.crc[i & PAGE_MASK]!;
   }
-  timeOf(i: number): number {
-    return this.pages[i >>> PAGE_BITS]!.time[i & PAGE_MASK]!;
+  stampOf(i: number): number {
+    return this.pages[i >>> PAGE_BITS]!.stamp[i & PAGE_MASK]!;
+  }
+  versionOf(i: number): Version {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    return { stamp: p.stamp[i & PAGE_MASK]!, origin: p.origin[i & PAGE_MASK]! };
+  }
+  isTombstone(i: number): boolean {
+    return (this.pages[i >>> PAGE_BITS]!.meta[i & PAGE_MASK]! & TOMBSTONE_BIT) !== 0;
   }
   keyBytesOf(i: number): number {
     return this.pages[i >>> PAGE_BITS]!.meta[i & PAGE_MASK]! & KEY_LEN_MASK;
   }
   typeIdOf(i: number): number {
-    return this.pages[i >>> PAGE_BITS]!.meta[i & PAGE_MASK]! >>> TYPE_SHIFT;
+    return (this.pages[i >>> PAGE_BITS]!.meta[i & PAGE_MASK]! >>> TYPE_SHIFT) & TYPE_MASK;
   }
   contentTypeOf(i: number): string | undefined {
     return this.types.name(this.typeIdOf(i), i);
@@ -199,12 +220,16 @@ export class IndexTable {
     const typeId = this.types.intern(v.contentType);
     if (typeId === OVERFLOW_TYPE) this.types.overflow.set(i, v.contentType ?? "");
     else this.types.overflow.delete(i);
-    p.meta[j] = ((p.meta[j]! & KEY_LEN_MASK) | (typeId << TYPE_SHIFT)) >>> 0;
+    const was = p.meta[j]!;
+    if ((was & TOMBSTONE_BIT) !== 0) this.tombstones--;
+    if (v.tombstone) this.tombstones++;
+    p.meta[j] = ((was & KEY_LEN_MASK) | (typeId << TYPE_SHIFT) | (v.tombstone ? TOMBSTONE_BIT : 0)) >>> 0;
     p.volume[j] = v.volume;
     p.offset[j] = v.offset;
     p.size[j] = v.size;
     p.crc[j] = v.bodyCrc;
-    p.time[j] = v.writeTime;
+    p.stamp[j] = v.version.stamp;
+    p.origin[j] = v.version.origin;
   }
 
   private matches(i: number, key: Uint8Array): boolean {

@@ -1,4 +1,5 @@
 import { checksum } from "../common/checksum.js";
+import { legacyVersion, type Version } from "../common/version.js";
 
 /**
  * The on-disk formats of a volume: a 32-byte volume header, then records back to back, each padded to 8
@@ -12,14 +13,17 @@ import { checksum } from "../common/checksum.js";
  * | 0 | 4 | magic `0x314B5042` ("BPK1") |
  * | 4 | 4 | header CRC-32 of bytes 8-39, key and content type, seeded with the volume's salt |
  * | 8 | 4 | record CRC-32 of body ‖ bytes 12-39 ‖ key ‖ content type |
- * | 12 | 1 | format version (1) |
+ * | 12 | 1 | record format (2; records of format 1 are still read) |
  * | 13 | 1 | flags: bit 0 = tombstone |
  * | 14 | 2 | key length (1-1024) |
  * | 16 | 8 | body length |
- * | 24 | 8 | write time, ms since the epoch |
+ * | 24 | 8 | version stamp, µs since the epoch (format 1: write time in ms) |
  * | 32 | 4 | body CRC-32 (the object's checksum: ETag, wire header, queue tasks) |
  * | 36 | 2 | content-type length (0-1024) |
- * | 38 | 2 | reserved, zero |
+ * | 38 | 2 | version origin (format 1: reserved, zero) |
+ *
+ * A format-1 record (written before versions existed) has the version `legacyVersion(writeTime)`: its write
+ * time in µs, origin 0, older than any version stamped since.
  *
  * The record CRC covers header, key and body; computing it as a continuation of the body CRC means one pass
  * over the body yields both. The header CRC (which also covers the record CRC) lets a scan trust a record's
@@ -29,7 +33,10 @@ import { checksum } from "../common/checksum.js";
  */
 export const RECORD_MAGIC = 0x314b5042;
 export const VOLUME_MAGIC = 0x4c565042;
+/** The volume header's format, and the record format written now. */
 export const FORMAT_VERSION = 1;
+export const RECORD_FORMAT = 2;
+const LEGACY_RECORD_FORMAT = 1;
 export const RECORD_HEADER_BYTES = 40;
 export const VOLUME_HEADER_BYTES = 32;
 export const FLAG_TOMBSTONE = 1;
@@ -42,7 +49,7 @@ export interface RecordMeta {
   key: Buffer;
   contentType: Buffer;
   size: number;
-  writeTime: number;
+  version: Version;
   bodyCrc: number;
   tombstone: boolean;
 }
@@ -62,14 +69,14 @@ export function encodeRecordHead(meta: RecordMeta, salt: number): Buffer {
   const c = meta.contentType.length;
   const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES + k + c);
   head.writeUInt32LE(RECORD_MAGIC, 0);
-  head.writeUInt8(FORMAT_VERSION, 12);
+  head.writeUInt8(RECORD_FORMAT, 12);
   head.writeUInt8(meta.tombstone ? FLAG_TOMBSTONE : 0, 13);
   head.writeUInt16LE(k, 14);
   writeU64(head, meta.size, 16);
-  writeU64(head, meta.writeTime, 24);
+  writeU64(head, meta.version.stamp, 24);
   head.writeUInt32LE(meta.bodyCrc >>> 0, 32);
   head.writeUInt16LE(c, 36);
-  head.writeUInt16LE(0, 38);
+  head.writeUInt16LE(meta.version.origin, 38);
   meta.key.copy(head, RECORD_HEADER_BYTES);
   meta.contentType.copy(head, RECORD_HEADER_BYTES + k);
   sealRecordHead(head, salt);
@@ -92,7 +99,7 @@ export interface DecodedHeader {
   keyBytes: number;
   contentTypeBytes: number;
   size: number;
-  writeTime: number;
+  version: Version;
   bodyCrc: number;
   headerCrc: number;
   recordCrc: number;
@@ -109,17 +116,19 @@ export interface DecodedHeader {
 export function decodeRecordHeader(buf: Buffer, at = 0): DecodedHeader | undefined {
   if (buf.length - at < RECORD_HEADER_BYTES) return undefined;
   if (buf.readUInt32LE(at) !== RECORD_MAGIC) return undefined;
-  if (buf.readUInt8(at + 12) !== FORMAT_VERSION) return undefined;
+  const format = buf.readUInt8(at + 12);
+  if (format !== RECORD_FORMAT && format !== LEGACY_RECORD_FORMAT) return undefined;
   const flags = buf.readUInt8(at + 13);
   if ((flags & ~FLAG_TOMBSTONE) !== 0) return undefined;
   const keyBytes = buf.readUInt16LE(at + 14);
   const size = readU64(buf, at + 16);
-  const writeTime = readU64(buf, at + 24);
+  const stamp = readU64(buf, at + 24);
   const bodyCrc = buf.readUInt32LE(at + 32);
   const contentTypeBytes = buf.readUInt16LE(at + 36);
-  if (buf.readUInt16LE(at + 38) !== 0) return undefined;
+  const origin = buf.readUInt16LE(at + 38);
+  if (format === LEGACY_RECORD_FORMAT && origin !== 0) return undefined;
   if (keyBytes < 1 || keyBytes > MAX_KEY_BYTES || contentTypeBytes > MAX_CONTENT_TYPE_BYTES) return undefined;
-  if (size === undefined || writeTime === undefined) return undefined;
+  if (size === undefined || stamp === undefined) return undefined;
   const tombstone = (flags & FLAG_TOMBSTONE) !== 0;
   if (tombstone && (size !== 0 || bodyCrc !== 0 || contentTypeBytes !== 0)) return undefined;
   const headBytes = RECORD_HEADER_BYTES + keyBytes + contentTypeBytes;
@@ -128,7 +137,7 @@ export function decodeRecordHeader(buf: Buffer, at = 0): DecodedHeader | undefin
     keyBytes,
     contentTypeBytes,
     size,
-    writeTime,
+    version: format === LEGACY_RECORD_FORMAT ? legacyVersion(stamp) : { stamp, origin },
     bodyCrc,
     headerCrc: buf.readUInt32LE(at + 4),
     recordCrc: buf.readUInt32LE(at + 8),

@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path";
 import { BackpackError, systemCode } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
+import { compareVersions } from "../common/version.js";
 import { readCheckpoint, type CoveredVolume } from "./checkpoint.js";
 import { fsyncDir } from "./file-io.js";
 import { IndexTable } from "./index-table.js";
@@ -22,7 +23,7 @@ const lockedHere = new Set<string>();
 /**
  * Brings a data dir to a serving state: takes the dir's lock, clears temp files and unfinished compactions,
  * loads the checkpoint when it matches the volumes, replays every record after it in write order (volume id,
- * then offset), and cuts torn tails off.
+ * then offset; of a key's records the newest version wins), and cuts torn tails off.
  */
 export async function recover(opts: { dir: string; log: Logger }): Promise<Recovered> {
   const started = performance.now();
@@ -56,7 +57,8 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
     }
     log.info(
       {
-        objects: index.count,
+        objects: index.count - index.tombstones,
+        tombstones: index.tombstones,
         volumes: volumes.size,
         checkpoint: usable,
         scannedBytes,
@@ -105,17 +107,17 @@ function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): vo
   if (!r.intact)
     log.error({ volume: v.id, offset: r.offset }, "record with a damaged body kept so reads fail loudly");
   const i = index.find(r.key);
-  if (r.header.tombstone) {
-    if (i >= 0) index.remove(r.key);
-    return;
-  }
+  // The newest version wins whatever the file order; of two equal versions the later record (a format-1 key
+  // written twice in one millisecond).
+  if (i >= 0 && compareVersions(r.header.version, index.versionOf(i)) < 0) return;
   const value = {
     volume: v.id,
     offset: r.offset,
     size: r.header.size,
     bodyCrc: r.header.bodyCrc,
-    writeTime: r.header.writeTime,
+    version: r.header.version,
     contentType: r.contentType.length > 0 ? r.contentType.toString("utf8") : undefined,
+    tombstone: r.header.tombstone,
   };
   if (i >= 0) index.update(i, value);
   else index.insert(r.key, value);

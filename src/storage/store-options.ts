@@ -10,8 +10,13 @@ export interface ResolvedStoreOptions {
   maxBufferedBytes: number;
   readCacheBytes: number;
   checkpointEveryBytes: number;
+  tombstoneGraceMs: number;
+  origin: number;
   log: Logger;
 }
+
+/** How long a delete is remembered: a node away longer than this must be refilled, not merged. */
+export const DEFAULT_TOMBSTONE_GRACE_MS = 7 * 24 * 3600 * 1000;
 
 /** Fills in the defaults and checks every option, reporting all problems at once. */
 export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions {
@@ -23,6 +28,8 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
     readCacheBytes: options.readCacheBytes ?? 256 << 20,
     checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
+    tombstoneGraceMs: options.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS,
+    origin: options.origin ?? 0,
     log: options.log ?? silentLogger,
   };
   const problems: string[] = [];
@@ -38,6 +45,12 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     problems.push("readCacheBytes must be a non-negative integer");
   }
   if (!(opts.checkpointEveryBytes > 0)) problems.push("checkpointEveryBytes must be positive");
+  if (!(Number.isSafeInteger(opts.tombstoneGraceMs) && opts.tombstoneGraceMs >= 0)) {
+    problems.push("tombstoneGraceMs must be a non-negative integer");
+  }
+  if (!(Number.isInteger(opts.origin) && opts.origin >= 0 && opts.origin <= 0xffff)) {
+    problems.push("origin must be an integer in 0-65535");
+  }
   if (!(opts.compactGarbageRatio > 0 && opts.compactGarbageRatio <= 1)) {
     problems.push("compactGarbageRatio must be in (0, 1]");
   }

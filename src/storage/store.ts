@@ -1,6 +1,13 @@
 import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { BackpackError, hasCode } from "../common/errors.js";
+import {
+  compareVersions,
+  formatVersion,
+  HybridClock,
+  versionTimeMs,
+  type Version,
+} from "../common/version.js";
 import { Compactor } from "./compactor.js";
 import { writeCheckpoint } from "./checkpoint.js";
 import { diskError } from "./file-io.js";
@@ -23,11 +30,19 @@ import {
 import { ReadCache } from "./read-cache.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
-import type { ObjectInfo, PutOptions, ReadableBody, Store, StoreOptions, StoreStats } from "./types.js";
+import type {
+  HeldVersion,
+  ObjectInfo,
+  PutOptions,
+  ReadableBody,
+  Store,
+  StoreOptions,
+  StoreStats,
+} from "./types.js";
 
 export type { ResolvedStoreOptions };
 import { Volume } from "./volume.js";
-import { Writer, type Placed } from "./writer.js";
+import { Writer, type Placed, type QueuedRecord } from "./writer.js";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -38,8 +53,13 @@ type SmallRead = { info: ObjectInfo; body: { kind: "buffer"; data: Buffer } };
 export async function openStore(options: StoreOptions): Promise<Store> {
   const opts = resolveStoreOptions(options);
   const state = await recover(opts);
-  return new DiskStore(opts, state.index, state.volumes, state.release);
+  const store = new DiskStore(opts, state.index, state.volumes, state.release);
+  store.expireTombstones();
+  return store;
 }
+
+/** How often expired tombstones are swept out of the index, at most. */
+const EXPIRY_SWEEP_MS = 3600_000;
 
 /** The volume store: see docs/storage.md for the format, durability, recovery and compaction. */
 export class DiskStore implements Store {
@@ -58,6 +78,9 @@ export class DiskStore implements Store {
   private recordsSinceCheckpoint = 0;
   private checkpointing: Promise<void> | undefined;
   private checkpointQueued: Promise<void> | undefined;
+  /** Stamps the versions of writes that come without one; moved past every version the store sees. */
+  private readonly clock: HybridClock;
+  private readonly expiryTimer: NodeJS.Timeout;
 
   constructor(
     readonly options: ResolvedStoreOptions,
@@ -76,6 +99,10 @@ export class DiskStore implements Store {
     this.compactor = new Compactor(this, this.writer);
     this.readCache = new ReadCache(options.readCacheBytes);
     this.active = [...volumes.values()].reduce((a, b) => (b.id > a.id ? b : a));
+    this.clock = new HybridClock(options.origin);
+    index.forEach((i) => this.clock.observe(index.versionOf(i)));
+    const sweepMs = Math.max(1000, Math.min(EXPIRY_SWEEP_MS, options.tombstoneGraceMs / 4));
+    this.expiryTimer = setInterval(() => this.expireTombstones(), sweepMs).unref();
   }
 
   /** The volume appends go to: the highest id (compaction never touches it, so the object stays). */
@@ -83,7 +110,12 @@ export class DiskStore implements Store {
 
   stat(key: string): ObjectInfo | undefined {
     const i = this.index.find(keyBytes(key));
-    return i < 0 ? undefined : this.infoOf(key, i);
+    return i < 0 || this.index.isTombstone(i) ? undefined : this.infoOf(key, i);
+  }
+
+  held(key: string): HeldVersion | undefined {
+    const i = this.index.find(keyBytes(key));
+    return i < 0 ? undefined : { version: this.index.versionOf(i), deleted: this.index.isTombstone(i) };
   }
 
   async read(key: string, range?: { start: number; end: number }): Promise<ReadResult> {
@@ -107,7 +139,7 @@ export class DiskStore implements Store {
     if (this.closed) throw shuttingDown();
     const k = keyBytes(key);
     const i = this.index.find(k);
-    if (i < 0) throw new BackpackError("NOT_FOUND", "no such key");
+    if (i < 0 || this.index.isTombstone(i)) throw new BackpackError("NOT_FOUND", "no such key");
     const info = this.infoOf(key, i);
     const start = range?.start ?? 0;
     const end = range?.end ?? info.size;
@@ -180,6 +212,8 @@ export class DiskStore implements Store {
       if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
         throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
       }
+      // Refused before the body is read when already stale; checked again when the record is applied.
+      if (options.version) this.refuseStale(k, options.version);
       // A body in memory (the common small upload) goes to the writer without the stream's async steps: the
       // writer's promise, one for the answer and one for the in-flight count.
       if (body instanceof Uint8Array) {
@@ -214,33 +248,73 @@ export class DiskStore implements Store {
       key: k,
       contentType,
       size: incoming.size,
-      writeTime: Date.now(),
+      version: this.stamp(k, options.version),
       bodyCrc: incoming.crc,
       tombstone: false,
     };
-    return this.writer.append({ meta, body: incoming, signal: options.signal }).then(() => ({
+    return this.commit({ meta, body: incoming, signal: options.signal }).then(() => ({
       key,
       size: meta.size,
       bodyCrc: meta.bodyCrc,
-      writeTime: meta.writeTime,
+      writeTime: versionTimeMs(meta.version),
+      version: meta.version,
       contentType: options.contentType || undefined,
     }));
   }
 
-  async delete(key: string): Promise<boolean> {
-    const k = keyBytes(key);
-    return this.track(async () => {
-      if (this.index.find(k) < 0) return false;
-      const meta: RecordMeta = {
-        key: k,
-        contentType: EMPTY,
-        size: 0,
-        writeTime: Date.now(),
-        bodyCrc: 0,
-        tombstone: true,
-      };
-      await this.writer.append({ meta, body: undefined });
-      return true;
+  delete(key: string, options: { version?: Version } = {}): Promise<boolean> {
+    try {
+      const k = keyBytes(key);
+      const { version } = options;
+      if (version) this.refuseStale(k, version);
+      return this.track(async () => {
+        const i = this.index.find(k);
+        const existed = i >= 0 && !this.index.isTombstone(i);
+        if (!existed && !version) return false;
+        const meta: RecordMeta = {
+          key: k,
+          contentType: EMPTY,
+          size: 0,
+          version: this.stamp(k, version),
+          bodyCrc: 0,
+          tombstone: true,
+        };
+        await this.commit({ meta, body: undefined });
+        return existed;
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * The version a record gets: the one given (the clock moves past it, so that writes stamped here later are
+   * newer), or a fresh stamp newer than every version the store holds or has queued.
+   */
+  private stamp(k: Buffer, given: Version | undefined): Version {
+    if (given) {
+      this.refuseStale(k, given);
+      this.clock.observe(given);
+      return given;
+    }
+    return this.clock.next();
+  }
+
+  /** Throws STALE_VERSION when the store holds `version` or a newer one of the key (a delete included). */
+  private refuseStale(k: Buffer, version: Version): void {
+    const i = this.index.find(k);
+    if (i >= 0 && compareVersions(version, this.index.versionOf(i)) <= 0) {
+      throw staleVersion(this.index.versionOf(i), this.index.isTombstone(i));
+    }
+  }
+
+  /**
+   * Appends a record and resolves once it is durable and current. A record overtaken by a newer version of its
+   * key while it was queued (two writes of one key in flight at once) is durable but never current: refused.
+   */
+  private commit(record: QueuedRecord): Promise<void> {
+    return this.writer.append(record).then(() => {
+      if (record.superseded) throw staleVersion(record.superseded.version, record.superseded.deleted);
     });
   }
 
@@ -285,7 +359,8 @@ export class DiskStore implements Store {
       garbageBytes += v.garbageBytes;
     }
     return {
-      objects: this.index.count,
+      objects: this.index.count - this.index.tombstones,
+      tombstones: this.index.tombstones,
       liveBytes,
       garbageBytes,
       volumes: this.volumes.size,
@@ -298,6 +373,7 @@ export class DiskStore implements Store {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.expiryTimer);
       if (this.inflight > 0) await new Promise<void>((resolve) => (this.settled = resolve));
       await this.compactor.stop();
       await this.writer.idle();
@@ -316,22 +392,26 @@ export class DiskStore implements Store {
     return this.closing;
   }
 
-  /** Called by the writer once a batch is durable: the index takes the records in file order. */
+  /**
+   * Called by the writer once a batch is durable: the index takes the records in file order, each only if it
+   * is the newest version of its key (as replay decides after a restart); a tombstone stays as an entry.
+   */
   private applyDurable(placed: Placed[]): void {
     for (const p of placed) {
       const m = p.record.meta;
       const i = this.index.find(m.key);
-      if (i >= 0) this.unaccount(i);
-      if (m.tombstone) {
-        if (i >= 0) this.index.remove(m.key);
+      if (i >= 0 && compareVersions(m.version, this.index.versionOf(i)) < 0) {
+        p.record.superseded = { version: this.index.versionOf(i), deleted: this.index.isTombstone(i) };
       } else {
+        if (i >= 0) this.unaccount(i);
         const value = {
           volume: p.volume.id,
           offset: p.offset,
           size: m.size,
           bodyCrc: m.bodyCrc,
-          writeTime: m.writeTime,
+          version: m.version,
           contentType: m.contentType.length > 0 ? m.contentType.toString("utf8") : undefined,
+          tombstone: m.tombstone,
         };
         if (i >= 0) this.index.update(i, value);
         else this.index.insert(m.key, value);
@@ -373,12 +453,35 @@ export class DiskStore implements Store {
     return next;
   }
 
+  expireTombstones(): number {
+    const before = Date.now() - this.options.tombstoneGraceMs;
+    const expired: Uint8Array[] = [];
+    this.index.forEach((i) => {
+      if (this.index.isTombstone(i) && versionTimeMs(this.index.versionOf(i)) < before) {
+        expired.push(this.index.keyOf(i).slice());
+      }
+    });
+    for (const k of expired) {
+      const i = this.index.find(k);
+      if (i < 0) continue;
+      this.unaccount(i);
+      this.index.remove(k);
+    }
+    if (expired.length > 0) {
+      this.options.log.info({ tombstones: expired.length }, "deletes past their grace period forgotten");
+      this.compactor.poke();
+    }
+    return expired.length;
+  }
+
   private infoOf(key: string, i: number): ObjectInfo {
+    const version = this.index.versionOf(i);
     return {
       key,
       size: this.index.sizeOf(i),
       bodyCrc: this.index.crcOf(i),
-      writeTime: this.index.timeOf(i),
+      writeTime: versionTimeMs(version),
+      version,
       contentType: this.index.contentTypeOf(i),
     };
   }
@@ -418,6 +521,14 @@ export class DiskStore implements Store {
  */
 function part(body: Buffer, start: number, end: number): Buffer {
   return start === 0 && end === body.length ? body : body.subarray(start, end);
+}
+
+function staleVersion(current: Version, deleted: boolean): BackpackError {
+  return new BackpackError(
+    "STALE_VERSION",
+    `the store holds version ${formatVersion(current)}${deleted ? " (a delete)" : ""}, as new or newer`,
+    { details: { current: formatVersion(current), deleted } },
+  );
 }
 
 function shuttingDown(): BackpackError {

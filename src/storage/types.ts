@@ -1,4 +1,5 @@
 import type { Logger } from "../common/logger.js";
+import type { Version } from "../common/version.js";
 
 /**
  * The storage engine of one node (Haystack-style append-only volumes, in-memory index). No HTTP here:
@@ -28,6 +29,13 @@ export interface StoreOptions {
    * short). Default 256 MiB.
    */
   checkpointEveryBytes?: number;
+  /**
+   * How long a delete's tombstone is kept (index and volumes), ms: within it, the store refuses any write or
+   * copy older than the delete. Default 7 days.
+   */
+  tombstoneGraceMs?: number;
+  /** The origin id (0-65535) of versions this store stamps itself (writes that come without one). Default 0. */
+  origin?: number;
   log?: Logger;
 }
 
@@ -38,9 +46,17 @@ export interface ObjectInfo {
   size: number;
   /** CRC-32 of the body alone (the record checksum also covers header and key); the ETag and queue tasks use it. */
   bodyCrc: number;
-  /** Write time, ms since the epoch. */
+  /** Write time, ms since the epoch (the version's stamp in ms). */
   writeTime: number;
+  /** The write's version (see common/version.ts). */
+  version: Version;
   contentType: string | undefined;
+}
+
+/** The newest version a store holds of a key: a stored object, or a delete still within its grace period. */
+export interface HeldVersion {
+  version: Version;
+  deleted: boolean;
 }
 
 export interface PutOptions {
@@ -52,6 +68,12 @@ export interface PutOptions {
   /** When given, the body's CRC-32 must equal it, else CHECKSUM_MISMATCH and nothing is indexed. */
   expectedCrc?: number;
   /**
+   * The write's version. The put is refused with STALE_VERSION (details.current: the held version) when the
+   * store holds this version or a newer one of the key, a delete included. Without it the store stamps a
+   * version newer than any it holds.
+   */
+  version?: Version;
+  /**
    * Aborts the put (client went away): nothing is indexed and nothing is written (the partial body is dropped
    * before it reaches a volume). An abort after the body was complete and its append had begun is too late:
    * the write then completes.
@@ -61,6 +83,8 @@ export interface PutOptions {
 
 export interface StoreStats {
   objects: number;
+  /** Deletes remembered (within their grace period) and the index heap they take, estimated. */
+  tombstones: number;
   liveBytes: number;
   garbageBytes: number;
   volumes: number;
@@ -98,8 +122,17 @@ export interface Store {
     | Promise<{ info: ObjectInfo; body: ReadableBody }>;
   /** Stores a body (a stream of chunks or one Buffer); resolves after it is durable (per `sync`). */
   put(key: string, body: AsyncIterable<Uint8Array> | Uint8Array, options: PutOptions): Promise<ObjectInfo>;
-  /** Writes a tombstone; resolves true once durable, false if the key was absent (nothing written). */
-  delete(key: string): Promise<boolean>;
+  /**
+   * Writes a tombstone; resolves once durable with whether a stored object was removed. Without a version,
+   * nothing is written when the key is absent. With one, the tombstone is written also for an absent key
+   * (a copy still on its way must not bring it back), and the delete is refused with STALE_VERSION when the
+   * store holds that version or a newer one.
+   */
+  delete(key: string, options?: { version?: Version }): Promise<boolean>;
+  /** The newest version held of a key (an object or a tombstone), or undefined; no I/O. */
+  held(key: string): HeldVersion | undefined;
+  /** Drops the tombstones older than the grace period from the index (their records go with compaction). */
+  expireTombstones(): number;
   /** Compacts every volume past the garbage threshold now (also runs by itself in the background). */
   compact(): Promise<void>;
   /** Writes an index checkpoint now. */

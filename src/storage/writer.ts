@@ -3,6 +3,7 @@ import { fdatasync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { BackpackError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
+import type { Version } from "../common/version.js";
 import { diskError, writeFully } from "./file-io.js";
 import type { IncomingBody } from "./incoming-body.js";
 import { encodeRecordHead, recordLength, VOLUME_HEADER_BYTES, type RecordMeta } from "./record.js";
@@ -14,6 +15,8 @@ export interface QueuedRecord {
   meta: RecordMeta;
   body: IncomingBody | undefined;
   signal?: AbortSignal | undefined;
+  /** Set when the record was durable but a newer version of its key was already current (see the store). */
+  superseded?: { version: Version; deleted: boolean };
 }
 
 /** Where a record landed. */

@@ -8,8 +8,9 @@ const value = (n: number, contentType?: string): EntryValue => ({
   offset: n * 4096 + 2 ** 40, // past 32 bits on purpose
   size: n * 3 + 2 ** 33,
   bodyCrc: (n * 2654435761) >>> 0,
-  writeTime: 1_700_000_000_000 + n,
+  version: { stamp: 1_700_000_000_000_000 + n, origin: n & 0xffff },
   contentType,
+  tombstone: n % 5 === 0,
 });
 
 void test("the index agrees with a Map through random inserts, updates and removals", () => {
@@ -34,6 +35,7 @@ void test("the index agrees with a Map through random inserts, updates and remov
     }
   }
   assert.equal(index.count, model.size);
+  assert.equal(index.tombstones, [...model.values()].filter((n) => value(n).tombstone).length);
   for (const [key, n] of model) {
     const i = index.find(Buffer.from(key));
     assert.ok(i >= 0, key);
@@ -42,7 +44,8 @@ void test("the index agrees with a Map through random inserts, updates and remov
     assert.equal(index.offsetOf(i), v.offset);
     assert.equal(index.sizeOf(i), v.size);
     assert.equal(index.crcOf(i), v.bodyCrc);
-    assert.equal(index.timeOf(i), v.writeTime);
+    assert.deepEqual(index.versionOf(i), v.version);
+    assert.equal(index.isTombstone(i), v.tombstone);
     assert.equal(index.contentTypeOf(i), types[n % types.length]);
     assert.equal(Buffer.from(index.keyOf(i)).toString(), key);
   }

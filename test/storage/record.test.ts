@@ -67,7 +67,7 @@ const meta = {
   key: Buffer.from("dir/ключ.txt"),
   contentType: Buffer.from("text/plain"),
   size: body.length,
-  writeTime: 1_800_000_000_123,
+  version: { stamp: 1_800_000_000_123_456, origin: 0xbeef },
   bodyCrc: checksum(body),
   tombstone: false,
 };
@@ -76,7 +76,7 @@ void test("a record head encodes and decodes; lengths past 32 bits survive", () 
   const head = encodeRecordHead(meta, 99);
   const h = decodeRecordHeader(head)!;
   assert.equal(h.size, body.length);
-  assert.equal(h.writeTime, meta.writeTime);
+  assert.deepEqual(h.version, meta.version);
   assert.equal(h.keyBytes, meta.key.length);
   assert.equal(h.headBytes, head.length);
   assert.equal(h.length % 8, 0);
@@ -90,6 +90,21 @@ void test("a record head encodes and decodes; lengths past 32 bits survive", () 
     encodeRecordHead({ ...meta, contentType: Buffer.alloc(0), size: 0, bodyCrc: 0, tombstone: true }, 1),
   )!;
   assert.equal(tomb.tombstone, true);
+});
+
+void test("a record of format 1 (before versions) still decodes, its version derived from its write time", () => {
+  const head = encodeRecordHead(meta, 5);
+  // Format 1: the byte at 12 is 1, bytes 24-31 are the write time in ms and 38-39 are zero.
+  head.writeUInt8(1, 12);
+  head.writeUInt32LE(1_800_000_000_123 % 2 ** 32, 24);
+  head.writeUInt32LE(Math.floor(1_800_000_000_123 / 2 ** 32), 28);
+  head.writeUInt16LE(0, 38);
+  sealRecordHead(head, 5);
+  const h = decodeRecordHeader(head)!;
+  assert.deepEqual(h.version, { stamp: 1_800_000_000_123_000, origin: 0 });
+  assert.ok(headerCrcValid(head, h, 5) && recordValid(head, h, checksum(body)));
+  head.writeUInt16LE(1, 38);
+  assert.equal(decodeRecordHeader(head), undefined, "format 1 has no origin");
 });
 
 void test("every single flipped bit of head or body is caught by the CRCs", () => {
