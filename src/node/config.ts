@@ -1,4 +1,5 @@
 import { buildConfig, check } from "../common/config.js";
+import { DEFAULT_TOMBSTONE_GRACE_MS } from "../storage/store-options.js";
 import type { SyncMode } from "../storage/types.js";
 
 /** Everything a storage node needs, validated once and frozen. Sizes in bytes, times in ms. */
@@ -33,6 +34,11 @@ export interface NodeConfig {
   compactGarbageRatio: number;
   /** Memory for verified records of up to 1 MiB read lately (answered without disk I/O); 0 turns it off. */
   readCacheBytes: number;
+  /**
+   * How long a delete is remembered (its tombstone refuses older writes and copies). A node away for longer
+   * must be refilled from its replicas, not merged: a delete it missed may be forgotten by then.
+   */
+  tombstoneGraceMs: number;
 }
 
 export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">> = Object.freeze({
@@ -48,6 +54,7 @@ export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">>
   volumeMaxBytes: 1024 ** 3,
   compactGarbageRatio: 0.5,
   readCacheBytes: 256 * 1024 ** 2,
+  tombstoneGraceMs: DEFAULT_TOMBSTONE_GRACE_MS,
 });
 
 /** Builds the node's config from layers (defaults first); every problem is reported at once. */
@@ -64,6 +71,7 @@ export function nodeConfig(...layers: ReadonlyArray<Partial<NodeConfig> | undefi
     check.positiveInt(problems, "keepAliveTimeoutMs", c.keepAliveTimeoutMs);
     check.positiveInt(problems, "volumeMaxBytes", c.volumeMaxBytes);
     check.nonNegative(problems, "readCacheBytes", c.readCacheBytes);
+    check.positiveInt(problems, "tombstoneGraceMs", c.tombstoneGraceMs);
     check.oneOf(problems, "sync", c.sync, ["batch", "none"]);
     if (!(c.compactGarbageRatio > 0 && c.compactGarbageRatio < 1)) {
       problems.push(`compactGarbageRatio must be between 0 and 1 (e.g. 0.5), got ${c.compactGarbageRatio}`);

@@ -6,7 +6,6 @@ import type { Store } from "../storage/types.js";
 import type { NodeConfig } from "./config.js";
 import type { IdleWatch } from "./idle-watch.js";
 import type { NodeStats, RefusalReason } from "./node-stats.js";
-import type { RecentDeletes } from "./recent-deletes.js";
 import type { UploadGate } from "./upload-gate.js";
 
 /** What the handlers share: built once by the service, passed to every request. */
@@ -17,8 +16,6 @@ export interface NodeContext {
   readonly gate: UploadGate;
   /** The body timeout of uploads in flight (one sweep for all of them). */
   readonly idle: IdleWatch;
-  /** When keys were deleted here lately (conditional writes count a delete as a change). */
-  readonly deletes: RecentDeletes;
   readonly log: Logger;
   /** The write token as bytes, or undefined when writes are open. */
   readonly token: Buffer | undefined;
@@ -38,6 +35,7 @@ const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {
   BAD_CHECKSUM_HEADER: "bad_request",
   SHUTTING_DOWN: "shutting_down",
   PRECONDITION_FAILED: "precondition",
+  STALE_VERSION: "stale_version",
 };
 
 /**

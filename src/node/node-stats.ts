@@ -34,6 +34,7 @@ export type RefusalReason =
   | "bad_request"
   | "checksum_mismatch"
   | "precondition"
+  | "stale_version"
   | "shutting_down";
 
 /**
@@ -54,6 +55,7 @@ export class NodeStats {
     bad_request: 0,
     checksum_mismatch: 0,
     precondition: 0,
+    stale_version: 0,
     shutting_down: 0,
   };
   notFound = 0;

@@ -3,6 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { etagOf, formatChecksum } from "../common/checksum.js";
 import { BackpackError, hasCode } from "../common/errors.js";
 import { httpDate } from "../common/http.js";
+import { formatVersion, VERSION_HEADER } from "../common/version.js";
 import type { ObjectInfo, ReadableBody } from "../storage/types.js";
 import { ifRangeHolds, isNotModified, type Validators } from "./conditional.js";
 import type { NodeContext } from "./context.js";
@@ -45,14 +46,15 @@ async function readWithConditions(
 ): Promise<void> {
   const h = req.headers;
   const info = ctx.store.stat(key);
-  if (info === undefined) throw notFound(key);
+  if (info === undefined) throw absent(ctx, res, key);
   const v = validators(info);
   if (isNotModified({ ifNoneMatch: h["if-none-match"], ifModifiedSince: h["if-modified-since"] }, v)) {
     ctx.stats.notModified++;
     res.writeHead(304, {
       etag: v.etag,
       "last-modified": httpDate(info.writeTime),
-      ...checksumHeader(info),
+      "x-backpack-checksum": formatChecksum(info.bodyCrc),
+      [VERSION_HEADER]: formatVersion(info.version),
     });
     res.end();
     return;
@@ -86,13 +88,13 @@ function serve(
   try {
     read = ctx.store.readSmall(key, range);
   } catch (err) {
-    throw readFailed(ctx, key, err);
+    throw readFailed(ctx, res, key, err);
   }
   if (read instanceof Promise) {
     return read.then(
       (r) => send(ctx, res, key, range, r, started),
       (err: unknown) => {
-        throw readFailed(ctx, key, err);
+        throw readFailed(ctx, res, key, err);
       },
     );
   }
@@ -100,8 +102,8 @@ function serve(
 }
 
 /** The error a failed read answers with (a failed checksum is logged and counted: it answers 502). */
-function readFailed(ctx: NodeContext, key: string, err: unknown): unknown {
-  if (hasCode(err, "NOT_FOUND")) return notFound(key);
+function readFailed(ctx: NodeContext, res: ServerResponse, key: string, err: unknown): unknown {
+  if (hasCode(err, "NOT_FOUND")) return absent(ctx, res, key);
   noteMismatch(ctx, key, err, "answered 502");
   return err;
 }
@@ -147,7 +149,7 @@ async function sendStream(
   try {
     first = await it.next();
   } catch (err) {
-    throw readFailed(ctx, key, err);
+    throw readFailed(ctx, res, key, err);
   }
   res.writeHead(range ? 206 : 200, headersOf(info, range, body.length));
   try {
@@ -201,6 +203,7 @@ function headersOf(
     "last-modified": httpDate(info.writeTime),
     "accept-ranges": "bytes",
     "x-backpack-checksum": formatChecksum(info.bodyCrc),
+    [VERSION_HEADER]: formatVersion(info.version),
   };
   if (range) headers["content-range"] = contentRange(range, info.size);
   return headers;
@@ -215,8 +218,11 @@ function validators(info: ObjectInfo): Validators {
   return { etag: etagOf(info.bodyCrc, info.size), modifiedMs: info.writeTime };
 }
 
-function checksumHeader(info: ObjectInfo): OutgoingHttpHeaders {
-  return { "x-backpack-checksum": formatChecksum(info.bodyCrc) };
+/** 404 for a key with no object; when a delete is remembered, its version goes in `X-Backpack-Version`. */
+function absent(ctx: NodeContext, res: ServerResponse, key: string): BackpackError {
+  const held = ctx.store.held(key);
+  if (held?.deleted) res.setHeader(VERSION_HEADER, formatVersion(held.version));
+  return notFound(key);
 }
 
 export function notFound(key: string): BackpackError {

@@ -1,9 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { BackpackError } from "../common/errors.js";
 import { closeServer, listen } from "../common/http.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
+import { originOf } from "../common/version.js";
 import { openStore } from "../storage/store.js";
 import type { Store } from "../storage/types.js";
 import { onClientError } from "./client-error.js";
@@ -12,7 +14,6 @@ import type { NodeConfig } from "./config.js";
 import { respondError, type NodeContext } from "./context.js";
 import { NodeStats } from "./node-stats.js";
 import { route } from "./router.js";
-import { RecentDeletes } from "./recent-deletes.js";
 import { UploadGate } from "./upload-gate.js";
 
 export interface NodeServiceDeps {
@@ -61,6 +62,9 @@ export class NodeService implements Service {
       volumeMaxBytes: c.volumeMaxBytes,
       compactGarbageRatio: c.compactGarbageRatio,
       readCacheBytes: c.readCacheBytes,
+      tombstoneGraceMs: c.tombstoneGraceMs,
+      // Versions of writes that come without one (straight to the node) are stamped here.
+      origin: originOf(`node ${resolve(c.dataDir)}`),
       log: this.log,
     });
     const gate = new UploadGate(c.maxInflightUploads, c.maxInflightBytes);
@@ -69,7 +73,6 @@ export class NodeService implements Service {
       store,
       gate,
       idle: new IdleWatch(c.bodyTimeoutMs),
-      deletes: new RecentDeletes(),
       log: this.log,
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
       now: () => performance.now(),

@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { etagOf, formatChecksum, parseChecksum } from "../common/checksum.js";
-import { BackpackError, toBackpackError } from "../common/errors.js";
+import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
+import {
+  formatVersion,
+  parseVersion,
+  VERSION_HEADER,
+  versionTimeMs,
+  type Version,
+} from "../common/version.js";
 import { checkBearer, sendError } from "../common/http.js";
 import { idleError, readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
 import type { NodeContext } from "./context.js";
@@ -31,6 +38,7 @@ export async function handlePut(
   const declared = chunked ? undefined : lengthHeader === undefined ? 0 : Number(lengthHeader);
   if (declared !== undefined && declared > maxBodyBytes) throw tooLarge(maxBodyBytes);
   const expectedCrc = expectedChecksum(req.headers["x-backpack-checksum"]);
+  const version = requestVersion(req);
   const contentType = req.headers["content-type"];
   if (contentType !== undefined && contentType.length > MAX_CONTENT_TYPE_CHARS) {
     throw new BackpackError(
@@ -84,11 +92,13 @@ export async function handlePut(
       maxBytes: maxBodyBytes,
       contentType,
       expectedCrc,
+      version,
       signal: abort?.signal,
     });
     res.writeHead(201, {
       etag: etagOf(info.bodyCrc, info.size),
       "x-backpack-checksum": formatChecksum(info.bodyCrc),
+      [VERSION_HEADER]: formatVersion(info.version),
       "content-length": 0,
     });
     res.end();
@@ -96,14 +106,18 @@ export async function handlePut(
   } catch (err) {
     if (res.headersSent) return; // already answered (idle timeout)
     // The abort reason names what really happened; the store may only have seen "aborted".
-    throw abort?.signal.aborted ? toBackpackError(abort.signal.reason) : err;
+    throw abort?.signal.aborted ? toBackpackError(abort.signal.reason) : withHeldVersion(res, err);
   } finally {
     if (abort) req.off("close", onClose);
     ctx.gate.leave(reserved);
   }
 }
 
-/** DELETE of a key: authorised; 204 once the tombstone is durable, 404 when there was nothing. */
+/**
+ * DELETE of a key: authorised; 204 once the tombstone is durable (with the removed object's size), 404 when
+ * there was no object. With `X-Backpack-Version` the tombstone is written in both cases (a copy still on its
+ * way must not bring the file back), and a node holding that version or a newer one answers 409.
+ */
 export async function handleDelete(
   ctx: NodeContext,
   req: IncomingMessage,
@@ -112,13 +126,42 @@ export async function handleDelete(
 ): Promise<void> {
   const started = ctx.now();
   checkBearer(req, ctx.token);
+  const version = requestVersion(req);
   checkWriteConditions(ctx, req, res, key);
-  const deleted = await ctx.store.delete(key);
+  const size = ctx.store.stat(key)?.size;
+  let deleted: boolean;
+  try {
+    deleted = await ctx.store.delete(key, { version });
+  } catch (err) {
+    throw withHeldVersion(res, err);
+  }
+  const held = ctx.store.held(key);
+  if (held) res.setHeader(VERSION_HEADER, formatVersion(held.version));
   if (!deleted) throw notFound(key);
-  ctx.deletes.note(key, Date.now());
-  res.writeHead(204);
+  res.writeHead(204, size === undefined ? {} : { "x-backpack-size": size });
   res.end();
   ctx.stats.deletes.add(0, ctx.now() - started);
+}
+
+/** `X-Backpack-Version` of a write, or undefined; a malformed one is refused (400). */
+function requestVersion(req: IncomingMessage): Version | undefined {
+  const text = single(req.headers[VERSION_HEADER]);
+  if (text === undefined) return undefined;
+  const version = parseVersion(text);
+  if (version === undefined) {
+    throw new BackpackError(
+      "BAD_REQUEST",
+      "X-Backpack-Version must be a version: 16 digits (µs since the epoch), '-', 4 hex digits (origin)",
+    );
+  }
+  return version;
+}
+
+/** A STALE_VERSION refusal answers with the held version in `X-Backpack-Version` too. */
+function withHeldVersion(res: ServerResponse, err: unknown): unknown {
+  const current = hasCode(err, "STALE_VERSION") ? toBackpackError(err).details?.current : undefined;
+  if (typeof current === "string" && !res.headersSent) res.setHeader(VERSION_HEADER, current);
+  return err;
 }
 
 /**
@@ -138,7 +181,9 @@ function checkWriteConditions(
   if (ifNoneMatch === undefined && ifUnmodifiedSince === undefined) return;
   const info = ctx.store.stat(key);
   const current = info && { etag: etagOf(info.bodyCrc, info.size), modifiedMs: info.writeTime };
-  if (!writePreconditionFails({ ifNoneMatch, ifUnmodifiedSince }, current, ctx.deletes.get(key))) return;
+  const held = ctx.store.held(key);
+  const deletedMs = held?.deleted ? versionTimeMs(held.version) : undefined;
+  if (!writePreconditionFails({ ifNoneMatch, ifUnmodifiedSince }, current, deletedMs)) return;
   if (current) res.setHeader("etag", current.etag);
   throw new BackpackError(
     "PRECONDITION_FAILED",

@@ -87,6 +87,12 @@ export const command: Command = {
         description: "idle time allowed between pieces of a request body",
         default: "30s",
       },
+      {
+        name: "tombstone-grace",
+        type: "string",
+        description: "how long a delete is remembered; a node away longer must be refilled, not merged",
+        default: "7d",
+      },
       logLevelOption("info"),
     ],
     notes: `
@@ -132,6 +138,7 @@ Example:
       maxInflightUploads: optInt(args, "max-inflight-uploads", 1),
       headersTimeoutMs: ms("headers-timeout"),
       bodyTimeoutMs: ms("body-timeout"),
+      tombstoneGraceMs: ms("tombstone-grace"),
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
       writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
     });
