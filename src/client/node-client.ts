@@ -1,9 +1,15 @@
 import { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
-import { BackpackError, isErrorCode, type ErrorCode } from "../common/errors.js";
+import { BackpackError, hasCode, isErrorCode, toBackpackError, type ErrorCode } from "../common/errors.js";
 import { keyToPath, validateKey } from "../common/key.js";
 import { formatChecksum, parseChecksum } from "../common/checksum.js";
-import { httpDate } from "../common/http.js";
+import {
+  compareVersions,
+  formatVersion,
+  parseVersion,
+  VERSION_HEADER,
+  type Version,
+} from "../common/version.js";
 import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
 
 /**
@@ -13,6 +19,8 @@ import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js
  * - `GET`/`HEAD /<key>` → 200 with `Content-Length`, `Content-Type`, `ETag`, `Last-Modified`,
  *   `X-Backpack-Checksum`; 404 when absent; 502 CHECKSUM_MISMATCH when the stored record is corrupt.
  * - `DELETE /<key>` → 204, or 404 when absent.
+ * - Writes and deletes may carry `X-Backpack-Version`; a node holding that version or a newer one answers 409
+ *   STALE_VERSION with the version it holds in `X-Backpack-Version` (also on 201, 200 and 204 answers).
  */
 export interface NodeObject {
   size: number;
@@ -20,6 +28,8 @@ export interface NodeObject {
   contentType: string;
   etag: string;
   lastModified: string;
+  /** Undefined from a node that predates versions. */
+  version: Version | undefined;
 }
 
 export interface NodeRequestOptions {
@@ -37,32 +47,42 @@ export class NodeClient {
     private readonly reader?: ReadClient,
   ) {}
 
-  /** Streams a body to `<base>/<key>`; resolves with the stored checksum once the node has it durably. */
+  /**
+   * Streams a body to `<base>/<key>`; resolves with the stored checksum and version once the node has it
+   * durably. With a `version`, a node holding that version or a newer one refuses: STALE_VERSION with
+   * `details.current` (the version it holds, as text).
+   */
   async put(
     base: string,
     key: string,
     body: Buffer | AsyncIterable<Uint8Array>,
-    options: NodeRequestOptions & { size?: number; contentType?: string; expectedCrc?: number } = {},
-  ): Promise<{ crc: number }> {
+    options: NodeRequestOptions & {
+      size?: number;
+      contentType?: string;
+      expectedCrc?: number;
+      version?: Version;
+    } = {},
+  ): Promise<{ crc: number; version: Version | undefined }> {
     const headers: Record<string, string> = this.authHeaders(options);
     if (options.size !== undefined) headers["content-length"] = String(options.size);
     if (options.contentType) headers["content-type"] = options.contentType;
     if (options.expectedCrc !== undefined)
       headers["x-backpack-checksum"] = formatChecksum(options.expectedCrc);
+    if (options.version) headers[VERSION_HEADER] = formatVersion(options.version);
     const res = await this.send(base, key, "PUT", { headers, body, ...options });
+    if (res.statusCode === 409) throw await staleError(res, base, key);
     await expectStatus(res, [201], base, key);
     const crc = parseChecksum(headerText(res.headers["x-backpack-checksum"]));
     if (crc === undefined)
       throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a checksum`);
-    return { crc };
+    return { crc, version: parseVersion(headerText(res.headers[VERSION_HEADER])) };
   }
 
   /**
-   * A replication copy: stores the body unless the node already holds version `etag` (`"same"`) or has a
-   * change written after `notAfterMs`, a newer write or a delete (`"newer"`): a copy of an older task must
-   * not overwrite either. One request, with `If-None-Match` and `If-Unmodified-Since`.
+   * A replication copy of one version: `"stored"`, `"same"` when the node already holds that version, or
+   * `"newer"` when it holds a newer one (a later write or delete: the copy is not needed).
    */
-  async putIfOlder(
+  async copy(
     base: string,
     key: string,
     body: Buffer | AsyncIterable<Uint8Array>,
@@ -70,46 +90,43 @@ export class NodeClient {
       size: number;
       contentType?: string;
       expectedCrc: number;
-      etag: string;
-      notAfterMs: number;
+      version: Version;
     },
   ): Promise<"stored" | "same" | "newer"> {
-    const headers: Record<string, string> = {
-      ...this.authHeaders(options),
-      "content-length": String(options.size),
-      "x-backpack-checksum": formatChecksum(options.expectedCrc),
-      "if-none-match": options.etag,
-      "if-unmodified-since": httpDate(options.notAfterMs),
-    };
-    if (options.contentType) headers["content-type"] = options.contentType;
-    const res = await this.send(base, key, "PUT", { ...options, headers, body });
-    if (res.statusCode === 412) {
-      await res.body.dump();
-      return headerText(res.headers.etag) === options.etag ? "same" : "newer";
+    try {
+      await this.put(base, key, body, options);
+      return "stored";
+    } catch (err) {
+      return sameOrNewer(err, options.version);
     }
-    await expectStatus(res, [201], base, key);
-    await res.body.dump();
-    return "stored";
   }
 
-  /** A replicated delete: `"newer"` (412) when the node holds a version written after `notAfterMs`. */
-  async deleteIfOlder(
+  /**
+   * A versioned delete: the node records a tombstone of `version` whether or not it holds the file.
+   * `"deleted"` (with the removed size) or `"absent"` when it held no file, `"same"` / `"newer"` (with the
+   * version it holds) when it already holds that version or a newer one.
+   */
+  async deleteVersion(
     base: string,
     key: string,
-    options: NodeRequestOptions & { notAfterMs: number },
-  ): Promise<"deleted" | "absent" | "newer"> {
-    const headers = {
-      ...this.authHeaders(options),
-      "if-unmodified-since": httpDate(options.notAfterMs),
-    };
+    options: NodeRequestOptions & { version: Version },
+  ): Promise<
+    | { state: "deleted"; size: number | undefined }
+    | { state: "absent" | "same" }
+    | { state: "newer"; current: Version | undefined }
+  > {
+    const headers = { ...this.authHeaders(options), [VERSION_HEADER]: formatVersion(options.version) };
     const res = await this.send(base, key, "DELETE", { ...options, headers });
-    if (res.statusCode === 412 || res.statusCode === 404) {
-      await res.body.dump();
-      return res.statusCode === 412 ? "newer" : "absent";
+    if (res.statusCode === 409) {
+      const stale = await staleError(res, base, key);
+      const state = sameOrNewer(stale, options.version);
+      return state === "same" ? { state } : { state, current: staleCurrent(stale) };
     }
-    await expectStatus(res, [204], base, key);
+    await expectStatus(res, [204, 404], base, key);
     await res.body.dump();
-    return "deleted";
+    if (res.statusCode === 404) return { state: "absent" };
+    const size = Number(headerText(res.headers["x-backpack-size"]));
+    return { state: "deleted", size: Number.isSafeInteger(size) ? size : undefined };
   }
 
   /** HEAD: the object's metadata, or undefined when the node does not have it. */
@@ -259,6 +276,33 @@ export async function expectStatus(
   throw new BackpackError(code, message, { details: { status: res.statusCode } });
 }
 
+/** The STALE_VERSION error of a 409 answer, naming the version the node holds (`details.current`). */
+async function staleError(res: Dispatcher.ResponseData, base: string, key: string): Promise<BackpackError> {
+  await res.body.dump();
+  const current = headerText(res.headers[VERSION_HEADER]);
+  return new BackpackError(
+    "STALE_VERSION",
+    `${base} holds ${key} in version ${current || "?"}, as new or newer`,
+    {
+      details: { status: 409, current },
+    },
+  );
+}
+
+/** The version a node holds, from its STALE_VERSION refusal (undefined for any other error). */
+export function staleCurrent(err: unknown): Version | undefined {
+  if (!hasCode(err, "STALE_VERSION")) return undefined;
+  const current = toBackpackError(err).details?.current;
+  return typeof current === "string" ? parseVersion(current) : undefined;
+}
+
+/** A copy or delete refused as stale: the node holds exactly this version (`same`) or a newer one. */
+function sameOrNewer(err: unknown, version: Version): "same" | "newer" {
+  if (!hasCode(err, "STALE_VERSION")) throw err;
+  const current = staleCurrent(err);
+  return current && compareVersions(current, version) === 0 ? "same" : "newer";
+}
+
 export function headerText(v: string | string[] | undefined): string {
   return Array.isArray(v) ? (v[0] ?? "") : (v ?? "");
 }
@@ -270,5 +314,6 @@ export function objectOf(headers: Record<string, string | string[] | undefined>)
     contentType: headerText(headers["content-type"]) || "application/octet-stream",
     etag: headerText(headers.etag),
     lastModified: headerText(headers["last-modified"]),
+    version: parseVersion(headerText(headers[VERSION_HEADER])),
   };
 }

@@ -2,6 +2,8 @@ import { Counter, Histogram, type Registry } from "prom-client";
 import type { ClusterMap } from "../cluster/types.js";
 import type { NodeClient } from "../client/node-client.js";
 import type { Logger } from "../common/logger.js";
+import type { HybridClock } from "../common/version.js";
+import type { AckedVersions } from "./acked-versions.js";
 import type { CoordinatorConfig } from "./config.js";
 import type { NodeHealth } from "./node-health.js";
 import type { QueueGate } from "./queue-gate.js";
@@ -36,6 +38,10 @@ export interface CoordinatorContext {
   readonly random: Random;
   /** Wall clock, ms since the epoch (task timestamps, uptime). */
   readonly now: () => number;
+  /** Stamps the version of every write and delete this coordinator takes. */
+  readonly clock: HybridClock;
+  /** The versions this coordinator acknowledged lately: reads never serve anything older. */
+  readonly acked: AckedVersions;
 }
 
 export interface CoordinatorMetrics {

@@ -3,6 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { keyFromTarget, parseShardKey } from "../common/key.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
+import { compareVersions, parseVersion, VERSION_HEADER, type Version } from "../common/version.js";
 import type { CoordinatorContext } from "./context.js";
 import { orderServers } from "./shard-chooser.js";
 
@@ -29,6 +30,7 @@ export const FORWARD_RESPONSE = [
   "last-modified",
   "cache-control",
   "x-backpack-checksum",
+  "x-backpack-version",
 ];
 
 /**
@@ -37,6 +39,11 @@ export const FORWARD_RESPONSE = [
  * a timeout moves on to the next server; 2xx, 304, 412 and 416 are answers. The body is streamed through.
  * 404 only when every server said it does not have the file; when some could not be asked, 503 (the file may
  * be on one of them). A file just written is readable at once: its first server holds it before the 200.
+ *
+ * Reads never go back in time from what this coordinator acknowledged: a server answering with an older version
+ * than the last write or delete the coordinator answered for this address (a copy or a delete not applied
+ * there yet) is passed over like a failed one; when no server has that version, the answer is 404 after a
+ * delete and 503 after a write, never the old bytes.
  */
 export async function handleRead(
   ctx: CoordinatorContext,
@@ -45,7 +52,7 @@ export async function handleRead(
 ): Promise<void> {
   const { shardId, key } = parseShardKey(keyFromTarget(req.url ?? "/"));
   const snapshot = ctx.map.snapshot();
-  const shard = snapshot.shards[shardId];
+  const shard = Object.hasOwn(snapshot.shards, shardId) ? snapshot.shards[shardId] : undefined;
   if (shard === undefined) {
     ctx.metrics.reads.inc({ result: "not_found" });
     throw new BackpackError("NOT_FOUND", `no shard ${shardId}`);
@@ -58,6 +65,10 @@ export async function handleRead(
   }
   let notFound = 0;
   const failures: string[] = [];
+  const acked = ctx.acked.get(`${shardId}:${key}`);
+  let behind = 0;
+  /** Servers that remember a delete at least as new as the acknowledged version. */
+  let deletedSince = 0;
   const order = orderServers(shard.servers, (s) => ctx.health.isSuspect(s), ctx.random);
   for (const [i, serverId] of order.entries()) {
     if (i > 0) ctx.metrics.readFailovers.inc();
@@ -82,6 +93,16 @@ export async function handleRead(
       continue;
     }
     const status = upstream.status;
+    if (acked && status < 500) {
+      const older = olderThan(upstream.headers[VERSION_HEADER], acked.version);
+      if (older && status !== 404) {
+        upstream.stream?.destroy();
+        behind++;
+        ctx.health.recordSuccess(serverId);
+        continue;
+      }
+      if (!older && status === 404) deletedSince++;
+    }
     if (status === 404 || status >= 500) {
       upstream.stream?.destroy();
       if (status === 404) {
@@ -113,9 +134,19 @@ export async function handleRead(
     });
     return;
   }
-  if (failures.length === 0) {
+  const gone = acked === undefined ? failures.length === 0 : acked.deleted || deletedSince > 0;
+  if (gone) {
     ctx.metrics.reads.inc({ result: "not_found" });
     throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`);
+  }
+  if (acked) {
+    ctx.metrics.reads.inc({ result: "failed" });
+    throw new BackpackError(
+      "UNAVAILABLE",
+      `${shardId}:${key}: no server holds the version this coordinator acknowledged yet ` +
+        `(${behind} older, ${notFound} without it${failures.length > 0 ? `, ${failures.join("; ")}` : ""})`,
+      { retryAfterSec: 1 },
+    );
   }
   ctx.metrics.reads.inc({ result: "failed" });
   throw new BackpackError(
@@ -123,6 +154,12 @@ export async function handleRead(
     `${shardId}:${key} could not be read: ${notFound} server(s) do not have it, ${failures.join("; ")}`,
     { retryAfterSec: 1 },
   );
+}
+
+/** True when a server's answer is older than `version` (an answer without a version predates versions). */
+function olderThan(text: string | undefined, version: Version): boolean {
+  const served = parseVersion(text);
+  return served === undefined || compareVersions(served, version) < 0;
 }
 
 export function serverBase(snapshot: ClusterSnapshot, serverId: string): string | undefined {

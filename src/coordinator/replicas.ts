@@ -5,18 +5,30 @@ import type { ReplicationTask } from "../queue/types.js";
 import type { BodySource } from "./body-source.js";
 import type { CoordinatorContext } from "./context.js";
 import { orderServers } from "./shard-chooser.js";
+import { staleCurrent } from "../client/node-client.js";
+import { formatVersion, type Version } from "../common/version.js";
 
 export interface StoredUpload {
   /** The server that holds the upload durably. */
   serverId: string;
   crc: number;
+  /** The version it was stored with; every copy carries it. */
+  version: Version;
+  contentType: string | undefined;
 }
+
+/** Times one node may refuse an upload as older than what it holds before the upload fails. */
+const STALE_RETRIES = 3;
 
 /**
  * Writes the body to one server of the shard: healthy ones first, the next one when a server fails before
  * committing. The node answers 201 only once the bytes are durable, with the CRC it stored, which is checked
  * against the CRC of what the client sent. Throws CLIENT_ABORTED when the client goes away (the upstream
  * request is aborted with it, so no node indexes a partial record), and UNAVAILABLE when no server took it.
+ *
+ * The upload is stamped with a version from the coordinator's clock. A node that holds that version or a newer
+ * one of the key (a write stamped by a coordinator whose clock is ahead) refuses it; the clock then moves past
+ * the node's version and the upload is stamped again, so that a write made after another one always wins.
  */
 export async function storeFirstReplica(
   ctx: CoordinatorContext,
@@ -37,12 +49,7 @@ export async function storeFirstReplica(
       // Small bodies usually arrive in one piece: one buffer makes one write upstream.
       const small = body.size <= 64 * 1024;
       if (small) await body.whole();
-      const payload = (small ? body.buffer() : undefined) ?? body.open();
-      const { crc } = await ctx.nodes.put(base, key, payload, {
-        size: body.size,
-        ...(contentType ? { contentType } : {}),
-        ...(body.complete ? { expectedCrc: body.crc } : {}),
-      });
+      const { crc, version } = await putNewest(ctx, base, key, body, small, contentType);
       // The node answered after reading the whole body, so `body.crc` covers every byte by now.
       if (crc !== body.crc) {
         throw new BackpackError(
@@ -51,11 +58,18 @@ export async function storeFirstReplica(
         );
       }
       ctx.health.recordSuccess(serverId);
-      return { serverId, crc };
+      return { serverId, crc, version, contentType };
     } catch (err) {
       if (body.failure) throw body.failure;
       const e = toBackpackError(err);
       if (hasCode(e, "CLIENT_ABORTED")) throw e;
+      if (hasCode(e, "STALE_VERSION")) {
+        throw new BackpackError(
+          "UNAVAILABLE",
+          `/${key} is being written by another client at the same time; retry`,
+          { cause: e, retryAfterSec: 1 },
+        );
+      }
       const status = e.details?.status;
       if (typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429) {
         // The node refused this request itself (a wrong node token, a key or size it does not take): every
@@ -75,6 +89,34 @@ export async function storeFirstReplica(
     `Could not upload file /${key} to any node: ${tried.join(",") || "(none reachable)"}`,
     { cause: lastError, retryAfterSec: 1, details: lastError ? { last_error: lastError.message } : {} },
   );
+}
+
+/** One PUT of the upload to a node, stamped again (up to STALE_RETRIES times) while the node holds newer. */
+async function putNewest(
+  ctx: CoordinatorContext,
+  base: string,
+  key: string,
+  body: BodySource,
+  small: boolean,
+  contentType: string | undefined,
+): Promise<{ crc: number; version: Version }> {
+  for (let attempt = 0; ; attempt++) {
+    const version = ctx.clock.next();
+    try {
+      const payload = (small ? body.buffer() : undefined) ?? body.open();
+      const { crc } = await ctx.nodes.put(base, key, payload, {
+        size: body.size,
+        version,
+        ...(contentType ? { contentType } : {}),
+        ...(body.complete ? { expectedCrc: body.crc } : {}),
+      });
+      return { crc, version };
+    } catch (err) {
+      const current = staleCurrent(err);
+      if (current === undefined || attempt >= STALE_RETRIES || !body.replayable) throw err;
+      ctx.clock.observe(current);
+    }
+  }
 }
 
 export interface ReplicationOutcome {
@@ -112,6 +154,7 @@ export async function replicate(
     crc: formatChecksum(stored.crc),
     size: body.size,
     createdAt: ctx.now(),
+    version: formatVersion(stored.version),
   });
   let toCopy = others;
   if (!all && ctx.queue.usable) {
@@ -160,9 +203,14 @@ async function directCopy(
   const source = snapshot.servers[stored.serverId]?.url;
   if (base === undefined || source === undefined) return false;
   try {
-    const options = { size: body.size, expectedCrc: stored.crc };
+    const options = {
+      size: body.size,
+      expectedCrc: stored.crc,
+      version: stored.version,
+      ...(stored.contentType ? { contentType: stored.contentType } : {}),
+    };
     if (body.replayable && body.complete) {
-      await ctx.nodes.put(base, key, body.buffer() ?? body.open(), options);
+      await ctx.nodes.copy(base, key, body.buffer() ?? body.open(), options);
     } else {
       const res = await ctx.nodes.get(source, key);
       if (res.statusCode !== 200) {
@@ -172,7 +220,7 @@ async function directCopy(
           `${source} answered ${res.statusCode} when read for a copy`,
         );
       }
-      await ctx.nodes.put(base, key, res.body, options);
+      await ctx.nodes.copy(base, key, res.body, options);
     }
     ctx.health.recordSuccess(target);
     ctx.metrics.directCopies.inc({ result: "ok" });

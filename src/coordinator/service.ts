@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Agent } from "undici";
 import { BackpackError, toBackpackError } from "../common/errors.js";
@@ -6,12 +7,14 @@ import type { Logger } from "../common/logger.js";
 import { silentLogger } from "../common/logger.js";
 import { createRegistry, sendMetrics } from "../common/metrics.js";
 import type { Service } from "../common/service.js";
+import { HybridClock } from "../common/version.js";
 import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { createAgent } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
 import { ReadClient } from "../client/read-client.js";
 import type { CoordinatorConfig } from "./config.js";
+import { AckedVersions } from "./acked-versions.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
 import { handleDelete } from "./delete-handler.js";
 import { NodeHealth } from "./node-health.js";
@@ -91,6 +94,9 @@ export class CoordinatorService implements Service {
       writeToken: config.writeToken === undefined ? undefined : Buffer.from(config.writeToken, "utf8"),
       random: deps.random ?? Math.random,
       now,
+      // The origin only breaks ties between coordinators stamping the same microsecond: drawn per start.
+      clock: new HybridClock(randomInt(0x10000)),
+      acked: new AckedVersions(),
     };
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(

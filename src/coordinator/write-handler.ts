@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
 import { checkBearer, sendJson } from "../common/http.js";
+import { formatVersion, VERSION_HEADER } from "../common/version.js";
 import { keyFromTarget } from "../common/key.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import { BodySource } from "./body-source.js";
@@ -78,11 +79,13 @@ export async function handleWrite(
       );
     }
     reservation.commit();
+    ctx.acked.note(`${shard.id}:${key}`, stored.version, false);
     ctx.counters.processedUploads++;
     ctx.counters.processedBytes += body.size;
     ctx.metrics.uploads.inc({ result: "ok" });
     ctx.metrics.uploadBytes.inc(body.size);
     ctx.metrics.uploadSeconds.observe((performance.now() - started) / 1000);
+    res.setHeader(VERSION_HEADER, formatVersion(stored.version));
     sendJson(res, 200, all ? { shard_id: shard.id, replicas: outcome.holding } : { shard_id: shard.id });
   } catch (err) {
     reservation?.release();

@@ -1,4 +1,11 @@
-import { checksum, etagOf, parseChecksum } from "../common/checksum.js";
+import { checksum, parseChecksum } from "../common/checksum.js";
+import {
+  compareVersions,
+  legacyVersion,
+  parseVersion,
+  VERSION_HEADER,
+  type Version,
+} from "../common/version.js";
 import { hasCode, toBackpackError } from "../common/errors.js";
 import type { NodeClient } from "../client/node-client.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
@@ -18,21 +25,16 @@ export type Outcome =
   /** Something else failed: retry with backoff. */
   | { kind: "retry"; reason: string };
 
-/**
- * Clock slack when comparing a node's `Last-Modified` (whole seconds, another machine's clock) with a task's
- * `createdAt`: only an object written clearly after the task was queued counts as newer.
- */
-const NEWER_SLACK_MS = 1000;
-
 /** Files up to this size are copied through one buffer; larger ones are streamed, never held whole. */
 const BUFFER_MAX_BYTES = 256 * 1024;
 
 /**
  * Carries out one task against the storage nodes, in two requests for a copy (as a plain GET→PUT loop would):
- * GET from a source that holds the task's version, then a conditional PUT on the target (`putIfOlder`) with
- * the task's checksum as `expectedCrc`, so that the target refuses a body that does not match (a corrupt
- * source, a truncated stream: the next source is tried), a version it already holds (skipped), and anything
- * older than a write or delete it has seen since the task was queued (superseded). Small files pass through
+ * GET from a source that holds the task's version, then a PUT of that version on the target with the task's
+ * checksum as `expectedCrc`, so that the target refuses a body that does not match (a corrupt source, a
+ * truncated stream: the next source is tried), and answers 409 for a version it already holds (skipped) or
+ * when it holds a newer write or delete (superseded: the refusal means the task is done). A delete writes a
+ * tombstone of the task's version on the target, also where the file never arrived. Small files pass through
  * one buffer; larger ones are streamed, never held whole.
  */
 export class Copier {
@@ -45,14 +47,15 @@ export class Copier {
     const target = map.servers[task.target];
     if (!target) return { kind: "retry", reason: `target server ${task.target} is not in the cluster map` };
     const req = { timeoutMs: this.options.timeoutMs, token: this.options.token };
-    // Only a change clearly after the task was queued counts as newer (HTTP dates have whole seconds).
-    const notAfterMs = task.createdAt + NEWER_SLACK_MS;
+    const version = taskVersion(task);
+    if (version === undefined)
+      return { kind: "retry", reason: `the task's version ${task.version} is not valid` };
 
     if (task.op === "delete") {
       try {
-        const done = await this.client.deleteIfOlder(target.url, task.key, { ...req, notAfterMs });
-        if (done === "newer") return { kind: "superseded", reason: NEWER };
-        return done === "deleted" ? { kind: "deleted" } : { kind: "skipped" };
+        const done = await this.client.deleteVersion(target.url, task.key, { ...req, version });
+        if (done.state === "newer") return { kind: "superseded", reason: NEWER };
+        return done.state === "deleted" ? { kind: "deleted" } : { kind: "skipped" };
       } catch (err) {
         return failure(err, `DELETE ${target.url}`);
       }
@@ -89,10 +92,19 @@ export class Copier {
         continue;
       }
       const sourceCrc = parseChecksum(res.headers["x-backpack-checksum"] ?? "");
-      if (sourceCrc !== crc) {
-        // Overwritten since the task was queued (or a stale replica): not the version this task is about.
+      const sourceVersion = parseVersion(res.headers[VERSION_HEADER]);
+      if (sourceVersion === undefined) {
         res.stream?.destroy();
-        gone++;
+        problems.push(`GET ${source.url} answered without a version (a node older than this replicator)`);
+        continue;
+      }
+      // A task queued before versions existed names its version by checksum only.
+      const order = task.version === undefined ? 0 : compareVersions(sourceVersion, version);
+      if (order !== 0 || sourceCrc !== crc) {
+        // Overwritten or deleted since the task was queued (its own task covers that), or a replica that lags.
+        res.stream?.destroy();
+        if (order < 0) problems.push(`${source.url} does not hold the task's version yet`);
+        else gone++;
         continue;
       }
       const size = Number(res.headers["content-length"]);
@@ -109,13 +121,12 @@ export class Copier {
         body = watch(res.stream!, () => (sourceFailed = true));
       }
       try {
-        const stored = await this.client.putIfOlder(target.url, task.key, body, {
+        const stored = await this.client.copy(target.url, task.key, body, {
           ...req,
           size,
           contentType: res.headers["content-type"] || undefined,
           expectedCrc: crc,
-          etag: etagOf(crc, size),
-          notAfterMs,
+          version: sourceVersion,
         });
         if (stored !== "stored") res.stream?.destroy();
         if (stored === "same") return { kind: "skipped" };
@@ -130,7 +141,7 @@ export class Copier {
         }
         // A node answers a conditional PUT of a large body (over 4 MiB) before reading it and then closes the
         // connection, which a client still sending may see as a reset: look whether the target has it.
-        if (await this.targetHolds(target.url, task.key, etagOf(crc, size), req)) return { kind: "skipped" };
+        if (await this.targetHolds(target.url, task.key, sourceVersion, req)) return { kind: "skipped" };
         return failure(err, `PUT ${target.url}`);
       }
     }
@@ -140,22 +151,31 @@ export class Copier {
     return { kind: "retry", reason: problems.join("; ") || "the shard lists no source" };
   }
 
-  /** Whether the target answers HEAD with this ETag (false when it cannot be asked either). */
+  /** Whether the target answers HEAD with this version (false when it cannot be asked either). */
   private async targetHolds(
     url: string,
     key: string,
-    etag: string,
+    version: Version,
     req: { timeoutMs: number; token: string | undefined },
   ): Promise<boolean> {
     try {
-      return (await this.client.head(url, key, req))?.etag === etag;
+      const held = (await this.client.head(url, key, req))?.version;
+      return held !== undefined && compareVersions(held, version) === 0;
     } catch {
       return false;
     }
   }
 }
 
-const NEWER = "the target has a write or delete made after the task was queued";
+const NEWER = "the target holds a newer write or delete";
+
+/**
+ * The version a task is about; a task queued before versions existed stands for a version stamped when it was
+ * queued (its `createdAt`), which is what its delete meant: remove what was written before then.
+ */
+function taskVersion(task: ReplicationTask): Version | undefined {
+  return task.version === undefined ? legacyVersion(task.createdAt) : parseVersion(task.version);
+}
 
 /** Transport failures (refused, reset, timeout) mean the node is away; anything else is retried as is. */
 function failure(err: unknown, what: string): Outcome {
