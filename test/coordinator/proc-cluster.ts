@@ -52,11 +52,11 @@ export class ProcCluster {
     return r.stdout;
   }
 
-  async startNode(id: string): Promise<ChildHandle> {
+  async startNode(id: string, extra: string[] = []): Promise<ChildHandle> {
     const port = await freePort();
     const node = await this.track({
       command: "backpack",
-      args: [join(this.dir, `node-${id}`), "127.0.0.1", String(port), "--sync", "batch"],
+      args: [join(this.dir, `node-${id}`), "127.0.0.1", String(port), "--sync", "batch", ...extra],
     });
     this.nodes.set(id, node);
     this.nodeUrls.set(id, `http://127.0.0.1:${port}`);
