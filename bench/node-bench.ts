@@ -10,13 +10,15 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
  * `npm run bench:node`: a storage node against a trivial node:http baseline, same machine, same run, same load
  * tool, PUT and GET of 1 KiB (64 connections) and 1 MiB (8 connections). Each server runs in its own process.
  * Options (env): BENCH_SECONDS per run (default 2), BENCH_ROUNDS (default 7), BENCH_SYNC (batch|none, default
- * batch), BENCH_SIZES (1kib,1mib).
+ * batch), BENCH_SIZES (1kib,1mib), BENCH_AGAINST (the path of another build's `dist/src/cli/bin/backpack.js`:
+ * that build's storage node is the baseline instead of the trivial server, to measure a change side by side).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const SYNC = process.env.BENCH_SYNC ?? "batch";
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 7));
 const BACKPACK = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
 const BASELINE = fileURLToPath(new URL("./lib/baseline-server.js", import.meta.url));
+const AGAINST = process.env.BENCH_AGAINST;
 
 interface Case {
   name: string;
@@ -60,10 +62,12 @@ async function main(): Promise<void> {
     `load tool: ${hasWrk() ? "wrk (2 threads, Lua script: a distinct key per request from a key range)" : "autocannon"}`,
   );
   console.log(
-    `method: node (sync=${SYNC}, data in ${tmpdir()}) vs baseline node:http (discards PUT bodies, answers GET`,
+    AGAINST
+      ? `method: node (sync=${SYNC}, data in ${tmpdir()}) vs the storage node of another build (${AGAINST}),`
+      : `method: node (sync=${SYNC}, data in ${tmpdir()}) vs baseline node:http (discards PUT bodies, answers GET`,
   );
   console.log(
-    `from a buffer in memory), each in its own process; after a 2 s warm-up of each, ${ROUNDS} rounds of ${SECONDS} s`,
+    `${AGAINST ? "same options" : "from a buffer in memory"}, each in its own process; after a 2 s warm-up of each, ${ROUNDS} rounds of ${SECONDS} s`,
   );
   console.log("per server, alternating which goes first; the round with the median ratio is reported.");
   console.log(
@@ -74,6 +78,7 @@ async function main(): Promise<void> {
   );
 
   const dataDir = await mkdtemp(join(tmpdir(), "backpack-bench-"));
+  const againstDir = await mkdtemp(join(tmpdir(), "backpack-bench-"));
   const servers: ServerProcess[] = [];
   const rows: string[] = [];
   let allMet = true;
@@ -81,7 +86,9 @@ async function main(): Promise<void> {
     const node = await startServerProcess(BACKPACK, ["node", dataDir, "127.0.0.1", "0", "--sync", SYNC]);
     servers.push(node);
     for (const c of CASES) {
-      const baseline = await startServerProcess(BASELINE, [String(c.bytes)]);
+      const baseline = AGAINST
+        ? await startServerProcess(AGAINST, ["node", againstDir, "127.0.0.1", "0", "--sync", SYNC])
+        : await startServerProcess(BASELINE, [String(c.bytes)]);
       servers.push(baseline);
       for (const method of ["PUT", "GET"] as const) {
         const load = (url: string, durationSec: number): Promise<LoadResult> =>
@@ -94,7 +101,10 @@ async function main(): Promise<void> {
             keys: c.keys,
             bodyBytes: method === "PUT" ? c.bytes : undefined,
           });
-        if (method === "GET") await fillKeys(node.url, `/bench/${c.bytes}/`, c.keys, c.bytes);
+        if (method === "GET") {
+          await fillKeys(node.url, `/bench/${c.bytes}/`, c.keys, c.bytes);
+          if (AGAINST) await fillKeys(baseline.url, `/bench/${c.bytes}/`, c.keys, c.bytes);
+        }
         const measured = async (server: ServerProcess): Promise<Measured> => {
           const before = server.cpuSeconds();
           const r = await load(server.url, SECONDS);
@@ -119,7 +129,8 @@ async function main(): Promise<void> {
         const { base, ours } = median(rounds, (r) => r.ours.rps / r.base.rps);
         const ratio = ours.rps / base.rps;
         const cpuRatio = base.cpuUs && ours.cpuUs ? base.cpuUs / ours.cpuUs : undefined;
-        const target = method === "GET" ? c.target.get : c.target.put;
+        // Against another build the question is what a change costs: at most 5%.
+        const target = AGAINST ? 0.95 : method === "GET" ? c.target.get : c.target.put;
         const errors = rounds.reduce((n, r) => n + r.ours.errors, 0);
         const met = ratio >= target && errors === 0;
         allMet &&= met;
@@ -139,6 +150,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
     await rm(dataDir, { recursive: true, force: true });
+    await rm(againstDir, { recursive: true, force: true });
   }
   console.log(
     "\n| run | baseline req/s | baseline p99 ms | node req/s | node p99 ms | ratio | target | baseline CPU µs/req | node CPU µs/req |",

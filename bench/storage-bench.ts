@@ -6,7 +6,10 @@
  * 1. Index heap: the store's IndexTable holding N keys, against a baseline `Map<string, {…}>` holding the same
  *    keys and fields, both measured as heap + array-buffer growth after a forced GC, minus the keys' own UTF-8
  *    bytes.
- * 2. Open to serving: a store with N objects of 100 bytes (written with sync "none" to build it quickly, then
+ * 2. Tombstones: a store that recorded N versioned deletes (of keys it never held, as a replica records deletes
+ *    for copies still on their way): heap + array buffers the store grew by, per tombstone, minus the keys'
+ *    bytes. Tombstones are index entries like objects, kept for the grace period (7 days by default).
+ * 3. Open to serving: a store with N objects of 100 bytes (written with sync "none" to build it quickly, then
  *    closed, which writes the checkpoint). Times from `openStore()` to the first read answered: with the
  *    checkpoint, with the checkpoint plus a tail of BENCH_TAIL records written after it, and the baseline of a
  *    full rescan without any checkpoint.
@@ -87,6 +90,37 @@ async function indexHeap(): Promise<void> {
   console.log(`| IndexTable (its own accounting: slots + pages + arena slack) | ${fmt(structural)} |`);
   console.log(`| baseline Map<string, object> | ${fmt(mapPerObject)} |`);
   console.log(`| ratio IndexTable / Map | ${fmt(perObject / mapPerObject, 3)} |`);
+}
+
+async function tombstoneHeap(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "backpack-bench-"));
+  try {
+    let keyBytes = 0;
+    for (let i = 0; i < N; i++) keyBytes += Buffer.byteLength(keyOf(i));
+    const store = await openStore({ dir, sync: "none", readCacheBytes: 0 });
+    const before = memory();
+    const stamp = Date.now() * 1000;
+    const CONC = 512;
+    for (let i = 0; i < N; i += CONC) {
+      const batch: Promise<unknown>[] = [];
+      for (let j = i; j < Math.min(N, i + CONC); j++) {
+        batch.push(store.delete(keyOf(j), { version: { stamp: stamp + j, origin: 1 } }));
+      }
+      await Promise.all(batch);
+    }
+    const used = memory() - before;
+    const stats = store.stats();
+    if (stats.tombstones !== N || stats.objects !== 0) throw new Error("tombstones lost");
+    console.log(`\n## Tombstones: ${fmt(N, 0)} deletes remembered (avg key ${fmt(keyBytes / N)} bytes)`);
+    console.log(`| what | bytes per tombstone |`);
+    console.log(`|---|---|`);
+    console.log(`| store heap + array buffers, beyond key bytes | ${fmt((used - keyBytes) / N)} |`);
+    console.log(`| with the key bytes | ${fmt(used / N)} |`);
+    console.log(`| on disk (tombstone records) | ${fmt(stats.liveBytes / N)} |`);
+    await store.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 async function timeToServe(dir: string, key: string): Promise<{ ms: number; scanned: number }> {
@@ -183,4 +217,5 @@ console.log(
   `objects: ${fmt(N, 0)} (BENCH_OBJECTS), tail: ${fmt(TAIL, 0)} (BENCH_TAIL); single process, no HTTP`,
 );
 await indexHeap();
+await tombstoneHeap();
 await openToServe();
