@@ -24,6 +24,8 @@ export interface CoordinatorStats {
   throttled_uploads: number;
   /** Age of the oldest unfinished replication task, ms (the replication lag); null as above. */
   replication_lag_ms: number | null;
+  /** Of the queued tasks, those waiting for a node that is down or full; null as above. */
+  queue_unreachable: number | null;
   cluster_map_connected: boolean;
   /** Servers the coordinator saw failing recently (tried last). */
   suspect_servers: string[];

@@ -34,6 +34,7 @@ export async function collectStats(ctx: CoordinatorContext, startedAt: number): 
     aborted_uploads: ctx.counters.abortedUploads,
     throttled_uploads: ctx.counters.throttledUploads,
     replication_lag_ms: queue?.oldestAgeMs ?? null,
+    queue_unreachable: queue?.unreachable ?? null,
     cluster_map_connected: ctx.map.connected,
     suspect_servers: ctx.health.suspects(),
   };

@@ -6,6 +6,7 @@ import { OpLog } from "./op-log.js";
 import { createdAtOf, decodeTask, encodeTask, newTaskId } from "./task.js";
 import type {
   DeadLetter,
+  FailOptions,
   LeasedTask,
   QueueOptions,
   QueueStats,
@@ -20,13 +21,15 @@ interface Entry {
   dueAt: number;
   /** 0 when not leased. Leases live in memory only: after a restart every task is due again. */
   leasedUntil: number;
+  /** Given back last for an unreachable target (see `fail`); cleared when leased again. */
+  unreachable: boolean;
 }
 
 /** Log records (short names: the log is rewritten often and read at every start). */
 type Record =
-  | { o: "p"; id: string; raw: string; n?: number; d?: number }
+  | { o: "p"; id: string; raw: string; n?: number; d?: number; u?: 1 }
   | { o: "a"; id: string }
-  | { o: "r"; id: string; n: number; d: number }
+  | { o: "r"; id: string; n: number; d: number; u?: 1 }
   | { o: "d"; id: string; raw: string; reason: string; n: number; f: number };
 
 /** How often a waiting `lease` looks again for tasks whose backoff or lease ran out. */
@@ -111,17 +114,17 @@ export class EmbeddedQueue implements ReplicationQueue {
     if (records.length > 0) await this.commit(records);
   }
 
-  async fail(
-    id: string,
-    reason: string,
-    options: { retryAfterMs?: number; fatal?: boolean } = {},
-  ): Promise<void> {
+  async fail(id: string, reason: string, options: FailOptions = {}): Promise<void> {
     this.check();
     const e = this.tasks.get(id);
     if (!e) return;
     const now = this.now();
     let record: Record;
-    if (options.fatal || e.attempts >= this.maxAttempts) {
+    if (options.unreachable && !options.fatal) {
+      // Not an attempt: the lease that counted it is taken back, so waiting for a node costs nothing.
+      const delay = options.retryAfterMs ?? backoffMs(1, this.baseMs, this.maxMs, this.random);
+      record = { o: "r", id, n: Math.max(0, e.attempts - 1), d: now + delay, u: 1 };
+    } else if (options.fatal || e.attempts >= this.maxAttempts) {
       record = { o: "d", id, raw: e.raw, reason, n: e.attempts, f: now };
       this.logger.warn({ id, reason, attempts: e.attempts }, "task dead-lettered");
     } else {
@@ -137,16 +140,21 @@ export class EmbeddedQueue implements ReplicationQueue {
     let oldest = now;
     let leased = 0;
     let due = 0;
+    let unreachable = 0;
     for (const e of this.tasks.values()) {
       if (e.createdAt < oldest) oldest = e.createdAt;
       if (e.leasedUntil > now) leased++;
-      else if (e.dueAt <= now) due++;
+      else {
+        if (e.dueAt <= now) due++;
+        if (e.unreachable) unreachable++;
+      }
     }
     return {
       depth: this.tasks.size,
       oldestAgeMs: Math.max(0, now - oldest),
       leased,
       due,
+      unreachable,
       deadLetters: this.dead.size,
     };
   }
@@ -179,6 +187,7 @@ export class EmbeddedQueue implements ReplicationQueue {
       out.push({ id, raw: e.raw, attempts: e.attempts, task: "task" in decoded ? decoded.task : undefined });
       e.attempts++;
       e.leasedUntil = now + leaseMs;
+      e.unreachable = false;
     }
     return out;
   }
@@ -193,6 +202,7 @@ export class EmbeddedQueue implements ReplicationQueue {
           attempts: r.n ?? 0,
           dueAt: r.d ?? 0,
           leasedUntil: 0,
+          unreachable: r.u === 1,
         });
         break;
       case "a":
@@ -202,7 +212,7 @@ export class EmbeddedQueue implements ReplicationQueue {
         const e = this.tasks.get(r.id);
         if (!e) break;
         this.tasks.delete(r.id);
-        this.tasks.set(r.id, { ...e, attempts: r.n, dueAt: r.d, leasedUntil: 0 });
+        this.tasks.set(r.id, { ...e, attempts: r.n, dueAt: r.d, leasedUntil: 0, unreachable: r.u === 1 });
         break;
       }
       case "d":
@@ -230,7 +240,16 @@ export class EmbeddedQueue implements ReplicationQueue {
       return;
     if (!this.log.idle) return;
     const snapshot: Record[] = [];
-    for (const [id, e] of this.tasks) snapshot.push({ o: "p", id, raw: e.raw, n: e.attempts, d: e.dueAt });
+    for (const [id, e] of this.tasks) {
+      snapshot.push({
+        o: "p",
+        id,
+        raw: e.raw,
+        n: e.attempts,
+        d: e.dueAt,
+        ...(e.unreachable ? { u: 1 as const } : {}),
+      });
+    }
     for (const d of this.dead.values()) {
       snapshot.push({ o: "d", id: d.id, raw: d.raw, reason: d.reason, n: d.attempts, f: d.failedAt });
     }

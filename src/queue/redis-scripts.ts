@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
  *   K:created   ZSET  id → createdAt of the task (oldest = replication lag)
  *   K:dead      HASH  id → JSON dead letter {raw, reason, attempts, failedAt}
  *   K:dead-at   ZSET  id → failedAt (lists dead letters oldest first)
+ *   K:unreachable SET id of tasks given back for an unreachable target, until leased again
  */
 export interface Script {
   name: string;
@@ -19,7 +20,7 @@ export interface Script {
   keys: readonly Suffix[];
 }
 
-export type Suffix = "tasks" | "due" | "leased" | "attempts" | "created" | "dead" | "dead-at";
+export type Suffix = "tasks" | "due" | "leased" | "attempts" | "created" | "dead" | "dead-at" | "unreachable";
 
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
@@ -53,7 +54,7 @@ return added`,
  */
 export const LEASE = script(
   "lease",
-  ["tasks", "due", "leased", "attempts"],
+  ["tasks", "due", "leased", "attempts", "unreachable"],
   `
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
@@ -68,6 +69,7 @@ for _, id in ipairs(ids) do
   local raw = redis.call('HGET', KEYS[1], id)
   if raw then
     redis.call('ZADD', KEYS[3], until_, id)
+    redis.call('SREM', KEYS[5], id)
     local n = redis.call('HINCRBY', KEYS[4], id, 1)
     out[#out + 1] = id
     out[#out + 1] = raw
@@ -82,7 +84,7 @@ return out`,
 /** ARGV: leaseMs, id, ... Marks tasks leased elsewhere as leased here too, so no second worker takes them. */
 export const CLAIM = script(
   "claim",
-  ["due", "leased", "attempts"],
+  ["due", "leased", "attempts", "unreachable"],
   `
 local until_ = now + tonumber(ARGV[1])
 for i = 2, #ARGV do
@@ -90,6 +92,7 @@ for i = 2, #ARGV do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     redis.call('ZADD', KEYS[2], until_, id)
     redis.call('HINCRBY', KEYS[3], id, 1)
+    redis.call('SREM', KEYS[4], id)
   elseif redis.call('ZSCORE', KEYS[2], id) then
     redis.call('ZADD', KEYS[2], until_, id)
   end
@@ -100,7 +103,7 @@ return 1`,
 /** ARGV: id, ... Removes acknowledged tasks (a missing id is fine: acks are repeated on every server). */
 export const ACK = script(
   "ack",
-  ["tasks", "due", "leased", "attempts", "created"],
+  ["tasks", "due", "leased", "attempts", "created", "unreachable"],
   `
 local n = 0
 for _, id in ipairs(ARGV) do
@@ -109,25 +112,36 @@ for _, id in ipairs(ARGV) do
   redis.call('ZREM', KEYS[3], id)
   redis.call('HDEL', KEYS[4], id)
   redis.call('ZREM', KEYS[5], id)
+  redis.call('SREM', KEYS[6], id)
 end
 return n`,
 );
 
-/** ARGV: id, delayMs. Gives a task back, due again after the delay. */
+/**
+ * ARGV: id, delayMs, unreachable (1 or 0). Gives a task back, due again after the delay. A task given back
+ * for an unreachable target was not really tried: the lease's attempt is taken back and the task is counted
+ * in K:unreachable until it is leased again.
+ */
 export const RETRY = script(
   "retry",
-  ["tasks", "due", "leased"],
+  ["tasks", "due", "leased", "attempts", "unreachable"],
   `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+if ARGV[3] == '1' then
+  if tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[4], ARGV[1], -1) end
+  redis.call('SADD', KEYS[5], ARGV[1])
+else
+  redis.call('SREM', KEYS[5], ARGV[1])
+end
 return 1`,
 );
 
 /** ARGV: id, dead letter JSON, failedAt. Moves a task to the dead letters (only where it still exists). */
 export const BURY = script(
   "bury",
-  ["tasks", "due", "leased", "attempts", "created", "dead", "dead-at"],
+  ["tasks", "due", "leased", "attempts", "created", "dead", "dead-at", "unreachable"],
   `
 local id = ARGV[1]
 if redis.call('HDEL', KEYS[1], id) == 0 then return 0 end
@@ -137,6 +151,7 @@ redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('HSET', KEYS[6], id, ARGV[2])
 redis.call('ZADD', KEYS[7], ARGV[3], id)
+redis.call('SREM', KEYS[8], id)
 return 1`,
 );
 
@@ -163,12 +178,13 @@ end
 return out`,
 );
 
-/** Returns depth, leased now, oldest createdAt (or -1), dead letters, server time, due now. */
+/** Returns depth, leased now, oldest createdAt (or -1), dead letters, server time, due now, unreachable. */
 export const STATS = script(
   "stats",
-  ["tasks", "leased", "created", "dead", "due"],
+  ["tasks", "leased", "created", "dead", "due", "unreachable"],
   `
 local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return { redis.call('HLEN', KEYS[1]), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf'),
-  oldest[2] or '-1', redis.call('HLEN', KEYS[4]), tostring(now), redis.call('ZCOUNT', KEYS[5], '-inf', now) }`,
+  oldest[2] or '-1', redis.call('HLEN', KEYS[4]), tostring(now), redis.call('ZCOUNT', KEYS[5], '-inf', now),
+  redis.call('SCARD', KEYS[6]) }`,
 );

@@ -9,6 +9,7 @@ import { ACK, BURY, CLAIM, LEASE, PUSH, REPLAY, RETRY, STATS } from "./redis-scr
 import { decodeTask, encodeTask, newTaskId } from "./task.js";
 import type {
   DeadLetter,
+  FailOptions,
   LeasedTask,
   QueueOptions,
   QueueStats,
@@ -233,24 +234,23 @@ export class RedisQueue implements ReplicationQueue {
     }
   }
 
-  async fail(
-    id: string,
-    reason: string,
-    options: { retryAfterMs?: number; fatal?: boolean } = {},
-  ): Promise<void> {
+  async fail(id: string, reason: string, options: FailOptions = {}): Promise<void> {
     this.check();
     const held = this.held.get(id) ?? (await this.lookup(id));
     this.held.delete(id);
     if (!held) return;
-    if (options.fatal || held.attempts >= this.maxAttempts) {
+    const unreachable = options.unreachable === true && options.fatal !== true;
+    if (!unreachable && (options.fatal || held.attempts >= this.maxAttempts)) {
       const failedAt = this.now();
       const letter = JSON.stringify({ raw: held.raw, reason, attempts: held.attempts, failedAt });
       this.log.warn({ id, reason, attempts: held.attempts }, "task dead-lettered");
       await this.onAll(BURY, () => [id, letter, failedAt]);
     } else {
-      const delay = options.retryAfterMs ?? backoffMs(held.attempts, this.baseMs, this.maxMs, this.random);
+      // Waiting for an unreachable target is not an attempt: its backoff does not grow with the attempts.
+      const attempts = unreachable ? 1 : held.attempts;
+      const delay = options.retryAfterMs ?? backoffMs(attempts, this.baseMs, this.maxMs, this.random);
       const ms = Math.max(0, Math.round(delay));
-      await this.onAll(RETRY, (server) => [id, ms + this.graceOn(server, id)]);
+      await this.onAll(RETRY, (server) => [id, ms + this.graceOn(server, id), unreachable ? 1 : 0]);
     }
   }
 
@@ -268,6 +268,7 @@ export class RedisQueue implements ReplicationQueue {
             oldestAgeMs: oldest < 0 ? 0 : Math.max(0, now - oldest),
             dead: Number(r[3]),
             due: Number(r[5] ?? 0),
+            unreachable: Number(r[6] ?? 0),
           };
         } catch {
           return undefined;
@@ -290,6 +291,10 @@ export class RedisQueue implements ReplicationQueue {
       due: Math.min(
         depth,
         ok.reduce((a, p) => a + p.due, 0),
+      ),
+      unreachable: Math.min(
+        depth,
+        estimate((p) => p.unreachable),
       ),
       deadLetters: estimate((p) => p.dead),
       oldestAgeMs: Math.max(...ok.map((p) => p.oldestAgeMs)),

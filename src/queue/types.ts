@@ -56,6 +56,11 @@ export interface QueueStats {
    * down, or for a retry, are not due). What coordinators bound with `--max-backlog`.
    */
   due: number;
+  /**
+   * Tasks given back because their target (or source) could not be reached (down, disk full): they wait
+   * with backoff and cost no attempt, however long that takes. Not counted while leased.
+   */
+  unreachable: number;
   deadLetters: number;
   /** Redis only: each configured server and whether it answers right now. */
   servers?: { endpoint: string; up: boolean }[];
@@ -72,6 +77,12 @@ export interface QueueOptions {
   random?: () => number;
 }
 
+export interface FailOptions {
+  retryAfterMs?: number;
+  fatal?: boolean;
+  unreachable?: boolean;
+}
+
 export interface ReplicationQueue {
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -85,9 +96,11 @@ export interface ReplicationQueue {
   ack(ids: readonly string[]): Promise<void>;
   /**
    * Gives a leased task back: retried after a backoff with jitter (or `retryAfterMs`), dead-lettered after
-   * `maxAttempts`, or at once when `fatal` (malformed payload).
+   * `maxAttempts`, or at once when `fatal` (malformed payload). With `unreachable` the task was not really
+   * tried (its target is down or full): this lease is not counted as an attempt, the task is never
+   * dead-lettered for it, and it is counted in `stats().unreachable` until it is leased again.
    */
-  fail(id: string, reason: string, options?: { retryAfterMs?: number; fatal?: boolean }): Promise<void>;
+  fail(id: string, reason: string, options?: FailOptions): Promise<void>;
   stats(): Promise<QueueStats>;
   deadLetters(limit?: number): Promise<DeadLetter[]>;
   /** Puts dead letters back in the queue (all when `ids` is omitted); returns how many. */

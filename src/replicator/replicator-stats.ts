@@ -12,6 +12,8 @@ export interface ReplicatorStatsJson {
   oldestTaskAgeMs: number;
   /** Dead letters in the queue (all replicators). */
   deadLetters: number;
+  /** Tasks in the queue waiting for a target that is down or full (all replicators); they spend no attempt. */
+  unreachable: number;
   /** This replicator since it started: */
   copies: number;
   copiesPerSec: number;
@@ -22,6 +24,8 @@ export interface ReplicatorStatsJson {
   superseded: number;
   failures: number;
   deadLettered: number;
+  /** Tasks given back because their target was down or full (each time, no attempt spent). */
+  heldBack: number;
   inflight: number;
   /** Targets paused after transport failures (their tasks wait with backoff). */
   targetsDown: string[];
@@ -39,10 +43,12 @@ export class ReplicatorStats {
   superseded = 0;
   failures = 0;
   deadLettered = 0;
+  heldBack = 0;
   private readonly copyRate = new RateMeter(5);
   private readonly byteRate = new RateMeter(5);
   private readonly tasks: Counter<"outcome">;
   private readonly bytesCounter: Counter;
+  private readonly heldBackCounter: Counter;
   private cached: { at: number; stats: QueueStats | undefined; error?: string } = { at: 0, stats: undefined };
 
   constructor(
@@ -85,6 +91,22 @@ export class ReplicatorStats {
       "Tasks given up on (see backpack queue dead-letters)",
       (s) => s.deadLetters,
     );
+    queueGauge(
+      "backpack_replication_unreachable",
+      "Tasks waiting for a target node that is down or full",
+      (s) => s.unreachable,
+    );
+    this.heldBackCounter = new Counter({
+      name: "backpack_replicator_held_back_total",
+      help: "Tasks given back because their target was down or full (no attempt spent)",
+      registers: [registry],
+    });
+  }
+
+  /** A task went back to the queue to wait for its target (down or full). */
+  recordHeldBack(): void {
+    this.heldBack++;
+    this.heldBackCounter.inc();
   }
 
   record(outcome: Outcome | { kind: "dead" }): void {
@@ -135,6 +157,7 @@ export class ReplicatorStats {
       leased: q.stats?.leased ?? -1,
       oldestTaskAgeMs: q.stats?.oldestAgeMs ?? -1,
       deadLetters: q.stats?.deadLetters ?? -1,
+      unreachable: q.stats?.unreachable ?? -1,
       copies: this.copies,
       copiesPerSec: round(this.copyRate.perSecond(now)),
       bytes: this.bytes,
@@ -144,6 +167,7 @@ export class ReplicatorStats {
       superseded: this.superseded,
       failures: this.failures,
       deadLettered: this.deadLettered,
+      heldBack: this.heldBack,
       inflight,
       targetsDown,
       ...(q.error ? { queueError: q.error } : {}),

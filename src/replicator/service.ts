@@ -14,6 +14,7 @@ import type { ReplicationQueue } from "../queue/types.js";
 import type { ReplicatorConfig } from "./config.js";
 import { Copier } from "./copier.js";
 import { ReplicatorStats, type ReplicatorStatsJson } from "./replicator-stats.js";
+import { unavailableTarget } from "./unavailable-target.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface ReplicatorDeps {
@@ -61,7 +62,7 @@ export class ReplicatorService implements Service {
     this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
     this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
     this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
-    const copier = new Copier(new NodeClient(this.agent, {}, this.reader), {
+    const copier = new Copier(new NodeClient(this.agent.compose(unavailableTarget), {}, this.reader), {
       token: config.nodeToken,
       timeoutMs: config.requestTimeoutMs,
     });

@@ -1,7 +1,7 @@
 import type { ClusterMap } from "../cluster/types.js";
 import type { Logger } from "../common/logger.js";
 import { decodeTask } from "../queue/task.js";
-import type { LeasedTask, ReplicationQueue } from "../queue/types.js";
+import type { FailOptions, LeasedTask, ReplicationQueue } from "../queue/types.js";
 import { AckBatcher } from "./ack-batcher.js";
 import type { Copier, Outcome } from "./copier.js";
 import type { ReplicatorStats } from "./replicator-stats.js";
@@ -19,8 +19,10 @@ export interface WorkerPoolOptions {
 /**
  * Runs leased tasks: at most `concurrency` at once, at most `perTargetConcurrency` per target, and none for a
  * target paused after transport failures (those go back to the queue with a delay: a down node is not
- * hammered, its tasks land once it is back). Up to `concurrency` more leased tasks wait in a backlog, so that
- * a finished copy is followed at once by the next one instead of by a queue round trip.
+ * hammered, its tasks land once it is back). A task given back for an unreachable target spends no attempt
+ * (`unreachable`), so it is never dead-lettered for waiting, however long the node is away. Up to
+ * `concurrency` more leased tasks wait in a backlog, so that a finished copy is followed at once by the next
+ * one instead of by a queue round trip.
  */
 export class WorkerPool {
   /** Leased and not finished: running plus backlog. */
@@ -129,10 +131,17 @@ export class WorkerPool {
   /** Back to the queue until the target's pause ends, plus jitter so the tasks do not all return at once. */
   private async deferPaused(leased: LeasedTask, target: string): Promise<void> {
     const paused = this.gate.downFor(target, this.options.now());
-    await this.giveBack(leased.id, `target ${target} is down`, {
-      retryAfterMs: paused + Math.floor(this.options.random() * paused),
-    });
+    await this.waitForTarget(leased.id, `target ${target} is down`, paused);
     this.done();
+  }
+
+  /** Gives a task back for an unreachable target: no attempt spent, counted as waiting for its node. */
+  private async waitForTarget(id: string, reason: string, pauseMs: number): Promise<void> {
+    this.stats.recordHeldBack();
+    await this.giveBack(id, reason, {
+      retryAfterMs: pauseMs + Math.floor(this.options.random() * pauseMs),
+      unreachable: true,
+    });
   }
 
   private async runEntered(leased: LeasedTask, target: string): Promise<void> {
@@ -160,9 +169,7 @@ export class WorkerPool {
       case "target-down": {
         const pause = this.gate.markDown(target, this.options.now());
         this.log.warn({ target, pauseMs: pause, reason: outcome.reason }, "target unreachable");
-        await this.giveBack(leased.id, outcome.reason, {
-          retryAfterMs: pause + Math.floor(this.options.random() * pause),
-        });
+        await this.waitForTarget(leased.id, outcome.reason, pause);
         break;
       }
       case "retry":
@@ -179,11 +186,7 @@ export class WorkerPool {
     this.pump();
   }
 
-  private async giveBack(
-    id: string,
-    reason: string,
-    options: { retryAfterMs?: number; fatal?: boolean },
-  ): Promise<void> {
+  private async giveBack(id: string, reason: string, options: FailOptions): Promise<void> {
     try {
       await this.queue.fail(id, reason, options);
     } catch (err) {

@@ -116,6 +116,35 @@ export function queueSuite(name: string, open: QueueFactory): void {
     assert.deepEqual(back.map((l) => l.id).sort(), dead.map((d) => d.id).sort());
   });
 
+  void test(`${name}: waiting for an unreachable target spends no attempt, however often, and is counted`, async (t) => {
+    const q = await open(t, { maxAttempts: 2, backoffBaseMs: 10, backoffMaxMs: 20 });
+    await q.push([sampleTask(1)]);
+    // Ten times the attempts a task has: given back each time for a target that is down (or full).
+    for (let i = 0; i < 20; i++) {
+      const [l] = await leaseAll(q, 1);
+      assert.ok(l);
+      assert.equal(l.attempts, 0, "no attempt spent on waiting");
+      await q.fail(l.id, "target 2 is down", { unreachable: true, retryAfterMs: 1 });
+      const s = await q.stats();
+      assert.equal(s.depth, 1);
+      assert.equal(s.deadLetters, 0);
+      assert.equal(s.unreachable, 1, "counted as waiting for an unreachable node");
+    }
+    const [l] = await leaseAll(q, 1);
+    assert.ok(l);
+    assert.equal((await q.stats()).unreachable, 0, "a leased task is not counted as waiting");
+    // Real failures still count, and dead-letter the task after maxAttempts.
+    await q.fail(l.id, "the source lost every verified copy");
+    const [again] = await leaseAll(q, 1);
+    assert.equal(again?.attempts, 1);
+    assert.equal((await q.stats()).unreachable, 0);
+    await q.fail(again.id, "the source lost every verified copy");
+    const s = await q.stats();
+    assert.equal(s.depth, 0);
+    assert.equal(s.deadLetters, 1);
+    assert.equal(s.unreachable, 0);
+  });
+
   void test(`${name}: a malformed payload is leased without a task and dead-lettered at once`, async (t) => {
     const q = await open(t, {});
     const bad = { op: "move", key: "x" } as unknown as ReplicationTask;

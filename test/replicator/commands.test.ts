@@ -45,7 +45,7 @@ void test("queue status, dead-letters and replay against a Redis queue", async (
   assert.equal(status.code, 0, status.stderr);
   assert.match(
     status.stdout,
-    /^depth: 0\ndue: 0\nleased: 0\noldest task age: 0 ms\ndead letters: 2\nservers: 127\.0\.0\.1:\d+ up\n$/,
+    /^depth: 0\ndue: 0\nleased: 0\nwaiting for an unreachable node: 0\noldest task age: 0 ms\ndead letters: 2\nservers: 127\.0\.0\.1:\d+ up\n$/,
   );
   const sj = await runBin("backpack", ["queue", "status", ...mapArgs, "--json"]);
   assert.equal((JSON.parse(sj.stdout) as { deadLetters: number }).deadLetters, 2);

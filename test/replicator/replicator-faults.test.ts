@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { request } from "undici";
 import { silentLogger } from "../../src/common/logger.js";
+import type { ClusterMap } from "../../src/cluster/types.js";
 import { openQueue } from "../../src/queue/open.js";
+import type { ReplicationQueue } from "../../src/queue/types.js";
 import { replicatorConfig } from "../../src/replicator/config.js";
 import { ReplicatorService } from "../../src/replicator/service.js";
 import { startProcess } from "../helpers/process.js";
@@ -62,32 +66,143 @@ void test("a replicator SIGKILLed mid-copy: its tasks complete later, each exact
   assert.equal(await second.kill("SIGTERM"), 0);
 });
 
-void test("a target node down for a while: its copies land after it returns", async (t) => {
+/** Replicator figures the tests below look at. */
+type Stats = {
+  heldBack: number;
+  unreachable: number;
+  targetsDown: string[];
+  copies: number;
+  deadLetters: number;
+};
+
+/**
+ * A replicator whose targets are paused 20-50 ms after a failure, over a queue that dead-letters a task after
+ * 2 attempts: a task waiting for its target comes back many times a second, so a few seconds here are what
+ * hours of a node being away are with the default pauses (up to 30 s). What matters is that no attempt is
+ * spent on waiting, however long it lasts.
+ */
+async function impatientReplicator(
+  t: { after: (fn: () => Promise<unknown>) => void },
+  key: string,
+  servers = 2,
+) {
   const redis = await startRedis(t);
-  const [n1, n2] = await startNodes(t, 2);
-  assert.ok(n1 && n2);
-  const settings = { key: "down-test", servers: [redis.endpoint] };
-  const { map } = await clusterMap(t, [n1, n2], { "1": ["1", "2"] }, settings);
-  const queue = await openQueue({ settings }, { maxAttempts: 1000 });
+  const nodes = await startNodes(t, servers);
+  const settings = { key, servers: [redis.endpoint] };
+  const queue = await openQueue({ settings }, { maxAttempts: 2, backoffBaseMs: 20, backoffMaxMs: 50 });
   t.after(() => queue.stop());
+  return { nodes, settings, queue };
+}
+
+async function startReplicator(
+  t: { after: (fn: () => Promise<unknown>) => void },
+  deps: { map: ClusterMap; queue: ReplicationQueue },
+) {
   const replicator = new ReplicatorService(
-    replicatorConfig({ concurrency: 16, leaseMs: 5000, targetDownMinMs: 100, targetDownMaxMs: 1000 }),
-    { map, queue, log: silentLogger },
+    replicatorConfig({ concurrency: 16, leaseMs: 5000, targetDownMinMs: 20, targetDownMaxMs: 50 }),
+    { ...deps, log: silentLogger },
   );
   await replicator.start();
   t.after(() => replicator.stop());
+  return replicator;
+}
+
+void test("a target node down far longer than its tasks have attempts: no attempt spent, every copy lands once it is back", async (t) => {
+  const { nodes, settings, queue } = await impatientReplicator(t, "down-test");
+  const [n1, n2] = nodes;
+  assert.ok(n1 && n2);
+  const { map } = await clusterMap(t, [n1, n2], { "1": ["1", "2"] }, settings);
+  const replicator = await startReplicator(t, { map, queue });
 
   const tasks = await seed(n1.url, 50, 4096, "2");
   await n2.child.kill("SIGKILL");
   await queue.push(tasks);
-  type Stats = { failures: number; targetsDown: string[]; copies: number };
-  await waitFor(async () => (await json<Stats>(`${replicator.url}/stats`)).targetsDown.includes("2"), {
-    what: "target 2 paused",
-  });
+  // Each task waits for its target more than ten times as often as it could fail before being given up on.
+  await waitFor(
+    async () => (await json<Stats>(`${replicator.url}/stats`)).heldBack >= tasks.length * 2 * 10,
+    {
+      timeoutMs: 30_000,
+      what: "every task held back many times over",
+    },
+  );
+  await waitFor(async () => (await queue.stats()).unreachable > 0, { what: "tasks counted as unreachable" });
   const s = await json<Stats>(`${replicator.url}/stats`);
   assert.equal(s.copies, 0);
+  assert.equal(s.deadLetters, 0, "nothing given up on while the target is down");
+  assert.ok(s.targetsDown.includes("2"));
+  const q = await queue.stats();
+  assert.equal(q.depth, tasks.length, "queue depth counts the waiting copies");
+  assert.ok(q.oldestAgeMs > 0, "and the lag shows they wait");
+
   await n2.child.start();
   await waitFor(async () => (await queue.stats()).depth === 0, { timeoutMs: 30_000, what: "queue drained" });
   for (const task of tasks) assert.equal(await crcOn(n2.url, task.key), task.crc);
   assert.equal((await queue.stats()).deadLetters, 0);
+  assert.equal((await queue.stats()).unreachable, 0);
 });
+
+void test("a target whose disk is full (507 NO_SPACE): its copies wait without spending attempts and land once it has room", async (t) => {
+  const { nodes, settings, queue } = await impatientReplicator(t, "full-test");
+  const [n1, n2] = nodes;
+  assert.ok(n1 && n2);
+  const full = await fullDiskFront(t, n2.url);
+  const { map } = await clusterMap(t, [n1, { ...n2, url: full.url }], { "1": ["1", "2"] }, settings);
+  const replicator = await startReplicator(t, { map, queue });
+
+  const tasks = await seed(n1.url, 40, 4096, "2");
+  await queue.push(tasks);
+  await waitFor(
+    async () => (await json<Stats>(`${replicator.url}/stats`)).heldBack >= tasks.length * 2 * 10,
+    {
+      timeoutMs: 30_000,
+      what: "every task held back many times over",
+    },
+  );
+  assert.ok(full.refused > 0, "the target refused copies with 507");
+  const s = await json<Stats>(`${replicator.url}/stats`);
+  assert.equal(s.deadLetters, 0, "nothing given up on while the disk is full");
+  assert.equal((await queue.stats()).depth, tasks.length);
+
+  full.full = false;
+  await waitFor(async () => (await queue.stats()).depth === 0, { timeoutMs: 30_000, what: "queue drained" });
+  for (const task of tasks) assert.equal(await crcOn(n2.url, task.key), task.crc);
+  assert.equal((await queue.stats()).deadLetters, 0);
+});
+
+/**
+ * A front for a real node that answers every PUT with 507 NO_SPACE while `full` (as a node with a full disk
+ * does) and passes everything else, and everything once `full` is false, to the node.
+ */
+async function fullDiskFront(t: { after: (fn: () => Promise<unknown>) => void }, nodeUrl: string) {
+  const state = { full: true, refused: 0, url: "" };
+  const server = createServer((req, res) => {
+    if (state.full && req.method === "PUT") {
+      req.resume();
+      req.on("end", () => {
+        state.refused++;
+        const body = JSON.stringify({ error: "no space left on the device", code: "NO_SPACE" });
+        res.writeHead(507, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+        res.end(body);
+      });
+      return;
+    }
+    const upstream = httpRequest(
+      `${nodeUrl}${req.url ?? "/"}`,
+      { method: req.method, headers: req.headers },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(async () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await closed;
+  });
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return state;
+}

@@ -53,6 +53,9 @@ export function render(base: string, stats: CoordinatorStats, view: ClusterView)
     stats.queue_length === null
       ? "queue: unavailable (uploads are copied directly)"
       : `queue: ${stats.queue_length} tasks, lag ${stats.replication_lag_ms ?? 0} ms` +
+        (stats.queue_unreachable
+          ? `, ${stats.queue_unreachable} waiting for a node that is down or full`
+          : "") +
         (stats.throttled_uploads > 0
           ? `, ${stats.throttled_uploads} uploads waited for the replicators`
           : ""),
