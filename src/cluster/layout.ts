@@ -57,8 +57,16 @@ export function serverUrl(host: string, port: string | number, scheme: string): 
   return `${scheme === "https" ? "https" : "http"}://${h}:${port}`;
 }
 
+/**
+ * A record keyed by ids that come from outside (the map, a request path, a task): without a prototype, so that
+ * `shards["__proto__"]` or `servers["constructor"]` is simply absent, never an inherited member.
+ */
+function idRecord<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
 function decodeServers(data: unknown): Record<string, ServerInfo> {
-  const out: Record<string, ServerInfo> = {};
+  const out = idRecord<ServerInfo>();
   if (!isObject(data)) return out;
   for (const [id, v] of Object.entries(data)) {
     if (!isObject(v) || typeof v.host !== "string") continue;
@@ -71,7 +79,7 @@ function decodeServers(data: unknown): Record<string, ServerInfo> {
 }
 
 function decodeShards(data: unknown, state: RawState): Record<string, ShardInfo> {
-  const out: Record<string, ShardInfo> = {};
+  const out = idRecord<ShardInfo>();
   if (!isObject(data)) return out;
   for (const [id, v] of Object.entries(data)) {
     if (!isObject(v)) continue;
@@ -121,8 +129,8 @@ export function decodeSnapshot(state: RawState): ClusterSnapshot {
 
 export const EMPTY_SNAPSHOT: ClusterSnapshot = Object.freeze({
   initialized: false,
-  servers: Object.freeze({}),
-  shards: Object.freeze({}),
+  servers: Object.freeze(idRecord<ServerInfo>()),
+  shards: Object.freeze(idRecord<ShardInfo>()),
   queue: undefined,
 });
 

@@ -79,6 +79,11 @@ void describe("cluster map rules", () => {
     assert.deepEqual(s.shards["2"], { id: "2", servers: [], enabled: true, capacity: 0, used: 0 });
     assert.deepEqual(s.queue, { key: "q", servers: [{ host: "one", port: 13001 }] });
     assert.equal(decodeSnapshot(state({ "servers-map": "{}" })).initialized, false);
+    // Ids come from requests and tasks: names of Object members are no shard and no server.
+    for (const id of ["__proto__", "constructor", "toString", "hasOwnProperty"]) {
+      assert.equal(s.shards[id], undefined, id);
+      assert.equal(s.servers[id], undefined, id);
+    }
   });
 
   void it("adds usage to a damaged size document without losing its other fields", () => {
