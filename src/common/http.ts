@@ -99,11 +99,14 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
   }
 }
 
-/** Bearer-token check in constant time; `expected` undefined means writes are open. */
+/**
+ * Bearer-token check in constant time; `expected` undefined means writes are open. The scheme is
+ * case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are `Bearer`.
+ */
 export function checkBearer(req: IncomingMessage, expected: Buffer | undefined): void {
   if (expected === undefined) return;
   const header = req.headers.authorization ?? "";
-  const m = /^Bearer (.+)$/.exec(header);
+  const m = /^bearer[ \t]+(\S(?:.*\S)?)[ \t]*$/i.exec(header);
   if (!m?.[1])
     throw new BackpackError("UNAUTHORIZED", "this server needs Authorization: Bearer <token> for writes");
   if (!constantTimeEqual(Buffer.from(m[1], "utf8"), expected)) {

@@ -1,10 +1,11 @@
 import { randomInt } from "node:crypto";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { BackpackError, systemCode } from "../common/errors.js";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { BackpackError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import { compareVersions } from "../common/version.js";
 import { readCheckpoint, type CoveredVolume } from "./checkpoint.js";
+import { lockDir } from "./dir-lock.js";
 import { fsyncDir } from "./file-io.js";
 import { IndexTable } from "./index-table.js";
 import { recordLength, VOLUME_HEADER_BYTES } from "./record.js";
@@ -17,9 +18,6 @@ export interface Recovered {
   release: () => Promise<void>;
 }
 
-/** Dirs locked by this process (the lock file alone cannot tell two stores of one process apart). */
-const lockedHere = new Set<string>();
-
 /**
  * Brings a data dir to a serving state: takes the dir's lock, clears temp files and unfinished compactions,
  * loads the checkpoint when it matches the volumes, replays every record after it in write order (volume id,
@@ -29,9 +27,9 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
   const started = performance.now();
   const { dir, log } = opts;
   const volDir = join(dir, "volumes");
+  // Nothing else before the lock: a start that loses it must not touch what the holder is setting up.
   await mkdir(volDir, { recursive: true });
-  await mkdir(join(dir, "tmp"), { recursive: true });
-  const release = await lock(dir);
+  const release = await lockDir(dir, { log });
   try {
     await rm(join(dir, "tmp"), { recursive: true, force: true });
     await mkdir(join(dir, "tmp"));
@@ -175,37 +173,4 @@ async function openVolumes(volDir: string, log: Logger): Promise<Map<number, Vol
     }
   }
   return volumes;
-}
-
-/** One store per data dir: a LOCK file naming the owner's pid, taken over when that process is gone. */
-async function lock(dir: string): Promise<() => Promise<void>> {
-  const path = join(dir, "LOCK");
-  const key = resolve(dir);
-  if (lockedHere.has(key)) throw new BackpackError("UNAVAILABLE", `${dir} is already open in this process`);
-  try {
-    const owner = Number((await readFile(path, "utf8")).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
-      throw new BackpackError("UNAVAILABLE", `${dir} is in use by process ${owner}`);
-    }
-  } catch (err) {
-    if (systemCode(err) !== "ENOENT") throw err;
-  }
-  await writeFile(path, `${process.pid}\n`);
-  lockedHere.add(key);
-  let released = false;
-  return async () => {
-    if (released) return;
-    released = true;
-    lockedHere.delete(key);
-    await rm(path, { force: true });
-  };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return systemCode(err) === "EPERM";
-  }
 }
