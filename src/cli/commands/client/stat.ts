@@ -1,6 +1,7 @@
 import { BackpackError } from "../../../common/errors.js";
 import { formatChecksum } from "../../../common/checksum.js";
-import { NodeClient } from "../../../client/node-client.js";
+import { compareVersions, formatVersion } from "../../../common/version.js";
+import { NodeClient, type NodeObject } from "../../../client/node-client.js";
 import { createAgent } from "../../../client/http-agent.js";
 import { requirePositional, type Command } from "../../command.js";
 import { clientContext, parseAddress, explain, JSON_OPTION, TO_OPTION } from "./common.js";
@@ -25,9 +26,11 @@ Output:
     checksum      4f8a1c2e (CRC-32)
     content type  text/plain
     modified      Sat, 21 Nov 2026 22:00:00 GMT
+    version       1795816800123456-00a3
     node 1        yes  http://one:10001
     node 4        no   http://two:10004     (a copy may still be queued)
-With --json: {"address","size","checksum","contentType","lastModified","nodes":[{"server","url","holds"}]}.
+A node holds the file ("yes"), not at all ("no"), or in another version ("older" or "newer").
+With --json: {"address","size","checksum","contentType","lastModified","version","nodes":[{"server","url","holds"}]}.
 
 Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong arguments.`,
   },
@@ -52,11 +55,7 @@ Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong argument
           const url = view.servers.find((s) => s.id === server)?.url ?? "";
           try {
             const obj = await nodes.head(url, key);
-            return {
-              server,
-              url,
-              holds: obj === undefined ? "no" : obj.crc === meta.crc ? "yes" : "differs",
-            };
+            return { server, url, holds: obj === undefined ? "no" : compareHeld(obj, meta) };
           } catch (err) {
             return { server, url, holds: `unreachable: ${(err as Error).message}` };
           }
@@ -70,6 +69,7 @@ Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong argument
           checksum,
           contentType: meta.contentType,
           lastModified: meta.lastModified,
+          version: meta.version && formatVersion(meta.version),
         };
         io.stdout(JSON.stringify({ ...doc, nodes: holders }) + "\n");
         return 0;
@@ -80,6 +80,7 @@ Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong argument
         `  checksum      ${checksum} (CRC-32)`,
         `  content type  ${meta.contentType}`,
         `  modified      ${meta.lastModified}`,
+        ...(meta.version ? [`  version       ${formatVersion(meta.version)}`] : []),
         ...holders.map(
           (h) =>
             `  node ${h.server.padEnd(8)} ${h.holds.padEnd(4)} ${h.url}${h.holds === "no" ? "     (a copy may still be queued)" : ""}`,
@@ -92,3 +93,12 @@ Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong argument
     }
   },
 };
+
+/** How a node's copy compares with the file the coordinator answers with: by version, else by checksum. */
+function compareHeld(held: NodeObject, served: NodeObject): string {
+  if (held.version && served.version) {
+    const order = compareVersions(held.version, served.version);
+    return order === 0 ? "yes" : order < 0 ? "older" : "newer";
+  }
+  return held.crc === served.crc ? "yes" : "differs";
+}
