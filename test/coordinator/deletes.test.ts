@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openClusterMap } from "../../src/cluster/open.js";
-import type { ChildHandle } from "../helpers/process.js";
+import { runBin, type ChildHandle } from "../helpers/process.js";
 import { startRedis } from "../helpers/redis.js";
 import { waitFor } from "../helpers/wait.js";
 import { startZooKeeper } from "../helpers/zookeeper.js";
@@ -110,7 +110,7 @@ void test("reads never go back to a version older than one the coordinator ackno
   replicator.pause();
   t.after(() => replicator.resume());
   assert.equal((await upload(coordinator.url, "doc.txt", "v2")).status, 200);
-  const holders = [];
+  const holders: string[] = [];
   for (const id of ["1", "2"])
     if ((await c.fromNode(id, "doc.txt")).body.toString() === "v2") holders.push(id);
   assert.equal(holders.length, 1, "v2 is on one node, v1 still on the other");
@@ -120,6 +120,15 @@ void test("reads never go back to a version older than one the coordinator ackno
     assert.equal(res.status, 200);
     assert.equal(await res.text(), "v2");
   }
+  // `backpack stat` shows the version and which node holds it, which an older one.
+  const stat = await runBin("backpack", ["stat", "1:doc.txt", "--to", coordinator.url, "--json"]);
+  assert.equal(stat.code, 0, stat.stderr);
+  const doc = JSON.parse(stat.stdout) as { version: string; nodes: { server: string; holds: string }[] };
+  assert.match(doc.version, /^\d{16}-[0-9a-f]{4}$/);
+  assert.deepEqual(
+    doc.nodes.map((n) => [n.server, n.holds]).sort(),
+    ["1", "2"].map((id) => [id, id === holders[0] ? "yes" : "older"]),
+  );
   // The only node with v2 down: an error, not the old bytes.
   await killed(c.nodes.get(holders[0]!)!);
   const res = await fetch(`${coordinator.url}/1:doc.txt`);
