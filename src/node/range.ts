@@ -23,12 +23,21 @@ export function parseRange(header: string | undefined, size: number): RangeResul
     if (n === 0 || size === 0) return "unsatisfiable";
     return { start: Math.max(0, size - n), end: size };
   }
+  // `bytes=5-2` is invalid: ignored per RFC 9110. Compared as digits: positions past 2^53 are not exact.
+  if (last !== "" && compareDigits(last, first) < 0) return undefined;
+  // A start past the end, however many digits it has, is unsatisfiable (a start past 2^53 is past any file).
   const start = Number(first);
-  const end = last === "" ? size : Number(last) + 1;
-  if (!Number.isSafeInteger(start) || !Number.isFinite(end)) return undefined;
-  if (last !== "" && end <= start) return undefined; // `bytes=5-2` is invalid: ignored per RFC 9110.
   if (start >= size) return "unsatisfiable";
-  return { start, end: Math.min(end, size) };
+  const end = last === "" ? size : Math.min(Number(last) + 1, size);
+  return { start, end };
+}
+
+/** Compares two non-negative decimal numbers given as digits (leading zeros allowed): <0, 0 or >0. */
+function compareDigits(a: string, b: string): number {
+  const x = a.replace(/^0+(?=\d)/, "");
+  const y = b.replace(/^0+(?=\d)/, "");
+  if (x.length !== y.length) return x.length - y.length;
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /** `Content-Range` of a 206 answer. */

@@ -16,6 +16,13 @@ void test("parseRange: single ranges, suffixes, open ends, and what is ignored",
   assert.equal(parseRange("bytes=-0", 10), "unsatisfiable");
   assert.equal(parseRange("bytes=0-", 0), "unsatisfiable");
   assert.equal(parseRange("bytes=5-2", 10), undefined);
+  // Starts past the end are unsatisfiable however many digits they have; ends past it are cut to it.
+  assert.equal(parseRange("bytes=99999999999999999999-", 10), "unsatisfiable");
+  assert.equal(parseRange(`bytes=${"9".repeat(400)}-`, 10), "unsatisfiable");
+  assert.equal(parseRange("bytes=99999999999999999999-99999999999999999999", 10), "unsatisfiable");
+  assert.equal(parseRange("bytes=99999999999999999999-99999999999999999998", 10), undefined);
+  assert.deepEqual(parseRange(`bytes=0-${"9".repeat(400)}`, 10), { start: 0, end: 10 });
+  assert.deepEqual(parseRange("bytes=0002-0005", 10), { start: 2, end: 6 });
   assert.equal(parseRange("bytes=0-1,3-4", 10), undefined);
   assert.equal(parseRange("items=0-1", 10), undefined);
   assert.equal(parseRange("bytes=-", 10), undefined);
