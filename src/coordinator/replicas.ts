@@ -232,24 +232,3 @@ async function directCopy(
     return false;
   }
 }
-
-/** Best-effort removal of an upload that could not be made safe (answered 503): no orphan left behind. */
-export async function removeFrom(
-  ctx: CoordinatorContext,
-  snapshot: ClusterSnapshot,
-  key: string,
-  serverIds: readonly string[],
-): Promise<void> {
-  await Promise.all(
-    serverIds.map(async (id) => {
-      const base = snapshot.servers[id]?.url;
-      if (base === undefined) return;
-      await ctx.nodes.delete(base, key).catch((err: unknown) => {
-        ctx.log.warn(
-          { server: id, key, err: (err as Error).message },
-          "could not remove an unconfirmed upload",
-        );
-      });
-    }),
-  );
-}

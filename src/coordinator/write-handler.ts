@@ -6,7 +6,7 @@ import { keyFromTarget } from "../common/key.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import { BodySource } from "./body-source.js";
 import type { CoordinatorContext } from "./context.js";
-import { removeFrom, replicate, storeFirstReplica } from "./replicas.js";
+import { replicate, storeFirstReplica } from "./replicas.js";
 import { chooseShard, type ShardCandidate } from "./shard-chooser.js";
 
 /**
@@ -56,13 +56,22 @@ export async function handleWrite(
     const stored = await storeFirstReplica(ctx, snapshot, shard, key, body, contentType);
     const outcome = await replicate(ctx, snapshot, shard, key, stored, body, all);
     if (outcome.missing.length > 0) {
-      // Neither copied nor queued: the upload is not safe. Take it back so no orphan stays behind.
-      await removeFrom(ctx, snapshot, key, outcome.holding);
+      // Neither copied nor queued: the upload is not safe, and the client is told so. It is not taken back: the
+      // version it replaced on the holding node is gone there already, and a delete would take that one too.
+      // The holding node keeps the newest version, which a retry of the upload or repair brings to the others.
+      reservation.commit();
+      ctx.log.warn(
+        { key, shard: shard.id, holding: outcome.holding, missing: outcome.missing },
+        "upload held by fewer nodes than its shard has, and no copy could be queued",
+      );
       throw new BackpackError(
         "UNAVAILABLE",
-        `could not store /${key} safely: neither copied nor queued for server ${outcome.missing.join(",")} ` +
-          "(the replication queue and those nodes are unavailable)",
-        { retryAfterSec: 1, details: { shard_id: shard.id, missing: outcome.missing } },
+        `could not store /${key} safely: stored on server ${outcome.holding.join(",")}, neither copied nor ` +
+          `queued for server ${outcome.missing.join(",")} (the replication queue and those nodes are unavailable)`,
+        {
+          retryAfterSec: 1,
+          details: { shard_id: shard.id, holding: outcome.holding, missing: outcome.missing },
+        },
       );
     }
     if (all && outcome.queued.length > 0) {
