@@ -270,7 +270,7 @@ void test("a shard that fills up stops taking uploads before it overflows, also 
   assert.equal(stats.available_space, 0);
 });
 
-void test("no queue: copies are made directly before the 200; a copy that can be neither made nor queued is a 503", async (t) => {
+void test("no queue: copies are made directly before the 200; a copy that can be neither made nor queued is a 503 naming where it is", async (t) => {
   const f = await startFixture(t, { shards: { "1": ["1", "2"] }, queue: false });
   const r = await put(f.url, "direct.txt", "direct");
   assert.equal(r.status, 200);
@@ -281,11 +281,12 @@ void test("no queue: copies are made directly before the 200; a copy that can be
   const refused = await put(f.url, "unsafe.txt", "unsafe");
   assert.equal(refused.status, 503);
   assert.equal(refused.json.code, "UNAVAILABLE");
-  // Nothing left behind, nothing counted.
-  assert.equal((await fromNode(f, "1", "unsafe.txt")).status, 404);
+  assert.deepEqual([refused.json.holding, refused.json.missing], [["1"], ["2"]]);
+  // Not taken back from node 1 (a delete would also take the version it replaced), and counted there.
+  assert.deepEqual(await fromNode(f, "1", "unsafe.txt"), { status: 200, body: "unsafe" });
   const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
   assert.equal(stats.failed_uploads, 1);
-  assert.equal(stats.used_size, 6);
+  await f.usageIs("1", 12);
 });
 
 void test("DELETE removes the file from every node, and queues a delete for a node that is down", async (t) => {
