@@ -1,6 +1,7 @@
 import { randomInt } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Agent } from "undici";
+import { ClientErrors, MAX_HEADER_BYTES, tooManyHeaders } from "../common/client-error.js";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { closeServer, listen, sendError, sendJson } from "../common/http.js";
 import type { Logger } from "../common/logger.js";
@@ -57,6 +58,7 @@ export class CoordinatorService implements Service {
   private stopping = false;
   private stopped: Promise<void> | undefined;
   private startedAt = 0;
+  private readonly clientErrors = new ClientErrors();
 
   constructor(
     readonly config: Readonly<CoordinatorConfig>,
@@ -104,11 +106,14 @@ export class CoordinatorService implements Service {
         headersTimeout: config.headersTimeoutMs,
         keepAliveTimeout: config.keepAliveTimeoutMs,
         requestTimeout: 0,
+        // How often the header deadline is checked; the default (30 s) let a 20 s timeout fire at up to 50 s.
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
+        maxHeaderSize: MAX_HEADER_BYTES,
       },
       (req, res) => void this.handle(req, res),
     );
-    // A client that sends garbage gets a 400 from node:http; nothing reaches the handlers.
-    this.server.on("clientError", (_err, socket) => socket.destroy());
+    // What the HTTP parser refuses (malformed, headers too large or too slow) is answered 400/431/408.
+    this.server.on("clientError", this.clientErrors.handle);
   }
 
   get url(): string {
@@ -149,7 +154,12 @@ export class CoordinatorService implements Service {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.clientErrors.track(res);
     try {
+      if (tooManyHeaders(req)) {
+        res.setHeader("connection", "close");
+        throw new BackpackError("HEADERS_TOO_LARGE", "request has too many header fields");
+      }
       if (this.stopping) {
         throw new BackpackError("SHUTTING_DOWN", "the coordinator is stopping", { retryAfterSec: 1 });
       }

@@ -33,6 +33,7 @@ const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {
   INVALID_KEY: "invalid_key",
   BAD_REQUEST: "bad_request",
   BAD_CHECKSUM_HEADER: "bad_request",
+  HEADERS_TOO_LARGE: "bad_request",
   SHUTTING_DOWN: "shutting_down",
   PRECONDITION_FAILED: "precondition",
   STALE_VERSION: "stale_version",

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
+import { ClientErrors, MAX_HEADER_BYTES, tooManyHeaders } from "../common/client-error.js";
 import { BackpackError } from "../common/errors.js";
 import { closeServer, listen } from "../common/http.js";
 import { silentLogger, type Logger } from "../common/logger.js";
@@ -8,7 +9,6 @@ import type { Service } from "../common/service.js";
 import { originOf } from "../common/version.js";
 import { openStore } from "../storage/store.js";
 import type { Store } from "../storage/types.js";
-import { onClientError } from "./client-error.js";
 import { IdleWatch } from "./idle-watch.js";
 import type { NodeConfig } from "./config.js";
 import { respondError, type NodeContext } from "./context.js";
@@ -33,6 +33,7 @@ export class NodeService implements Service {
   private stopping = false;
   private stopped: Promise<void> | undefined;
   private inflight = 0;
+  private clientErrors: ClientErrors | undefined;
   private drained: (() => void) | undefined;
   private readonly log: Logger;
 
@@ -91,13 +92,18 @@ export class NodeService implements Service {
       keepAliveTimeout: c.keepAliveTimeoutMs,
       // How often the header deadline is checked; the default (30 s) would let short timeouts drift.
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(c.headersTimeoutMs / 4))),
-      maxHeaderSize: 16 * 1024,
+      maxHeaderSize: MAX_HEADER_BYTES,
       requireHostHeader: false,
     });
     server.on("request", (req: IncomingMessage, res: ServerResponse) => this.dispatch(req, res, false));
     // Expect: 100-continue is answered only after the upload was authorised and admitted.
     server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => this.dispatch(req, res, true));
-    server.on("clientError", (err: Error, socket) => onClientError(ctx.stats, err, socket));
+    const clientErrors = new ClientErrors((kind) => {
+      if (kind === "timeout") ctx.stats.refused.timeout++;
+      else ctx.stats.refused.bad_request++;
+    });
+    this.clientErrors = clientErrors;
+    server.on("clientError", clientErrors.handle);
     this.server = server;
     try {
       this.baseUrl = await listen(server, c.host, c.port);
@@ -110,6 +116,17 @@ export class NodeService implements Service {
   private dispatch(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     const ctx = this.ctx;
     if (!ctx) return;
+    this.clientErrors?.track(res);
+    if (tooManyHeaders(req)) {
+      res.setHeader("connection", "close");
+      respondError(
+        ctx,
+        req,
+        res,
+        new BackpackError("HEADERS_TOO_LARGE", "request has too many header fields"),
+      );
+      return;
+    }
     if (this.stopping) {
       res.setHeader("connection", "close");
       respondError(

@@ -1,11 +1,21 @@
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { test } from "node:test";
+import { raw } from "../node/node-harness.js";
 import { nodeUrl, startFixture } from "./fixture.js";
 
 /**
  * Odd or hostile requests to a coordinator: each gets an HTTP answer with the status and stable code the docs
  * give (docs/http-api.md, "Coordinator"), never a 500, a hang or a dropped connection.
  */
+
+function codeOf(body: string): string | undefined {
+  try {
+    return (JSON.parse(body) as { code?: string }).code;
+  } catch {
+    return undefined;
+  }
+}
 
 async function answer(res: Response): Promise<{ status: number; code: string | undefined }> {
   const text = await res.text();
@@ -106,3 +116,71 @@ void test(
     }
   },
 );
+
+/** Writes raw bytes on a fresh connection and reads everything until the server closes it. */
+function rawAll(base: string, bytes: string | Buffer): Promise<string> {
+  const url = new URL(base);
+  return new Promise((resolve) => {
+    const socket = connect(Number(url.port), url.hostname);
+    let text = "";
+    socket.setEncoding("latin1").on("data", (d: string) => (text += d));
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve(text));
+    socket.write(bytes);
+  });
+}
+
+const statusesOf = (text: string): number[] =>
+  [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+void test("requests the HTTP parser refuses are answered 400, 431 or 408 with a JSON code, not dropped", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, config: { headersTimeoutMs: 300 } });
+  const malformed = await raw(f.url, "GET /a b c HTTP/1.1\r\nhost: x\r\n\r\n");
+  assert.equal(malformed.status, 400);
+  assert.equal(codeOf(malformed.body), "BAD_REQUEST");
+  assert.ok(malformed.closed);
+
+  let big = "GET /1:x HTTP/1.1\r\nhost: x\r\n";
+  for (let i = 0; i < 1100; i++) big += `x-test-header-${i}: value-${i}\r\n`;
+  let many = "PUT /many HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n";
+  for (let i = 0; i < 1500; i++) many += `a${i}:b\r\n`; // under 16 KiB, over 1000 fields
+  for (const [base, what] of [
+    [f.url, "coordinator"],
+    [nodeUrl(f, "1"), "node"],
+  ] as const) {
+    for (const [name, request] of [
+      ["over 16 KiB", `${big}\r\n`],
+      ["over 1000 fields", `${many}\r\nhi`],
+    ] as const) {
+      const res = await raw(base, request);
+      assert.equal(res.status, 431, `${what}: ${name}`);
+      assert.equal(codeOf(res.body), "HEADERS_TOO_LARGE");
+      assert.ok(res.closed);
+    }
+  }
+  assert.equal((await fetch(`${f.url}/1:many`)).status, 404, "nothing stored");
+
+  // Headers that never end: 408 after --headers-timeout (300 ms here; the check used to run every 30 s).
+  const started = Date.now();
+  const slow = await raw(f.url, "GET /1:x HTTP/1.1\r\nhost: x\r\n");
+  assert.equal(slow.status, 408);
+  assert.equal(codeOf(slow.body), "REQUEST_TIMEOUT");
+  assert.ok(Date.now() - started < 10_000, "answered long before the 30 s check of the default interval");
+});
+
+void test("a valid PUT followed by garbage on the same connection gets its 200/201, then a 400 for the garbage", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  for (const [base, key, ok] of [
+    [f.url, "piped", 200],
+    [nodeUrl(f, "1"), "piped-node", 201],
+  ] as const) {
+    const text = await rawAll(
+      base,
+      `PUT /${key} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhiGARBAGE \u0000\r\n\r\n`,
+    );
+    assert.deepEqual(statusesOf(text), [ok, 400], `${base}: ${text}`);
+    assert.match(text, /"code":"BAD_REQUEST"/);
+  }
+  assert.equal(await (await fetch(`${f.url}/1:piped`)).text(), "hi");
+  assert.equal(await (await fetch(`${nodeUrl(f, "1")}/piped-node`)).text(), "hi");
+});

@@ -59,6 +59,12 @@ export const command: Command = {
         default: "10s",
       },
       {
+        name: "headers-timeout",
+        type: "string",
+        description: "time allowed to send the request headers; past it 408",
+        default: "20s",
+      },
+      {
         name: "max-backlog",
         type: "string",
         description:
@@ -120,6 +126,7 @@ Example:
       maxBodyBytes: bytes("max-body"),
       retainBytes: bytes("retain"),
       nodeTimeoutMs: ms("node-timeout"),
+      headersTimeoutMs: ms("headers-timeout"),
       usageFlushMs: ms("usage-flush"),
       maxBacklog: optInt(args, "max-backlog"),
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
