@@ -21,6 +21,11 @@ export function keyFromTarget(target: string): string {
  * byte (latin1); chars above 0xff (a string that was already decoded) are taken as their UTF-8 bytes.
  */
 export function decodeKey(raw: string): string {
+  return validateKey(percentDecode(raw));
+}
+
+/** Percent-decodes a raw path as strict UTF-8 (INVALID_KEY for a malformed escape or invalid UTF-8). */
+function percentDecode(raw: string): string {
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
@@ -39,13 +44,11 @@ export function decodeKey(raw: string): string {
       bytes.push(c);
     }
   }
-  let key: string;
   try {
-    key = strictUtf8.decode(Uint8Array.from(bytes));
+    return strictUtf8.decode(Uint8Array.from(bytes));
   } catch {
     throw new BackpackError("INVALID_KEY", "key is not valid UTF-8");
   }
-  return validateKey(key);
 }
 
 /** Checks a decoded key against the rules above and returns it. */
@@ -75,6 +78,19 @@ function isWellFormed(s: string): boolean {
 /** Encodes a key as a request path (`/` kept, everything else that needs it percent-encoded). */
 export function keyToPath(key: string): string {
   return "/" + key.split("/").map(encodeURIComponent).join("/");
+}
+
+/**
+ * The coordinator's read form `/<shard>:<key>` of a request target: percent-decoded as a whole, split at the
+ * first `:`, and the key checked on its own, so that a key of up to MAX_KEY_BYTES is readable and deletable
+ * whatever the length of its shard id. (`parseShardKey(keyFromTarget(target))` checked the length of
+ * `<shard>:<key>` as a whole: a stored key of 1023-1024 bytes could not be read or deleted.)
+ */
+export function shardKeyFromTarget(target: string): { shardId: string; key: string } {
+  const q = target.indexOf("?");
+  const path = q === -1 ? target : target.slice(0, q);
+  if (!path.startsWith("/")) throw new BackpackError("INVALID_KEY", "key must be the path after a leading /");
+  return parseShardKey(percentDecode(path.slice(1)));
 }
 
 /** Splits the coordinator's read form `<shard>:<key>` at the first colon. */
