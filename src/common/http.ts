@@ -99,6 +99,20 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
   }
 }
 
+/** Longest `Content-Type` an upload may carry (it is stored with the file and answered on GET). */
+export const MAX_CONTENT_TYPE_CHARS = 255;
+
+/** Refuses (400 BAD_REQUEST) an upload whose `Content-Type` is longer than nodes store. */
+export function checkContentType(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (type !== undefined && type.length > MAX_CONTENT_TYPE_CHARS) {
+    throw new BackpackError(
+      "BAD_REQUEST",
+      `Content-Type is longer than ${MAX_CONTENT_TYPE_CHARS} characters`,
+    );
+  }
+}
+
 /**
  * Bearer-token check in constant time; `expected` undefined means writes are open. The scheme is
  * case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are `Bearer`.

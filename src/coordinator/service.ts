@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Agent } from "undici";
 import { ClientErrors, MAX_HEADER_BYTES, tooManyHeaders } from "../common/client-error.js";
 import { BackpackError, toBackpackError } from "../common/errors.js";
-import { closeServer, listen, sendError, sendJson } from "../common/http.js";
+import { checkContentType, closeServer, listen, sendError, sendJson } from "../common/http.js";
 import type { Logger } from "../common/logger.js";
 import { silentLogger } from "../common/logger.js";
 import { createRegistry, sendMetrics } from "../common/metrics.js";
@@ -190,7 +190,11 @@ export class CoordinatorService implements Service {
       }
       return handleRead(this.ctx, req, res);
     }
-    if (method === "PUT") return handleWrite(this.ctx, req, res);
+    if (method === "PUT") {
+      // Before a byte goes to a node: a node would refuse it, which used to read as a node failure (502).
+      checkContentType(req);
+      return handleWrite(this.ctx, req, res);
+    }
     if (method === "DELETE") return handleDelete(this.ctx, req, res);
     throw new BackpackError("METHOD_NOT_ALLOWED", `${method} is not supported (PUT, GET, HEAD, DELETE)`);
   }

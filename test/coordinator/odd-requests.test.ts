@@ -184,3 +184,22 @@ void test("a valid PUT followed by garbage on the same connection gets its 200/2
   assert.equal(await (await fetch(`${f.url}/1:piped`)).text(), "hi");
   assert.equal(await (await fetch(`${nodeUrl(f, "1")}/piped-node`)).text(), "hi");
 });
+
+void test("a Content-Type over 255 characters is 400 BAD_REQUEST at the coordinator, not a node failure (502)", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  const long = `text/plain; x=${"a".repeat(256 - 14)}`;
+  assert.equal(long.length, 256);
+  assert.deepEqual(
+    await answer(
+      await fetch(`${f.url}/typed`, { method: "PUT", body: "hi", headers: { "content-type": long } }),
+    ),
+    { status: 400, code: "BAD_REQUEST" },
+  );
+  assert.equal((await fetch(`${f.url}/1:typed`)).status, 404, "nothing stored");
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as { suspect_servers: string[] };
+  assert.deepEqual(stats.suspect_servers, [], "no node was blamed");
+  const fits = long.slice(0, 255);
+  const put = await fetch(`${f.url}/typed`, { method: "PUT", body: "hi", headers: { "content-type": fits } });
+  assert.equal(put.status, 200);
+  assert.equal((await fetch(`${f.url}/1:typed`)).headers.get("content-type"), fits);
+});
