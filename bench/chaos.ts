@@ -1,0 +1,83 @@
+import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { countOps } from "../test/helpers/acked-history.js";
+import { describeMethod, runAckedFinal, seedFromEnv, type RunOptions } from "../test/helpers/acked-run.js";
+import { ROLES } from "../test/helpers/chaos-cluster.js";
+
+/**
+ * `npm run chaos -- --minutes 10 [--seed N]`: the long run of "acknowledged means final". A distributed
+ * cluster of real processes (ZooKeeper, 2 Redis, 4 nodes in 2 shards of 2, 2 coordinators, 1 replicator) takes
+ * the load of test/e2e/acked-final*.test.ts while a random node, coordinator, replicator or Redis server is
+ * SIGKILLed and restarted every 1.5-4 s; then a quiet period until the replication queue has drained, and every
+ * replica of every address is read from the nodes and checked. Prints its method first, progress every 30 s,
+ * and at the end ops by outcome, kills by role and the violations; exits 1 on any violation (or a process that
+ * exited by itself). `--seed` (or BACKPACK_CHAOS_SEED) replays a run's kill schedule and choices.
+ */
+const { values } = parseArgs({
+  options: {
+    minutes: { type: "string", default: "10" },
+    seed: { type: "string" },
+    clients: { type: "string", default: "8" },
+    keys: { type: "string", default: "32" },
+  },
+});
+const minutes = Number(values.minutes);
+if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got ${values.minutes}`);
+
+const cleanups: (() => unknown)[] = [];
+const hooks = { after: (fn: () => unknown) => void cleanups.unshift(fn) };
+async function cleanUp(): Promise<void> {
+  for (const fn of cleanups.splice(0)) {
+    try {
+      await fn();
+    } catch {
+      // Best effort: the next one still runs.
+    }
+  }
+}
+process.once("SIGINT", () => {
+  console.log("interrupted: stopping every process");
+  void cleanUp().finally(() => process.exit(130));
+});
+
+const options: RunOptions = {
+  seed: values.seed !== undefined ? seedFromEnv({ BACKPACK_CHAOS_SEED: values.seed }) : seedFromEnv(),
+  clients: Number(values.clients),
+  keysPerClient: Number(values.keys),
+  lanesPerClient: 2,
+  chaos: { durationMs: minutes * 60_000, minIntervalMs: 1500, maxIntervalMs: 4000, maxDownMs: 1000 },
+  drainTimeoutMs: 600_000,
+  log: (line) => console.log(line),
+  progressEveryMs: 30_000,
+};
+
+console.log("# npm run chaos: acknowledged means final under SIGKILLs");
+console.log(describeMethod(options));
+console.log(
+  `load average at the start: ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" / ")}`,
+);
+console.log("");
+
+let code = 1;
+try {
+  const result = await runAckedFinal(hooks, options);
+  const kills = ROLES.map((r) => `${r} ${result.kills[r]}`).join(", ");
+  const total = Object.values(result.kills).reduce((a, b) => a + b, 0);
+  console.log("");
+  console.log(result.report);
+  console.log("");
+  console.log("# result");
+  console.log(`ops: ${result.ops.length}; by outcome: ${JSON.stringify(countOps(result.ops))}`);
+  console.log(`kills: ${total} (${kills})`);
+  console.log(`processes that exited by themselves: ${result.crashes.length}`);
+  console.log(`violations: ${result.verdict.violations.length}`);
+  console.log(`seed: ${result.seed}`);
+  code = result.verdict.violations.length === 0 && result.crashes.length === 0 ? 0 : 1;
+} catch (err) {
+  console.error(`chaos run failed (seed ${options.seed}):`, err);
+} finally {
+  await cleanUp();
+}
+process.exit(code);
