@@ -30,12 +30,14 @@ const BUFFER_MAX_BYTES = 256 * 1024;
 
 /**
  * Carries out one task against the storage nodes, in two requests for a copy (as a plain GET→PUT loop would):
- * GET from a source that holds the task's version, then a PUT of that version on the target with the task's
- * checksum as `expectedCrc`, so that the target refuses a body that does not match (a corrupt source, a
- * truncated stream: the next source is tried), and answers 409 for a version it already holds (skipped) or
- * when it holds a newer write or delete (superseded: the refusal means the task is done). A delete writes a
- * tombstone of the task's version on the target, also where the file never arrived. Small files pass through
- * one buffer; larger ones are streamed, never held whole.
+ * GET from a source that holds the task's version or a newer one, then a PUT of that version on the target
+ * with its checksum as `expectedCrc`, so that the target refuses a body that does not match (a corrupt source,
+ * a truncated stream: the next source is tried), and answers 409 for a version it already holds (skipped) or
+ * when it holds a newer write or delete of the key (superseded: the refusal means the task is done). A source
+ * holding a newer write or a newer delete than the task's passes that on instead: the newer operation's own
+ * task may have been lost with a coordinator that died before queuing it. A delete writes a tombstone of the
+ * task's version on the target, also where the file never arrived. Small files pass through one buffer;
+ * larger ones are streamed, never held whole.
  */
 export class Copier {
   constructor(
@@ -51,18 +53,11 @@ export class Copier {
     if (version === undefined)
       return { kind: "retry", reason: `the task's version ${task.version} is not valid` };
 
-    if (task.op === "delete") {
-      try {
-        const done = await this.client.deleteVersion(target.url, task.key, { ...req, version });
-        if (done.state === "newer") return { kind: "superseded", reason: NEWER };
-        return done.state === "deleted" ? { kind: "deleted" } : { kind: "skipped" };
-      } catch (err) {
-        return failure(err, `DELETE ${target.url}`);
-      }
-    }
+    if (task.op === "delete") return this.deleteOn(target.url, task.key, version, req);
 
-    const crc = parseChecksum(task.crc);
-    if (crc === undefined) return { kind: "retry", reason: `the task's checksum ${task.crc} is not valid` };
+    if (parseChecksum(task.crc) === undefined) {
+      return { kind: "retry", reason: `the task's checksum ${task.crc} is not valid` };
+    }
     const shard = map.shards[task.shard];
     const candidates = [...new Set([...task.sources, ...(shard?.servers ?? [])])].filter(
       (s) => s !== task.target,
@@ -83,6 +78,12 @@ export class Copier {
         continue;
       }
       if (res.status === 404) {
+        // A delete newer than the task on the source: the target gets it too (its own task may have been lost
+        // with a coordinator that died before queuing it).
+        const deleted = parseVersion(res.headers[VERSION_HEADER]);
+        if (deleted && compareVersions(deleted, version) > 0) {
+          return this.deleteOn(target.url, task.key, deleted, req);
+        }
         gone++;
         continue;
       }
@@ -93,20 +94,22 @@ export class Copier {
       }
       const sourceCrc = parseChecksum(res.headers["x-backpack-checksum"] ?? "");
       const sourceVersion = parseVersion(res.headers[VERSION_HEADER]);
-      if (sourceVersion === undefined) {
+      if (sourceVersion === undefined || sourceCrc === undefined) {
         res.stream?.destroy();
-        problems.push(`GET ${source.url} answered without a version (a node older than this replicator)`);
+        problems.push(
+          `GET ${source.url} answered without a version or checksum (a node older than this replicator)`,
+        );
         continue;
       }
-      // A task queued before versions existed names its version by checksum only.
-      const order = task.version === undefined ? 0 : compareVersions(sourceVersion, version);
-      if (order !== 0 || sourceCrc !== crc) {
-        // Overwritten or deleted since the task was queued (its own task covers that), or a replica that lags.
+      // A task queued before versions existed names its version by checksum only. A source holding a newer
+      // write than the task's has that version copied instead: its own task may have been lost with a
+      // coordinator that died before queuing it, and the target takes it only if it has nothing newer.
+      if (task.version !== undefined && compareVersions(sourceVersion, version) < 0) {
         res.stream?.destroy();
-        if (order < 0) problems.push(`${source.url} does not hold the task's version yet`);
-        else gone++;
+        problems.push(`${source.url} does not hold the task's version yet`);
         continue;
       }
+      const crc = sourceCrc;
       const size = Number(res.headers["content-length"]);
       let sourceFailed = false;
       let body: Buffer | AsyncIterable<Uint8Array>;
@@ -149,6 +152,22 @@ export class Copier {
       return { kind: "superseded", reason: "no source holds this version any more (deleted or overwritten)" };
     }
     return { kind: "retry", reason: problems.join("; ") || "the shard lists no source" };
+  }
+
+  /** A tombstone of `version` on the target: done whether or not it held the file; superseded if it has newer. */
+  private async deleteOn(
+    url: string,
+    key: string,
+    version: Version,
+    req: { timeoutMs: number; token: string | undefined },
+  ): Promise<Outcome> {
+    try {
+      const done = await this.client.deleteVersion(url, key, { ...req, version });
+      if (done.state === "newer") return { kind: "superseded", reason: NEWER };
+      return done.state === "deleted" ? { kind: "deleted" } : { kind: "skipped" };
+    } catch (err) {
+      return failure(err, `DELETE ${url}`);
+    }
   }
 
   /** Whether the target answers HEAD with this version (false when it cannot be asked either). */
