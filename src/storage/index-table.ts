@@ -1,6 +1,15 @@
 import { ContentTypes, OVERFLOW_TYPE } from "./content-types.js";
 import type { Version } from "../common/version.js";
 import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
+import {
+  bucketOfScratch,
+  DIGEST_BUCKETS,
+  ENTRY_DAMAGED,
+  ENTRY_TOMBSTONE,
+  entryHash,
+  keyHashes,
+  scratch,
+} from "./replica-digest.js";
 
 /**
  * The in-memory index: key → where the object's record lives and what the node answers about it without I/O.
@@ -10,11 +19,15 @@ import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
  * content types interned. No objects per entry, nothing for the garbage collector to trace.
  *
  * Per entry: key address f64, packed key length + type id + tombstone flag u32, volume u32, record offset f64,
- * size f64, body CRC u32, version stamp f64, version origin u16 = 46 bytes, plus 4 bytes per hash slot at a
- * load factor of 0.375-0.75.
+ * size f64, body CRC u32, version stamp f64, version origin u16, digest bucket list links 2 × i32 = 54 bytes,
+ * plus 4 bytes per hash slot at a load factor of 0.375-0.75.
  *
  * A deleted key keeps an entry (a tombstone: size 0, pointing at its tombstone record) until its grace period
  * is over, so that the node refuses any write or copy older than the delete.
+ *
+ * For comparing replicas (see replica-digest.ts) every entry is also on a doubly linked list of its digest
+ * bucket (two more i32 columns, 8 bytes) and in its bucket's 64-bit digest, both kept current by every change.
+ * They are not in checkpoints: recovery rebuilds them once the index is complete (`rebuildBuckets`).
  */
 export interface EntryValue {
   volume: number;
@@ -32,11 +45,12 @@ const PAGE_MASK = PAGE - 1;
 const MAX_LOAD = 0.75;
 const KEY_LEN_MASK = 0x7ff;
 const TYPE_SHIFT = 11;
-/** Bits 11-26 of `meta` are the content type id (16 bits); bit 30 marks a tombstone. */
+/** Bits 11-26 of `meta` are the content type id (16 bits); bit 29 marks a damaged record, bit 30 a tombstone. */
 const TYPE_MASK = 0xffff;
 const TOMBSTONE_BIT = 1 << 30;
+const DAMAGED_BIT = 1 << 29;
 /** Bytes of one entry across its columns (see the class comment). */
-export const ENTRY_BYTES = 46;
+export const ENTRY_BYTES = 54;
 
 export interface Page {
   keyAt: Float64Array;
@@ -47,6 +61,9 @@ export interface Page {
   crc: Uint32Array;
   stamp: Float64Array;
   origin: Uint16Array;
+  /** The next and previous entry of the same digest bucket (-1: none). Not checkpointed. */
+  bnext: Int32Array;
+  bprev: Int32Array;
 }
 
 export function newPage(): Page {
@@ -59,6 +76,8 @@ export function newPage(): Page {
     crc: new Uint32Array(PAGE),
     stamp: new Float64Array(PAGE),
     origin: new Uint16Array(PAGE),
+    bnext: new Int32Array(PAGE),
+    bprev: new Int32Array(PAGE),
   };
 }
 
@@ -79,6 +98,17 @@ export class IndexTable {
   freeHead = -1;
   slots: Int32Array;
   private mask: number;
+  /** First entry of each digest bucket's list, -1 when empty. */
+  readonly bucketHead = new Int32Array(DIGEST_BUCKETS).fill(-1);
+  /** Entries per digest bucket. */
+  readonly bucketSize = new Uint32Array(DIGEST_BUCKETS);
+  /** Per bucket, two u32: the XOR of its entries' 64-bit hashes. */
+  readonly digest = new Uint32Array(DIGEST_BUCKETS * 2);
+  /**
+   * Whether the bucket lists and digests follow changes. Off while recovery builds the index (a checkpoint's
+   * entries have no lists); `rebuildBuckets` turns it on.
+   */
+  tracking = true;
 
   /** `seed` randomises the hash so that clients cannot aim keys at one probe chain. */
   constructor(
@@ -118,12 +148,51 @@ export class IndexTable {
     this.write(i, v);
     this.placeSlot(this.hash(key), i);
     this.count++;
+    if (this.tracking) {
+      this.link(i);
+      this.toggleHash(i);
+    }
     return i;
   }
 
-  /** Rewrites an entry's values (an overwrite, or a record moved by compaction). */
+  /** Rewrites an entry's values (an overwrite by a newer record). */
   update(i: number, v: EntryValue): void {
+    if (this.tracking) this.toggleHash(i);
     this.write(i, v);
+    if (this.tracking) this.toggleHash(i);
+  }
+
+  /** Marks an entry's record as damaged (found by a read or the scrub): replicas then differ in its bucket. */
+  markDamaged(i: number): void {
+    if (this.isDamaged(i)) return;
+    if (this.tracking) this.toggleHash(i);
+    this.pages[i >>> PAGE_BITS]!.meta[i & PAGE_MASK]! |= DAMAGED_BIT;
+    if (this.tracking) this.toggleHash(i);
+  }
+
+  isDamaged(i: number): boolean {
+    return (this.pages[i >>> PAGE_BITS]!.meta[i & PAGE_MASK]! & DAMAGED_BIT) !== 0;
+  }
+
+  /** Entry numbers of a digest bucket (unordered). */
+  bucketEntries(bucket: number): number[] {
+    const out: number[] = [];
+    for (let i = this.bucketHead[bucket]!; i >= 0; i = this.pages[i >>> PAGE_BITS]!.bnext[i & PAGE_MASK]!) {
+      out.push(i);
+    }
+    return out;
+  }
+
+  /** Builds the bucket lists and digests from the entries (after recovery) and keeps them current from then on. */
+  rebuildBuckets(): void {
+    this.bucketHead.fill(-1);
+    this.bucketSize.fill(0);
+    this.digest.fill(0);
+    this.forEach((i) => {
+      this.link(i);
+      this.toggleHash(i);
+    });
+    this.tracking = true;
   }
 
   /** Points an entry at its record's new place (compaction moved it). */
@@ -145,6 +214,10 @@ export class IndexTable {
     }
     const i = slots[s]! - 1;
     if (this.isTombstone(i)) this.tombstones--;
+    if (this.tracking) {
+      this.toggleHash(i);
+      this.unlink(i);
+    }
     // Backward-shift deletion: pull later members of the probe run into the hole so lookups never stop early.
     let hole = s;
     let next = (s + 1) & this.mask;
@@ -230,6 +303,44 @@ export class IndexTable {
     p.crc[j] = v.bodyCrc;
     p.stamp[j] = v.version.stamp;
     p.origin[j] = v.version.origin;
+  }
+
+  /** XORs the entry's hash into (or out of) its bucket's digest. */
+  private toggleHash(i: number): void {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const j = i & PAGE_MASK;
+    keyHashes(this.keyOf(i));
+    const b = bucketOfScratch();
+    const meta = p.meta[j]!;
+    const flags =
+      ((meta & TOMBSTONE_BIT) !== 0 ? ENTRY_TOMBSTONE : 0) | ((meta & DAMAGED_BIT) !== 0 ? ENTRY_DAMAGED : 0);
+    entryHash(p.stamp[j]!, p.origin[j]!, p.crc[j]!, p.size[j]!, flags);
+    this.digest[b * 2] = this.digest[b * 2]! ^ scratch[0]!;
+    this.digest[b * 2 + 1] = this.digest[b * 2 + 1]! ^ scratch[1]!;
+  }
+
+  private link(i: number): void {
+    keyHashes(this.keyOf(i));
+    const b = bucketOfScratch();
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const head = this.bucketHead[b]!;
+    p.bnext[i & PAGE_MASK] = head;
+    p.bprev[i & PAGE_MASK] = -1;
+    if (head >= 0) this.pages[head >>> PAGE_BITS]!.bprev[head & PAGE_MASK] = i;
+    this.bucketHead[b] = i;
+    this.bucketSize[b]!++;
+  }
+
+  private unlink(i: number): void {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const next = p.bnext[i & PAGE_MASK]!;
+    const prev = p.bprev[i & PAGE_MASK]!;
+    if (next >= 0) this.pages[next >>> PAGE_BITS]!.bprev[next & PAGE_MASK] = prev;
+    keyHashes(this.keyOf(i));
+    const b = bucketOfScratch();
+    if (prev >= 0) this.pages[prev >>> PAGE_BITS]!.bnext[prev & PAGE_MASK] = next;
+    else this.bucketHead[b] = next;
+    this.bucketSize[b]!--;
   }
 
   private matches(i: number, key: Uint8Array): boolean {

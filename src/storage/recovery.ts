@@ -45,6 +45,7 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
       replayed = await replayVolumes(volumes, undefined, log);
     }
     const { index, scannedBytes } = replayed;
+    index.rebuildBuckets();
     index.forEach((i) => {
       const v = volumes.get(index.volumeOf(i));
       if (v) v.liveBytes += recordLength(index.keyBytesOf(i), index.contentTypeBytesOf(i), index.sizeOf(i));
@@ -78,6 +79,8 @@ async function replayVolumes(
   log: Logger,
 ): Promise<{ index: IndexTable; scannedBytes: number }> {
   const index = checkpoint?.index ?? new IndexTable(randomInt(0x7fffffff));
+  // The digest buckets are built once the index is complete (a checkpoint does not hold them).
+  index.tracking = false;
   const covered = new Map((checkpoint?.volumes ?? []).map((c) => [c.id, c.covered]));
   let scannedBytes = 0;
   for (const v of [...volumes.values()].sort((a, b) => a.id - b.id)) {

@@ -11,6 +11,8 @@ export interface ResolvedStoreOptions {
   readCacheBytes: number;
   checkpointEveryBytes: number;
   tombstoneGraceMs: number;
+  scrubBytesPerSec: number;
+  scrubEveryMs: number;
   origin: number;
   log: Logger;
 }
@@ -29,6 +31,8 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     readCacheBytes: options.readCacheBytes ?? 256 << 20,
     checkpointEveryBytes: options.checkpointEveryBytes ?? 256 << 20,
     tombstoneGraceMs: options.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS,
+    scrubBytesPerSec: options.scrubBytesPerSec ?? 0,
+    scrubEveryMs: options.scrubEveryMs ?? 24 * 3600 * 1000,
     origin: options.origin ?? 0,
     log: options.log ?? silentLogger,
   };
@@ -48,6 +52,8 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
   if (!(Number.isSafeInteger(opts.tombstoneGraceMs) && opts.tombstoneGraceMs >= 0)) {
     problems.push("tombstoneGraceMs must be a non-negative integer");
   }
+  if (!(opts.scrubBytesPerSec >= 0)) problems.push("scrubBytesPerSec must be 0 or more");
+  if (!(opts.scrubEveryMs >= 0)) problems.push("scrubEveryMs must be 0 or more");
   if (!(Number.isInteger(opts.origin) && opts.origin >= 0 && opts.origin <= 0xffff)) {
     problems.push("origin must be an integer in 0-65535");
   }

@@ -1,4 +1,5 @@
 import { randomInt } from "node:crypto";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BackpackError, hasCode } from "../common/errors.js";
 import {
@@ -28,10 +29,14 @@ import {
   type RecordLocation,
 } from "./record-read.js";
 import { ReadCache } from "./read-cache.js";
+import { Scrubber } from "./scrubber.js";
+import { DIGEST_BUCKETS } from "./replica-digest.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
 import type {
   HeldVersion,
+  ListedEntry,
+  StoreDigest,
   ObjectInfo,
   PutOptions,
   ReadableBody,
@@ -55,8 +60,12 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const state = await recover(opts);
   const store = new DiskStore(opts, state.index, state.volumes, state.release);
   store.expireTombstones();
+  await store.loadQuarantine();
+  store.scrubber.start();
   return store;
 }
+
+const QUARANTINE_FILE = "quarantine.json";
 
 /** How often expired tombstones are swept out of the index, at most. */
 const EXPIRY_SWEEP_MS = 3600_000;
@@ -81,6 +90,9 @@ export class DiskStore implements Store {
   /** Stamps the versions of writes that come without one; moved past every version the store sees. */
   private readonly clock: HybridClock;
   private readonly expiryTimer: NodeJS.Timeout;
+  readonly scrubber: Scrubber;
+  private quarantineSaving: Promise<void> | undefined;
+  private quarantineDirty = false;
 
   constructor(
     readonly options: ResolvedStoreOptions,
@@ -103,6 +115,12 @@ export class DiskStore implements Store {
     index.forEach((i) => this.clock.observe(index.versionOf(i)));
     const sweepMs = Math.max(1000, Math.min(EXPIRY_SWEEP_MS, options.tombstoneGraceMs / 4));
     this.expiryTimer = setInterval(() => this.expireTombstones(), sweepMs).unref();
+    this.scrubber = new Scrubber(this, {
+      dir: options.dir,
+      bytesPerSec: options.scrubBytesPerSec,
+      everyMs: options.scrubEveryMs,
+      log: options.log,
+    });
   }
 
   /** The volume appends go to: the highest id (compaction never touches it, so the object stays). */
@@ -140,6 +158,10 @@ export class DiskStore implements Store {
     const k = keyBytes(key);
     const i = this.index.find(k);
     if (i < 0 || this.index.isTombstone(i)) throw new BackpackError("NOT_FOUND", "no such key");
+    if (this.index.isDamaged(i)) {
+      // Quarantined: found damaged by a read or the scrub; repair restores it from a replica.
+      throw new BackpackError("CHECKSUM_MISMATCH", `${key} is damaged on this node and waits for repair`);
+    }
     const info = this.infoOf(key, i);
     const start = range?.start ?? 0;
     const end = range?.end ?? info.size;
@@ -300,10 +322,15 @@ export class DiskStore implements Store {
     return this.clock.next();
   }
 
-  /** Throws STALE_VERSION when the store holds `version` or a newer one of the key (a delete included). */
+  /**
+   * Throws STALE_VERSION when the store holds `version` or a newer one of the key (a delete included). The
+   * same version is taken again when the held record is damaged: that is how repair restores it.
+   */
   private refuseStale(k: Buffer, version: Version): void {
     const i = this.index.find(k);
-    if (i >= 0 && compareVersions(version, this.index.versionOf(i)) <= 0) {
+    if (i < 0) return;
+    const order = compareVersions(version, this.index.versionOf(i));
+    if (order < 0 || (order === 0 && !this.index.isDamaged(i))) {
       throw staleVersion(this.index.versionOf(i), this.index.isTombstone(i));
     }
   }
@@ -368,12 +395,15 @@ export class DiskStore implements Store {
       compactions: this.compactor.completed,
       indexHeapBytes: this.index.heapBytes(),
       readCache: { hits: this.readCache.hits, misses: this.readCache.misses, bytes: this.readCache.bytes },
+      scrub: this.scrubber.stats(),
     };
   }
 
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.expiryTimer);
+      await this.scrubber.stop();
+      await this.quarantineSaving;
       if (this.inflight > 0) await new Promise<void>((resolve) => (this.settled = resolve));
       await this.compactor.stop();
       await this.writer.idle();
@@ -487,11 +517,97 @@ export class DiskStore implements Store {
   }
 
   private countMismatch(key: string, volume: Volume, offset: number): void {
+    this.quarantine(keyBytes(key), volume.id, offset, "a read");
+  }
+
+  /**
+   * A record found damaged (by a read or the scrub): counted, logged once, and, if it is the key's current
+   * record, marked damaged in the index: never served again, and its digest bucket now differs from the
+   * replicas', so repair restores it.
+   */
+  quarantine(k: Uint8Array, volume: number, offset: number, foundBy: string): void {
+    const i = this.index.find(k);
+    if (i < 0 || this.index.volumeOf(i) !== volume || this.index.offsetOf(i) !== offset) return;
+    if (this.index.isDamaged(i)) return;
+    this.index.markDamaged(i);
+    this.saveQuarantine();
     this.checksumErrors++;
     this.options.log.error(
-      { key, volume: volume.id, offset },
-      "stored record failed its checksum; not served",
+      { key: Buffer.from(k).toString("utf8"), volume, offset, foundBy },
+      "stored record failed its checksum; quarantined until repair restores it",
     );
+  }
+
+  /**
+   * Records known damaged are listed in `quarantine.json` so that a restart does not forget them before
+   * repair restores them (their key, volume and offset: an entry that points elsewhere since was replaced).
+   */
+  async loadQuarantine(): Promise<void> {
+    let listed: { key: string; volume: number; offset: number }[];
+    try {
+      listed = JSON.parse(await readFile(join(this.options.dir, QUARANTINE_FILE), "utf8")) as typeof listed;
+    } catch {
+      return;
+    }
+    for (const q of Array.isArray(listed) ? listed : []) {
+      const i = this.index.find(Buffer.from(String(q.key), "utf8"));
+      if (i >= 0 && this.index.volumeOf(i) === q.volume && this.index.offsetOf(i) === q.offset) {
+        this.index.markDamaged(i);
+      }
+    }
+  }
+
+  /** Writes the damaged records still current to `quarantine.json` (one write at a time, the last state wins). */
+  private saveQuarantine(): void {
+    if (this.quarantineSaving) {
+      this.quarantineDirty = true;
+      return;
+    }
+    const damaged: { key: string; volume: number; offset: number }[] = [];
+    this.index.forEach((i) => {
+      if (this.index.isDamaged(i)) {
+        const key = Buffer.from(this.index.keyOf(i)).toString("utf8");
+        damaged.push({ key, volume: this.index.volumeOf(i), offset: this.index.offsetOf(i) });
+      }
+    });
+    const path = join(this.options.dir, QUARANTINE_FILE);
+    this.quarantineSaving = writeFile(`${path}.tmp`, JSON.stringify(damaged))
+      .then(() => rename(`${path}.tmp`, path))
+      .catch((err: unknown) => this.options.log.warn({ err }, "could not save the list of damaged records"))
+      .finally(() => {
+        this.quarantineSaving = undefined;
+        if (this.quarantineDirty) {
+          this.quarantineDirty = false;
+          this.saveQuarantine();
+        }
+      });
+  }
+
+  digest(): StoreDigest {
+    return { buckets: DIGEST_BUCKETS, entries: this.index.count, hashes: this.index.digest.slice() };
+  }
+
+  listBucket(
+    bucket: number,
+    after: string | undefined,
+    limit: number,
+  ): { entries: ListedEntry[]; more: boolean } {
+    const index = this.index;
+    const from = after === undefined ? undefined : Buffer.from(after, "utf8");
+    const picked = index
+      .bucketEntries(bucket)
+      .map((i) => ({ i, key: Buffer.from(index.keyOf(i)) }))
+      .filter((e) => from === undefined || Buffer.compare(e.key, from) > 0)
+      .sort((a, b) => Buffer.compare(a.key, b.key));
+    const entries = picked.slice(0, limit).map(({ i, key }) => ({
+      key: key.toString("utf8"),
+      version: index.versionOf(i),
+      crc: index.crcOf(i),
+      size: index.sizeOf(i),
+      deleted: index.isTombstone(i),
+      damaged: index.isDamaged(i),
+    }));
+    return { entries, more: picked.length > limit };
   }
 
   private track<T>(fn: () => Promise<T>): Promise<T> {

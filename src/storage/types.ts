@@ -1,5 +1,6 @@
 import type { Logger } from "../common/logger.js";
 import type { Version } from "../common/version.js";
+import type { ScrubStats } from "./scrubber.js";
 
 /**
  * The storage engine of one node (Haystack-style append-only volumes, in-memory index). No HTTP here:
@@ -34,6 +35,10 @@ export interface StoreOptions {
    * copy older than the delete. Default 7 days.
    */
   tombstoneGraceMs?: number;
+  /** Bytes per second the background scrub verifies at most; 0 (the default here) turns it off. */
+  scrubBytesPerSec?: number;
+  /** Time from the start of one scrub pass to the start of the next, at least. Default 24 h. */
+  scrubEveryMs?: number;
   /** The origin id (0-65535) of versions this store stamps itself (writes that come without one). Default 0. */
   origin?: number;
   log?: Logger;
@@ -51,6 +56,26 @@ export interface ObjectInfo {
   /** The write's version (see common/version.ts). */
   version: Version;
   contentType: string | undefined;
+}
+
+export interface StoreDigest {
+  buckets: number;
+  /** Entries: objects and tombstones. */
+  entries: number;
+  /** Two u32 per bucket. */
+  hashes: Uint32Array;
+}
+
+/** One key as a replica holds it. */
+export interface ListedEntry {
+  key: string;
+  version: Version;
+  crc: number;
+  size: number;
+  /** A delete (tombstone) within its grace period. */
+  deleted: boolean;
+  /** The record failed its checksum (a read or the scrub): quarantined, waiting for repair. */
+  damaged: boolean;
 }
 
 /** The newest version a store holds of a key: a stored object, or a delete still within its grace period. */
@@ -94,6 +119,7 @@ export interface StoreStats {
   indexHeapBytes: number;
   /** Reads answered from the read cache, reads that missed it (records of at most 1 MiB), and its bytes. */
   readCache: { hits: number; misses: number; bytes: number };
+  scrub: ScrubStats;
 }
 
 export interface Store {
@@ -133,6 +159,14 @@ export interface Store {
   held(key: string): HeldVersion | undefined;
   /** Drops the tombstones older than the grace period from the index (their records go with compaction). */
   expireTombstones(): number;
+  /** The digest of every bucket of keys (see replica-digest.ts): what two replicas compare first. */
+  digest(): StoreDigest;
+  /** The entries of one digest bucket in key order, after `after` (exclusive), at most `limit`. */
+  listBucket(
+    bucket: number,
+    after: string | undefined,
+    limit: number,
+  ): { entries: ListedEntry[]; more: boolean };
   /** Compacts every volume past the garbage threshold now (also runs by itself in the background). */
   compact(): Promise<void>;
   /** Writes an index checkpoint now. */

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { recordLength, RECORD_HEADER_BYTES, VOLUME_HEADER_BYTES } from "../../src/storage/record.js";
+import type { DiskStore } from "../../src/storage/store.js";
 import { tempDir } from "../helpers/tmp.js";
 import { BIG, pattern, readAll, storeFor } from "./helpers.js";
 
@@ -118,18 +119,21 @@ void test("a torn tail is detected by checksum, cut off and logged; writes conti
   assert.equal(store.stats().objects, 2);
 });
 
-void test("a flipped byte anywhere in a record is detected on read: never served, logged and counted", async (t) => {
+void test("a flipped byte anywhere in a record is detected on read: never served again until the same version is restored, logged and counted once", async (t) => {
   const dir = await tempDir(t);
   const { log, lines } = capturingLogger();
   // No read cache: the record is read again after each repair and must come from the disk every time.
-  const store = await storeFor(t, dir, { log, maxBufferedBytes: 64 * 1024, readCacheBytes: 0 });
+  const store = (await storeFor(t, dir, {
+    log,
+    maxBufferedBytes: 64 * 1024,
+    readCacheBytes: 0,
+  })) as DiskStore;
   const small = pattern(5000, 1);
-  await store.put("s", small, { ...BIG, contentType: "text/plain" });
+  const { version } = await store.put("s", small, { ...BIG, contentType: "text/plain" });
   const large = pattern(200_000, 2);
   await store.put("l", large, BIG);
   const smallHead = RECORD_HEADER_BYTES + 1 + "text/plain".length;
-  const smallAt = VOLUME_HEADER_BYTES;
-  const largeAt = smallAt + recordLength(1, 10, 5000);
+  const at = (key: string): number => store.index.offsetOf(store.index.find(Buffer.from(key)));
   let expectedErrors = 0;
   // Body, key, content type, a header field and a CRC field of the small record.
   for (const offset of [
@@ -142,15 +146,24 @@ void test("a flipped byte anywhere in a record is detected on read: never served
     33,
     38,
   ]) {
+    const smallAt = at("s");
     await flipByte(VOL1(dir), smallAt + offset);
     await assert.rejects(store.read("s"), { code: "CHECKSUM_MISMATCH" }, `flip at ${offset}`);
-    await assert.rejects(store.read("s", { start: 0, end: 10 }), { code: "CHECKSUM_MISMATCH" });
-    expectedErrors += 2;
+    expectedErrors++;
     await flipByte(VOL1(dir), smallAt + offset);
+    // Quarantined: not read again, however the disk looks now, until a good copy of the version comes back.
+    await assert.rejects(store.read("s", { start: 0, end: 10 }), { code: "CHECKSUM_MISMATCH" });
+    await assert.rejects(
+      store.put("s", pattern(10, 9), { ...BIG, version: { ...version, stamp: version.stamp - 1 } }),
+      {
+        code: "STALE_VERSION",
+      },
+    );
+    await store.put("s", small, { ...BIG, contentType: "text/plain", version });
     assert.ok((await readAll(store, "s")).equals(small));
   }
   // A large record streams; a bad byte late in the body fails the stream at its end.
-  await flipByte(VOL1(dir), largeAt + RECORD_HEADER_BYTES + 1 + 150_000);
+  await flipByte(VOL1(dir), at("l") + RECORD_HEADER_BYTES + 1 + 150_000);
   const { body } = await store.read("l");
   assert.equal(body.kind, "stream");
   await assert.rejects(
@@ -162,7 +175,8 @@ void test("a flipped byte anywhere in a record is detected on read: never served
   expectedErrors++;
   assert.equal(store.stats().checksumErrors, expectedErrors);
   assert.equal(
-    lines.filter((l) => l.msg === "stored record failed its checksum; not served").length,
+    lines.filter((l) => l.msg === "stored record failed its checksum; quarantined until repair restores it")
+      .length,
     expectedErrors,
   );
 });
