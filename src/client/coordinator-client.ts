@@ -22,6 +22,9 @@ export interface CoordinatorStats {
   /** Of the failed uploads, those whose client went away mid-upload. */
   aborted_uploads: number;
   throttled_uploads: number;
+  /** Uploads being received now, and the bytes of their bodies the coordinator holds in memory. */
+  uploads_in_flight: number;
+  buffered_upload_bytes: number;
   /** Age of the oldest unfinished replication task, ms (the replication lag); null as above. */
   replication_lag_ms: number | null;
   /** Of the queued tasks, those waiting for a node that is down or full; null as above. */

@@ -5,9 +5,16 @@ import { join } from "node:path";
 import { once } from "node:events";
 import { BackpackError } from "../common/errors.js";
 import { checksum } from "../common/checksum.js";
+import type { IdleEntry } from "../common/idle-watch.js";
+import { uploadContextOf, type UploadContext } from "./upload-context.js";
 
 /** Unconsumed bytes held for a one-pass body before the client is paused. */
 const STREAM_HIGH_WATER = 1 << 20;
+/**
+ * What `ready()` waits for: this much of the body, or all of it when smaller. At most STREAM_HIGH_WATER, where
+ * a one-pass body pauses its client.
+ */
+const PRIME_BYTES = STREAM_HIGH_WATER;
 
 /**
  * An upload body as it arrives from the client, handed to one storage node and, when that node fails before
@@ -26,6 +33,11 @@ const STREAM_HIGH_WATER = 1 << 20;
  * The CRC-32 of the bytes received is kept as they arrive, so the coordinator can check what the node says it
  * stored. A client that goes away makes every reader throw CLIENT_ABORTED, which aborts the upstream request
  * (the node never indexes a partial record).
+ *
+ * With the upload's limits (upload-context.ts; set by the service for every PUT): a client silent for the body
+ * timeout, or sending under the minimum rate, makes every reader throw REQUEST_TIMEOUT (the client's fault, so
+ * no node is blamed for it); bodies are kept in memory only while the shared memory budget allows (past it a
+ * declared body streams through without being kept, a chunked one is spooled at once).
  */
 export class BodySource {
   private chunks: (Buffer | undefined)[] = [];
@@ -39,61 +51,129 @@ export class BodySource {
   private taken = false;
   private spoolDir: string | undefined;
   private spoolPath: string | undefined;
+  /** Bytes taken from the memory budget for this body (given back by `dispose`). */
+  private held = 0;
+  /** The body timeout's entry while the client is being read. */
+  private watched: IdleEntry | undefined;
+  /** True while the client is paused because the node has not taken what came (not the client's time). */
+  private heldBack = false;
 
   private constructor(
     private readonly req: IncomingMessage | undefined,
     readonly size: number,
     private readonly retain: boolean,
+    private readonly upload: UploadContext | undefined,
   ) {}
 
   /** Starts taking a body of known `size` from `req`. */
   static live(req: IncomingMessage, size: number, retainBytes: number): BodySource {
-    const body = new BodySource(req, size, size <= retainBytes);
+    const upload = uploadContextOf(req);
+    // Kept for a retry only while the memory budget allows; otherwise it streams through once.
+    const retain = size <= retainBytes && (upload?.limits.memory.tryTake(size) ?? true);
+    const body = new BodySource(req, size, retain, upload);
+    if (retain && upload) body.held = size;
     body.attach(req);
     return body;
   }
 
-  /** Reads a body of unknown size completely (memory up to `retainBytes`, then a temp file under `tmpDir`). */
+  /**
+   * Reads a body of unknown size completely: in memory up to `retainBytes` while the memory budget allows,
+   * else in a temp file under `tmpDir`; refused past `maxBodyBytes`, and cut (REQUEST_TIMEOUT) when the client
+   * is silent or too slow.
+   */
   static async buffered(
     req: IncomingMessage,
     options: { retainBytes: number; maxBodyBytes: number; tmpDir: string },
   ): Promise<BodySource> {
-    const chunks: Buffer[] = [];
+    const upload = uploadContextOf(req);
+    const memory = upload?.limits.memory;
+    const watch = upload?.limits.watch;
+    // The body timeout rejects the read in progress. (Not a race against one long-lived promise: each race
+    // would leave a reaction on it holding the chunk it resolved with, for as long as the upload lasts.)
+    let stalled: BackpackError | undefined;
+    let cut: ((err: BackpackError) => void) | undefined;
+    const watched = watch?.start(() => {
+      stalled = tooSlow();
+      cut?.(stalled);
+    });
+    const it = req.iterator({ destroyOnReturn: false })[Symbol.asyncIterator]();
+    let chunks: Buffer[] = [];
+    let held = 0;
     let total = 0;
     let crc = 0;
     let file: WriteStream | undefined;
     let dir: string | undefined;
     let path: string | undefined;
+    // Time spent writing to the temp file is the coordinator's, not the client's.
+    const busy = async (work: Promise<unknown>): Promise<void> => {
+      if (watched) watch?.pause(watched);
+      await work;
+      if (watched) watch?.touch(watched);
+    };
     try {
-      for await (const chunk of req as AsyncIterable<Buffer>) {
+      for (;;) {
+        let next: IteratorResult<unknown>;
+        try {
+          next = await new Promise<IteratorResult<unknown>>((resolve, reject) => {
+            if (stalled) reject(stalled);
+            cut = reject;
+            it.next().then(resolve, reject);
+          });
+          cut = undefined;
+        } catch (err) {
+          if (err instanceof BackpackError) throw err;
+          throw new BackpackError("CLIENT_ABORTED", "the client went away during the upload", { cause: err });
+        }
+        if (next.done) break;
+        const chunk = next.value as Buffer;
+        if (watched) {
+          watch?.touch(watched);
+          watch?.received(watched, chunk.length);
+        }
         total += chunk.length;
         if (total > options.maxBodyBytes) {
           throw new BackpackError("BODY_TOO_LARGE", `body is larger than ${options.maxBodyBytes} bytes`);
         }
         crc = checksum(chunk, crc);
-        if (file === undefined && total > options.retainBytes) {
+        if (file === undefined) {
+          const fits = total <= options.retainBytes && (memory?.tryTake(chunk.length) ?? true);
+          if (fits) {
+            chunks.push(chunk);
+            if (memory) held += chunk.length;
+            continue;
+          }
           dir = await mkdtemp(join(options.tmpDir, "backpack-upload-"));
           path = join(dir, "body");
-          file = createWriteStream(path);
-          for (const c of chunks.splice(0)) if (!file.write(c)) await once(file, "drain");
+          const f = createWriteStream(path);
+          file = f;
+          for (const c of chunks) if (!f.write(c)) await busy(once(f, "drain"));
+          chunks = [];
+          memory?.give(held);
+          held = 0;
         }
-        if (file === undefined) chunks.push(chunk);
-        else if (!file.write(chunk)) await once(file, "drain");
+        if (!file.write(chunk)) await busy(once(file, "drain"));
       }
+      if (!req.complete) throw new BackpackError("CLIENT_ABORTED", "the client went away during the upload");
       if (file !== undefined) {
         const f = file;
-        await new Promise<void>((resolve, reject) =>
-          f.end((err?: Error | null) => (err ? reject(err) : resolve())),
+        await busy(
+          new Promise<void>((resolve, reject) =>
+            f.end((err?: Error | null) => (err ? reject(err) : resolve())),
+          ),
         );
       }
     } catch (err) {
       file?.destroy();
+      memory?.give(held);
       if (dir !== undefined) await rm(dir, { recursive: true, force: true });
       if (err instanceof BackpackError) throw err;
       throw new BackpackError("CLIENT_ABORTED", "the client went away during the upload", { cause: err });
+    } finally {
+      if (watched) watch?.stop(watched);
     }
-    const body = new BodySource(undefined, total, true);
+    const body = new BodySource(undefined, total, true, upload);
     body.chunks = chunks;
+    body.held = held;
     body.received = total;
     body.crcValue = crc;
     body.ended = true;
@@ -142,10 +222,8 @@ export class BodySource {
     if (!this.replayable) {
       throw new BackpackError(
         "UNAVAILABLE",
-        "the upload failed mid-way and is too large to retry; send it again",
-        {
-          retryAfterSec: 1,
-        },
+        "the upload failed mid-way and was not kept for a retry (too large, or memory is short); send it again",
+        { retryAfterSec: 1 },
       );
     }
     if (this.spoolPath !== undefined) return createReadStream(this.spoolPath, { highWaterMark: 256 * 1024 });
@@ -155,30 +233,83 @@ export class BodySource {
   /** Frees memory and the temp file; a body still arriving is left to the HTTP server to discard. */
   async dispose(): Promise<void> {
     this.chunks = [];
+    this.unwatch();
+    this.upload?.limits.memory.give(this.held);
+    this.held = 0;
     if (this.req && !this.ended) this.req.resume();
     if (this.spoolDir !== undefined) await rm(this.spoolDir, { recursive: true, force: true });
   }
 
   private attach(req: IncomingMessage): void {
+    const watch = this.upload?.limits.watch;
+    if (watch) {
+      this.watched = watch.start(() => {
+        this.watched = undefined;
+        if (this.ended || this.error) return;
+        this.error = tooSlow();
+        this.wake();
+      });
+    }
     req.on("data", (chunk: Buffer) => {
       this.received += chunk.length;
       this.crcValue = checksum(chunk, this.crcValue);
       this.chunks.push(chunk);
       this.queued += chunk.length;
-      if (!this.retain && this.queued > STREAM_HIGH_WATER) req.pause();
+      if (this.watched) {
+        watch?.touch(this.watched);
+        watch?.received(this.watched, chunk.length);
+      }
+      if (!this.retain && this.queued > STREAM_HIGH_WATER) this.holdBack();
       this.wake();
     });
     req.on("end", () => {
       this.ended = true;
+      this.unwatch();
       this.wake();
     });
     const aborted = (): void => {
+      this.unwatch();
       if (this.ended || this.error) return;
       this.error = new BackpackError("CLIENT_ABORTED", "the client went away during the upload");
       this.wake();
     };
     req.on("error", aborted);
     req.on("close", aborted);
+  }
+
+  /** Pauses the client while the node catches up: that wait is not the client's. */
+  private holdBack(): void {
+    this.req?.pause();
+    this.heldBack = true;
+    if (this.watched) this.upload?.limits.watch.pause(this.watched);
+  }
+
+  /** Lets the client send again (the body timeout runs again if it was held back). */
+  private resumeClient(): void {
+    this.req?.resume();
+    if (!this.heldBack) return;
+    this.heldBack = false;
+    if (this.watched) this.upload?.limits.watch.touch(this.watched);
+  }
+
+  private unwatch(): void {
+    if (this.watched) this.upload?.limits.watch.stop(this.watched);
+    this.watched = undefined;
+  }
+
+  /**
+   * Resolves once the first MiB of the body (or all of it, when smaller) has arrived; throws REQUEST_TIMEOUT
+   * when the client is too slow to get there, CLIENT_ABORTED when it goes away. Awaited before a shard is
+   * chosen and a node is asked, a client that is slow to send reserves no shard space and no node's upload
+   * bounds: the body timeout cuts it first.
+   */
+  async ready(): Promise<void> {
+    const need = Math.min(this.size, PRIME_BYTES);
+    while (!this.ended && this.received < need) {
+      if (this.error) throw this.error;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    if (this.error) throw this.error;
   }
 
   private wake(): void {
@@ -210,13 +341,20 @@ export class BodySource {
         this.chunks[this.head++] = undefined;
         this.queued -= chunk.length;
         this.taken = true;
-        if (this.queued <= STREAM_HIGH_WATER / 2) this.req?.resume();
+        if (this.queued <= STREAM_HIGH_WATER / 2) this.resumeClient();
         yield chunk;
         continue;
       }
       if (this.ended) return;
-      this.req?.resume();
+      this.resumeClient();
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
+}
+
+function tooSlow(): BackpackError {
+  return new BackpackError(
+    "REQUEST_TIMEOUT",
+    "the client stopped sending the body, or sent it too slowly (see --body-timeout and --min-body-rate)",
+  );
 }

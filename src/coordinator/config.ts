@@ -16,6 +16,16 @@ export interface CoordinatorConfig {
   retainBytes: number;
   /** Where chunked uploads larger than `retainBytes` are spooled (removed after the upload). */
   tmpDir: string;
+  /**
+   * Memory for upload bodies held whole, over all uploads (bodies kept for a retry, chunked bodies read
+   * before their shard is chosen). Past it chunked bodies are spooled at once and declared ones stream through
+   * without being kept, so no crowd of uploads, stalled or not, grows the coordinator past it.
+   */
+  maxBufferedBytes: number;
+  /** Longest silence allowed while receiving an upload's body; past it 408 (the client's fault, no node's). */
+  bodyTimeoutMs: number;
+  /** Slowest body rate allowed, bytes per second over each `bodyTimeoutMs` of waiting; slower: 408. 0: off. */
+  minBodyRate: number;
   /** With a token, PUT and DELETE need `Authorization: Bearer <token>`; reads and /stats stay open. */
   writeToken: string | undefined;
   /** The token the storage nodes expect for PUT/DELETE (their write token), if they have one. */
@@ -48,6 +58,10 @@ export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken"
     maxBodyBytes: 1024 ** 3,
     retainBytes: 8 * 1024 ** 2,
     tmpDir: tmpdir(),
+    maxBufferedBytes: 128 * 1024 ** 2,
+    // Shorter and stricter than the nodes' (30 s, 256 B/s): the coordinator cuts a slow client first.
+    bodyTimeoutMs: 20_000,
+    minBodyRate: 1024,
     nodeTimeoutMs: 10_000,
     queueTimeoutMs: 2_000,
     maxBacklog: 100,
@@ -71,6 +85,8 @@ export function coordinatorConfig(
       check.positiveInt(problems, "maxBodyBytes", c.maxBodyBytes);
       check.nonNegative(problems, "retainBytes", c.retainBytes);
       check.nonNegative(problems, "maxBacklog", c.maxBacklog);
+      check.nonNegative(problems, "maxBufferedBytes", c.maxBufferedBytes);
+      check.nonNegative(problems, "minBodyRate", c.minBodyRate);
       check.nonEmpty(problems, "tmpDir", c.tmpDir);
       for (const name of [
         "nodeTimeoutMs",
@@ -80,6 +96,7 @@ export function coordinatorConfig(
         "drainMs",
         "headersTimeoutMs",
         "keepAliveTimeoutMs",
+        "bodyTimeoutMs",
       ] as const) {
         check.positiveInt(problems, name, c[name]);
       }

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Agent } from "undici";
 import { ClientErrors, MAX_HEADER_BYTES, tooManyHeaders } from "../common/client-error.js";
 import { BackpackError, toBackpackError } from "../common/errors.js";
+import { IdleWatch } from "../common/idle-watch.js";
 import { checkContentType, closeServer, listen, sendError, sendJson } from "../common/http.js";
 import type { Logger } from "../common/logger.js";
 import { silentLogger } from "../common/logger.js";
@@ -18,6 +19,7 @@ import type { CoordinatorConfig } from "./config.js";
 import { AckedVersions } from "./acked-versions.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
 import { handleDelete } from "./delete-handler.js";
+import { MemoryBudget } from "./memory-budget.js";
 import { NodeHealth } from "./node-health.js";
 import { QueueGate } from "./queue-gate.js";
 import { handleRead } from "./read-handler.js";
@@ -25,6 +27,7 @@ import type { Random } from "./shard-chooser.js";
 import { handleCluster } from "./cluster-handler.js";
 import { collectStats, handleStats } from "./stats-handler.js";
 import { UsageFlusher } from "./usage-flusher.js";
+import { beginUpload, type UploadLimits } from "./upload-context.js";
 import { UsageTracker } from "./usage-tracker.js";
 import { handleWrite } from "./write-handler.js";
 
@@ -38,6 +41,8 @@ export interface CoordinatorDeps {
   now?: () => number;
   /** Shared connection pool to the nodes; one is created (and closed on stop) when not given. */
   agent?: Agent;
+  /** Process-wide metrics (memory, event loop) on /metrics: on in a process of its own. */
+  processMetrics?: boolean;
 }
 
 /**
@@ -50,7 +55,7 @@ export class CoordinatorService implements Service {
   private readonly server: Server;
   private readonly ctx: CoordinatorContext;
   private readonly flusher: UsageFlusher;
-  private readonly registry = createRegistry({ service: "coordinator" });
+  private readonly registry: ReturnType<typeof createRegistry>;
   private readonly ownAgent: Agent | undefined;
   /** Reads from the nodes (GET/HEAD) go through this lean client; everything else through the agent. */
   private readonly reader = new ReadClient();
@@ -59,6 +64,9 @@ export class CoordinatorService implements Service {
   private stopped: Promise<void> | undefined;
   private startedAt = 0;
   private readonly clientErrors = new ClientErrors();
+  /** What every upload body is held to (body timeout, minimum rate, memory), shared by all uploads. */
+  private readonly uploads: UploadLimits;
+  private uploadsInFlight = 0;
 
   constructor(
     readonly config: Readonly<CoordinatorConfig>,
@@ -68,6 +76,11 @@ export class CoordinatorService implements Service {
     const now = deps.now ?? Date.now;
     const agent = deps.agent ?? createAgent({ connections: 128 });
     this.ownAgent = deps.agent ? undefined : agent;
+    this.registry = createRegistry({ service: "coordinator" }, deps.processMetrics ?? false);
+    this.uploads = {
+      watch: new IdleWatch(config.bodyTimeoutMs, undefined, config.minBodyRate),
+      memory: new MemoryBudget(config.maxBufferedBytes),
+    };
     const metrics = createMetrics(this.registry);
     const usage = new UsageTracker();
     this.ctx = {
@@ -123,7 +136,7 @@ export class CoordinatorService implements Service {
 
   /** The seed's `/stats` (for embedding, e.g. the dashboard in one process). */
   async stats(): Promise<Awaited<ReturnType<typeof collectStats>>> {
-    return collectStats(this.ctx, this.startedAt);
+    return collectStats(this.ctx, this.startedAt, this.uploadsNow());
   }
 
   /** Lets membership (the ring) mark a storage node down or up; down nodes are tried last. */
@@ -146,6 +159,7 @@ export class CoordinatorService implements Service {
     this.stopped ??= (async () => {
       this.stopping = true;
       await closeServer(this.server, this.config.drainMs);
+      this.uploads.watch.close();
       await this.flusher.stop(this.config.drainMs);
       this.reader.close();
       await this.ownAgent?.close().catch(() => undefined);
@@ -163,6 +177,11 @@ export class CoordinatorService implements Service {
       if (this.stopping) {
         throw new BackpackError("SHUTTING_DOWN", "the coordinator is stopping", { retryAfterSec: 1 });
       }
+      if (req.method === "PUT") {
+        beginUpload(req, this.uploads);
+        this.uploadsInFlight++;
+        res.once("close", () => this.uploadsInFlight--);
+      }
       await this.route(req, res);
     } catch (err) {
       const e = toBackpackError(err);
@@ -176,12 +195,16 @@ export class CoordinatorService implements Service {
     }
   }
 
+  private uploadsNow(): { inflight: number; bufferedBytes: number } {
+    return { inflight: this.uploadsInFlight, bufferedBytes: this.uploads.memory.usedBytes };
+  }
+
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? "/";
     const path = target.split("?", 1)[0] ?? "/";
     const method = req.method ?? "GET";
     if (method === "GET" || method === "HEAD") {
-      if (path === "/stats") return handleStats(this.ctx, res, this.startedAt);
+      if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
       if (path === "/healthz") {

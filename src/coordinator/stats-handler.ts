@@ -5,8 +5,18 @@ import type { CoordinatorContext } from "./context.js";
 
 export type { CoordinatorStats };
 
+/** Uploads being received now, and the bytes of their bodies held in memory. */
+export interface UploadsNow {
+  inflight: number;
+  bufferedBytes: number;
+}
+
 /** The original's `/stats` (same field names and meaning), then a few of ours. */
-export async function collectStats(ctx: CoordinatorContext, startedAt: number): Promise<CoordinatorStats> {
+export async function collectStats(
+  ctx: CoordinatorContext,
+  startedAt: number,
+  uploads: UploadsNow = { inflight: 0, bufferedBytes: 0 },
+): Promise<CoordinatorStats> {
   const snapshot = ctx.map.snapshot();
   let total = 0;
   let used = 0;
@@ -33,6 +43,8 @@ export async function collectStats(ctx: CoordinatorContext, startedAt: number): 
     queue_length: queue?.depth ?? null,
     aborted_uploads: ctx.counters.abortedUploads,
     throttled_uploads: ctx.counters.throttledUploads,
+    uploads_in_flight: uploads.inflight,
+    buffered_upload_bytes: uploads.bufferedBytes,
     replication_lag_ms: queue?.oldestAgeMs ?? null,
     queue_unreachable: queue?.unreachable ?? null,
     cluster_map_connected: ctx.map.connected,
@@ -44,6 +56,7 @@ export async function handleStats(
   ctx: CoordinatorContext,
   res: ServerResponse,
   startedAt: number,
+  uploads?: UploadsNow,
 ): Promise<void> {
-  sendJson(res, 200, await collectStats(ctx, startedAt));
+  sendJson(res, 200, await collectStats(ctx, startedAt, uploads));
 }

@@ -1,14 +1,17 @@
 import type { IncomingMessage } from "node:http";
 import { BackpackError } from "../common/errors.js";
-import type { IdleWatch } from "./idle-watch.js";
+import type { IdleWatch } from "../common/idle-watch.js";
 
 /** What every upload body is held to while it arrives. */
 export interface BodyGuard {
   /** Refuse (BODY_TOO_LARGE) past this many bytes, also when no length was declared. */
   maxBytes: number;
-  /** The body timeout: how long the client may stay silent while the node waits for more of the body. */
+  /**
+   * The body timeout: how long the client may stay silent while the node waits for more of the body, and how
+   * slowly it may send (a minimum rate over that time).
+   */
   idle: IdleWatch;
-  /** Called once when the client stayed silent too long; answers 408 and lets the connection close. */
+  /** Called once when the client stayed silent or sent too slowly; answers 408 and lets the connection close. */
   onIdle: () => void;
   /** For a chunked body: reserve more in-flight bytes as they arrive; false refuses with OVERLOADED. */
   grow?: (bytes: number) => boolean;
@@ -35,6 +38,7 @@ export function readWhole(req: IncomingMessage, declared: number, guard: BodyGua
     });
     const onData = (chunk: Buffer): void => {
       guard.idle.touch(watched);
+      guard.idle.received(watched, chunk.length);
       total += chunk.length;
       if (first === undefined) first = chunk;
       else (more ??= [first]).push(chunk);
@@ -90,6 +94,7 @@ export async function* streamBody(req: IncomingMessage, guard: BodyGuard): Async
       if (idle) throw idleError();
       if (next.done) break;
       const chunk = next.value as Buffer;
+      guard.idle.received(watched, chunk.length);
       total += chunk.length;
       if (total > guard.maxBytes) throw tooLarge(guard.maxBytes);
       if (guard.grow && !guard.grow(chunk.length)) {
@@ -105,9 +110,9 @@ export async function* streamBody(req: IncomingMessage, guard: BodyGuard): Async
   if (!req.complete) throw aborted(undefined);
 }
 
-/** The error of a body whose client stayed silent past the body timeout. */
+/** The error of a body whose client stayed silent past the body timeout, or sent it under the minimum rate. */
 export function idleError(): BackpackError {
-  return new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body");
+  return new BackpackError("REQUEST_TIMEOUT", "the client stopped sending the body, or sent it too slowly");
 }
 
 function aborted(cause: unknown): BackpackError {

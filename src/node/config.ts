@@ -22,6 +22,11 @@ export interface NodeConfig {
   headersTimeoutMs: number;
   /** Idle time allowed between two pieces of a request body; past it: 408 and nothing is stored. */
   bodyTimeoutMs: number;
+  /**
+   * Slowest body rate allowed, bytes per second averaged over each `bodyTimeoutMs` of waiting on the client;
+   * slower: 408 and nothing is stored, so a trickling client cannot hold an upload slot for ever. 0: off.
+   */
+  minBodyRate: number;
   /** Idle keep-alive connections are closed after this. */
   keepAliveTimeoutMs: number;
   /** With a token, PUT and DELETE need `Authorization: Bearer <token>`; GET and HEAD stay open. */
@@ -49,6 +54,8 @@ export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">>
   maxInflightBytes: 256 * 1024 ** 2,
   headersTimeoutMs: 20_000,
   bodyTimeoutMs: 30_000,
+  // Lower than the coordinator's (1 KiB/s over 20 s), which cuts a slow client first.
+  minBodyRate: 256,
   keepAliveTimeoutMs: 5_000,
   sync: "batch",
   volumeMaxBytes: 1024 ** 3,
@@ -68,6 +75,7 @@ export function nodeConfig(...layers: ReadonlyArray<Partial<NodeConfig> | undefi
     check.positiveInt(problems, "maxInflightBytes", c.maxInflightBytes);
     check.positiveInt(problems, "headersTimeoutMs", c.headersTimeoutMs);
     check.positiveInt(problems, "bodyTimeoutMs", c.bodyTimeoutMs);
+    check.nonNegative(problems, "minBodyRate", c.minBodyRate);
     check.positiveInt(problems, "keepAliveTimeoutMs", c.keepAliveTimeoutMs);
     check.positiveInt(problems, "volumeMaxBytes", c.volumeMaxBytes);
     check.nonNegative(problems, "readCacheBytes", c.readCacheBytes);

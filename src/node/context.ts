@@ -4,7 +4,7 @@ import { toBackpackError, type ErrorCode } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { Store } from "../storage/types.js";
 import type { NodeConfig } from "./config.js";
-import type { IdleWatch } from "./idle-watch.js";
+import type { IdleWatch } from "../common/idle-watch.js";
 import type { NodeStats, RefusalReason } from "./node-stats.js";
 import type { UploadGate } from "./upload-gate.js";
 

@@ -9,7 +9,7 @@ import type { Service } from "../common/service.js";
 import { originOf } from "../common/version.js";
 import { openStore } from "../storage/store.js";
 import type { Store } from "../storage/types.js";
-import { IdleWatch } from "./idle-watch.js";
+import { IdleWatch } from "../common/idle-watch.js";
 import type { NodeConfig } from "./config.js";
 import { respondError, type NodeContext } from "./context.js";
 import { NodeStats } from "./node-stats.js";
@@ -73,7 +73,7 @@ export class NodeService implements Service {
       config: c,
       store,
       gate,
-      idle: new IdleWatch(c.bodyTimeoutMs),
+      idle: new IdleWatch(c.bodyTimeoutMs, undefined, c.minBodyRate),
       log: this.log,
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
       now: () => performance.now(),

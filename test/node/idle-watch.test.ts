@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { IdleWatch, type IdleEntry } from "../../src/node/idle-watch.js";
+import { IdleWatch, type IdleEntry } from "../../src/common/idle-watch.js";
 
 /** A watch on a clock the test moves; the sweep itself runs on real timers (every 5 ms here). */
 function watchOnClock(idleMs: number): { watch: IdleWatch; clock: { t: number } } {
@@ -84,4 +84,33 @@ void test("IdleWatch.close forgets every entry", async () => {
   clock.t = 100;
   await sleep(40);
   assert.equal(fired, 0);
+});
+
+void test("IdleWatch with a minimum rate: a trickling client is cut after a window of waiting, a steady one never, busy time does not count", async (t) => {
+  const clock = { t: 0 };
+  // 100 bytes/s over windows of 20 ms of waiting.
+  const watch = new IdleWatch(20, () => clock.t, 100);
+  t.after(() => watch.close());
+  const fired: string[] = [];
+  const trickle = watch.start(() => fired.push("trickle"));
+  const steady = watch.start(() => fired.push("steady"));
+  const busy = watch.start(() => fired.push("busy"));
+  watch.pause(busy); // the server is busy with what `busy` sent
+  for (let step = 1; step <= 40; step++) {
+    clock.t += 5;
+    watch.touch(steady); // 1 byte per 5 ms: 200 bytes/s
+    watch.received(steady, 1);
+    if (step % 3 === 0) {
+      watch.touch(trickle); // 1 byte per 15 ms: never silent for 20 ms, but 67 bytes/s
+      watch.received(trickle, 1);
+    }
+    if (step > 20) {
+      watch.touch(busy); // waited on again after 100 ms of being busy, then 200 bytes/s
+      watch.received(busy, 1);
+    }
+    await sleep(8); // let the sweep (every 5 ms) look
+  }
+  await until(() => fired.length > 0);
+  await sleep(20);
+  assert.deepEqual(fired, ["trickle"], "only the trickling client is cut");
 });

@@ -42,6 +42,26 @@ export const command: Command = {
         default: "8mb",
       },
       {
+        name: "max-buffered",
+        type: "string",
+        description:
+          "memory for upload bodies held whole, over all uploads; past it chunked bodies are spooled to --tmp-dir and others stream through without a retry copy",
+        default: "128mb",
+      },
+      {
+        name: "body-timeout",
+        type: "string",
+        description: "longest silence allowed while receiving an upload's body; past it 408",
+        default: "20s",
+      },
+      {
+        name: "min-body-rate",
+        type: "string",
+        description:
+          "slowest upload body rate allowed, per second over each --body-timeout of waiting (e.g. 1kb); slower is cut with 408; 0 turns it off",
+        default: "1kb",
+      },
+      {
         name: "token-file",
         type: "string",
         description:
@@ -125,6 +145,9 @@ Example:
       port,
       maxBodyBytes: bytes("max-body"),
       retainBytes: bytes("retain"),
+      maxBufferedBytes: bytesOption(args, "max-buffered", true),
+      bodyTimeoutMs: ms("body-timeout"),
+      minBodyRate: bytesOption(args, "min-body-rate", true),
       nodeTimeoutMs: ms("node-timeout"),
       headersTimeoutMs: ms("headers-timeout"),
       usageFlushMs: ms("usage-flush"),
@@ -139,7 +162,12 @@ Example:
     if (map === undefined) return 0;
     const queues = new QueueFollower(log);
     await queues.follow(map.snapshot().queue);
-    const service = new CoordinatorService(config, { clusterMap: map, queue: queues.current, log });
+    const service = new CoordinatorService(config, {
+      clusterMap: map,
+      queue: queues.current,
+      log,
+      processMetrics: true,
+    });
     queues.onSwap = (q) => service.setQueue(q);
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));
     await service.start();

@@ -88,6 +88,13 @@ export const command: Command = {
         default: "30s",
       },
       {
+        name: "min-body-rate",
+        type: "string",
+        description:
+          "slowest body rate allowed, per second over each --body-timeout of waiting (e.g. 256b, 1kb); slower is cut with 408; 0 turns it off",
+        default: "256b",
+      },
+      {
         name: "tombstone-grace",
         type: "string",
         description: "how long a delete is remembered; a node away longer must be refilled, not merged",
@@ -138,6 +145,7 @@ Example:
       maxInflightUploads: optInt(args, "max-inflight-uploads", 1),
       headersTimeoutMs: ms("headers-timeout"),
       bodyTimeoutMs: ms("body-timeout"),
+      minBodyRate: bytesOption(args, "min-body-rate", true),
       tombstoneGraceMs: ms("tombstone-grace"),
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
       writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),

@@ -1,0 +1,31 @@
+import type { IncomingMessage } from "node:http";
+import type { IdleWatch } from "../common/idle-watch.js";
+import type { MemoryBudget } from "./memory-budget.js";
+
+/** What every upload body is held to while the coordinator receives it, shared by all uploads. */
+export interface UploadLimits {
+  /** The body timeout (`--body-timeout`) and minimum rate (`--min-body-rate`). */
+  watch: IdleWatch;
+  /** Memory for bodies held whole (`--max-buffered`). */
+  memory: MemoryBudget;
+}
+
+/** The limits of one upload. */
+export interface UploadContext {
+  readonly limits: UploadLimits;
+}
+
+/**
+ * Set by the service for each PUT before its handler runs, read by `BodySource` when it starts reading the
+ * body: the body reader is where the limits apply, and the write handler passes it the request only. Keyed by
+ * the request (a WeakMap: nothing to clean up).
+ */
+const contexts = new WeakMap<IncomingMessage, UploadContext>();
+
+export function beginUpload(req: IncomingMessage, limits: UploadLimits): void {
+  contexts.set(req, { limits });
+}
+
+export function uploadContextOf(req: IncomingMessage): UploadContext | undefined {
+  return contexts.get(req);
+}
