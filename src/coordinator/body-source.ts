@@ -37,7 +37,8 @@ const PRIME_BYTES = STREAM_HIGH_WATER;
  * With the upload's limits (upload-context.ts; set by the service for every PUT): a client silent for the body
  * timeout, or sending under the minimum rate, makes every reader throw REQUEST_TIMEOUT (the client's fault, so
  * no node is blamed for it); bodies are kept in memory only while the shared memory budget allows (past it a
- * declared body streams through without being kept, a chunked one is spooled at once).
+ * declared body streams through without being kept, a chunked one is spooled at once); and `100 Continue` is
+ * sent when the body is first read, after every check before it passed.
  */
 export class BodySource {
   private chunks: (Buffer | undefined)[] = [];
@@ -96,6 +97,7 @@ export class BodySource {
       stalled = tooSlow();
       cut?.(stalled);
     });
+    upload?.sendContinue();
     const it = req.iterator({ destroyOnReturn: false })[Symbol.asyncIterator]();
     let chunks: Buffer[] = [];
     let held = 0;
@@ -250,6 +252,7 @@ export class BodySource {
         this.wake();
       });
     }
+    this.upload?.sendContinue();
     req.on("data", (chunk: Buffer) => {
       this.received += chunk.length;
       this.crcValue = checksum(chunk, this.crcValue);

@@ -123,7 +123,12 @@ export class CoordinatorService implements Service {
         connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
         maxHeaderSize: MAX_HEADER_BYTES,
       },
-      (req, res) => void this.handle(req, res),
+      (req, res) => void this.handle(req, res, false),
+    );
+    // Expect: 100-continue is answered once an upload passed every check before its body (upload-context.ts).
+    this.server.on(
+      "checkContinue",
+      (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res, true),
     );
     // What the HTTP parser refuses (malformed, headers too large or too slow) is answered 400/431/408.
     this.server.on("clientError", this.clientErrors.handle);
@@ -167,7 +172,7 @@ export class CoordinatorService implements Service {
     return this.stopped;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
     this.clientErrors.track(res);
     try {
       if (tooManyHeaders(req)) {
@@ -178,10 +183,10 @@ export class CoordinatorService implements Service {
         throw new BackpackError("SHUTTING_DOWN", "the coordinator is stopping", { retryAfterSec: 1 });
       }
       if (req.method === "PUT") {
-        beginUpload(req, this.uploads);
+        beginUpload(req, res, this.uploads, expectContinue);
         this.uploadsInFlight++;
         res.once("close", () => this.uploadsInFlight--);
-      }
+      } else if (expectContinue) res.writeContinue();
       await this.route(req, res);
     } catch (err) {
       const e = toBackpackError(err);

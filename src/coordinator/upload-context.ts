@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { IdleWatch } from "../common/idle-watch.js";
 import type { MemoryBudget } from "./memory-budget.js";
 
@@ -10,9 +10,11 @@ export interface UploadLimits {
   memory: MemoryBudget;
 }
 
-/** The limits of one upload. */
+/** The limits of one upload, and the `100 Continue` it is owed once its body is first read. */
 export interface UploadContext {
   readonly limits: UploadLimits;
+  /** Sends `100 Continue` if the client asked for it and it was not sent yet; idempotent. */
+  sendContinue(): void;
 }
 
 /**
@@ -22,8 +24,22 @@ export interface UploadContext {
  */
 const contexts = new WeakMap<IncomingMessage, UploadContext>();
 
-export function beginUpload(req: IncomingMessage, limits: UploadLimits): void {
-  contexts.set(req, { limits });
+export function beginUpload(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limits: UploadLimits,
+  expectContinue: boolean,
+): void {
+  let owed = expectContinue;
+  contexts.set(req, {
+    limits,
+    sendContinue() {
+      if (!owed) return;
+      owed = false;
+      // `100 Continue` only once the upload passed every check before its body (token, key, size, space).
+      if (!res.headersSent && !res.destroyed) res.writeContinue();
+    },
+  });
 }
 
 export function uploadContextOf(req: IncomingMessage): UploadContext | undefined {

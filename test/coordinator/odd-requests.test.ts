@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { test } from "node:test";
+import { waitFor } from "../helpers/wait.js";
 import { raw } from "../node/node-harness.js";
 import { nodeUrl, startFixture } from "./fixture.js";
 
@@ -202,4 +203,33 @@ void test("a Content-Type over 255 characters is 400 BAD_REQUEST at the coordina
   const put = await fetch(`${f.url}/typed`, { method: "PUT", body: "hi", headers: { "content-type": fits } });
   assert.equal(put.status, 200);
   assert.equal((await fetch(`${f.url}/1:typed`)).headers.get("content-type"), fits);
+});
+
+void test("Expect: 100-continue: the coordinator says continue only once the token, key and size are checked", async (t) => {
+  const f = await startFixture(t, {
+    shards: { "1": ["1", "2"] },
+    config: { writeToken: "tok", maxBodyBytes: 1000 },
+  });
+  const head = (headers: string): string =>
+    `PUT /cont HTTP/1.1\r\nhost: x\r\n${headers}expect: 100-continue\r\n\r\n`;
+  for (const [headers, status] of [
+    ["content-length: 5\r\n", 401],
+    ["authorization: Bearer wrong\r\ncontent-length: 5\r\n", 403],
+    ["authorization: Bearer tok\r\ncontent-length: 5000\r\n", 413],
+  ] as const) {
+    const res = await raw(f.url, head(headers));
+    assert.equal(res.status, status, headers);
+    assert.ok(!res.head.includes("100 Continue"), `no 100 Continue before ${status}`);
+  }
+  const url = new URL(f.url);
+  const socket = connect(Number(url.port), url.hostname);
+  t.after(() => socket.destroy());
+  let got = "";
+  socket.setEncoding("latin1").on("data", (d: string) => (got += d));
+  socket.write(head("authorization: Bearer tok\r\ncontent-length: 5\r\n"));
+  await waitFor(() => got.includes("100 Continue"), { what: "100 Continue" });
+  assert.ok(!got.includes("200 OK"));
+  socket.write("hello");
+  await waitFor(() => got.includes("200 OK"), { what: "200" });
+  assert.equal(await (await fetch(`${f.url}/1:cont`)).text(), "hello");
 });
