@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { checkBearer } from "../common/http.js";
-import { keyFromTarget, parseShardKey } from "../common/key.js";
+import { shardKeyFromTarget } from "../common/key.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import { formatVersion, VERSION_HEADER, type Version } from "../common/version.js";
 import type { ReplicationTask } from "../queue/types.js";
@@ -30,7 +30,7 @@ export async function handleDelete(
   res: ServerResponse,
 ): Promise<void> {
   checkBearer(req, ctx.writeToken);
-  const { shardId, key } = parseShardKey(keyFromTarget(req.url ?? "/"));
+  const { shardId, key } = shardKeyFromTarget(req.url ?? "/");
   const snapshot = ctx.map.snapshot();
   const shard = Object.hasOwn(snapshot.shards, shardId) ? snapshot.shards[shardId] : undefined;
   if (shard === undefined) throw new BackpackError("NOT_FOUND", `no shard ${shardId}`);

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { BackpackError, toBackpackError } from "../common/errors.js";
-import { keyFromTarget, parseShardKey } from "../common/key.js";
+import { shardKeyFromTarget } from "../common/key.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import { compareVersions, parseVersion, VERSION_HEADER, type Version } from "../common/version.js";
 import type { CoordinatorContext } from "./context.js";
@@ -50,7 +50,7 @@ export async function handleRead(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const { shardId, key } = parseShardKey(keyFromTarget(req.url ?? "/"));
+  const { shardId, key } = shardKeyFromTarget(req.url ?? "/");
   const snapshot = ctx.map.snapshot();
   const shard = Object.hasOwn(snapshot.shards, shardId) ? snapshot.shards[shardId] : undefined;
   if (shard === undefined) {

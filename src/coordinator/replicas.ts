@@ -63,6 +63,10 @@ export async function storeFirstReplica(
       if (body.failure) throw body.failure;
       const e = toBackpackError(err);
       if (hasCode(e, "CLIENT_ABORTED")) throw e;
+      if (hasCode(e, "REQUEST_TIMEOUT") && !body.complete) {
+        // The node cut a client that sent its body too slowly: the client's doing, not the node's.
+        throw new BackpackError("REQUEST_TIMEOUT", "the client sent the body too slowly", { cause: e });
+      }
       if (hasCode(e, "STALE_VERSION")) {
         throw new BackpackError(
           "UNAVAILABLE",
@@ -80,7 +84,8 @@ export async function storeFirstReplica(
         });
       }
       lastError = e;
-      ctx.health.recordFailure(serverId);
+      // A node that is busy is not failing: it is not marked suspect for it.
+      if (!hasCode(e, "OVERLOADED")) ctx.health.recordFailure(serverId);
       ctx.log.warn({ server: serverId, key, err: e.message }, "upload to a node failed; trying the next");
     }
   }

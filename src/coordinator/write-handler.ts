@@ -50,6 +50,8 @@ export async function handleWrite(
             tmpDir: ctx.config.tmpDir,
           })
         : BodySource.live(req, size, ctx.config.retainBytes);
+    // A client too slow to send even the start of its body is cut here, before it holds a node's upload budget.
+    await body.ready();
     const shard = chooseFor(ctx, snapshot, body.size);
     reservation = ctx.usage.reserve(shard.id, body.size);
     const contentType = req.headers["content-type"];

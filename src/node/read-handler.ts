@@ -62,6 +62,8 @@ async function readWithConditions(
   const range = ifRangeHolds(single(h["if-range"]), v) ? parseRange(h.range, info.size) : undefined;
   if (range === "unsatisfiable") {
     res.setHeader("content-range", `bytes */${info.size}`);
+    // The version this answer is about (a coordinator checks it like any answer's).
+    res.setHeader(VERSION_HEADER, formatVersion(info.version));
     throw new BackpackError("RANGE_NOT_SATISFIABLE", `range ${h.range ?? ""} is outside the body`, {
       details: { size: info.size },
     });

@@ -20,8 +20,10 @@ export type Outcome =
   | { kind: "deleted" }
   /** A newer write or a delete overtook this task: its own task covers the newer state. */
   | { kind: "superseded"; reason: string }
-  /** The target could not be reached: retry once it is back (the caller pauses the target). */
+  /** The target could not be reached, or takes no writes now (full, overloaded, stopping): retry once it is back (the caller pauses the target). */
   | { kind: "target-down"; reason: string }
+  /** No source could be reached: the copy waits for one to come back, without spending an attempt. */
+  | { kind: "sources-down"; reason: string }
   /** Something else failed: retry with backoff. */
   | { kind: "retry"; reason: string };
 
@@ -63,6 +65,7 @@ export class Copier {
       (s) => s !== task.target,
     );
     let gone = 0;
+    let away = 0;
     const problems: string[] = [];
     for (const id of candidates) {
       const source = map.servers[id];
@@ -74,6 +77,7 @@ export class Copier {
       try {
         res = await this.client.read(source.url, task.key, { ...req, bufferBytes: BUFFER_MAX_BYTES });
       } catch (err) {
+        if (unreachable(err)) away++;
         problems.push(`GET ${source.url}: ${toBackpackError(err).message}`);
         continue;
       }
@@ -151,6 +155,10 @@ export class Copier {
     if (problems.length === 0 && gone > 0) {
       return { kind: "superseded", reason: "no source holds this version any more (deleted or overwritten)" };
     }
+    // Every source that could hold the file is away: waiting for one costs no attempt.
+    if (away > 0 && away === problems.length && gone === 0) {
+      return { kind: "sources-down", reason: problems.join("; ") };
+    }
     return { kind: "retry", reason: problems.join("; ") || "the shard lists no source" };
   }
 
@@ -196,12 +204,22 @@ function taskVersion(task: ReplicationTask): Version | undefined {
   return task.version === undefined ? legacyVersion(task.createdAt) : parseVersion(task.version);
 }
 
-/** Transport failures (refused, reset, timeout) mean the node is away; anything else is retried as is. */
+/**
+ * Transport failures (refused, reset, timeout) mean the node is away, and a full, overloaded or stopping node
+ * takes no writes for now: both wait for the target; anything else is retried as is.
+ */
 function failure(err: unknown, what: string): Outcome {
   const e = toBackpackError(err);
   const status = (e.details?.status as number | undefined) ?? 0;
   const transport = (e.code === "UPSTREAM_FAILED" || e.code === "UPSTREAM_TIMEOUT") && status === 0;
-  return { kind: transport ? "target-down" : "retry", reason: `${what}: ${e.message}` };
+  const unavailable = e.code === "NO_SPACE" || e.code === "OVERLOADED" || e.code === "SHUTTING_DOWN";
+  return { kind: transport || unavailable ? "target-down" : "retry", reason: `${what}: ${e.message}` };
+}
+
+/** A source that could not be asked at all (refused, reset, timeout), as opposed to one that answered. */
+function unreachable(err: unknown): boolean {
+  const e = toBackpackError(err);
+  return (e.code === "UPSTREAM_FAILED" || e.code === "UPSTREAM_TIMEOUT") && e.details?.status === undefined;
 }
 
 /** The node's error code from a JSON error body, as ` CODE` (empty when there is none). */

@@ -172,6 +172,11 @@ export class WorkerPool {
         await this.waitForTarget(leased.id, outcome.reason, pause);
         break;
       }
+      case "sources-down":
+        // Not the target's fault: it stays up; the task waits (no attempt spent) like one for a target away.
+        this.log.warn({ id: leased.id, key: task?.key, reason: outcome.reason }, "no source reachable");
+        await this.waitForTarget(leased.id, outcome.reason, Math.min(5000, this.options.targetDownMaxMs));
+        break;
       case "retry":
         this.log.warn(
           { id: leased.id, key: task?.key, reason: outcome.reason, attempts: leased.attempts + 1 },
