@@ -21,6 +21,7 @@ export const COMMANDS: Readonly<Record<string, string>> = {
   "backpack admin set-queue": "./commands/admin/set-queue.js",
   "backpack admin nginx-config": "./commands/admin/nginx-config.js",
   "backpack queue status": "./commands/queue/status.js",
+  "backpack repair": "./commands/repair.js",
   "backpack queue dead-letters": "./commands/queue/dead-letters.js",
   "backpack queue replay": "./commands/queue/replay.js",
   "backpack put": "./commands/client/put.js",

@@ -32,6 +32,16 @@ export interface NodeObject {
   version: Version | undefined;
 }
 
+/** One key as a replica holds it (`GET /_backpack/list`). */
+export interface ReplicaEntry {
+  key: string;
+  version: Version;
+  crc: number;
+  size: number;
+  deleted: boolean;
+  damaged: boolean;
+}
+
 export interface NodeRequestOptions {
   token?: string;
   /** Whole-request timeout for small requests; for streams, the time allowed between bytes. */
@@ -127,6 +137,77 @@ export class NodeClient {
     if (res.statusCode === 404) return { state: "absent" };
     const size = Number(headerText(res.headers["x-backpack-size"]));
     return { state: "deleted", size: Number.isSafeInteger(size) ? size : undefined };
+  }
+
+  /** The node's replica digest (`GET /_backpack/digest`): two u32 per bucket. */
+  async digest(
+    base: string,
+    options: NodeRequestOptions = {},
+  ): Promise<{ entries: number; hashes: Uint32Array }> {
+    const res = await this.sendPath(base, "/_backpack/digest", options);
+    await expectStatus(res, [200], base, "/_backpack/digest");
+    const doc = (await res.body.json()) as { buckets: number; entries: number; digest: string };
+    const bytes = Buffer.from(doc.digest, "hex");
+    const hashes = new Uint32Array(doc.buckets * 2);
+    for (let i = 0; i < hashes.length; i++) hashes[i] = bytes.readUInt32BE(4 * i);
+    return { entries: doc.entries, hashes };
+  }
+
+  /** One page of a digest bucket's entries in key order (`GET /_backpack/list`). */
+  async listBucket(
+    base: string,
+    bucket: number,
+    options: NodeRequestOptions & { after?: string; limit?: number } = {},
+  ): Promise<{ entries: ReplicaEntry[]; more: boolean }> {
+    const q = new URLSearchParams({ bucket: String(bucket), limit: String(options.limit ?? 1000) });
+    if (options.after !== undefined) q.set("after", options.after);
+    const res = await this.sendPath(base, `/_backpack/list?${q.toString()}`, options);
+    await expectStatus(res, [200], base, "/_backpack/list");
+    const doc = (await res.body.json()) as {
+      more: boolean;
+      entries: {
+        key: string;
+        version: string;
+        crc: string;
+        size: number;
+        deleted?: boolean;
+        damaged?: boolean;
+      }[];
+    };
+    const entries: ReplicaEntry[] = [];
+    for (const e of doc.entries) {
+      const version = parseVersion(e.version);
+      const crc = parseChecksum(e.crc);
+      if (version === undefined || crc === undefined) continue;
+      entries.push({
+        key: e.key,
+        version,
+        crc,
+        size: e.size,
+        deleted: e.deleted === true,
+        damaged: e.damaged === true,
+      });
+    }
+    return { entries, more: doc.more };
+  }
+
+  private async sendPath(
+    base: string,
+    path: string,
+    options: NodeRequestOptions,
+  ): Promise<Dispatcher.ResponseData> {
+    const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
+    try {
+      return await request(base + path, {
+        method: "GET",
+        dispatcher: this.dispatcher,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: options.signal,
+      });
+    } catch (err) {
+      throw upstreamError(err, "GET", base);
+    }
   }
 
   /** HEAD: the object's metadata, or undefined when the node does not have it. */

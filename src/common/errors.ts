@@ -16,6 +16,8 @@ export const ERROR_STATUS = {
   CONFLICT: 409,
   /** A write, copy or delete older than (or the same as) the version the node holds: refused, nothing written. */
   STALE_VERSION: 409,
+  /** A node back after longer than its tombstone grace period: not merged by repair until an operator resets it. */
+  AWAY_TOO_LONG: 409,
   ALREADY_EXISTS: 409,
   LENGTH_REQUIRED: 411,
   PRECONDITION_FAILED: 412,

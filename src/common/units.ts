@@ -79,3 +79,22 @@ export function parseDuration(text: string, what = "duration"): number {
   }
   return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] ?? "ms"] ?? 1));
 }
+
+/** A duration in ms as the largest whole units that fit: `3d 4h`, `2h 10m`, `45s`, `120ms`. */
+export function formatDuration(ms: number): string {
+  const parts: string[] = [];
+  let rest = Math.max(0, Math.round(ms));
+  for (const [unit, size] of [
+    ["d", 86_400_000],
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.length > 0 ? parts.join(" ") : `${rest}ms`;
+}

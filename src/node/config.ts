@@ -44,6 +44,15 @@ export interface NodeConfig {
    * must be refilled from its replicas, not merged: a delete it missed may be forgotten by then.
    */
   tombstoneGraceMs: number;
+  /** Bytes per second the background scrub verifies at most (0 turns it off). */
+  scrubBytesPerSec: number;
+  /** A scrub pass starts at most this often (a restart resumes or begins one at once). */
+  scrubEveryMs: number;
+  /**
+   * Let repair merge this node even when its data was away longer than `tombstoneGraceMs` (deletes it missed
+   * and the others forgot may come back). Without it such a node is refused by repair until it is wiped.
+   */
+  rejoin: boolean;
 }
 
 export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">> = Object.freeze({
@@ -62,6 +71,9 @@ export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">>
   compactGarbageRatio: 0.5,
   readCacheBytes: 256 * 1024 ** 2,
   tombstoneGraceMs: DEFAULT_TOMBSTONE_GRACE_MS,
+  scrubBytesPerSec: 8 * 1024 ** 2,
+  scrubEveryMs: 24 * 3600 * 1000,
+  rejoin: false,
 });
 
 /** Builds the node's config from layers (defaults first); every problem is reported at once. */
@@ -80,6 +92,8 @@ export function nodeConfig(...layers: ReadonlyArray<Partial<NodeConfig> | undefi
     check.positiveInt(problems, "volumeMaxBytes", c.volumeMaxBytes);
     check.nonNegative(problems, "readCacheBytes", c.readCacheBytes);
     check.positiveInt(problems, "tombstoneGraceMs", c.tombstoneGraceMs);
+    check.nonNegative(problems, "scrubBytesPerSec", c.scrubBytesPerSec);
+    check.nonNegative(problems, "scrubEveryMs", c.scrubEveryMs);
     check.oneOf(problems, "sync", c.sync, ["batch", "none"]);
     if (!(c.compactGarbageRatio > 0 && c.compactGarbageRatio < 1)) {
       problems.push(`compactGarbageRatio must be between 0 and 1 (e.g. 0.5), got ${c.compactGarbageRatio}`);

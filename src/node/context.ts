@@ -21,6 +21,8 @@ export interface NodeContext {
   readonly token: Buffer | undefined;
   /** Clock for durations (ms, monotonic); injected so tests and benchmarks can read it. */
   readonly now: () => number;
+  /** Set when the node came back after longer than its tombstone grace period: why repair must not merge it. */
+  readonly awayTooLong: string | undefined;
 }
 
 const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {

@@ -174,6 +174,26 @@ export class NodeStats {
       "Volume files",
       store((s) => s.volumes),
     );
+    gauge(
+      "backpack_node_tombstones",
+      "Deletes remembered within their grace period",
+      store((s) => s.tombstones),
+    );
+    counter(
+      "backpack_node_scrub_bytes_total",
+      "Bytes of records the background scrub verified",
+      store((s) => s.scrub.bytesVerified),
+    );
+    counter(
+      "backpack_node_scrub_damaged_total",
+      "Damaged records the background scrub found (quarantined for repair)",
+      store((s) => s.scrub.damagedFound),
+    );
+    counter(
+      "backpack_node_scrub_passes_total",
+      "Complete scrub passes over every volume",
+      store((s) => s.scrub.passesCompleted),
+    );
     gauge("backpack_node_inflight_uploads", "Uploads being received", () => this.inflight().uploads);
     gauge("backpack_node_inflight_upload_bytes", "Bytes reserved by uploads", () => this.inflight().bytes);
   }

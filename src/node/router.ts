@@ -4,6 +4,7 @@ import { handleAdmin, RESERVED_PATHS } from "./admin-handler.js";
 import { keyOfTarget } from "./fast-key.js";
 import { respondError, type NodeContext } from "./context.js";
 import { handleRead } from "./read-handler.js";
+import { handleReplica, REPLICA_PREFIX } from "./replica-handler.js";
 import { handleDelete, handlePut } from "./write-handler.js";
 
 const KEY_METHODS = "GET, HEAD, PUT, DELETE";
@@ -41,6 +42,10 @@ function handle(
   if (RESERVED_PATHS.has(path)) {
     if (method !== "GET" && method !== "HEAD") throw notAllowed(res, method, ADMIN_METHODS);
     return handleAdmin(ctx, path, res);
+  }
+  if (path.startsWith(REPLICA_PREFIX)) {
+    if (method !== "GET") throw notAllowed(res, method, "GET");
+    return handleReplica(ctx, req, res, path);
   }
   switch (method) {
     case "GET":

@@ -15,6 +15,7 @@ import { respondError, type NodeContext } from "./context.js";
 import { NodeStats } from "./node-stats.js";
 import { route } from "./router.js";
 import { UploadGate } from "./upload-gate.js";
+import { awayTooLong, Heartbeat } from "./heartbeat.js";
 
 export interface NodeServiceDeps {
   log?: Logger;
@@ -29,6 +30,7 @@ export interface NodeServiceDeps {
 export class NodeService implements Service {
   private server: Server | undefined;
   private ctx: NodeContext | undefined;
+  private heartbeat: Heartbeat | undefined;
   private baseUrl: string | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -64,10 +66,21 @@ export class NodeService implements Service {
       compactGarbageRatio: c.compactGarbageRatio,
       readCacheBytes: c.readCacheBytes,
       tombstoneGraceMs: c.tombstoneGraceMs,
+      scrubBytesPerSec: c.scrubBytesPerSec,
+      scrubEveryMs: c.scrubEveryMs,
       // Versions of writes that come without one (straight to the node) are stamped here.
       origin: originOf(`node ${resolve(c.dataDir)}`),
       log: this.log,
     });
+    const heartbeat = new Heartbeat(c.dataDir);
+    const away = awayTooLong(await heartbeat.lastAlive(), Date.now(), c.tombstoneGraceMs);
+    if (away && !c.rejoin) {
+      // No heartbeat until it is reset: a mere restart must not make the old data look fresh.
+      this.log.warn({ dataDir: c.dataDir }, away);
+    } else {
+      await heartbeat.start();
+      this.heartbeat = heartbeat;
+    }
     const gate = new UploadGate(c.maxInflightUploads, c.maxInflightBytes);
     const ctx: NodeContext = {
       config: c,
@@ -77,6 +90,7 @@ export class NodeService implements Service {
       log: this.log,
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
       now: () => performance.now(),
+      awayTooLong: c.rejoin ? undefined : away,
       stats: new NodeStats(
         () => store.stats(),
         () => ({ uploads: gate.inflightUploads, bytes: gate.inflightBytes }),
@@ -177,6 +191,7 @@ export class NodeService implements Service {
     if (this.server) await closeServer(this.server, this.deps.stopGraceMs ?? 5000);
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     this.ctx?.idle.close();
+    await this.heartbeat?.stop();
     await this.ctx?.store.close();
   }
 }

@@ -19,6 +19,12 @@ export interface ReplicatorConfig {
   /** A target that fails at the transport level is left alone this long at first (doubling up to the max). */
   targetDownMinMs: number;
   targetDownMaxMs: number;
+  /** Time from the start of one comparison of every shard's replicas to the next, at least; 0 turns repair off. */
+  repairIntervalMs: number;
+  /** Repairs (copies and deletes) per second at most. */
+  repairFilesPerSec: number;
+  /** Bytes copied by repair per second at most. */
+  repairBytesPerSec: number;
 }
 
 export const REPLICATOR_DEFAULTS: Readonly<Omit<ReplicatorConfig, "nodeToken">> = Object.freeze({
@@ -31,6 +37,9 @@ export const REPLICATOR_DEFAULTS: Readonly<Omit<ReplicatorConfig, "nodeToken">> 
   requestTimeoutMs: 30_000,
   targetDownMinMs: 500,
   targetDownMaxMs: 30_000,
+  repairIntervalMs: 30_000,
+  repairFilesPerSec: 200,
+  repairBytesPerSec: 32 * 1024 ** 2,
 });
 
 export function replicatorConfig(
@@ -49,6 +58,9 @@ export function replicatorConfig(
       check.positiveInt(problems, "requestTimeoutMs", c.requestTimeoutMs);
       check.positiveInt(problems, "targetDownMinMs", c.targetDownMinMs);
       check.positiveInt(problems, "targetDownMaxMs", c.targetDownMaxMs);
+      check.nonNegative(problems, "repairIntervalMs", c.repairIntervalMs);
+      check.positiveInt(problems, "repairFilesPerSec", c.repairFilesPerSec);
+      check.positiveInt(problems, "repairBytesPerSec", c.repairBytesPerSec);
       if (c.leaseMs < 1000)
         problems.push(`leaseMs must be at least 1000 (a copy needs time), got ${c.leaseMs}`);
     },

@@ -12,9 +12,9 @@ import { createRegistry, sendMetrics } from "../common/metrics.js";
 import type { Service } from "../common/service.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import type { ReplicatorConfig } from "./config.js";
+import { AntiEntropy } from "./anti-entropy.js";
 import { Copier } from "./copier.js";
 import { ReplicatorStats, type ReplicatorStatsJson } from "./replicator-stats.js";
-import { unavailableTarget } from "./unavailable-target.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface ReplicatorDeps {
@@ -46,6 +46,8 @@ export class ReplicatorService implements Service {
   /** Copies read their source through this lean client; PUTs go through the agent. */
   private readonly reader = new ReadClient();
   private readonly pool: WorkerPool;
+  /** Anti-entropy: compares every shard's replicas and repairs them (started with the service). */
+  readonly repair: AntiEntropy;
   private readonly registry;
   private readonly server: Server;
   private baseUrl: string | undefined;
@@ -62,7 +64,12 @@ export class ReplicatorService implements Service {
     this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
     this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
     this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
-    const copier = new Copier(new NodeClient(this.agent.compose(unavailableTarget), {}, this.reader), {
+    const nodes = new NodeClient(this.agent, {}, this.reader);
+    const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
+    this.repair = new AntiEntropy(deps.map, nodes, copier, this.log, {
+      intervalMs: config.repairIntervalMs,
+      filesPerSec: config.repairFilesPerSec,
+      bytesPerSec: config.repairBytesPerSec,
       token: config.nodeToken,
       timeoutMs: config.requestTimeoutMs,
     });
@@ -82,6 +89,7 @@ export class ReplicatorService implements Service {
   async start(): Promise<void> {
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     this.loop = this.run();
+    this.repair.start();
   }
 
   stop(): Promise<void> {
@@ -90,12 +98,16 @@ export class ReplicatorService implements Service {
   }
 
   /** The figures of `GET /stats`. */
-  async statsJson(): Promise<ReplicatorStatsJson> {
-    return this.stats.json(this.pool.active, this.pool.targetsDown());
+  async statsJson(): Promise<ReplicatorStatsJson & { repair: ReturnType<AntiEntropy["status"]> }> {
+    return {
+      ...(await this.stats.json(this.pool.active, this.pool.targetsDown())),
+      repair: this.repair.status(),
+    };
   }
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
+    await this.repair.stop();
     await this.loop;
     // Copies still running after the grace are cut by closing their connections (no per-request abort
     // signal: thousands of listeners on one shared signal cost more CPU than the copies themselves).

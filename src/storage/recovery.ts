@@ -106,7 +106,10 @@ async function replayVolumes(
 
 function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): void {
   if (!r.intact)
-    log.error({ volume: v.id, offset: r.offset }, "record with a damaged body kept so reads fail loudly");
+    log.error(
+      { volume: v.id, offset: r.offset },
+      "record with a damaged body quarantined until repair restores it",
+    );
   const i = index.find(r.key);
   // The newest version wins whatever the file order; of two equal versions the later record (a format-1 key
   // written twice in one millisecond).
@@ -120,8 +123,10 @@ function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): vo
     contentType: r.contentType.length > 0 ? r.contentType.toString("utf8") : undefined,
     tombstone: r.header.tombstone,
   };
+  const at = i >= 0 ? i : index.insert(r.key, value);
   if (i >= 0) index.update(i, value);
-  else index.insert(r.key, value);
+  // Quarantined at once: never served, and its replicas' digests differ, so repair restores it.
+  if (!r.intact) index.markDamaged(at);
 }
 
 function dangling(index: IndexTable, volumes: Map<number, Volume>): number {

@@ -115,6 +115,13 @@ export class DiskStore implements Store {
     index.forEach((i) => this.clock.observe(index.versionOf(i)));
     const sweepMs = Math.max(1000, Math.min(EXPIRY_SWEEP_MS, options.tombstoneGraceMs / 4));
     this.expiryTimer = setInterval(() => this.expireTombstones(), sweepMs).unref();
+    // Records found damaged by recovery are quarantined in the index already: count them, and list them.
+    let damaged = 0;
+    index.forEach((i) => {
+      if (index.isDamaged(i)) damaged++;
+    });
+    this.checksumErrors = damaged;
+    if (damaged > 0) this.saveQuarantine();
     this.scrubber = new Scrubber(this, {
       dir: options.dir,
       bytesPerSec: options.scrubBytesPerSec,

@@ -113,6 +113,7 @@ export interface StoreStats {
   liveBytes: number;
   garbageBytes: number;
   volumes: number;
+  /** Damaged records: quarantined at start (remembered, or found by recovery) plus those found since. */
   checksumErrors: number;
   compactions: number;
   /** Bytes of the index structure on the heap (for the memory benchmark). */

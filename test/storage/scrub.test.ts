@@ -34,10 +34,10 @@ void test("the scrub finds damaged records without any read, quarantines them, a
     stats.scrub.bytesVerified < 250_000,
     `resumed, not restarted: ${stats.scrub.bytesVerified} bytes`,
   );
-  // Both damaged records were found though no client read them (the first before the restart, which does
-  // not forget it), and are quarantined.
-  assert.equal(foundBefore + stats.checksumErrors, 2);
-  assert.ok(foundBefore >= 1);
+  // Both damaged records were found though no client read them: the first before the restart (remembered across
+  // it, and counted again at start), the second after it.
+  assert.ok(foundBefore >= 1, `found ${foundBefore} before the restart`);
+  assert.equal(stats.checksumErrors, 2);
   for (const key of ["s/7", "s/42"])
     await assert.rejects(store.read(key), { code: "CHECKSUM_MISMATCH" }, key);
   assert.ok((await store.read("s/8")).info.size === 4000);

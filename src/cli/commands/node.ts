@@ -95,6 +95,23 @@ export const command: Command = {
         default: "256b",
       },
       {
+        name: "scrub-rate",
+        type: "string",
+        description: "bytes per second the background scrub verifies at most (0: off)",
+        default: "8mb",
+      },
+      {
+        name: "scrub-every",
+        type: "string",
+        description: "a scrub pass over every volume starts at most this often",
+        default: "24h",
+      },
+      {
+        name: "rejoin",
+        type: "boolean",
+        description: "let repair merge this node's data even when it was away longer than --tombstone-grace",
+      },
+      {
         name: "tombstone-grace",
         type: "string",
         description: "how long a delete is remembered; a node away longer must be refilled, not merged",
@@ -147,6 +164,9 @@ Example:
       bodyTimeoutMs: ms("body-timeout"),
       minBodyRate: bytesOption(args, "min-body-rate", true),
       tombstoneGraceMs: ms("tombstone-grace"),
+      scrubBytesPerSec: bytesOption(args, "scrub-rate", true),
+      scrubEveryMs: ms("scrub-every"),
+      rejoin: args.options.rejoin === true,
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
       writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
     });

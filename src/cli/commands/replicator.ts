@@ -8,7 +8,14 @@ import { ReplicatorService } from "../../replicator/service.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, requirePositional, type Command } from "../command.js";
 
-import { logLevelOf, logLevelOption, secretOption, untilStopped } from "../options.js";
+import {
+  bytesOption,
+  durationOption,
+  logLevelOf,
+  logLevelOption,
+  secretOption,
+  untilStopped,
+} from "../options.js";
 
 export const command: Command = {
   spec: {
@@ -57,6 +64,24 @@ export const command: Command = {
         type: "string",
         description: "file holding the nodes' write token (or set BACKPACK_WRITE_TOKEN)",
       },
+      {
+        name: "repair-every",
+        type: "string",
+        description: "compare every shard's replicas and repair them this often (0: no repair)",
+        default: "30s",
+      },
+      {
+        name: "repair-rate",
+        type: "string",
+        description: "repairs (copies and deletes) per second at most",
+        default: String(REPLICATOR_DEFAULTS.repairFilesPerSec),
+      },
+      {
+        name: "repair-bandwidth",
+        type: "string",
+        description: "bytes per second repair copies at most",
+        default: "32mb",
+      },
       logLevelOption("info"),
     ],
     notes: `
@@ -72,7 +97,8 @@ dead letters: see backpack queue dead-letters and backpack queue replay.
 Output: JSON log lines on stderr; the first one with "msg":"listening" carries the URL of the stats
 endpoints. GET <url>/stats answers JSON: depth, leased, oldestTaskAgeMs (replication lag), deadLetters,
 copies, copiesPerSec, bytes, bytesPerSec, skipped, deletes, superseded, failures, deadLettered, inflight,
-targetsDown. Runs until SIGINT or SIGTERM, then finishes the copies in flight and exits 0.
+targetsDown, and repair: per shard the last comparison of its replicas (see docs/queue.md, "Repair"). Runs
+until SIGINT or SIGTERM, then finishes the copies in flight and exits 0.
 
 Exit codes: 0 stopped cleanly; 1 could not start (cluster not initialised, queue not configured, ZooKeeper
 unreachable); 2 wrong arguments.
@@ -104,6 +130,9 @@ Example:
       batchSize: optInt(args, "batch", 1),
       leaseMs: leaseText === undefined ? undefined : parseDuration(leaseText, "--lease"),
       nodeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
+      repairIntervalMs: durationOption(args, "repair-every"),
+      repairFilesPerSec: optInt(args, "repair-rate", 1),
+      repairBytesPerSec: bytesOption(args, "repair-bandwidth"),
     });
 
     const log = createLogger({ level: logLevel, name: "replicator" });
