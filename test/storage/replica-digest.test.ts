@@ -99,4 +99,5 @@ void test("digests are rebuilt the same after a restart, from a checkpoint or a 
     store.listBucket(bucket, undefined, 1000).entries.find((e) => e.key === "p/400")?.damaged,
     true,
   );
+  await store.close(); // before the temp dir goes: the quarantine list is being written
 });
