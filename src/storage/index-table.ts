@@ -148,10 +148,7 @@ export class IndexTable {
     this.write(i, v);
     this.placeSlot(this.hash(key), i);
     this.count++;
-    if (this.tracking) {
-      this.link(i);
-      this.toggleHash(i);
-    }
+    if (this.tracking) this.linkAndHash(i);
     return i;
   }
 
@@ -188,10 +185,7 @@ export class IndexTable {
     this.bucketHead.fill(-1);
     this.bucketSize.fill(0);
     this.digest.fill(0);
-    this.forEach((i) => {
-      this.link(i);
-      this.toggleHash(i);
-    });
+    this.forEach((i) => this.linkAndHash(i));
     this.tracking = true;
   }
 
@@ -305,12 +299,24 @@ export class IndexTable {
     p.origin[j] = v.version.origin;
   }
 
+  /** The key's hashes into `scratch`, read in place in the arena. */
+  private hashKey(i: number): void {
+    const address = this.pages[i >>> PAGE_BITS]!.keyAt[i & PAGE_MASK]!;
+    const chunk = Math.floor(address / CHUNK_BYTES);
+    const at = address - chunk * CHUNK_BYTES;
+    keyHashes(this.arena.chunks[chunk]!, at, at + this.keyBytesOf(i));
+  }
+
   /** XORs the entry's hash into (or out of) its bucket's digest. */
   private toggleHash(i: number): void {
+    this.hashKey(i);
+    this.toggleHashed(i, bucketOfScratch());
+  }
+
+  /** `toggleHash` with the key's hashes already in `scratch`. */
+  private toggleHashed(i: number, b: number): void {
     const p = this.pages[i >>> PAGE_BITS]!;
     const j = i & PAGE_MASK;
-    keyHashes(this.keyOf(i));
-    const b = bucketOfScratch();
     const meta = p.meta[j]!;
     const flags =
       ((meta & TOMBSTONE_BIT) !== 0 ? ENTRY_TOMBSTONE : 0) | ((meta & DAMAGED_BIT) !== 0 ? ENTRY_DAMAGED : 0);
@@ -319,8 +325,9 @@ export class IndexTable {
     this.digest[b * 2 + 1] = this.digest[b * 2 + 1]! ^ scratch[1]!;
   }
 
-  private link(i: number): void {
-    keyHashes(this.keyOf(i));
+  /** Puts a new entry on its bucket's list and into its digest (one hash of its key for both). */
+  private linkAndHash(i: number): void {
+    this.hashKey(i);
     const b = bucketOfScratch();
     const p = this.pages[i >>> PAGE_BITS]!;
     const head = this.bucketHead[b]!;
@@ -329,6 +336,7 @@ export class IndexTable {
     if (head >= 0) this.pages[head >>> PAGE_BITS]!.bprev[head & PAGE_MASK] = i;
     this.bucketHead[b] = i;
     this.bucketSize[b]!++;
+    this.toggleHashed(i, b);
   }
 
   private unlink(i: number): void {
@@ -336,7 +344,7 @@ export class IndexTable {
     const next = p.bnext[i & PAGE_MASK]!;
     const prev = p.bprev[i & PAGE_MASK]!;
     if (next >= 0) this.pages[next >>> PAGE_BITS]!.bprev[next & PAGE_MASK] = prev;
-    keyHashes(this.keyOf(i));
+    this.hashKey(i);
     const b = bucketOfScratch();
     if (prev >= 0) this.pages[prev >>> PAGE_BITS]!.bnext[prev & PAGE_MASK] = next;
     else this.bucketHead[b] = next;

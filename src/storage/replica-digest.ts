@@ -15,17 +15,17 @@ export const ENTRY_DAMAGED = 2;
 export const scratch = new Uint32Array(2);
 
 /** Two independent 32-bit hashes of a key's bytes (FNV-1a and a multiply-xorshift), into `scratch`. */
-export function keyHashes(key: Uint8Array): void {
+export function keyHashes(key: Uint8Array, from = 0, to = key.length): void {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
-  for (let i = 0; i < key.length; i++) {
+  for (let i = from; i < to; i++) {
     const c = key[i]!;
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
   scratch[0] = fmix(a);
-  scratch[1] = fmix(b ^ key.length);
+  scratch[1] = fmix(b ^ (to - from));
 }
 
 /** The bucket of a key whose hashes `keyHashes` just wrote. */
@@ -43,24 +43,19 @@ export function bucketOf(key: Uint8Array): number {
  * Call `keyHashes(key)` first.
  */
 export function entryHash(stamp: number, origin: number, crc: number, size: number, flags: number): void {
-  ha = scratch[0]!;
-  hb = scratch[1]!;
-  feed(stamp >>> 0);
-  feed(Math.floor(stamp / 0x1_0000_0000) >>> 0);
-  feed(origin | (flags << 16));
-  feed(crc >>> 0);
-  feed(size >>> 0);
-  feed(Math.floor(size / 0x1_0000_0000));
-  scratch[0] = ha;
-  scratch[1] = hb;
-}
-
-let ha = 0;
-let hb = 0;
-
-function feed(v: number): void {
-  ha = fmix(Math.imul(ha ^ v, 0x01000193) + 0x6b43a9b5);
-  hb = fmix(Math.imul(hb + v, 0xcc9e2d51) ^ 0x1b873593);
+  let a = scratch[0]!;
+  let b = scratch[1]!;
+  const lo = stamp >>> 0;
+  const hi = Math.floor(stamp / 0x1_0000_0000) >>> 0;
+  const o = origin | (flags << 16);
+  a = Math.imul(a ^ lo, 0x01000193) ^ hi;
+  b = Math.imul(b ^ hi, 0xcc9e2d51) ^ lo;
+  a = Math.imul(a ^ o, 0x5bd1e995) ^ (crc >>> 0);
+  b = Math.imul(b ^ (crc >>> 0), 0x1b873593) ^ o;
+  a = Math.imul(a ^ (size >>> 0), 0x85ebca6b) ^ Math.floor(size / 0x1_0000_0000);
+  b = Math.imul(b ^ Math.floor(size / 0x1_0000_0000), 0xc2b2ae35) ^ (size >>> 0);
+  scratch[0] = fmix(a);
+  scratch[1] = fmix(b ^ a);
 }
 
 /** Murmur3's finaliser: every input bit affects every output bit. */
