@@ -8,10 +8,12 @@ import { ROLES } from "../test/helpers/chaos-cluster.js";
  * `npm run chaos -- --minutes 10 [--seed N]`: the long run of "acknowledged means final". A distributed
  * cluster of real processes (ZooKeeper, 2 Redis, 4 nodes in 2 shards of 2, 2 coordinators, 1 replicator) takes
  * the load of test/e2e/acked-final*.test.ts while a random node, coordinator, replicator or Redis server is
- * SIGKILLed and restarted every 1.5-4 s; then a quiet period until the replication queue has drained, and every
- * replica of every address is read from the nodes and checked. Prints its method first, progress every 30 s,
- * and at the end ops by outcome, kills by role and the violations; exits 1 on any violation (or a process that
- * exited by itself). `--seed` (or BACKPACK_CHAOS_SEED) replays a run's kill schedule and choices.
+ * SIGKILLed and restarted every 1.5-4 s, every 4th of them a disk fault on a node instead (data dir removed, or
+ * a byte of a stored body flipped); then a quiet period until the replication queue has drained and repair finds
+ * every shard's replicas the same, and every replica of every address is read from the nodes and checked. Prints
+ * its method first, progress every 30 s, and at the end ops by outcome, kills by role, disk faults, the repair's
+ * last comparisons and the violations; exits 1 on any violation, a process that exited by itself, or a shard
+ * repair left under-replicated. `--seed` (or BACKPACK_CHAOS_SEED) replays a run's kill schedule and choices.
  */
 const { values } = parseArgs({
   options: {
@@ -45,8 +47,16 @@ const options: RunOptions = {
   clients: Number(values.clients),
   keysPerClient: Number(values.keys),
   lanesPerClient: 2,
-  chaos: { durationMs: minutes * 60_000, minIntervalMs: 1500, maxIntervalMs: 4000, maxDownMs: 1000 },
+  chaos: {
+    durationMs: minutes * 60_000,
+    minIntervalMs: 1500,
+    maxIntervalMs: 4000,
+    maxDownMs: 1000,
+    diskFaultEvery: 4,
+  },
+  replicatorArgs: ["--repair-every", "2s"],
   drainTimeoutMs: 600_000,
+  repairTimeoutMs: 120_000,
   log: (line) => console.log(line),
   progressEveryMs: 30_000,
 };
@@ -72,9 +82,18 @@ try {
   console.log(`ops: ${result.ops.length}; by outcome: ${JSON.stringify(countOps(result.ops))}`);
   console.log(`kills: ${total} (${kills})`);
   console.log(`processes that exited by themselves: ${result.crashes.length}`);
+  console.log(
+    `disk faults: ${result.wipes} data dirs removed, ${result.flips.length} bytes flipped ` +
+      `(${result.unnoticedFlips.length} of them not noticed by their node by the end: found by a read)`,
+  );
+  const underReplicated = (result.repair?.reports ?? []).reduce((n, r) => n + r.underReplicated, 0);
+  console.log(
+    `repair after the run: ${result.repair?.clean ? "clean" : "NOT clean"}, under-replicated ${underReplicated}`,
+  );
   console.log(`violations: ${result.verdict.violations.length}`);
   console.log(`seed: ${result.seed}`);
-  code = result.verdict.violations.length === 0 && result.crashes.length === 0 ? 0 : 1;
+  const healed = result.repair?.clean === true && underReplicated === 0;
+  code = result.verdict.violations.length === 0 && result.crashes.length === 0 && healed ? 0 : 1;
 } catch (err) {
   console.error(`chaos run failed (seed ${options.seed}):`, err);
 } finally {

@@ -1,9 +1,13 @@
+import { rm } from "node:fs/promises";
 import type { TestContext } from "node:test";
 import { Redis } from "ioredis";
+import type { ShardReport } from "../../src/replicator/anti-entropy.js";
 import { ProcCluster } from "../coordinator/proc-cluster.js";
 import type { ClusterEvent } from "./acked-history.js";
 import type { ChildHandle } from "./process.js";
 import { startRedisServers, type RedisServer } from "./redis.js";
+import { nodeDigest, waitCompared } from "./replica-state.js";
+import { flipKeyByte, flipStoredByte, type FlippedByte } from "./volume-damage.js";
 import { freePort, waitFor } from "./wait.js";
 import { startZooKeeper, type ZooKeeperHandle } from "./zookeeper.js";
 
@@ -11,8 +15,9 @@ import { startZooKeeper, type ZooKeeperHandle } from "./zookeeper.js";
  * A distributed cluster of real processes for fault tests: ZooKeeper, two Redis servers (AOF on), 4 storage
  * nodes in 2 shards of 2, 2 coordinators and 1 replicator, configured with the admin commands, on free
  * loopback ports with temp data dirs. Any one node, coordinator, replicator or Redis server can be SIGKILLed
- * (checked: the process exited by SIGKILL) and restarted where it was (same port, same data). Everything is
- * stopped after the test (or by the caller's `after` hooks), also on failure.
+ * (checked: the process exited by SIGKILL) and restarted where it was (same port, same data). A killed node's
+ * disk can be damaged before its restart: its data dir removed, or a byte of a stored body flipped. Everything
+ * is stopped after the test (or by the caller's `after` hooks), also on failure.
  */
 
 export type Role = "node" | "coordinator" | "replicator" | "redis";
@@ -33,6 +38,11 @@ const ROOT = "/chaos";
 const QUEUE_KEY = "chaos-queue";
 /** Short leases: a task leased by a replicator that is killed is taken over 10 s later, not 60 s. */
 const LEASE = "10s";
+
+export interface ChaosClusterOptions {
+  /** More arguments for the replicator, e.g. `--repair-every 2s` for repair to converge within a test. */
+  replicatorArgs?: readonly string[];
+}
 
 export interface DrainResult {
   ms: number;
@@ -57,7 +67,11 @@ export class ChaosCluster {
   ) {}
 
   /** Starts and configures the whole cluster; every process is killed by `t`'s after hooks. */
-  static async start(t: Pick<TestContext, "after">, clock: () => number): Promise<ChaosCluster> {
+  static async start(
+    t: Pick<TestContext, "after">,
+    clock: () => number,
+    options: ChaosClusterOptions = {},
+  ): Promise<ChaosCluster> {
     const [zk, redis] = await Promise.all([startZooKeeper(t), startRedisServers(t, 2)]);
     const procs = await ProcCluster.create(t, zk.connectString, ROOT);
     await Promise.all(
@@ -86,7 +100,16 @@ export class ChaosCluster {
     );
     const replicator = await procs.track({
       command: "backpack-replicator",
-      args: [zk.connectString, ROOT, "16", "--listen", "127.0.0.1:0", "--lease", LEASE],
+      args: [
+        zk.connectString,
+        ROOT,
+        "16",
+        "--listen",
+        "127.0.0.1:0",
+        "--lease",
+        LEASE,
+        ...(options.replicatorArgs ?? []),
+      ],
     });
     const cluster = new ChaosCluster(procs, zk, redis, coordinators, replicator, clock);
     await waitFor(
@@ -174,6 +197,72 @@ export class ChaosCluster {
     });
   }
 
+  /** A node's data dir (volumes, index checkpoint, ...). */
+  nodeDir(server: string): string {
+    const dir = this.handleOf({ role: "node", id: server }).options.args[0];
+    if (dir === undefined) throw new Error(`no data dir for node ${server}`);
+    return dir;
+  }
+
+  /** "The disk was replaced": removes a killed node's data dir; `restart` then starts it empty. */
+  async removeData(server: string): Promise<void> {
+    this.assertDown(server);
+    await rm(this.nodeDir(server), { recursive: true, force: true });
+    this.events.push({ atMs: this.clock(), what: `node ${server}: data dir removed (rm -rf)` });
+  }
+
+  /** Bit rot: flips a byte in the middle of a stored body of a killed node (see `flipStoredByte`). */
+  async flipByte(server: string, random: () => number): Promise<FlippedByte | undefined> {
+    this.assertDown(server);
+    const flipped = await flipStoredByte(this.nodeDir(server), random);
+    this.events.push({
+      atMs: this.clock(),
+      what: flipped
+        ? `node ${server}: flipped the byte at ${flipped.offset} of ${flipped.file} (body of ${flipped.key} ` +
+          `version ${flipped.version}, ${flipped.size} bytes)`
+        : `node ${server}: no stored body to flip a byte of`,
+    });
+    return flipped;
+  }
+
+  /** Damages the key of `key`'s current record on a killed node (see `flipKeyByte`). */
+  async flipKeyByte(server: string, key: string): Promise<FlippedByte | undefined> {
+    this.assertDown(server);
+    const flipped = await flipKeyByte(this.nodeDir(server), key);
+    this.events.push({
+      atMs: this.clock(),
+      what: `node ${server}: flipped the byte at ${flipped?.offset ?? "-"} in the key of ${key}'s record`,
+    });
+    return flipped;
+  }
+
+  /** Waits until every node of `shard` has the same replica digest (same files, versions, tombstones). */
+  async waitInSync(shard: string, timeoutMs: number): Promise<void> {
+    const servers = SHARDS[shard] ?? [];
+    let last = "";
+    await waitFor(
+      async () => {
+        const digests = await Promise.all(servers.map((s) => nodeDigest(this.nodeUrl(s))));
+        last = digests.map((d, i) => `node ${servers[i]}: ${d.entries} entries`).join(", ");
+        return digests.every((d) => d.digest === digests[0]!.digest);
+      },
+      { timeoutMs, intervalMs: 200, what: `the nodes of shard ${shard} to hold the same` },
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; last seen: ${last}`);
+    });
+  }
+
+  /**
+   * The replicator's first comparison of every shard begun at or after `sinceMs` (epoch ms), or with `untilClean`
+   * the first that found nothing to repair (see `waitCompared`).
+   */
+  waitCompared(
+    sinceMs: number,
+    options: { timeoutMs: number; untilClean?: boolean },
+  ): Promise<ShardReport[]> {
+    return waitCompared(() => this.replicator.url, SHARDS, sinceMs, options);
+  }
+
   /**
    * Members that exited without being killed, with the tail of their output; each is restarted (so a run
    * goes on) and reported once.
@@ -234,6 +323,20 @@ export class ChaosCluster {
     );
   }
 
+  /** FLUSHALL on every Redis server: the whole replication queue lost (tasks, leases, dead letters). */
+  async flushQueue(): Promise<void> {
+    for (const r of this.redis) {
+      const client = new Redis({ host: r.host, port: r.port, lazyConnect: true, maxRetriesPerRequest: 0 });
+      try {
+        await client.connect();
+        await client.flushall();
+      } finally {
+        client.disconnect();
+      }
+    }
+    this.events.push({ atMs: this.clock(), what: "FLUSHALL on every Redis server" });
+  }
+
   /**
    * Waits until the replication queue is empty on both Redis servers (every task done or dead-lettered) and
    * both coordinators report a queue length of 0. Throws after `timeoutMs` with what is still queued.
@@ -260,6 +363,11 @@ export class ChaosCluster {
       throw new Error(`${(err as Error).message}; last seen: ${last}`);
     });
     return { ms: this.clock() - started, deadLetters };
+  }
+
+  private assertDown(server: string): void {
+    if (this.isRunning({ role: "node", id: server }))
+      throw new Error(`node ${server} is running: kill it first`);
   }
 
   private handleOf(m: Member): ChildHandle {
