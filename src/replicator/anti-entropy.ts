@@ -27,7 +27,10 @@ export interface ShardReport {
   skipped: { server: string; reason: string }[];
   /** Buckets whose digests differed. */
   differingBuckets: number;
-  /** Files (not deletes) held intact by fewer servers than the shard has, when the comparison began. */
+  /**
+   * Files (not deletes) held intact by fewer servers than the shard has, when the comparison began; with a
+   * server that could not be compared, every entry of the shard (its copies there cannot be verified).
+   */
   underReplicated: number;
   copied: number;
   deleted: number;
@@ -144,6 +147,7 @@ export class AntiEntropy {
     this.current.set(shardId, report);
     try {
       const digests = new Map<string, Uint32Array>();
+      let entries = 0;
       await Promise.all(
         shard.servers.map(async (server) => {
           const url = snapshot.servers[server]?.url;
@@ -152,7 +156,9 @@ export class AntiEntropy {
             return;
           }
           try {
-            digests.set(server, (await this.nodes.digest(url, this.req())).hashes);
+            const d = await this.nodes.digest(url, this.req());
+            digests.set(server, d.hashes);
+            entries = Math.max(entries, d.entries);
           } catch (err) {
             const e = toBackpackError(err);
             report.skipped.push({ server, reason: e.message });
@@ -162,6 +168,9 @@ export class AntiEntropy {
         }),
       );
       report.compared = [...digests.keys()].sort();
+      // A server that could not be compared cannot be vouched for: every file of the shard counts as
+      // under-replicated until it is (an alert on under-replication then also fires for a node that is down).
+      if (report.skipped.length > 0) report.underReplicated = entries;
       if (report.compared.length < 2 && report.skipped.length === 0) return report;
       const buckets = differingBuckets([...digests.values()]);
       report.differingBuckets = buckets.length;
@@ -170,7 +179,12 @@ export class AntiEntropy {
       for (const bucket of buckets) {
         if (this.abort.signal.aborted) break;
         const held = await this.listBucket(snapshot, report.compared, bucket);
-        const plan = planBucket(held, report.compared, shard.servers.length, report);
+        const plan = planBucket(
+          held,
+          report.compared,
+          shard.servers.length,
+          report.skipped.length > 0 ? { underReplicated: 0, unrepairable: report.unrepairable } : report,
+        );
         for (const item of plan) report.progress[item.plan.target]!.needed++;
         for (const item of plan) {
           if (this.abort.signal.aborted) break;

@@ -109,6 +109,8 @@ export class Scrubber {
 
   private async loop(): Promise<void> {
     this.position = await this.load();
+    // A restart begins (or resumes) a pass at once: it starts now, whatever start the last run planned.
+    if (this.position && this.position.startedAt > Date.now()) this.position.startedAt = Date.now();
     const signal = this.abort.signal;
     for (;;) {
       const pos = (this.position ??= { volume: 0, salt: 0, offset: 0, startedAt: Date.now() });
