@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { crc32 as zlibCrc32 } from "node:zlib";
+import { BackpackError } from "./errors.js";
 
 type Crc32 = (data: Uint8Array, previous: number) => number;
 
@@ -55,4 +56,17 @@ export function formatChecksum(crc: number): string {
 
 export function parseChecksum(text: string): number | undefined {
   return /^[0-9a-f]{8}$/i.test(text) ? Number.parseInt(text, 16) >>> 0 : undefined;
+}
+
+/** The CRC-32 an upload declares in `X-Backpack-Checksum`, or undefined; a malformed one is refused (400). */
+export function expectedChecksum(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const crc = typeof header === "string" ? parseChecksum(header) : undefined;
+  if (crc === undefined) {
+    throw new BackpackError(
+      "BAD_CHECKSUM_HEADER",
+      "X-Backpack-Checksum must be 8 hex digits (CRC-32 of the body)",
+    );
+  }
+  return crc;
 }

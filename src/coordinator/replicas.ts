@@ -37,8 +37,14 @@ export async function storeFirstReplica(
   key: string,
   body: BodySource,
   contentType: string | undefined,
+  /** The CRC-32 the client declared (`X-Backpack-Checksum`), if it did. */
+  declaredCrc?: number,
 ): Promise<StoredUpload> {
   const tried: string[] = [];
+  const mismatch = (): BackpackError =>
+    new BackpackError("CHECKSUM_MISMATCH", `the body of /${key} does not match its X-Backpack-Checksum`, {
+      details: { declared: formatChecksum(declaredCrc ?? 0), received: formatChecksum(body.crc) },
+    });
   let lastError: BackpackError | undefined;
   for (const serverId of orderServers(shard.servers, (s) => ctx.health.isSuspect(s), ctx.random)) {
     const base = snapshot.servers[serverId]?.url;
@@ -49,7 +55,8 @@ export async function storeFirstReplica(
       // Small bodies usually arrive in one piece: one buffer makes one write upstream.
       const small = body.size <= 64 * 1024;
       if (small) await body.whole();
-      const { crc, version } = await putNewest(ctx, base, key, body, small, contentType);
+      if (declaredCrc !== undefined && body.complete && body.crc !== declaredCrc) throw mismatch();
+      const { crc, version } = await putNewest(ctx, base, key, body, small, contentType, declaredCrc);
       // The node answered after reading the whole body, so `body.crc` covers every byte by now.
       if (crc !== body.crc) {
         throw new BackpackError(
@@ -63,6 +70,8 @@ export async function storeFirstReplica(
       if (body.failure) throw body.failure;
       const e = toBackpackError(err);
       if (hasCode(e, "CLIENT_ABORTED")) throw e;
+      // The client's body does not match what it declared: its fault, whichever node saw it.
+      if (declaredCrc !== undefined && body.complete && body.crc !== declaredCrc) throw mismatch();
       if (hasCode(e, "REQUEST_TIMEOUT") && !body.complete) {
         // The node cut a client that sent its body too slowly: the client's doing, not the node's.
         throw new BackpackError("REQUEST_TIMEOUT", "the client sent the body too slowly", { cause: e });
@@ -104,6 +113,7 @@ async function putNewest(
   body: BodySource,
   small: boolean,
   contentType: string | undefined,
+  declaredCrc: number | undefined,
 ): Promise<{ crc: number; version: Version }> {
   for (let attempt = 0; ; attempt++) {
     const version = ctx.clock.next();
@@ -113,7 +123,11 @@ async function putNewest(
         size: body.size,
         version,
         ...(contentType ? { contentType } : {}),
-        ...(body.complete ? { expectedCrc: body.crc } : {}),
+        ...(body.complete
+          ? { expectedCrc: body.crc }
+          : declaredCrc !== undefined
+            ? { expectedCrc: declaredCrc }
+            : {}),
       });
       return { crc, version };
     } catch (err) {

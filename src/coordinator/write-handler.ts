@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
+import { expectedChecksum } from "../common/checksum.js";
 import { checkBearer, sendJson } from "../common/http.js";
 import { formatVersion, VERSION_HEADER } from "../common/version.js";
 import { keyFromTarget } from "../common/key.js";
@@ -33,6 +34,8 @@ export async function handleWrite(
     );
   }
   const all = wantsAllReplicas(req, target);
+  // Checked end to end: the first node refuses a body that does not match it, and so the upload.
+  const declaredCrc = expectedChecksum(req.headers["x-backpack-checksum"]);
   const size = declaredSize(req, ctx.config.maxBodyBytes);
   const snapshot = writableSnapshot(ctx);
   if (await ctx.queue.admit()) ctx.counters.throttledUploads++;
@@ -55,7 +58,7 @@ export async function handleWrite(
     const shard = chooseFor(ctx, snapshot, body.size);
     reservation = ctx.usage.reserve(shard.id, body.size);
     const contentType = req.headers["content-type"];
-    const stored = await storeFirstReplica(ctx, snapshot, shard, key, body, contentType);
+    const stored = await storeFirstReplica(ctx, snapshot, shard, key, body, contentType, declaredCrc);
     const outcome = await replicate(ctx, snapshot, shard, key, stored, body, all);
     if (outcome.missing.length > 0) {
       // Neither copied nor queued: the upload is not safe, and the client is told so. It is not taken back: the

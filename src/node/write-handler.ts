@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { etagOf, formatChecksum, parseChecksum } from "../common/checksum.js";
+import { etagOf, expectedChecksum, formatChecksum } from "../common/checksum.js";
 import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
 import {
   formatVersion,
@@ -189,16 +189,4 @@ function checkWriteConditions(
     "PRECONDITION_FAILED",
     current ? `${key} is held in a version the request excludes` : `${key} was deleted after that date`,
   );
-}
-
-function expectedChecksum(header: string | string[] | undefined): number | undefined {
-  if (header === undefined) return undefined;
-  const crc = typeof header === "string" ? parseChecksum(header) : undefined;
-  if (crc === undefined) {
-    throw new BackpackError(
-      "BAD_CHECKSUM_HEADER",
-      "X-Backpack-Checksum must be 8 hex digits (CRC-32 of the body)",
-    );
-  }
-  return crc;
 }

@@ -437,7 +437,10 @@ export class DiskStore implements Store {
     for (const p of placed) {
       const m = p.record.meta;
       const i = this.index.find(m.key);
-      if (i >= 0 && compareVersions(m.version, this.index.versionOf(i)) < 0) {
+      // Older than the entry, or the same version again (two copies of one write raced past the early check):
+      // not current. The same version does replace a damaged record: that is a restore.
+      const order = i >= 0 ? compareVersions(m.version, this.index.versionOf(i)) : 1;
+      if (order < 0 || (order === 0 && !this.index.isDamaged(i))) {
         p.record.superseded = { version: this.index.versionOf(i), deleted: this.index.isTombstone(i) };
       } else {
         if (i >= 0) this.unaccount(i);

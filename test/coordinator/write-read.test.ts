@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { checksum, formatChecksum } from "../../src/common/checksum.js";
 import { fromNode, startFixture } from "./fixture.js";
 import { waitFor } from "../helpers/wait.js";
 import { request } from "node:http";
@@ -369,4 +370,28 @@ void test("uploads wait while more copies than --max-backlog are due, and go on 
   const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
   assert.equal(stats.throttled_uploads, 1);
   assert.equal(stats.processed_uploads, 4);
+});
+
+void test("an upload whose body does not match its X-Backpack-Checksum is refused, small or streamed, and nothing is stored", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  const small = Buffer.from("checked end to end\n");
+  const large = Buffer.alloc(300_000, 7); // streamed through, not held whole first
+  for (const [key, body] of [
+    ["small.txt", small],
+    ["large.bin", large],
+  ] as const) {
+    const wrong = formatChecksum((checksum(body) ^ 1) >>> 0);
+    const r = await put(f.url, key, body, { "x-backpack-checksum": wrong });
+    assert.equal(r.status, 502, key);
+    assert.equal(r.json.code, "CHECKSUM_MISMATCH", key);
+    for (const id of ["1", "2"])
+      assert.equal((await fromNode(f, id, key)).status, 404, `${key} on node ${id}`);
+    const ok = await put(f.url, key, body, { "x-backpack-checksum": formatChecksum(checksum(body)) });
+    assert.equal(ok.status, 200, key);
+  }
+  const bad = await put(f.url, "bad.txt", small, { "x-backpack-checksum": "not-hex" });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.code, "BAD_CHECKSUM_HEADER");
+  const stats = (await (await fetch(`${f.url}/stats`)).json()) as { suspect_servers?: string[] };
+  assert.deepEqual(stats.suspect_servers ?? [], [], "a client's wrong checksum is not a node failure");
 });
