@@ -154,9 +154,28 @@ export class IndexTable {
 
   /** Rewrites an entry's values (an overwrite by a newer record). */
   update(i: number, v: EntryValue): void {
-    if (this.tracking) this.toggleHash(i);
+    if (!this.tracking) {
+      this.write(i, v);
+      return;
+    }
+    // The key (so its hashes and bucket) stays: hash it once, take the old entry out, put the new one in.
+    this.hashKey(i);
+    const k0 = scratch[0]!;
+    const k1 = scratch[1]!;
+    const b = bucketOfScratch();
+    this.toggleHashed(i, b);
     this.write(i, v);
-    if (this.tracking) this.toggleHash(i);
+    scratch[0] = k0;
+    scratch[1] = k1;
+    this.toggleHashed(i, b);
+  }
+
+  /** How a version compares with an entry's (negative: older than the entry), without building an object. */
+  compareWithEntry(i: number, v: Version): number {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const j = i & PAGE_MASK;
+    const stamp = p.stamp[j]!;
+    return v.stamp !== stamp ? v.stamp - stamp : v.origin - p.origin[j]!;
   }
 
   /** Marks an entry's record as damaged (found by a read or the scrub): replicas then differ in its bucket. */

@@ -439,7 +439,7 @@ export class DiskStore implements Store {
       const i = this.index.find(m.key);
       // Older than the entry, or the same version again (two copies of one write raced past the early check):
       // not current. The same version does replace a damaged record: that is a restore.
-      const order = i >= 0 ? compareVersions(m.version, this.index.versionOf(i)) : 1;
+      const order = i >= 0 ? this.index.compareWithEntry(i, m.version) : 1;
       if (order < 0 || (order === 0 && !this.index.isDamaged(i))) {
         p.record.superseded = { version: this.index.versionOf(i), deleted: this.index.isTombstone(i) };
       } else {

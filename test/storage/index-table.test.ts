@@ -52,6 +52,18 @@ void test("the index agrees with a Map through random inserts, updates and remov
   let seen = 0;
   index.forEach(() => seen++);
   assert.equal(seen, model.size);
+  // The digests and bucket lists kept current through every insert, update and removal equal a fresh build.
+  const kept = index.digest.slice();
+  const sizes = index.bucketSize.slice();
+  index.markDamaged(index.find(Buffer.from([...model.keys()][0]!))!);
+  const damaged = index.digest.slice();
+  index.rebuildBuckets();
+  assert.deepEqual(index.digest, damaged);
+  assert.notDeepEqual(kept, damaged, "a damaged mark changes the digest");
+  assert.deepEqual(index.bucketSize, sizes);
+  let listed = 0;
+  for (let b = 0; b < index.bucketHead.length; b++) listed += index.bucketEntries(b).length;
+  assert.equal(listed, model.size);
 });
 
 void test("freed key bytes are reclaimed and more content types than ids still round-trip", () => {
