@@ -10,6 +10,7 @@ import {
   VERSION_HEADER,
   type Version,
 } from "../common/version.js";
+import type { ListedEntry } from "../storage/types.js";
 import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
 
 /**
@@ -33,14 +34,7 @@ export interface NodeObject {
 }
 
 /** One key as a replica holds it (`GET /_backpack/list`). */
-export interface ReplicaEntry {
-  key: string;
-  version: Version;
-  crc: number;
-  size: number;
-  deleted: boolean;
-  damaged: boolean;
-}
+export type ReplicaEntry = ListedEntry;
 
 export interface NodeRequestOptions {
   token?: string;

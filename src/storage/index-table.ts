@@ -7,6 +7,7 @@ import {
   ENTRY_DAMAGED,
   ENTRY_TOMBSTONE,
   entryHash,
+  fmix,
   keyHashes,
   scratch,
 } from "./replica-digest.js";
@@ -421,12 +422,7 @@ export class IndexTable {
   private hash(key: Uint8Array): number {
     let h = (0x811c9dc5 ^ this.seed) >>> 0;
     for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-    return h >>> 0;
+    return fmix(h);
   }
 }
 

@@ -59,7 +59,7 @@ export function entryHash(stamp: number, origin: number, crc: number, size: numb
 }
 
 /** Murmur3's finaliser: every input bit affects every output bit. */
-function fmix(h: number): number {
+export function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
