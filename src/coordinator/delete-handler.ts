@@ -37,10 +37,14 @@ export async function handleDelete(
 
   let version = ctx.clock.next();
   let results: NodeOutcome[] = [];
+  // A server that removed the file in an earlier attempt answers 404 to the next one (its tombstone is there
+  // now): what each attempt deleted is kept, or a delete retried past a newer version would answer 404.
+  const deleted: Extract<NodeOutcome, { state: "deleted" }>[] = [];
   for (let attempt = 0; ; attempt++) {
     results = await Promise.all(
       shard.servers.map((serverId) => deleteOn(ctx, snapshot, serverId, key, version)),
     );
+    for (const r of results) if (r.state === "deleted") deleted.push(r);
     const newer = results.filter((r) => r.state === "newer");
     if (newer.length === 0) break;
     if (attempt >= STALE_RETRIES) {
@@ -52,7 +56,6 @@ export async function handleDelete(
     for (const r of newer) if (r.current) ctx.clock.observe(r.current);
     version = ctx.clock.next();
   }
-  const deleted = results.filter((r) => r.state === "deleted");
   const unreachable = results.filter((r) => r.state === "unreachable").map((r) => r.serverId);
   const size = deleted.find((r) => r.size !== undefined)?.size;
   if (unreachable.length > 0) {

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { checksum, formatChecksum } from "../../src/common/checksum.js";
-import { fromNode, startFixture } from "./fixture.js";
+import { fromNode, nodeUrl, startFixture } from "./fixture.js";
 import { waitFor } from "../helpers/wait.js";
 import { request } from "node:http";
 
@@ -394,4 +394,25 @@ void test("an upload whose body does not match its X-Backpack-Checksum is refuse
   assert.equal(bad.json.code, "BAD_CHECKSUM_HEADER");
   const stats = (await (await fetch(`${f.url}/stats`)).json()) as { suspect_servers?: string[] };
   assert.deepEqual(stats.suspect_servers ?? [], [], "a client's wrong checksum is not a node failure");
+});
+
+void test("a delete retried past a newer delete on one node still answers 204 for the node it removed the file from", async (t) => {
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
+  assert.equal((await put(f.url, "skewed.txt", "v1", { "x-backpack-replicas": "all" })).status, 200);
+  // Node 2 already holds a delete stamped an hour ahead (a coordinator whose clock ran ahead): the first
+  // attempt removes the file from node 1 and is refused by node 2; the retry, stamped past it, finds the file
+  // on neither: the answer is still 204, not 404.
+  const ahead = `${String((Date.now() + 3_600_000) * 1000).padStart(16, "0")}-0001`;
+  const res = await fetch(`${nodeUrl(f, "2")}/skewed.txt`, {
+    method: "DELETE",
+    headers: { "x-backpack-version": ahead },
+  });
+  assert.equal(res.status, 204);
+  const del = await fetch(`${f.url}/1:skewed.txt`, { method: "DELETE" });
+  assert.equal(del.status, 204);
+  assert.ok(
+    (del.headers.get("x-backpack-version") ?? "") > ahead,
+    "the delete was stamped past the newer one",
+  );
+  for (const id of ["1", "2"]) assert.equal((await fromNode(f, id, "skewed.txt")).status, 404);
 });
