@@ -1,4 +1,5 @@
 import { ContentTypes, OVERFLOW_TYPE } from "./content-types.js";
+import { fmix32 } from "../common/fmix.js";
 import type { Version } from "../common/version.js";
 import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
 import {
@@ -7,7 +8,6 @@ import {
   ENTRY_DAMAGED,
   ENTRY_TOMBSTONE,
   entryHash,
-  fmix,
   keyHashes,
   scratch,
 } from "./replica-digest.js";
@@ -422,7 +422,7 @@ export class IndexTable {
   private hash(key: Uint8Array): number {
     let h = (0x811c9dc5 ^ this.seed) >>> 0;
     for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
-    return fmix(h);
+    return fmix32(h);
   }
 }
 

@@ -1,3 +1,5 @@
+import { fmix32 } from "../common/fmix.js";
+
 /**
  * What replicas compare: every key falls in one of DIGEST_BUCKETS buckets by a hash of its bytes (the same on
  * every node: no seed), and each bucket has a 64-bit digest, the XOR of its entries' hashes. An entry's hash
@@ -24,8 +26,8 @@ export function keyHashes(key: Uint8Array, from = 0, to = key.length): void {
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
   }
-  scratch[0] = fmix(a);
-  scratch[1] = fmix(b ^ (to - from));
+  scratch[0] = fmix32(a);
+  scratch[1] = fmix32(b ^ (to - from));
 }
 
 /** The bucket of a key whose hashes `keyHashes` just wrote. */
@@ -54,16 +56,6 @@ export function entryHash(stamp: number, origin: number, crc: number, size: numb
   b = Math.imul(b ^ (crc >>> 0), 0x1b873593) ^ o;
   a = Math.imul(a ^ (size >>> 0), 0x85ebca6b) ^ Math.floor(size / 0x1_0000_0000);
   b = Math.imul(b ^ Math.floor(size / 0x1_0000_0000), 0xc2b2ae35) ^ (size >>> 0);
-  scratch[0] = fmix(a);
-  scratch[1] = fmix(b ^ a);
-}
-
-/** Murmur3's finaliser: every input bit affects every output bit. */
-export function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  scratch[0] = fmix32(a);
+  scratch[1] = fmix32(b ^ a);
 }

@@ -1,5 +1,4 @@
 import { randomInt } from "node:crypto";
-import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BackpackError, hasCode } from "../common/errors.js";
 import {
@@ -28,6 +27,7 @@ import {
   SYNC_READ_MAX_BYTES,
   type RecordLocation,
 } from "./record-read.js";
+import { QuarantineFile } from "./quarantine-file.js";
 import { ReadCache } from "./read-cache.js";
 import { Scrubber } from "./scrubber.js";
 import { DIGEST_BUCKETS } from "./replica-digest.js";
@@ -60,12 +60,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const state = await recover(opts);
   const store = new DiskStore(opts, state.index, state.volumes, state.release);
   store.expireTombstones();
-  await store.loadQuarantine();
+  await store.quarantined.load();
   store.scrubber.start();
   return store;
 }
-
-const QUARANTINE_FILE = "quarantine.json";
 
 /** How often expired tombstones are swept out of the index, at most. */
 const EXPIRY_SWEEP_MS = 3600_000;
@@ -91,8 +89,8 @@ export class DiskStore implements Store {
   private readonly clock: HybridClock;
   private readonly expiryTimer: NodeJS.Timeout;
   readonly scrubber: Scrubber;
-  private quarantineSaving: Promise<void> | undefined;
-  private quarantineDirty = false;
+  /** The damaged records, kept in `quarantine.json` across restarts. */
+  readonly quarantined: QuarantineFile;
 
   constructor(
     readonly options: ResolvedStoreOptions,
@@ -112,16 +110,18 @@ export class DiskStore implements Store {
     this.readCache = new ReadCache(options.readCacheBytes);
     this.active = [...volumes.values()].reduce((a, b) => (b.id > a.id ? b : a));
     this.clock = new HybridClock(options.origin);
-    index.forEach((i) => this.clock.observe(index.versionOf(i)));
-    const sweepMs = Math.max(1000, Math.min(EXPIRY_SWEEP_MS, options.tombstoneGraceMs / 4));
-    this.expiryTimer = setInterval(() => this.expireTombstones(), sweepMs).unref();
-    // Records found damaged by recovery are quarantined in the index already: count them, and list them.
+    this.quarantined = new QuarantineFile(options.dir, index, options.log);
+    // One pass: the clock starts past every version held, and records found damaged by recovery (quarantined
+    // in the index already) are counted and listed.
     let damaged = 0;
     index.forEach((i) => {
+      this.clock.observe(index.versionOf(i));
       if (index.isDamaged(i)) damaged++;
     });
     this.checksumErrors = damaged;
-    if (damaged > 0) this.saveQuarantine();
+    if (damaged > 0) this.quarantined.save();
+    const sweepMs = Math.max(1000, Math.min(EXPIRY_SWEEP_MS, options.tombstoneGraceMs / 4));
+    this.expiryTimer = setInterval(() => this.expireTombstones(), sweepMs).unref();
     this.scrubber = new Scrubber(this, {
       dir: options.dir,
       bytesPerSec: options.scrubBytesPerSec,
@@ -241,14 +241,14 @@ export class DiskStore implements Store {
       if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
         throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
       }
-      // Refused before the body is read when already stale; checked again when the record is applied.
-      if (options.version) this.refuseStale(k, options.version);
       // A body in memory (the common small upload) goes to the writer without the stream's async steps: the
-      // writer's promise, one for the answer and one for the in-flight count.
+      // writer's promise, one for the answer and one for the in-flight count. Its version is checked as it is
+      // stamped (at once); a stream's is checked before its body is read too, and again once it has arrived.
       if (body instanceof Uint8Array) {
         const incoming = receiveBuffer(body, options);
         return this.track(() => this.append(key, k, contentType, incoming, options));
       }
+      if (options.version) this.refuseStale(k, options.version);
       return this.track(async () => {
         const incoming = await receiveBody(body, options, {
           maxBufferedBytes: this.options.maxBufferedBytes,
@@ -295,7 +295,6 @@ export class DiskStore implements Store {
     try {
       const k = keyBytes(key);
       const { version } = options;
-      if (version) this.refuseStale(k, version);
       return this.track(async () => {
         const i = this.index.find(k);
         const existed = i >= 0 && !this.index.isTombstone(i);
@@ -410,7 +409,7 @@ export class DiskStore implements Store {
     this.closing ??= (async () => {
       clearInterval(this.expiryTimer);
       await this.scrubber.stop();
-      await this.quarantineSaving;
+      await this.quarantined.idle();
       if (this.inflight > 0) await new Promise<void>((resolve) => (this.settled = resolve));
       await this.compactor.stop();
       await this.writer.idle();
@@ -540,57 +539,12 @@ export class DiskStore implements Store {
     if (i < 0 || this.index.volumeOf(i) !== volume || this.index.offsetOf(i) !== offset) return;
     if (this.index.isDamaged(i)) return;
     this.index.markDamaged(i);
-    this.saveQuarantine();
+    this.quarantined.save();
     this.checksumErrors++;
     this.options.log.error(
       { key: Buffer.from(k).toString("utf8"), volume, offset, foundBy },
       "stored record failed its checksum; quarantined until repair restores it",
     );
-  }
-
-  /**
-   * Records known damaged are listed in `quarantine.json` so that a restart does not forget them before
-   * repair restores them (their key, volume and offset: an entry that points elsewhere since was replaced).
-   */
-  async loadQuarantine(): Promise<void> {
-    let listed: { key: string; volume: number; offset: number }[];
-    try {
-      listed = JSON.parse(await readFile(join(this.options.dir, QUARANTINE_FILE), "utf8")) as typeof listed;
-    } catch {
-      return;
-    }
-    for (const q of Array.isArray(listed) ? listed : []) {
-      const i = this.index.find(Buffer.from(String(q.key), "utf8"));
-      if (i >= 0 && this.index.volumeOf(i) === q.volume && this.index.offsetOf(i) === q.offset) {
-        this.index.markDamaged(i);
-      }
-    }
-  }
-
-  /** Writes the damaged records still current to `quarantine.json` (one write at a time, the last state wins). */
-  private saveQuarantine(): void {
-    if (this.quarantineSaving) {
-      this.quarantineDirty = true;
-      return;
-    }
-    const damaged: { key: string; volume: number; offset: number }[] = [];
-    this.index.forEach((i) => {
-      if (this.index.isDamaged(i)) {
-        const key = Buffer.from(this.index.keyOf(i)).toString("utf8");
-        damaged.push({ key, volume: this.index.volumeOf(i), offset: this.index.offsetOf(i) });
-      }
-    });
-    const path = join(this.options.dir, QUARANTINE_FILE);
-    this.quarantineSaving = writeFile(`${path}.tmp`, JSON.stringify(damaged))
-      .then(() => rename(`${path}.tmp`, path))
-      .catch((err: unknown) => this.options.log.warn({ err }, "could not save the list of damaged records"))
-      .finally(() => {
-        this.quarantineSaving = undefined;
-        if (this.quarantineDirty) {
-          this.quarantineDirty = false;
-          this.saveQuarantine();
-        }
-      });
   }
 
   digest(): StoreDigest {

@@ -2,6 +2,7 @@ import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { compareVersions, formatVersion, type Version } from "../../src/common/version.js";
 import { decodeRecordHeader, RECORD_HEADER_BYTES, VOLUME_HEADER_BYTES } from "../../src/storage/record.js";
+import { flipByte } from "../storage/helpers.js";
 
 /**
  * Bit rot for tests: flips one byte of a stored record in a node's volume files (`<data dir>/volumes/NNNNNNNN.vol`,
@@ -81,19 +82,6 @@ function currentRecords(records: readonly Candidate[]): Map<string, Candidate> {
   return current;
 }
 
-async function flipAt(file: string, offset: number): Promise<void> {
-  const fh = await open(file, "r+");
-  try {
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, offset);
-    b[0] = b[0]! ^ 0x5a;
-    await fh.write(b, 0, 1, offset);
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * Flips the first byte of `key` in the head of its current record (a file or a tombstone): damage the header CRC
  * catches, so the record can no longer be trusted even to say which key it is. Resolves with where, or undefined
@@ -103,7 +91,7 @@ export async function flipKeyByte(dataDir: string, key: string): Promise<Flipped
   const chosen = currentRecords(await scanRecords(dataDir)).get(key);
   if (!chosen) return undefined;
   const offset = chosen.recordAt + RECORD_HEADER_BYTES;
-  await flipAt(chosen.file, offset);
+  await flipByte(chosen.file, offset);
   return { file: chosen.file, offset, key, version: formatVersion(chosen.version), size: chosen.size };
 }
 
@@ -121,7 +109,7 @@ export async function flipStoredByte(
   const chosen = candidates[Math.floor(random() * candidates.length)];
   if (!chosen) return undefined;
   const offset = chosen.bodyAt + Math.floor(chosen.size / 2);
-  await flipAt(chosen.file, offset);
+  await flipByte(chosen.file, offset);
   return {
     file: chosen.file,
     offset,

@@ -3,16 +3,14 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { test, type TestContext } from "node:test";
-import { pino } from "pino";
 import { request } from "undici";
 import { lockDir, NATIVE_LOCKER } from "../../src/storage/dir-lock.js";
 import { openStore } from "../../src/storage/store.js";
 import { binPath, startProcess, type ChildHandle } from "../helpers/process.js";
 import { tempDir } from "../helpers/tmp.js";
 import { waitFor } from "../helpers/wait.js";
-import { readAll, storeFor } from "./helpers.js";
+import { capturingLogger, readAll, storeFor } from "./helpers.js";
 
 const LINUX = process.platform === "linux";
 const IN_USE =
@@ -76,25 +74,17 @@ async function put(url: string, key: string, body: string): Promise<void> {
   assert.equal(res.statusCode, 201);
 }
 
-function capturingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split("\n"))
-        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: "info" }, stream), lines };
-}
-
-void test("the native lock loads here (linux-x64 ships a prebuilt binary)", { skip: !LINUX }, () => {
-  assert.ok(NATIVE_LOCKER);
-});
+void test(
+  "the native lock loads here (linux-x64 ships a prebuilt binary)",
+  { skip: LINUX ? false : "the kernel lock and these process checks are Linux-specific" },
+  () => {
+    assert.ok(NATIVE_LOCKER);
+  },
+);
 
 void test(
   "a node SIGKILLed under a parent that never reaps it (a zombie) does not keep the dir",
-  { skip: !LINUX },
+  { skip: LINUX ? false : "the kernel lock and these process checks are Linux-specific" },
   async (t) => {
     const dir = join(await tempDir(t), "data");
     // `exec sleep`: the node's parent becomes a process that never waits for its children.
@@ -114,7 +104,7 @@ void test(
 
 void test(
   "a node SIGKILLed together with the shell that started it does not keep the dir",
-  { skip: !LINUX },
+  { skip: LINUX ? false : "the kernel lock and these process checks are Linux-specific" },
   async (t) => {
     const dir = join(await tempDir(t), "data");
     const { shell, node } = await nodeUnderShell(t, dir, "wait");

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+
 import { openStore } from "../../src/storage/store.js";
 import type { ReadableBody, Store, StoreOptions } from "../../src/storage/types.js";
 
@@ -66,4 +69,31 @@ export async function flipOnDisk(dir: string, marker: Buffer, offset: number): P
     }
   }
   assert.fail("marker not found in any volume");
+}
+
+/** A logger whose JSON lines the test can read. */
+export function capturingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split("\n"))
+        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: pino({ level: "info" }, stream), lines };
+}
+
+/** Flips one byte of a file in place (twice at the same place restores it), and makes it durable. */
+export async function flipByte(path: string, at: number): Promise<void> {
+  const h = await open(path, "r+");
+  try {
+    const b = Buffer.alloc(1);
+    await h.read(b, 0, 1, at);
+    b[0] = b[0]! ^ 0x20;
+    await h.write(b, 0, 1, at);
+    await h.datasync();
+  } finally {
+    await h.close();
+  }
 }

@@ -2,39 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFile, open, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import { recordLength, RECORD_HEADER_BYTES, VOLUME_HEADER_BYTES } from "../../src/storage/record.js";
 import type { DiskStore } from "../../src/storage/store.js";
 import { tempDir } from "../helpers/tmp.js";
-import { BIG, pattern, readAll, storeFor } from "./helpers.js";
+import { BIG, capturingLogger, flipByte, pattern, readAll, storeFor } from "./helpers.js";
 
 const VOL1 = (dir: string): string => join(dir, "volumes", "00000001.vol");
-
-/** A logger whose JSON lines the test can read. */
-function capturingLogger(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split("\n"))
-        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: "info" }, stream), lines };
-}
-
-async function flipByte(path: string, at: number): Promise<void> {
-  const h = await open(path, "r+");
-  try {
-    const b = Buffer.alloc(1);
-    await h.read(b, 0, 1, at);
-    b[0] = b[0]! ^ 0x20;
-    await h.write(b, 0, 1, at);
-  } finally {
-    await h.close();
-  }
-}
 
 void test("checkpoint + tail: only the bytes after the checkpoint are scanned, and the result is exact", async (t) => {
   const dir = await tempDir(t);

@@ -1,3 +1,5 @@
+import { fmix32 } from "../../common/fmix.js";
+
 /**
  * 32-bit string hashing for ring positions and key placement: FNV-1a over UTF-16 code units, finished with
  * murmur3's fmix32 so that nearby inputs ("node-1", "node-2") land far apart. Deterministic across processes
@@ -11,14 +13,4 @@ export function hash32(text: string, seed = 0): number {
     h = Math.imul(h, 0x01000193);
   }
   return fmix32(h);
-}
-
-export function fmix32(input: number): number {
-  let h = input;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
