@@ -3,8 +3,11 @@ import { request, type Dispatcher } from "undici";
 import { BackpackError } from "../common/errors.js";
 import { keyToPath } from "../common/key.js";
 import { expectStatus, objectOf, upstreamError, type NodeObject } from "./node-client.js";
+import type { ShardHealth } from "../queue/health.js";
 
 /** The coordinator's `GET /stats`: the original's fields first (same names and meaning), then ours. Bytes. */
+export type { ShardHealth };
+
 export interface CoordinatorStats {
   /** Seconds since start. */
   uptime: number;
@@ -32,6 +35,46 @@ export interface CoordinatorStats {
   cluster_map_connected: boolean;
   /** Servers the coordinator saw failing recently (tried last). */
   suspect_servers: string[];
+  /**
+   * Files with fewer verified copies than their shard has servers, over every shard the replicators reported
+   * on; null while the queue cannot be asked or before any report.
+   */
+  under_replicated_files: number | null;
+  /** Per shard, the repair health the replicators last reported (docs/operations.md, "Health"). */
+  repair: ShardHealth[];
+}
+
+/** One server of a file's shard in `GET /locate/<shard>:<key>`. */
+export interface NodeHolding {
+  server: string;
+  url: string;
+  /** `holds` the file's (newest) version; `older`; `missing`; `damaged` (quarantined); `unreachable` (see `reason`). */
+  holds: "holds" | "older" | "missing" | "damaged" | "unreachable";
+  version?: string;
+  reason?: string;
+  /** Replication tasks for the file to this server: `leased` is being made now; `waiting` is held back (retry, server down). */
+  queued: {
+    op: "copy" | "delete";
+    version: string | null;
+    state: "leased" | "due" | "waiting";
+    attempts: number;
+    dueAt?: number;
+  }[];
+  /** The shard's comparison under way is copying files to this server. */
+  repair: boolean;
+}
+
+/** `GET /locate/<shard>:<key>`: the file, and what each server of its shard holds of it now. */
+export interface FileLocation {
+  address: string;
+  size: number;
+  checksum: string;
+  contentType: string;
+  lastModified: string;
+  version: string | null;
+  /** False when the queue could not be asked (`queued` is then empty for want of an answer). */
+  queueAnswered: boolean;
+  nodes: NodeHolding[];
 }
 
 /** The coordinator's `GET /cluster`: the cluster map as it sees it, and which servers it saw failing. */
@@ -134,6 +177,17 @@ export class CoordinatorClient {
     const res = await this.send(base, "/stats", "GET", {});
     await expectStatus(res, [200], base, "/stats");
     return (await res.body.json()) as CoordinatorStats;
+  }
+
+  /** Where a file is (`GET /locate/<shard>:<key>`); undefined when no server holds it. */
+  async locate(base: string, shardId: string, key: string): Promise<FileLocation | undefined> {
+    const res = await this.send(base, `/locate${keyToPath(`${shardId}:${key}`)}`, "GET", {});
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    await expectStatus(res, [200], base, "/locate");
+    return (await res.body.json()) as FileLocation;
   }
 
   async cluster(base: string): Promise<ClusterView> {

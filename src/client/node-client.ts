@@ -11,6 +11,7 @@ import {
   type Version,
 } from "../common/version.js";
 import type { ListedEntry } from "../storage/types.js";
+import type { ScrubStats } from "../storage/scrubber.js";
 import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
 
 /**
@@ -31,10 +32,25 @@ export interface NodeObject {
   lastModified: string;
   /** Undefined from a node that predates versions. */
   version: Version | undefined;
+  /** The node holds it damaged (`X-Backpack-Damaged` on a HEAD): quarantined until repair restores it. */
+  damaged?: true;
 }
 
 /** One key as a replica holds it (`GET /_backpack/list`). */
 export type ReplicaEntry = ListedEntry;
+
+/** A node's replica digest and the health figures that come with it (`GET /_backpack/digest`). */
+export interface ReplicaDigest {
+  /** Index entries: files and tombstones. */
+  entries: number;
+  /** Files. */
+  objects: number;
+  /** Damaged records found since the node started (quarantined at start, or by a read or the scrub). */
+  checksumErrors: number;
+  scrub: ScrubStats;
+  /** Two u32 per bucket. */
+  hashes: Uint32Array;
+}
 
 export interface NodeRequestOptions {
   token?: string;
@@ -134,17 +150,23 @@ export class NodeClient {
   }
 
   /** The node's replica digest (`GET /_backpack/digest`): two u32 per bucket. */
-  async digest(
-    base: string,
-    options: NodeRequestOptions = {},
-  ): Promise<{ entries: number; hashes: Uint32Array }> {
+  async digest(base: string, options: NodeRequestOptions = {}): Promise<ReplicaDigest> {
     const res = await this.sendPath(base, "/_backpack/digest", options);
     await expectStatus(res, [200], base, "/_backpack/digest");
-    const doc = (await res.body.json()) as { buckets: number; entries: number; digest: string };
+    const doc = (await res.body.json()) as Omit<ReplicaDigest, "hashes"> & {
+      buckets: number;
+      digest: string;
+    };
     const bytes = Buffer.from(doc.digest, "hex");
     const hashes = new Uint32Array(doc.buckets * 2);
     for (let i = 0; i < hashes.length; i++) hashes[i] = bytes.readUInt32BE(4 * i);
-    return { entries: doc.entries, hashes };
+    return {
+      entries: doc.entries,
+      objects: doc.objects,
+      checksumErrors: doc.checksumErrors,
+      scrub: doc.scrub,
+      hashes,
+    };
   }
 
   /** One page of a digest bucket's entries in key order (`GET /_backpack/list`). */
@@ -390,5 +412,6 @@ export function objectOf(headers: Record<string, string | string[] | undefined>)
     etag: headerText(headers.etag),
     lastModified: headerText(headers["last-modified"]),
     version: parseVersion(headerText(headers[VERSION_HEADER])),
+    ...(headers["x-backpack-damaged"] !== undefined ? { damaged: true as const } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { BackpackError } from "../common/errors.js";
-import type { QueueStats, ReplicationQueue, ReplicationTask } from "../queue/types.js";
+import { parseHealth, type ShardHealth } from "../queue/health.js";
+import type { FoundTask, QueueStats, ReplicationQueue, ReplicationTask } from "../queue/types.js";
 
 /** Uploads whose tasks go to the queue in one push at most (bounds one Redis script's work). */
 const MAX_BATCH_PUSHES = 256;
@@ -120,9 +121,24 @@ export class QueueGate {
   }
 
   async stats(): Promise<QueueStats | undefined> {
+    return this.ask((q) => q.stats(), "replication queue stats");
+  }
+
+  /** Every shard's repair health as the replicators last reported it; undefined while the queue cannot be asked. */
+  async health(): Promise<ShardHealth[] | undefined> {
+    const reports = await this.ask((q) => q.health(), "repair health");
+    return reports && parseHealth(reports);
+  }
+
+  /** The queued tasks of one key; undefined while the queue cannot be asked. */
+  async find(shard: string, key: string): Promise<FoundTask[] | undefined> {
+    return this.ask((q) => q.find(shard, key), "replication queue lookup");
+  }
+
+  private async ask<T>(call: (q: ReplicationQueue) => Promise<T>, what: string): Promise<T | undefined> {
     if (this.queue === undefined) return undefined;
     try {
-      return await withTimeout(this.queue.stats(), this.timeoutMs, "replication queue stats");
+      return await withTimeout(call(this.queue), this.timeoutMs, what);
     } catch {
       return undefined;
     }

@@ -25,7 +25,8 @@ import { QueueGate } from "./queue-gate.js";
 import { handleRead } from "./read-handler.js";
 import type { Random } from "./shard-chooser.js";
 import { handleCluster } from "./cluster-handler.js";
-import { collectStats, handleStats } from "./stats-handler.js";
+import { handleLocate, LOCATE_PREFIX } from "./locate-handler.js";
+import { collectStats, handleStats, registerHealthMetrics } from "./stats-handler.js";
 import { UsageFlusher } from "./usage-flusher.js";
 import { beginUpload, type UploadLimits } from "./upload-context.js";
 import { UsageTracker } from "./usage-tracker.js";
@@ -113,6 +114,7 @@ export class CoordinatorService implements Service {
       clock: new HybridClock(randomInt(0x10000)),
       acked: new AckedVersions(),
     };
+    registerHealthMetrics(this.registry, this.ctx.queue);
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(
       {
@@ -212,6 +214,7 @@ export class CoordinatorService implements Service {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
+      if (path.startsWith(LOCATE_PREFIX)) return handleLocate(this.ctx, res, target);
       if (path === "/healthz") {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });
         return;

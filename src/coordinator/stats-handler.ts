@@ -1,5 +1,7 @@
 import type { ServerResponse } from "node:http";
+import { Gauge, type Registry } from "prom-client";
 import { sendJson } from "../common/http.js";
+import type { QueueGate } from "./queue-gate.js";
 import type { CoordinatorStats } from "../client/coordinator-client.js";
 import type { CoordinatorContext } from "./context.js";
 
@@ -28,7 +30,7 @@ export async function collectStats(
     used += shardUsed;
     if (shard.enabled && shardUsed < shard.capacity) writable++;
   }
-  const queue = await ctx.queue.stats();
+  const [queue, health] = await Promise.all([ctx.queue.stats(), ctx.queue.health()]);
   return {
     uptime: Math.max(0, Math.floor((ctx.now() - startedAt) / 1000)),
     processed_uploads: ctx.counters.processedUploads,
@@ -49,6 +51,9 @@ export async function collectStats(
     queue_unreachable: queue?.unreachable ?? null,
     cluster_map_connected: ctx.map.connected,
     suspect_servers: ctx.health.suspects(),
+    under_replicated_files:
+      health === undefined || health.length === 0 ? null : health.reduce((n, h) => n + h.underReplicated, 0),
+    repair: health ?? [],
   };
 }
 
@@ -59,4 +64,79 @@ export async function handleStats(
   uploads?: UploadsNow,
 ): Promise<void> {
   sendJson(res, 200, await collectStats(ctx, startedAt, uploads));
+}
+
+/**
+ * The repair health on `/metrics`, read from the queue at each scrape: per shard the under-replicated files,
+ * the end of the last complete comparison and the repairs done; per server a refill's files left and the
+ * scrub's progress.
+ */
+export function registerHealthMetrics(registry: Registry, queue: QueueGate): void {
+  const registers = [registry];
+  // A scrape collects every gauge at once: they share one read of the queue, which fills them all.
+  let filling: Promise<void> | undefined;
+  const collect = (): Promise<void> =>
+    (filling ??= fill().finally(() => {
+      filling = undefined;
+    }));
+  const under = new Gauge({
+    name: "backpack_shard_under_replicated_files",
+    help: "Files with fewer verified copies than the shard has servers, as the replicators last reported",
+    labelNames: ["shard"],
+    registers,
+    collect,
+  });
+  const compared = new Gauge({
+    name: "backpack_shard_last_comparison_timestamp_seconds",
+    help: "When the last complete comparison of the shard's replicas ended",
+    labelNames: ["shard"],
+    registers,
+    collect,
+  });
+  const repairs = new Gauge({
+    name: "backpack_shard_repairs",
+    help: "Repairs done by anti-entropy since the queue began, by kind (copied, deleted, restored, failed)",
+    labelNames: ["shard", "kind"],
+    registers,
+    collect,
+  });
+  const refill = new Gauge({
+    name: "backpack_server_refill_files_left",
+    help: "Files a refilling server still lacks (0 when it is not refilling)",
+    labelNames: ["shard", "server"],
+    registers,
+    collect,
+  });
+  const scrub = new Gauge({
+    name: "backpack_server_scrub_pass_ratio",
+    help: "How far the server's scrub pass under way is (0-1; 1 between passes)",
+    labelNames: ["shard", "server"],
+    registers,
+    collect,
+  });
+  const down = new Gauge({
+    name: "backpack_server_down",
+    help: "1 when the last comparison could not reach the server (or refused to merge it), else 0",
+    labelNames: ["shard", "server"],
+    registers,
+    collect,
+  });
+  async function fill(): Promise<void> {
+    const health = await queue.health();
+    for (const g of [under, compared, repairs, refill, scrub, down]) g.reset();
+    for (const h of health ?? []) {
+      const shard = h.shard;
+      under.set({ shard }, h.underReplicated);
+      if (h.lastComparison) compared.set({ shard }, h.lastComparison.finishedAt / 1000);
+      for (const kind of ["copied", "deleted", "restored", "failed"] as const)
+        repairs.set({ shard, kind }, h.repairs[kind]);
+      for (const [server, n] of Object.entries(h.nodes)) {
+        refill.set({ shard, server }, n.refill ? Math.max(0, n.refill.missing - n.refill.done) : 0);
+        const cur = n.scrub?.current;
+        if (n.scrub)
+          scrub.set({ shard, server }, cur && cur.totalBytes > 0 ? cur.doneBytes / cur.totalBytes : 1);
+        down.set({ shard, server }, n.state === "down" ? 1 : 0);
+      }
+    }
+  }
 }

@@ -10,6 +10,8 @@ import type { NodeContext } from "./context.js";
 import { contentRange, parseRange } from "./range.js";
 
 const OCTET_STREAM = "application/octet-stream";
+/** On a HEAD of a damaged record (quarantined until repair restores it). */
+export const DAMAGED_HEADER = "x-backpack-damaged";
 
 /**
  * GET and HEAD of a key. A plain GET goes straight to one store read (index lookup + one positioned read) and,
@@ -208,6 +210,8 @@ function headersOf(
     [VERSION_HEADER]: formatVersion(info.version),
   };
   if (range) headers["content-range"] = contentRange(range, info.size);
+  // Only a HEAD gets this far with a damaged record (a read fails its checksum): it says so.
+  if (info.damaged) headers[DAMAGED_HEADER] = "1";
   return headers;
 }
 

@@ -36,7 +36,16 @@ export function handleReplica(
       hex.writeUInt32BE(d.hashes[2 * b]!, 8 * b);
       hex.writeUInt32BE(d.hashes[2 * b + 1]!, 8 * b + 4);
     }
-    sendJson(res, 200, { buckets: d.buckets, entries: d.entries, digest: hex.toString("hex") });
+    const { objects, checksumErrors, scrub } = ctx.store.stats();
+    // What repair reports as this node's health comes along: no second request per node and comparison.
+    sendJson(res, 200, {
+      buckets: d.buckets,
+      entries: d.entries,
+      objects,
+      checksumErrors,
+      scrub,
+      digest: hex.toString("hex"),
+    });
     return;
   }
   if (path === `${REPLICA_PREFIX}list`) {

@@ -7,6 +7,8 @@ import { createdAtOf, decodeTask, encodeTask, newTaskId } from "./task.js";
 import type {
   DeadLetter,
   FailOptions,
+  FoundTask,
+  HealthReport,
   LeasedTask,
   QueueOptions,
   QueueStats,
@@ -47,6 +49,8 @@ export class EmbeddedQueue implements ReplicationQueue {
   /** In insertion order; a retried task moves to the end so that one bad target does not block the head. */
   private readonly tasks = new Map<string, Entry>();
   private readonly dead = new Map<string, DeadLetter>();
+  /** Repair health by shard: in memory (rebuilt by the replicators' next comparison after a restart). */
+  private readonly healthByShard = new Map<string, HealthReport>();
   private readonly maxAttempts: number;
   private readonly baseMs: number;
   private readonly maxMs: number;
@@ -175,6 +179,34 @@ export class EmbeddedQueue implements ReplicationQueue {
     this.notify();
     if (records.length > 0) await this.commit(records);
     return records.length;
+  }
+
+  async find(shard: string, key: string): Promise<FoundTask[]> {
+    const now = this.now();
+    const out: FoundTask[] = [];
+    for (const [id, e] of this.tasks) {
+      const decoded = decodeTask(e.raw);
+      if (!("task" in decoded) || decoded.task.key !== key || decoded.task.shard !== shard) continue;
+      const state = e.leasedUntil > now ? "leased" : e.dueAt <= now ? "due" : "waiting";
+      out.push({
+        id,
+        task: decoded.task,
+        state,
+        attempts: e.attempts,
+        dueAt: state === "waiting" ? e.dueAt : 0,
+      });
+    }
+    return out;
+  }
+
+  async putHealth(shard: string, doc: string, add: Readonly<{ [k: string]: number }>): Promise<void> {
+    const totals: { [k: string]: number } = { ...this.healthByShard.get(shard)?.totals };
+    for (const [k, v] of Object.entries(add)) totals[k] = (totals[k] ?? 0) + v;
+    this.healthByShard.set(shard, { shard, doc, totals });
+  }
+
+  async health(): Promise<HealthReport[]> {
+    return [...this.healthByShard.values()];
   }
 
   private take(max: number, leaseMs: number): LeasedTask[] {

@@ -10,6 +10,8 @@ import { decodeTask, encodeTask, newTaskId } from "./task.js";
 import type {
   DeadLetter,
   FailOptions,
+  FoundTask,
+  HealthReport,
   LeasedTask,
   QueueOptions,
   QueueStats,
@@ -353,6 +355,96 @@ export class RedisQueue implements ReplicationQueue {
     return replayed.size;
   }
 
+  async find(shard: string, key: string): Promise<FoundTask[]> {
+    const byId = new Map<string, FoundTask>();
+    for (const link of this.links) {
+      if (!link.up) continue;
+      try {
+        const prefix = this.keyOf(link);
+        const matches: { id: string; task: ReplicationTask }[] = [];
+        let cursor = "0";
+        do {
+          const [next, flat] = await link.client.hscan(`${prefix}:tasks`, cursor, "COUNT", 1000);
+          cursor = next;
+          for (let i = 0; i + 1 < flat.length; i += 2) {
+            const decoded = decodeTask(flat[i + 1]!);
+            if ("task" in decoded && decoded.task.key === key && decoded.task.shard === shard)
+              matches.push({ id: flat[i]!, task: decoded.task });
+          }
+        } while (cursor !== "0");
+        const now = this.now();
+        for (const { id, task } of matches) {
+          const [leased, due, attempts] = await Promise.all([
+            link.client.zscore(`${prefix}:leased`, id),
+            link.client.zscore(`${prefix}:due`, id),
+            link.client.hget(`${prefix}:attempts`, id),
+          ]);
+          const state: FoundTask["state"] =
+            leased !== null && Number(leased) > now
+              ? "leased"
+              : due !== null && Number(due) > now
+                ? "waiting"
+                : "due";
+          const found = {
+            id,
+            task,
+            state,
+            attempts: Number(attempts ?? 0),
+            dueAt: state === "waiting" ? Number(due) : 0,
+          };
+          // A task is on several servers: its home's view (the first that answers with it leased) wins.
+          const seen = byId.get(id);
+          if (!seen || (seen.state !== "leased" && state === "leased")) byId.set(id, found);
+        }
+      } catch {
+        // Found on the servers that answer.
+      }
+    }
+    return [...byId.values()];
+  }
+
+  async putHealth(shard: string, doc: string, add: Readonly<Record<string, number>>): Promise<void> {
+    await Promise.all(
+      this.links.map(async (link) => {
+        if (!link.up) return;
+        try {
+          const m = link.client.multi().hset(`${this.keyOf(link)}:health`, shard, doc);
+          for (const [k, v] of Object.entries(add)) {
+            if (v !== 0) m.hincrby(`${this.keyOf(link)}:health-totals:${shard}`, k, v);
+          }
+          await m.exec();
+        } catch {
+          // Health is reported again after the next comparison.
+        }
+      }),
+    );
+  }
+
+  async health(): Promise<HealthReport[]> {
+    const byShard = new Map<string, HealthReport & { at: number }>();
+    for (const link of this.links) {
+      if (!link.up) continue;
+      try {
+        const docs = await link.client.hgetall(`${this.keyOf(link)}:health`);
+        for (const [shard, doc] of Object.entries(docs)) {
+          const totals = await link.client.hgetall(`${this.keyOf(link)}:health-totals:${shard}`);
+          const at = updatedAtOf(doc);
+          const seen = byShard.get(shard);
+          const merged: Record<string, number> = { ...seen?.totals };
+          // A server that was away missed some additions: the largest count is the closest.
+          for (const [k, v] of Object.entries(totals)) merged[k] = Math.max(merged[k] ?? 0, Number(v));
+          byShard.set(
+            shard,
+            !seen || at > seen.at ? { shard, doc, totals: merged, at } : { ...seen, totals: merged },
+          );
+        }
+      } catch {
+        // Read from the servers that answer.
+      }
+    }
+    return [...byShard.values()].map(({ shard, doc, totals }) => ({ shard, doc, totals }));
+  }
+
   /** 0 on the task's home server, the takeover grace on the others. */
   private graceOn(server: number, id: string): number {
     return this.rank(id)[0] === server ? 0 : this.graceMs;
@@ -430,6 +522,15 @@ export class RedisQueue implements ReplicationQueue {
 
   private check(): void {
     if (this.stopped) throw new BackpackError("SHUTTING_DOWN", "the queue is stopped");
+  }
+}
+
+/** `updatedAt` of a health document (0 when it has none). */
+function updatedAtOf(doc: string): number {
+  try {
+    return Number((JSON.parse(doc) as { updatedAt?: unknown }).updatedAt ?? 0) || 0;
+  } catch {
+    return 0;
   }
 }
 

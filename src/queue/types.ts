@@ -83,6 +83,28 @@ export interface FailOptions {
   unreachable?: boolean;
 }
 
+/** A task found by `find`, and where it stands. */
+export interface FoundTask {
+  id: string;
+  task: ReplicationTask;
+  /** `leased`: a replicator works on it now; `due`: waiting for one; `waiting`: held back (retry backoff, or its node is down). */
+  state: "leased" | "due" | "waiting";
+  attempts: number;
+  /** When it is due again (ms since the epoch); 0 when due or leased. */
+  dueAt: number;
+}
+
+/**
+ * A shard's repair health as the replicators last reported it: the document of the last report (`doc`, JSON
+ * written by the replicator, see replicator/health.ts) and the repairs counted since the queue began (`totals`,
+ * added by every report, so that several replicators' work adds up).
+ */
+export interface HealthReport {
+  shard: string;
+  doc: string;
+  totals: Record<string, number>;
+}
+
 export interface ReplicationQueue {
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -105,4 +127,13 @@ export interface ReplicationQueue {
   deadLetters(limit?: number): Promise<DeadLetter[]>;
   /** Puts dead letters back in the queue (all when `ids` is omitted); returns how many. */
   replay(ids?: readonly string[]): Promise<number>;
+  /**
+   * The tasks (not dead letters) for one key of one shard. An operator's lookup: it reads every task
+   * (O(depth)), so it is not for the data path.
+   */
+  find(shard: string, key: string): Promise<FoundTask[]>;
+  /** Stores a shard's health document (replacing the last one) and adds `add` to its totals. */
+  putHealth(shard: string, doc: string, add: Readonly<Record<string, number>>): Promise<void>;
+  /** Every shard's last health report. */
+  health(): Promise<HealthReport[]>;
 }

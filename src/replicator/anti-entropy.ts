@@ -3,8 +3,9 @@ import { formatChecksum } from "../common/checksum.js";
 import { hasCode, toBackpackError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import { compareVersions, formatVersion } from "../common/version.js";
-import type { NodeClient, ReplicaEntry } from "../client/node-client.js";
+import type { NodeClient, ReplicaDigest, ReplicaEntry } from "../client/node-client.js";
 import type { ClusterMap, ClusterSnapshot } from "../cluster/types.js";
+import type { NodeHealth, RepairTotals, ShardHealth } from "../queue/health.js";
 import type { Copier, Outcome } from "./copier.js";
 
 export interface AntiEntropyOptions {
@@ -15,6 +16,14 @@ export interface AntiEntropyOptions {
   bytesPerSec: number;
   token?: string;
   timeoutMs: number;
+  /** Repairs in flight at once (within the rates above). Default 8. */
+  concurrency?: number;
+  /**
+   * Where the shard's health goes (the queue's `putHealth`): when a comparison begins, every
+   * `publishEveryMs` while it runs, and when it ends, with the repairs done since the last report.
+   */
+  publish?: (health: Omit<ShardHealth, "repairs">, add: RepairTotals) => Promise<void>;
+  publishEveryMs?: number;
 }
 
 /** What one comparison of a shard found and did. */
@@ -42,6 +51,8 @@ export interface ShardReport {
   unrepairable: string[];
   /** Per server, the repairs it needed and how many are done (a refilled node shows its progress here). */
   progress: Record<string, { needed: number; done: number }>;
+  /** Of `underReplicated`, the files whose every repair has succeeded. */
+  underReplicatedFixed: number;
 }
 
 export interface RepairPlanItem {
@@ -78,6 +89,8 @@ export class AntiEntropy {
     private readonly copier: Copier,
     private readonly log: Logger,
     private readonly options: AntiEntropyOptions,
+    /** Who reports health (the replicator's URL, once it listens). */
+    private readonly reporter: () => string = () => "repair",
   ) {}
 
   start(): void {
@@ -142,12 +155,15 @@ export class AntiEntropy {
       failed: 0,
       unrepairable: [],
       progress: {},
+      underReplicatedFixed: 0,
     };
     if (!shard) throw new Error(`no shard ${shardId}`);
     this.current.set(shardId, report);
+    const digestOf = new Map<string, ReplicaDigest>();
+    const publisher = opts.dryRun ? undefined : this.publisher(report, digestOf);
     try {
       const digests = new Map<string, Uint32Array>();
-      let entries = 0;
+      let objects = 0;
       await Promise.all(
         shard.servers.map(async (server) => {
           const url = snapshot.servers[server]?.url;
@@ -158,7 +174,8 @@ export class AntiEntropy {
           try {
             const d = await this.nodes.digest(url, this.req());
             digests.set(server, d.hashes);
-            entries = Math.max(entries, d.entries);
+            digestOf.set(server, d);
+            objects = Math.max(objects, d.objects);
           } catch (err) {
             const e = toBackpackError(err);
             report.skipped.push({ server, reason: e.message });
@@ -170,12 +187,17 @@ export class AntiEntropy {
       report.compared = [...digests.keys()].sort();
       // A server that could not be compared cannot be vouched for: every file of the shard counts as
       // under-replicated until it is (an alert on under-replication then also fires for a node that is down).
-      if (report.skipped.length > 0) report.underReplicated = entries;
+      if (report.skipped.length > 0) report.underReplicated = objects;
       if (report.compared.length < 2 && report.skipped.length === 0) return report;
       const buckets = differingBuckets([...digests.values()]);
       report.differingBuckets = buckets.length;
       if (report.compared.length < 2) return report;
       for (const server of report.compared) report.progress[server] = { needed: 0, done: 0 };
+      publisher?.tick(true);
+      const inFlight = new Set<Promise<void>>();
+      const limit = Math.max(1, this.options.concurrency ?? 8);
+      /** Repairs still to succeed, per under-replicated key (it counts as fixed when none is left). */
+      const pendingByKey = new Map<string, number>();
       for (const bucket of buckets) {
         if (this.abort.signal.aborted) break;
         const held = await this.listBucket(snapshot, report.compared, bucket);
@@ -185,7 +207,11 @@ export class AntiEntropy {
           shard.servers.length,
           report.skipped.length > 0 ? { underReplicated: 0, unrepairable: report.unrepairable } : report,
         );
-        for (const item of plan) report.progress[item.plan.target]!.needed++;
+        for (const item of plan) {
+          report.progress[item.plan.target]!.needed++;
+          if (item.underReplicated)
+            pendingByKey.set(item.plan.key, (pendingByKey.get(item.plan.key) ?? 0) + 1);
+        }
         for (const item of plan) {
           if (this.abort.signal.aborted) break;
           if (opts.dryRun) {
@@ -193,16 +219,27 @@ export class AntiEntropy {
             continue;
           }
           await this.pace(item.size);
-          const outcome = await this.copier.run(item.task(shardId), snapshot);
-          this.count(report, item, outcome);
-          opts.onProgress?.(report);
+          while (inFlight.size >= limit) await Promise.race(inFlight);
+          const run = this.copier.run(item.task(shardId), snapshot).then((outcome) => {
+            inFlight.delete(run);
+            if (this.count(report, item, outcome) && item.underReplicated) {
+              const left = (pendingByKey.get(item.plan.key) ?? 1) - 1;
+              pendingByKey.set(item.plan.key, left);
+              if (left === 0) report.underReplicatedFixed++;
+            }
+            opts.onProgress?.(report);
+            publisher?.tick(false);
+          });
+          inFlight.add(run);
         }
       }
+      await Promise.all(inFlight);
       return report;
     } finally {
       report.finishedAt = Date.now();
       this.current.delete(shardId);
       if (!opts.dryRun) this.reports.set(shardId, report);
+      await publisher?.done();
       const fixed = report.copied + report.deleted + report.restored;
       if (fixed + report.failed + report.unrepairable.length > 0 || report.skipped.length > 0) {
         this.log.info(
@@ -248,7 +285,8 @@ export class AntiEntropy {
     return byKey;
   }
 
-  private count(report: ShardReport, item: PlannedRepair, outcome: Outcome): void {
+  /** Counts a repair's outcome; true when it succeeded. */
+  private count(report: ShardReport, item: PlannedRepair, outcome: Outcome): boolean {
     const ok =
       outcome.kind === "copied" ||
       outcome.kind === "deleted" ||
@@ -260,7 +298,7 @@ export class AntiEntropy {
         { shard: report.shard, key: item.plan.key, target: item.plan.target, reason: outcome.reason },
         "repair failed; retried at the next comparison",
       );
-      return;
+      return false;
     }
     report.progress[item.plan.target]!.done++;
     if (outcome.kind === "copied") {
@@ -269,6 +307,53 @@ export class AntiEntropy {
     } else if (outcome.kind === "deleted" || (item.plan.kind === "delete" && outcome.kind === "skipped")) {
       report.deleted++;
     }
+    return true;
+  }
+
+  /**
+   * Reports a comparison's health as it goes: `tick(now)` publishes when asked or when `publishEveryMs` has
+   * passed since the last report; `done()` publishes the final one. Each report adds the repairs counted since
+   * the one before to the queue's totals.
+   */
+  private publisher(report: ShardReport, digests: Map<string, ReplicaDigest>) {
+    const publish = this.options.publish;
+    if (!publish) return undefined;
+    const every = this.options.publishEveryMs ?? 2000;
+    const sent: RepairTotals = { copied: 0, deleted: 0, restored: 0, failed: 0 };
+    let lastAt = 0;
+    let chain: Promise<void> = Promise.resolve();
+    const send = (): Promise<void> => {
+      lastAt = Date.now();
+      const now: RepairTotals = {
+        copied: report.copied,
+        deleted: report.deleted,
+        restored: report.restored,
+        failed: report.failed,
+      };
+      const add: RepairTotals = {
+        copied: now.copied - sent.copied,
+        deleted: now.deleted - sent.deleted,
+        restored: now.restored - sent.restored,
+        failed: now.failed - sent.failed,
+      };
+      Object.assign(sent, now);
+      const health = shardHealth(report, digests, this.reports.get(report.shard), this.reporter());
+      chain = chain
+        .then(() => publish(health, add))
+        .catch((err: unknown) =>
+          this.log.warn(
+            { shard: report.shard, err: toBackpackError(err).message },
+            "repair health not reported",
+          ),
+        );
+      return chain;
+    };
+    return {
+      tick: (force: boolean): void => {
+        if (force || Date.now() - lastAt >= every) void send();
+      },
+      done: (): Promise<void> => send(),
+    };
   }
 
   /** Waits for room under the files-per-second and bytes-per-second bounds. */
@@ -305,6 +390,8 @@ export class AntiEntropy {
 interface PlannedRepair {
   plan: RepairPlanItem;
   size: number;
+  /** The key has fewer verified copies than the shard has servers. */
+  underReplicated: boolean;
   task(shard: string): Parameters<Copier["run"]>[0];
 }
 
@@ -355,7 +442,8 @@ export function planBucket(
       const e = byServer.get(s);
       return e !== undefined && !e.damaged && compareVersions(e.version, w.version) === 0;
     });
-    if (!w.deleted && holders.length < replicas) report.underReplicated++;
+    const under = !w.deleted && holders.length < replicas;
+    if (under) report.underReplicated++;
     for (const target of servers) {
       if (holders.includes(target)) continue;
       const mine = byServer.get(target);
@@ -369,6 +457,7 @@ export function planBucket(
       out.push({
         plan: { key, target, kind, version },
         size: w.deleted ? 0 : w.size,
+        underReplicated: under,
         task: (shard) => ({
           op: w.deleted ? "delete" : "copy",
           shard,
@@ -384,4 +473,68 @@ export function planBucket(
     }
   }
   return out;
+}
+
+/**
+ * The health document of a shard from the comparison `report` (finished when `finishedAt` is set, else under
+ * way), the digests it fetched, and the last complete comparison before it.
+ */
+export function shardHealth(
+  report: ShardReport,
+  digests: ReadonlyMap<string, ReplicaDigest>,
+  previous: ShardReport | undefined,
+  reporter: string,
+): Omit<ShardHealth, "repairs"> {
+  const finished = report.finishedAt > 0;
+  const summary = (r: ShardReport) => ({
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    compared: r.compared,
+    skipped: r.skipped,
+    differingBuckets: r.differingBuckets,
+    unrepairable: r.unrepairable.length,
+    failed: r.failed,
+  });
+  let needed = 0;
+  let done = 0;
+  for (const p of Object.values(report.progress)) {
+    needed += p.needed;
+    done += p.done;
+  }
+  const most = Math.max(0, ...[...digests.values()].map((d) => d.entries));
+  const elapsedSec = Math.max(0.001, ((finished ? report.finishedAt : Date.now()) - report.startedAt) / 1000);
+  const nodes: Record<string, NodeHealth> = {};
+  let behind = 0;
+  for (const { server, reason } of report.skipped) nodes[server] = { state: "down", reason };
+  for (const server of report.compared) {
+    const d = digests.get(server);
+    const p = report.progress[server] ?? { needed: 0, done: 0 };
+    const node: NodeHealth = {
+      state: p.done < p.needed ? (finished ? "behind" : "refilling") : "ok",
+      ...(d ? { objects: d.objects, checksumErrors: d.checksumErrors, scrub: d.scrub } : {}),
+    };
+    const missing = Math.max(d ? most - d.entries : 0, p.needed);
+    if (!finished && missing > 0) {
+      const perSec = p.done / elapsedSec;
+      node.state = "refilling";
+      node.refill = {
+        missing,
+        done: p.done,
+        perSec: Math.round(perSec * 10) / 10,
+        etaSec: perSec > 0 ? Math.ceil(Math.max(0, missing - p.done) / perSec) : null,
+      };
+      behind = Math.max(behind, missing - p.done);
+    }
+    nodes[server] = node;
+  }
+  return {
+    shard: report.shard,
+    reporter,
+    updatedAt: Date.now(),
+    // While it runs, the buckets not listed yet are not counted: a refilling node's count estimates them.
+    underReplicated: Math.max(0, report.underReplicated - report.underReplicatedFixed, behind),
+    lastComparison: finished ? summary(report) : previous ? summary(previous) : null,
+    running: finished ? null : { ...summary(report), repairsNeeded: needed, repairsDone: done },
+    nodes,
+  };
 }

@@ -66,13 +66,21 @@ export class ReplicatorService implements Service {
     this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
     const nodes = new NodeClient(this.agent, {}, this.reader);
     const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
-    this.repair = new AntiEntropy(deps.map, nodes, copier, this.log, {
-      intervalMs: config.repairIntervalMs,
-      filesPerSec: config.repairFilesPerSec,
-      bytesPerSec: config.repairBytesPerSec,
-      token: config.nodeToken,
-      timeoutMs: config.requestTimeoutMs,
-    });
+    this.repair = new AntiEntropy(
+      deps.map,
+      nodes,
+      copier,
+      this.log,
+      {
+        intervalMs: config.repairIntervalMs,
+        filesPerSec: config.repairFilesPerSec,
+        bytesPerSec: config.repairBytesPerSec,
+        token: config.nodeToken,
+        timeoutMs: config.requestTimeoutMs,
+        publish: (health, add) => deps.queue.putHealth(health.shard, JSON.stringify(health), { ...add }),
+      },
+      () => this.baseUrl ?? "replicator",
+    );
     this.pool = new WorkerPool(deps.queue, deps.map, copier, this.stats, this.log, {
       ...config,
       now: this.now,

@@ -522,6 +522,7 @@ export class DiskStore implements Store {
       writeTime: versionTimeMs(version),
       version,
       contentType: this.index.contentTypeOf(i),
+      ...(this.index.isDamaged(i) ? { damaged: true as const } : {}),
     };
   }
 

@@ -56,6 +56,8 @@ export interface ObjectInfo {
   /** The write's version (see common/version.ts). */
   version: Version;
   contentType: string | undefined;
+  /** Set when the record failed its checksum (quarantined until repair restores it): never served. */
+  damaged?: true;
 }
 
 export interface StoreDigest {

@@ -127,7 +127,7 @@ void test("reads never go back to a version older than one the coordinator ackno
   assert.match(doc.version, /^\d{16}-[0-9a-f]{4}$/);
   assert.deepEqual(
     doc.nodes.map((n) => [n.server, n.holds]).sort(),
-    ["1", "2"].map((id) => [id, id === holders[0] ? "yes" : "older"]),
+    ["1", "2"].map((id) => [id, id === holders[0] ? "holds" : "older"]),
   );
   // The only node with v2 down: an error, not the old bytes.
   await killed(c.nodes.get(holders[0]!)!);

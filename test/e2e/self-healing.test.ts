@@ -12,6 +12,8 @@ import {
   type ListedEntry,
 } from "../helpers/replica-state.js";
 import { waitFor } from "../helpers/wait.js";
+import { runBin } from "../helpers/process.js";
+import type { CoordinatorStats, FileLocation, ShardHealth } from "../../src/client/coordinator-client.js";
 
 /**
  * Self-healing with real processes: ZooKeeper, 2 Redis servers, 4 storage nodes in 2 shards of 2, 2
@@ -116,6 +118,19 @@ async function listAll(): Promise<Map<string, ListedEntry[]>> {
   return out;
 }
 
+/** The shard's repair health in coordinator 1's `/stats`. */
+async function shardHealth(shard: string): Promise<ShardHealth | undefined> {
+  const stats = (await (await fetch(`${cluster.coordinatorUrl(1)}/stats`)).json()) as CoordinatorStats;
+  return stats.repair.find((h) => h.shard === shard);
+}
+
+/** `backpack stat <address> --json` against coordinator 2. */
+async function statOf(address: string): Promise<FileLocation> {
+  const r = await runBin("backpack", ["stat", address, "--to", cluster.coordinatorUrl(2), "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as FileLocation;
+}
+
 /** SIGKILLs node `server` and checks that its process is gone. */
 async function killNode(server: string): Promise<void> {
   const pid = cluster.procs.nodes.get(server)?.pid;
@@ -165,11 +180,37 @@ void test("a node whose data dir was removed comes back empty and is refilled by
   );
 
   const logFrom = cluster.replicator.stderr.length;
+  const shard = Object.keys(SHARDS).find((id) => SHARDS[id]!.includes(victim))!;
+  const totalsBefore = (await shardHealth(shard))?.repairs ?? { copied: 0, deleted: 0 };
   await killNode(victim);
   await cluster.removeData(victim);
   assert.equal(existsSync(cluster.nodeDir(victim)), false, "the data dir is gone");
-  await cluster.restart({ role: "node", id: victim });
 
+  // While it is down, the health says so: the node down, every file of its shard under-replicated, in
+  // /stats, `backpack status` (text and --json), Prometheus; and `backpack stat` names it unreachable.
+  const down = await waitFor(
+    async () => {
+      const h = await shardHealth(shard);
+      return h?.nodes[victim]?.state === "down" && h.underReplicated >= mine.length ? h : undefined;
+    },
+    { timeoutMs: 30_000, what: `node ${victim} reported down` },
+  );
+  assert.ok(down.lastComparison!.skipped.some((x) => x.server === victim));
+  const status = await runBin("backpack", ["status", "--to", cluster.coordinatorUrl(1)]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`^node ${victim} .* down \\(`, "m"));
+  assert.match(status.stdout, /^repair: [1-9]\d* files under-replicated$/m);
+  const metrics = await (await fetch(`${cluster.coordinatorUrl(2)}/metrics`)).text();
+  assert.match(
+    metrics,
+    new RegExp(`backpack_shard_under_replicated_files\\{[^}]*shard="${shard}"[^}]*\\} [1-9]`),
+  );
+  assert.match(metrics, new RegExp(`backpack_server_down\\{[^}]*server="${victim}"[^}]*\\} 1`));
+  const probe = mine[0]!;
+  const statDown = await statOf(`${probe.shard}:${probe.key}`);
+  assert.equal(statDown.nodes.find((n) => n.server === victim)?.holds, "unreachable");
+
+  await cluster.restart({ role: "node", id: victim });
   await waitAllHeld(mine, 60_000);
   const fixedAt = Date.now();
   const afterwards = await listAll();
@@ -183,6 +224,28 @@ void test("a node whose data dir was removed comes back empty and is refilled by
     `repair put back ${totals.deleted} of ${tombstones.length} tombstones`,
   );
   await assertCleanComparisonSince(fixedAt);
+
+  // Healthy again everywhere it is shown: nothing under-replicated, the node ok, the repairs counted.
+  const healed = await waitFor(
+    async () => {
+      const h = await shardHealth(shard);
+      return h && h.lastComparison && h.lastComparison.startedAt >= fixedAt && h.underReplicated === 0
+        ? h
+        : undefined;
+    },
+    { timeoutMs: 30_000, what: "a clean health report" },
+  );
+  assert.equal(healed.nodes[victim]?.state, "ok");
+  assert.equal(healed.nodes[victim]?.objects, mine.length);
+  assert.ok(healed.repairs.copied - totalsBefore.copied >= mine.length, JSON.stringify(healed.repairs));
+  assert.ok(healed.repairs.deleted - totalsBefore.deleted >= tombstones.length);
+  const stats = (await (await fetch(`${cluster.coordinatorUrl(1)}/stats`)).json()) as CoordinatorStats;
+  assert.equal(stats.under_replicated_files, 0);
+  const statUp = await statOf(`${probe.shard}:${probe.key}`);
+  assert.deepEqual(
+    statUp.nodes.map((n) => n.holds),
+    SHARDS[probe.shard]!.map(() => "holds"),
+  );
 });
 
 void test("a byte flipped in a stored body on one node is found when it restarts and restored from its peer, without a client read", async () => {

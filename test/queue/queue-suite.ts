@@ -145,6 +145,55 @@ export function queueSuite(name: string, open: QueueFactory): void {
     assert.equal(s.unreachable, 0);
   });
 
+  void test(`${name}: find lists a key's tasks with where each stands; nothing for another key or shard`, async (t) => {
+    const q = await open(t, {});
+    await q.push([
+      sampleTask(1, { target: "b" }),
+      sampleTask(1, { target: "c", op: "delete", sources: [] }),
+      sampleTask(1, { shard: "2" }),
+      sampleTask(2),
+      ...Array.from({ length: 300 }, (_, i) => sampleTask(100 + i)),
+    ]);
+    const found = await q.find("1", "file-1.bin");
+    assert.deepEqual(found.map((f) => [f.task.target, f.task.op, f.state]).sort(), [
+      ["b", "copy", "due"],
+      ["c", "delete", "due"],
+    ]);
+    assert.deepEqual(await q.find("1", "file-999.bin"), []);
+    // Leased: being made now. Given back for an unreachable target: waiting, with when it is due again.
+    const leased = await leaseAll(q, 303);
+    const mine = leased.filter((l) => l.task?.key === "file-1.bin" && l.task.shard === "1");
+    assert.equal(mine.length, 2);
+    assert.deepEqual(
+      (await q.find("1", "file-1.bin")).map((f) => f.state),
+      ["leased", "leased"],
+    );
+    await q.fail(mine[0]!.id, "target down", { unreachable: true, retryAfterMs: 60_000 });
+    const after = await q.find("1", "file-1.bin");
+    const waiting = after.find((f) => f.id === mine[0]!.id);
+    assert.equal(waiting?.state, "waiting");
+    assert.ok(waiting.dueAt > Date.now() + 50_000, "due again after the retry delay");
+    assert.equal(after.find((f) => f.id === mine[1]!.id)?.state, "leased");
+  });
+
+  void test(`${name}: health reports: the last document per shard, totals added up`, async (t) => {
+    const q = await open(t, {});
+    assert.deepEqual(await q.health(), []);
+    await q.putHealth("1", JSON.stringify({ shard: "1", updatedAt: 1, n: "first" }), {
+      copied: 3,
+      failed: 1,
+    });
+    await q.putHealth("1", JSON.stringify({ shard: "1", updatedAt: 2, n: "second" }), {
+      copied: 2,
+      restored: 1,
+    });
+    await q.putHealth("2", JSON.stringify({ shard: "2", updatedAt: 3 }), {});
+    const byShard = new Map((await q.health()).map((h) => [h.shard, h]));
+    assert.equal((JSON.parse(byShard.get("1")!.doc) as { n: string }).n, "second");
+    assert.deepEqual(byShard.get("1")!.totals, { copied: 5, failed: 1, restored: 1 });
+    assert.deepEqual(byShard.get("2")!.totals, {});
+  });
+
   void test(`${name}: a malformed payload is leased without a task and dead-lettered at once`, async (t) => {
     const q = await open(t, {});
     const bad = { op: "move", key: "x" } as unknown as ReplicationTask;

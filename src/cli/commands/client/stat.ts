@@ -1,22 +1,12 @@
 import { BackpackError } from "../../../common/errors.js";
-import { formatChecksum } from "../../../common/checksum.js";
-import { compareVersions, formatVersion } from "../../../common/version.js";
-import { NodeClient, type NodeObject } from "../../../client/node-client.js";
-import { createAgent } from "../../../client/http-agent.js";
+import type { FileLocation, NodeHolding } from "../../../client/coordinator-client.js";
 import { requirePositional, type Command } from "../../command.js";
 import { clientContext, parseAddress, explain, JSON_OPTION, TO_OPTION } from "./common.js";
-
-interface Holder {
-  server: string;
-  url: string;
-  /** `yes` (same checksum), `differs`, `no`, or `unreachable: <why>`. */
-  holds: string;
-}
 
 export const command: Command = {
   spec: {
     name: "backpack stat",
-    summary: "Shows a file's size, checksum and type, and which nodes of its shard hold it.",
+    summary: "Shows a file's size, checksum and type, and what each node of its shard holds of it now.",
     positionals: [{ name: "address", description: "<shard>:<key>, e.g. 1:hi.txt" }],
     options: [TO_OPTION, JSON_OPTION],
     notes: `
@@ -27,10 +17,14 @@ Output:
     content type  text/plain
     modified      Sat, 21 Nov 2026 22:00:00 GMT
     version       1795816800123456-00a3
-    node 1        yes  http://one:10001
-    node 4        no   http://two:10004     (a copy may still be queued)
-A node holds the file ("yes"), not at all ("no"), or in another version ("older" or "newer").
-With --json: {"address","size","checksum","contentType","lastModified","version","nodes":[{"server","url","holds"}]}.
+    node 1        holds    http://one:10001
+    node 4        missing  http://two:10004  copy queued (waiting: the node is down or was failing, 2 attempts)
+Each node is asked now: it "holds" the file's newest version, holds an "older" one, is "missing" it, holds it
+"damaged" (quarantined until repair restores it), or is "unreachable". What will fix a node that lacks it is
+said after it: a copy queued (waiting, due, or being made now), the shard's repair under way, or nothing yet
+(the next comparison of the shard's replicas will copy it).
+With --json: GET /locate/<shard>:<key> of the coordinator ({"address","size","checksum","contentType",
+"lastModified","version","queueAnswered","nodes":[{"server","url","holds","version","queued","repair"}]}).
 
 Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong arguments.`,
   },
@@ -39,66 +33,50 @@ Exit codes: 0 found; 1 not found or the cluster is unreachable; 2 wrong argument
     const address = requirePositional(args, "address");
     const { shardId, key } = parseAddress(address);
     const ctx = clientContext(args, io, 1);
-    const agent = createAgent({ connections: 4, connectTimeoutMs: 1000 });
     try {
-      const [meta, view] = await Promise.all([
-        ctx.client.head(ctx.base, shardId, key),
-        ctx.client.cluster(ctx.base),
-      ]).catch((err: unknown) => {
+      const where = await ctx.client.locate(ctx.base, shardId, key).catch((err: unknown) => {
         throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
       });
-      if (!meta) throw new BackpackError("NOT_FOUND", `${address} not found`);
-      const shard = view.shards.find((s) => s.id === shardId);
-      const nodes = new NodeClient(agent, { timeoutMs: 3000 });
-      const holders: Holder[] = await Promise.all(
-        (shard?.servers ?? []).map(async (server): Promise<Holder> => {
-          const url = view.servers.find((s) => s.id === server)?.url ?? "";
-          try {
-            const obj = await nodes.head(url, key);
-            return { server, url, holds: obj === undefined ? "no" : compareHeld(obj, meta) };
-          } catch (err) {
-            return { server, url, holds: `unreachable: ${(err as Error).message}` };
-          }
-        }),
-      );
-      const checksum = formatChecksum(meta.crc);
-      if (args.options.json === true) {
-        const doc = {
-          address,
-          size: meta.size,
-          checksum,
-          contentType: meta.contentType,
-          lastModified: meta.lastModified,
-          version: meta.version && formatVersion(meta.version),
-        };
-        io.stdout(JSON.stringify({ ...doc, nodes: holders }) + "\n");
-        return 0;
-      }
-      const lines = [
-        address,
-        `  size          ${meta.size} bytes`,
-        `  checksum      ${checksum} (CRC-32)`,
-        `  content type  ${meta.contentType}`,
-        `  modified      ${meta.lastModified}`,
-        ...(meta.version ? [`  version       ${formatVersion(meta.version)}`] : []),
-        ...holders.map(
-          (h) =>
-            `  node ${h.server.padEnd(8)} ${h.holds.padEnd(4)} ${h.url}${h.holds === "no" ? "     (a copy may still be queued)" : ""}`,
-        ),
-      ];
-      io.stdout(lines.join("\n") + "\n");
+      if (!where) throw new BackpackError("NOT_FOUND", `${address} not found`);
+      io.stdout(args.options.json === true ? JSON.stringify(where) + "\n" : render(where));
       return 0;
     } finally {
-      await Promise.all([ctx.close(), agent.close()]);
+      await ctx.close();
     }
   },
 };
 
-/** How a node's copy compares with the file the coordinator answers with: by version, else by checksum. */
-function compareHeld(held: NodeObject, served: NodeObject): string {
-  if (held.version && served.version) {
-    const order = compareVersions(held.version, served.version);
-    return order === 0 ? "yes" : order < 0 ? "older" : "newer";
+export function render(where: FileLocation): string {
+  const lines = [
+    where.address,
+    `  size          ${where.size} bytes`,
+    `  checksum      ${where.checksum} (CRC-32)`,
+    `  content type  ${where.contentType}`,
+    `  modified      ${where.lastModified}`,
+    ...(where.version ? [`  version       ${where.version}`] : []),
+    ...where.nodes.map((n) => {
+      const note = n.holds === "holds" ? "" : `  ${fixNote(n, where.queueAnswered)}`;
+      return `  node ${n.server.padEnd(8)} ${n.holds.padEnd(8)} ${n.url}${note}`;
+    }),
+  ];
+  return lines.join("\n") + "\n";
+}
+
+/** What will bring a node that lacks the file up to date, as far as the cluster knows now. */
+function fixNote(n: NodeHolding, queueAnswered: boolean): string {
+  if (n.holds === "unreachable") return `(${n.reason ?? "no answer"})`;
+  const task = n.queued[0];
+  if (task) {
+    const what = task.op === "copy" ? "copy" : "delete";
+    const state =
+      task.state === "leased"
+        ? "being made now"
+        : task.state === "due"
+          ? "due, waiting for a replicator"
+          : "waiting: the node is down or was failing";
+    return `${what} queued (${state}, ${task.attempts} attempt${task.attempts === 1 ? "" : "s"})`;
   }
-  return held.crc === served.crc ? "yes" : "differs";
+  if (n.repair) return "being repaired (the shard's comparison under way is copying to this node)";
+  if (!queueAnswered) return "(the queue did not answer: queued copies unknown)";
+  return "nothing queued: the next comparison of the shard's replicas copies it";
 }

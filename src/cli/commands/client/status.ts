@@ -1,6 +1,7 @@
 import { BackpackError } from "../../../common/errors.js";
-import { formatBytes } from "../../../common/units.js";
-import type { ClusterView, CoordinatorStats } from "../../../client/coordinator-client.js";
+import { formatBytes, formatDuration } from "../../../common/units.js";
+import type { ClusterView, CoordinatorStats, ShardHealth } from "../../../client/coordinator-client.js";
+import type { NodeHealth } from "../../../queue/health.js";
 import type { Command } from "../../command.js";
 import { clientContext, explain, JSON_OPTION, TO_OPTION } from "./common.js";
 
@@ -15,12 +16,17 @@ export const command: Command = {
 Output:
   coordinator http://127.0.0.1:12001  up 42s  uploads 120 ok / 1 failed
   queue: 0 tasks, lag 0 ms
-  shard 1  rw  [1, 4]  1.2mb / 100gb (0%)
+  repair: 0 files under-replicated
+  shard 1  rw  [1, 4]  1.2mb / 100gb (0%)  compared 12s ago, 0 under-replicated, repaired 3 copied / 0 deleted / 1 restored
   ...
-  node 1  http://127.0.0.1:12011  ok
-  node 4  http://127.0.0.1:12014  suspect (failed recently)
+  node 1  http://127.0.0.1:12011  ok  scrub 42% of pass 3
+  node 4  http://127.0.0.1:12014  refilling: 1200 of 5000 files (150/s, about 25s left)
   overall: 3.4mb / 300gb (0%), 3 of 3 shards writable
-With --json: {"coordinator","stats":<GET /stats>,"cluster":<GET /cluster>}.
+A node is ok, suspect (the coordinator saw it fail recently), refilling (repair is copying what it lacks),
+behind (the last comparison could not give it everything) or down (repair could not compare it; the reason
+follows). Repair figures are what the replicators last reported (docs/operations.md, "Health").
+With --json: {"coordinator","stats":<GET /stats>,"cluster":<GET /cluster>}; stats.repair holds each shard's
+health as reported.
 
 Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   },
@@ -46,7 +52,12 @@ Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   },
 };
 
-export function render(base: string, stats: CoordinatorStats, view: ClusterView): string {
+export function render(
+  base: string,
+  stats: CoordinatorStats,
+  view: ClusterView,
+  now: number = Date.now(),
+): string {
   const pct = (used: number, total: number): string => `${total > 0 ? Math.round((used / total) * 100) : 0}%`;
   const lines = [
     `coordinator ${base}  up ${stats.uptime}s  uploads ${stats.processed_uploads} ok / ${stats.failed_uploads} failed`,
@@ -60,18 +71,71 @@ export function render(base: string, stats: CoordinatorStats, view: ClusterView)
           ? `, ${stats.throttled_uploads} uploads waited for the replicators`
           : ""),
   ];
+  const health = new Map((stats.repair ?? []).map((h) => [h.shard, h]));
+  const nodeHealth = new Map<string, NodeHealth>();
+  for (const h of health.values())
+    for (const [server, n] of Object.entries(h.nodes)) nodeHealth.set(server, n);
+  lines.push(
+    stats.under_replicated_files === null || stats.under_replicated_files === undefined
+      ? "repair: no report yet (no replicator has compared a shard, or the queue does not answer)"
+      : `repair: ${stats.under_replicated_files} files under-replicated`,
+  );
   for (const s of [...view.shards].sort((a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }))) {
+    const h = health.get(s.id);
     lines.push(
       `shard ${s.id}  ${s.enabled ? "rw" : "ro"}  [${s.servers.join(", ")}]  ` +
-        `${formatBytes(s.used)} / ${formatBytes(s.capacity)} (${pct(s.used, s.capacity)})`,
+        `${formatBytes(s.used)} / ${formatBytes(s.capacity)} (${pct(s.used, s.capacity)})` +
+        (h ? `  ${shardHealthText(h, now)}` : ""),
     );
   }
   for (const n of [...view.servers].sort((a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }))) {
-    lines.push(`node ${n.id}  ${n.url}  ${n.suspect ? "suspect (failed recently)" : "ok"}`);
+    lines.push(`node ${n.id}  ${n.url}  ${nodeText(n.suspect, nodeHealth.get(n.id))}`);
   }
   lines.push(
     `overall: ${formatBytes(stats.used_size)} / ${formatBytes(stats.total_size)} (${pct(stats.used_size, stats.total_size)}), ` +
       `${stats.writable_shards} of ${stats.total_shards} shards writable`,
   );
   return lines.join("\n") + "\n";
+}
+
+function shardHealthText(h: ShardHealth, now: number): string {
+  const last = h.lastComparison;
+  const when = last
+    ? `compared ${formatDuration(Math.max(0, now - last.finishedAt))} ago`
+    : "not compared yet";
+  const running = h.running
+    ? `, comparing now (${h.running.repairsDone} of ${h.running.repairsNeeded} repairs)`
+    : "";
+  const r = h.repairs;
+  const unrepairable = last && last.unrepairable > 0 ? `, ${last.unrepairable} unrepairable` : "";
+  return (
+    `${when}${running}, ${h.underReplicated} under-replicated${unrepairable}, ` +
+    `repaired ${r.copied} copied / ${r.deleted} deleted / ${r.restored} restored`
+  );
+}
+
+function nodeText(suspect: boolean, n: NodeHealth | undefined): string {
+  const parts: string[] = [];
+  if (n?.state === "refilling" && n.refill) {
+    const { missing, done, perSec, etaSec } = n.refill;
+    const eta = etaSec === null ? "" : `, about ${formatDuration(etaSec * 1000)} left`;
+    parts.push(`refilling: ${done} of ${missing} files (${perSec}/s${eta})`);
+  } else if (n?.state === "down") {
+    parts.push(`down (${n.reason ?? "not compared"})`);
+  } else if (n?.state === "behind" || n?.state === "refilling") {
+    parts.push(n.state);
+  } else {
+    parts.push(suspect ? "suspect (failed recently)" : "ok");
+  }
+  const scrub = n?.scrub;
+  if (scrub && scrub.rateBytesPerSec > 0) {
+    const cur = scrub.current;
+    parts.push(
+      cur && cur.totalBytes > 0
+        ? `scrub ${Math.floor((100 * cur.doneBytes) / cur.totalBytes)}% of pass ${scrub.passesCompleted + 1}`
+        : `scrub: ${scrub.passesCompleted} passes done`,
+    );
+    if (scrub.damagedFound > 0) parts.push(`${scrub.damagedFound} damaged found`);
+  }
+  return parts.join("  ");
 }
