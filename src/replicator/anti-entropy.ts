@@ -198,9 +198,13 @@ export class AntiEntropy {
       const limit = Math.max(1, this.options.concurrency ?? 8);
       /** Repairs still to succeed, per under-replicated key (it counts as fixed when none is left). */
       const pendingByKey = new Map<string, number>();
-      for (const bucket of buckets) {
+      // The next bucket is listed while the repairs of this one go out.
+      let listing = buckets.length > 0 ? this.listBucket(snapshot, report.compared, buckets[0]!) : undefined;
+      for (let b = 0; b < buckets.length; b++) {
         if (this.abort.signal.aborted) break;
-        const held = await this.listBucket(snapshot, report.compared, bucket);
+        const held = await listing!;
+        listing =
+          b + 1 < buckets.length ? this.listBucket(snapshot, report.compared, buckets[b + 1]!) : undefined;
         const plan = planBucket(
           held,
           report.compared,
@@ -233,6 +237,7 @@ export class AntiEntropy {
           inFlight.add(run);
         }
       }
+      listing?.catch(() => undefined); // stopped early: the listing under way is not needed
       await Promise.all(inFlight);
       return report;
     } finally {

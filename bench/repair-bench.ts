@@ -1,0 +1,416 @@
+import { spawnSync } from "node:child_process";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createConnection, createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Agent, request } from "undici";
+import { createAgent } from "../src/client/http-agent.js";
+import { NodeClient } from "../src/client/node-client.js";
+import { ReadClient } from "../src/client/read-client.js";
+import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
+import { silentLogger } from "../src/common/logger.js";
+import { AntiEntropy, type ShardReport } from "../src/replicator/anti-entropy.js";
+import { Copier } from "../src/replicator/copier.js";
+import { REPLICATOR_DEFAULTS } from "../src/replicator/config.js";
+import { openStore } from "../src/storage/store.js";
+import { runLoad, type LoadResult } from "./lib/load.js";
+import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
+
+/**
+ * `npm run bench:repair`: what self-healing costs and how fast it is, each figure against a baseline measured
+ * in the same run, storage nodes in processes of their own (sync=batch), repair run in this process (the
+ * replicator's code: AntiEntropy over the same NodeClient and Copier).
+ * 1. Refill: a node holding BENCH_FILES files of 1-16 KiB, its replica wiped; one comparison refills it (rates
+ *    unbounded, the default 8 repairs at once) against a plain GET→PUT copy loop of the same files to a third
+ *    node, 8 at a time.
+ * 2. Comparison: two identical replicas of BENCH_COMPARE_FILES files; time and bytes on the wire (counted by a
+ *    TCP relay in front of each node) of one comparison.
+ * 3. Impact: client GET and PUT p99 at 16 connections on the source node while repair refills its replica at
+ *    the default rates and the node scrubs at its default rate, against the same load with neither; rounds
+ *    alternate (the node is restarted with and without scrub).
+ * 4. Scrub: its rate at the default setting (from the node's /stats), and GET throughput at 64 connections with
+ *    it against without.
+ * Env: BENCH_FILES (100000), BENCH_COMPARE_FILES (1000000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
+ * BENCH_PARTS (refill,compare,impact,scrub).
+ */
+const FILES = Number(process.env.BENCH_FILES ?? 100_000);
+const COMPARE_FILES = Number(process.env.BENCH_COMPARE_FILES ?? 1_000_000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const PARTS = (process.env.BENCH_PARTS ?? "refill,compare,impact,scrub").split(",");
+const BACKPACK = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
+const CONCURRENCY = 8;
+
+const rows: string[] = [];
+const servers: ServerProcess[] = [];
+
+function row(
+  figure: string,
+  value: string,
+  baseline: string,
+  ratio: string,
+  target: string,
+  met: boolean | undefined,
+): void {
+  rows.push(
+    `| ${figure} | ${value} | ${baseline} | ${ratio} | ${target} | ${met === undefined ? "" : met ? "met" : "NOT met"} |`,
+  );
+}
+
+async function startNode(dir: string, args: string[] = []): Promise<ServerProcess> {
+  const node = await startServerProcess(BACKPACK, ["node", dir, "127.0.0.1", "0", ...args], 120_000);
+  servers.push(node);
+  return node;
+}
+
+async function stopNode(node: ServerProcess): Promise<void> {
+  servers.splice(servers.indexOf(node), 1);
+  await node.stop();
+}
+
+/** A deterministic size of 1-16 KiB for file `i`. */
+function sizeOf(i: number): number {
+  return 1024 + ((i * 2_654_435_761) % (15 * 1024 + 1));
+}
+
+/** PUTs files 0..n-1 (`file/<i>`, 1-16 KiB) to `base`, 32 at a time. */
+async function fill(base: string, n: number): Promise<void> {
+  const agent = new Agent({ connections: 32 });
+  const body = Buffer.alloc(16 * 1024, "r");
+  let next = 0;
+  try {
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < n) {
+          const i = next++;
+          const res = await request(`${base}/file/${i}`, {
+            method: "PUT",
+            body: body.subarray(0, sizeOf(i)),
+            dispatcher: agent,
+          });
+          await res.body.dump();
+          if (res.statusCode !== 201) throw new Error(`fill: PUT file/${i} answered ${res.statusCode}`);
+        }
+      }),
+    );
+  } finally {
+    await agent.close();
+  }
+}
+
+/** Repair over a shard `1` of `servers` (id → URL), with the replicator's code. */
+async function repairer(
+  dir: string,
+  nodes: Record<string, string>,
+  rates: { filesPerSec: number; bytesPerSec: number },
+): Promise<{ repair: AntiEntropy; close: () => Promise<void> }> {
+  const map = new EmbeddedClusterMap({ file: join(dir, "cluster.json") });
+  await map.start();
+  await map.init({ key: "bench", servers: [{ host: "127.0.0.1", port: 6379 }] }); // unused: no queue here
+  for (const [id, url] of Object.entries(nodes)) await map.addServer(id, url);
+  await map.addShard("1", Object.keys(nodes), 1e15);
+  const agent = createAgent({ connections: 32 });
+  const reader = new ReadClient();
+  const client = new NodeClient(agent, {}, reader);
+  const repair = new AntiEntropy(map, client, new Copier(client, { timeoutMs: 30_000 }), silentLogger, {
+    intervalMs: 0,
+    ...rates,
+    concurrency: CONCURRENCY,
+    timeoutMs: 30_000,
+  });
+  return {
+    repair,
+    close: async () => {
+      reader.destroy();
+      await agent.close();
+      await map.stop();
+    },
+  };
+}
+
+const UNBOUNDED = { filesPerSec: 1e9, bytesPerSec: 1e15 };
+
+async function entries(url: string): Promise<number> {
+  const res = await request(`${url}/_backpack/digest`);
+  return ((await res.body.json()) as { entries: number }).entries;
+}
+
+async function refill(root: string): Promise<void> {
+  const source = await startNode(join(root, "a"));
+  const t0 = performance.now();
+  await fill(source.url, FILES);
+  console.log(
+    `filled the source node with ${FILES} files of 1-16 KiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  const wiped = await startNode(join(root, "b"));
+  const loopTarget = await startNode(join(root, "c"));
+
+  // The baseline: GET from the source, PUT to the target, 8 at a time.
+  const agent = new Agent({ connections: 2 * CONCURRENCY });
+  let next = 0;
+  const l0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < FILES) {
+        const i = next++;
+        const got = await request(`${source.url}/file/${i}`, { dispatcher: agent });
+        const body = Buffer.from(await got.body.arrayBuffer());
+        const put = await request(`${loopTarget.url}/file/${i}`, { method: "PUT", body, dispatcher: agent });
+        await put.body.dump();
+        if (got.statusCode !== 200 || put.statusCode !== 201) throw new Error(`copy loop: file/${i}`);
+      }
+    }),
+  );
+  const loopSec = (performance.now() - l0) / 1000;
+  await agent.close();
+
+  const { repair, close } = await repairer(root, { a: source.url, b: wiped.url }, UNBOUNDED);
+  const r0 = performance.now();
+  const report = await repair.compareShard("1");
+  const repairSec = (performance.now() - r0) / 1000;
+  await close();
+  const held = await entries(wiped.url);
+  if (held !== FILES || report.copied !== FILES) {
+    throw new Error(`refill incomplete: ${held} entries, ${report.copied} copied of ${FILES}`);
+  }
+  const loopRate = FILES / loopSec;
+  const repairRate = FILES / repairSec;
+  console.log(
+    `copy loop: ${loopSec.toFixed(1)} s (${loopRate.toFixed(0)} files/s); refill by repair: ${repairSec.toFixed(1)} s (${repairRate.toFixed(0)} files/s)`,
+  );
+  row(
+    `refill of a wiped node, ${FILES} files of 1-16 KiB (files/s)`,
+    repairRate.toFixed(0),
+    `${loopRate.toFixed(0)} (GET→PUT loop, ${CONCURRENCY} at a time)`,
+    (repairRate / loopRate).toFixed(2),
+    "≥ 0.7",
+    repairRate / loopRate >= 0.7,
+  );
+  for (const n of [source, wiped, loopTarget]) await stopNode(n);
+}
+
+/** A TCP relay that counts the bytes going both ways. */
+async function countingRelay(
+  target: string,
+): Promise<{ url: string; bytes: () => number; close: () => Promise<void> }> {
+  const { hostname, port } = new URL(target);
+  let bytes = 0;
+  const server: Server = createServer((client) => {
+    const upstream = createConnection({ host: hostname, port: Number(port) });
+    client.on("data", (d: Buffer) => (bytes += d.length));
+    upstream.on("data", (d: Buffer) => (bytes += d.length));
+    client.pipe(upstream).pipe(client);
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const addr = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${addr.port}`,
+    bytes: () => bytes,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function compare(root: string): Promise<void> {
+  const one = join(root, "d");
+  const t0 = performance.now();
+  const store = await openStore({ dir: one, sync: "none", readCacheBytes: 0 });
+  const body = Buffer.alloc(16, "c");
+  const stamp = Date.now() * 1000;
+  for (let i = 0; i < COMPARE_FILES; i += 1024) {
+    const batch: Promise<unknown>[] = [];
+    for (let j = i; j < Math.min(COMPARE_FILES, i + 1024); j++) {
+      batch.push(store.put(`same/${j}`, body, { maxBytes: 1024, version: { stamp: stamp + j, origin: 7 } }));
+    }
+    await Promise.all(batch);
+  }
+  await store.close();
+  const copy = spawnSync("cp", ["-a", one, join(root, "e")]);
+  if (copy.status !== 0) throw new Error(`cp: ${copy.stderr.toString()}`);
+  console.log(
+    `two identical replicas of ${COMPARE_FILES} files made in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  const d = await startNode(one, ["--scrub-rate", "0"]);
+  const e = await startNode(join(root, "e"), ["--scrub-rate", "0"]);
+  const relays = await Promise.all([countingRelay(d.url), countingRelay(e.url)]);
+  const { repair, close } = await repairer(
+    join(root, "cmp"),
+    { d: relays[0]!.url, e: relays[1]!.url },
+    UNBOUNDED,
+  );
+  const c0 = performance.now();
+  const report: ShardReport = await repair.compareShard("1");
+  const ms = performance.now() - c0;
+  await close();
+  const bytes = relays.reduce((n, r) => n + r.bytes(), 0);
+  for (const r of relays) await r.close();
+  if (report.differingBuckets !== 0 || report.compared.length !== 2) {
+    throw new Error(`the replicas differ: ${JSON.stringify(report).slice(0, 500)}`);
+  }
+  console.log(
+    `one comparison: ${ms.toFixed(0)} ms, ${bytes} bytes on the wire, ${report.differingBuckets} differing buckets`,
+  );
+  row(
+    `one comparison of two identical replicas of ${COMPARE_FILES} files: time`,
+    `${(ms / 1000).toFixed(2)} s`,
+    "",
+    "",
+    "≤ 10 s",
+    ms <= 10_000,
+  );
+  row(
+    `the same: bytes transferred`,
+    `${(bytes / 1024).toFixed(0)} KiB`,
+    "",
+    "",
+    "≤ 1 MB",
+    bytes <= 1_000_000,
+  );
+  await stopNode(d);
+  await stopNode(e);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
+/** Scrub figures of a node's /stats. */
+async function scrubStats(url: string): Promise<{ bytesVerified: number; rateBytesPerSec: number }> {
+  const res = await request(`${url}/stats`);
+  const doc = (await res.body.json()) as {
+    store: { scrub: { bytesVerified: number; rateBytesPerSec: number } };
+  };
+  return doc.store.scrub;
+}
+
+async function impactAndScrub(root: string): Promise<void> {
+  const dir = join(root, "a");
+  // The source of part 1 when it ran; else filled here.
+  let node = await startNode(dir, ["--scrub-rate", "0"]);
+  if ((await entries(node.url)) < FILES) await fill(node.url, FILES);
+  const replicaDir = join(root, "impact-replica");
+  const replica = await startNode(replicaDir);
+  const load = (method: "GET" | "PUT", connections: number): Promise<LoadResult> =>
+    runLoad({
+      url: node.url,
+      method,
+      connections,
+      durationSec: SECONDS,
+      pathPrefix: method === "GET" ? "/file/" : "/put/",
+      keys: method === "GET" ? FILES : 10_000,
+      bodyBytes: method === "PUT" ? 4096 : undefined,
+    });
+  const restart = async (scrub: boolean): Promise<void> => {
+    await stopNode(node);
+    node = await startNode(dir, scrub ? [] : ["--scrub-rate", "0"]);
+    // Warm: compiled code and the read cache as in a node that has been running.
+    await runLoad({
+      url: node.url,
+      method: "GET",
+      connections: 16,
+      durationSec: 2,
+      pathPrefix: "/file/",
+      keys: FILES,
+    });
+  };
+  const quiet: { get: number[]; put: number[]; rps: number[] } = { get: [], put: [], rps: [] };
+  const busy: { get: number[]; put: number[] } = { get: [], put: [] };
+  const scrubbing: { rps: number[] } = { rps: [] };
+  let scrubRate = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    if (PARTS.includes("impact") || PARTS.includes("scrub")) {
+      await restart(false);
+      quiet.get.push((await load("GET", 16)).p99Ms);
+      quiet.put.push((await load("PUT", 16)).p99Ms);
+      if (PARTS.includes("scrub")) quiet.rps.push((await load("GET", 64)).rps);
+    }
+    await restart(true);
+    if (PARTS.includes("scrub")) {
+      const s0 = await scrubStats(node.url);
+      const t0 = performance.now();
+      scrubbing.rps.push((await load("GET", 64)).rps);
+      const s1 = await scrubStats(node.url);
+      scrubRate = (s1.bytesVerified - s0.bytesVerified) / ((performance.now() - t0) / 1000);
+    }
+    if (PARTS.includes("impact")) {
+      // Repair refills the replica at the default rates (200 files/s, 32 MB/s) while the node scrubs.
+      const { repair, close } = await repairer(
+        join(root, `impact-${round}`),
+        { a: node.url, b: replica.url },
+        {
+          filesPerSec: REPLICATOR_DEFAULTS.repairFilesPerSec,
+          bytesPerSec: REPLICATOR_DEFAULTS.repairBytesPerSec,
+        },
+      );
+      const running = repair.compareShard("1");
+      await new Promise((r) => setTimeout(r, 1000));
+      busy.get.push((await load("GET", 16)).p99Ms);
+      busy.put.push((await load("PUT", 16)).p99Ms);
+      await repair.stop();
+      await running.catch(() => undefined);
+      await close();
+    }
+  }
+  if (PARTS.includes("impact")) {
+    for (const m of ["get", "put"] as const) {
+      const ratio = median(busy[m]) / median(quiet[m]);
+      row(
+        `client ${m.toUpperCase()} p99, 16 connections, with repair (default rates) and scrub running (ms)`,
+        busy[m].map((x) => x.toFixed(2)).join(" / "),
+        quiet[m].map((x) => x.toFixed(2)).join(" / ") + " (neither running)",
+        ratio.toFixed(2),
+        "≤ 1.2",
+        ratio <= 1.2,
+      );
+    }
+  }
+  if (PARTS.includes("scrub")) {
+    const ratio = median(scrubbing.rps) / median(quiet.rps);
+    row(
+      "scrub rate at its default setting (8 MiB/s)",
+      `${(scrubRate / 1024 ** 2).toFixed(1)} MiB/s`,
+      "",
+      "",
+      "stated",
+      undefined,
+    );
+    row(
+      "GET 1-16 KiB req/s, 64 connections, with the scrub running",
+      scrubbing.rps.map((x) => x.toFixed(0)).join(" / "),
+      quiet.rps.map((x) => x.toFixed(0)).join(" / ") + " (scrub off)",
+      ratio.toFixed(2),
+      "≥ 0.9",
+      ratio >= 0.9,
+    );
+  }
+  await stopNode(node);
+  await stopNode(replica);
+}
+
+async function main(): Promise<void> {
+  console.log("# backpack repair benchmark");
+  console.log(
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM; Node ${process.version}`,
+  );
+  const root = await mkdtemp(join(tmpdir(), "backpack-repair-bench-"));
+  try {
+    if (PARTS.includes("refill")) await refill(root);
+    if (PARTS.includes("compare")) await compare(root);
+    if (PARTS.includes("impact") || PARTS.includes("scrub")) await impactAndScrub(root);
+    console.log("\n| figure | value | baseline (same run) | ratio | target | |");
+    console.log("|---|---|---|---|---|---|");
+    for (const r of rows) console.log(r);
+  } finally {
+    for (const s of servers) await s.stop().catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();
