@@ -10,4 +10,4 @@ if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
   execSync("npm ci --no-audit --no-fund", { stdio: "inherit" });
 }
 console.error("backpack: building...");
-execSync("npx tsc -p tsconfig.json", { stdio: "inherit" });
+execSync("npm run --silent build", { stdio: "inherit" });

@@ -30,6 +30,11 @@ export interface CoordinatorConfig {
   writeToken: string | undefined;
   /** The token the storage nodes expect for PUT/DELETE (their write token), if they have one. */
   nodeToken: string | undefined;
+  /**
+   * The token of the admin actions (`POST /admin/...`, the dashboard's buttons); the write token when unset.
+   * With neither, admin actions are refused.
+   */
+  adminToken: string | undefined;
   /** Time a node may take to answer a request, and the longest silence inside a transfer. */
   nodeTimeoutMs: number;
   /** Time a queue push may take before the coordinator copies to the other nodes itself instead. */
@@ -51,26 +56,27 @@ export interface CoordinatorConfig {
   keepAliveTimeoutMs: number;
 }
 
-export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken" | "nodeToken">> =
-  Object.freeze({
-    host: "127.0.0.1",
-    port: 0,
-    maxBodyBytes: 1024 ** 3,
-    retainBytes: 8 * 1024 ** 2,
-    tmpDir: tmpdir(),
-    maxBufferedBytes: 128 * 1024 ** 2,
-    // Shorter and stricter than the nodes' (30 s, 256 B/s): the coordinator cuts a slow client first.
-    bodyTimeoutMs: 20_000,
-    minBodyRate: 1024,
-    nodeTimeoutMs: 10_000,
-    queueTimeoutMs: 2_000,
-    maxBacklog: 100,
-    usageFlushMs: 1_000,
-    suspectMs: 5_000,
-    drainMs: 5_000,
-    headersTimeoutMs: 20_000,
-    keepAliveTimeoutMs: 5_000,
-  });
+export const COORDINATOR_DEFAULTS: Readonly<
+  Omit<CoordinatorConfig, "writeToken" | "nodeToken" | "adminToken">
+> = Object.freeze({
+  host: "127.0.0.1",
+  port: 0,
+  maxBodyBytes: 1024 ** 3,
+  retainBytes: 8 * 1024 ** 2,
+  tmpDir: tmpdir(),
+  maxBufferedBytes: 128 * 1024 ** 2,
+  // Shorter and stricter than the nodes' (30 s, 256 B/s): the coordinator cuts a slow client first.
+  bodyTimeoutMs: 20_000,
+  minBodyRate: 1024,
+  nodeTimeoutMs: 10_000,
+  queueTimeoutMs: 2_000,
+  maxBacklog: 100,
+  usageFlushMs: 1_000,
+  suspectMs: 5_000,
+  drainMs: 5_000,
+  headersTimeoutMs: 20_000,
+  keepAliveTimeoutMs: 5_000,
+});
 
 /** Builds the coordinator's config from layers (defaults first); every problem is reported at once. */
 export function coordinatorConfig(
@@ -78,7 +84,10 @@ export function coordinatorConfig(
 ): Readonly<CoordinatorConfig> {
   return buildConfig<CoordinatorConfig>(
     "coordinator",
-    [{ writeToken: undefined, nodeToken: undefined, ...COORDINATOR_DEFAULTS }, ...layers],
+    [
+      { writeToken: undefined, nodeToken: undefined, adminToken: undefined, ...COORDINATOR_DEFAULTS },
+      ...layers,
+    ],
     (c, problems) => {
       check.nonEmpty(problems, "host", c.host);
       check.port(problems, "port", c.port);
@@ -100,7 +109,7 @@ export function coordinatorConfig(
       ] as const) {
         check.positiveInt(problems, name, c[name]);
       }
-      for (const name of ["writeToken", "nodeToken"] as const) {
+      for (const name of ["writeToken", "nodeToken", "adminToken"] as const) {
         if (c[name] !== undefined && c[name].length === 0) {
           problems.push(`${name} must not be empty (leave it unset for none)`);
         }

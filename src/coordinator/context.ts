@@ -20,6 +20,9 @@ export interface UploadCounters {
   abortedUploads: number;
   /** Uploads that waited for the replication backlog to shrink (`maxBacklog`). */
   throttledUploads: number;
+  /** GETs answered with a file, and the bytes of their bodies (as declared by the node). */
+  reads: number;
+  readBytes: number;
 }
 
 /** What the handlers share: built once by the service, passed to every request. */
@@ -35,6 +38,8 @@ export interface CoordinatorContext {
   readonly log: Logger;
   /** The client write token as bytes, or undefined when writes are open. */
   readonly writeToken: Buffer | undefined;
+  /** The admin actions' token (the write token when none of its own); undefined: admin actions are off. */
+  readonly adminToken: Buffer | undefined;
   readonly random: Random;
   /** Wall clock, ms since the epoch (task timestamps, uptime). */
   readonly now: () => number;

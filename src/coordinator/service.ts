@@ -25,7 +25,9 @@ import { QueueGate } from "./queue-gate.js";
 import { handleRead } from "./read-handler.js";
 import type { Random } from "./shard-chooser.js";
 import { handleCluster } from "./cluster-handler.js";
+import { ADMIN_PREFIX, handleAdmin } from "./admin-handler.js";
 import { handleLocate, LOCATE_PREFIX } from "./locate-handler.js";
+import { handleStatus, StatusHistory } from "./status-handler.js";
 import { collectStats, handleStats, registerHealthMetrics } from "./stats-handler.js";
 import { UsageFlusher } from "./usage-flusher.js";
 import { beginUpload, type UploadLimits } from "./upload-context.js";
@@ -44,6 +46,11 @@ export interface CoordinatorDeps {
   agent?: Agent;
   /** Process-wide metrics (memory, event loop) on /metrics: on in a process of its own. */
   processMetrics?: boolean;
+  /**
+   * More GET routes served by this coordinator (the dashboard's page at `/ui`): called for a GET or HEAD whose
+   * path is not the coordinator's own; resolves true when it answered.
+   */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean | Promise<boolean>;
 }
 
 /**
@@ -68,6 +75,8 @@ export class CoordinatorService implements Service {
   /** What every upload body is held to (body timeout, minimum rate, memory), shared by all uploads. */
   private readonly uploads: UploadLimits;
   private uploadsInFlight = 0;
+  private readonly history: StatusHistory;
+  private readonly routes: CoordinatorDeps["routes"];
 
   constructor(
     readonly config: Readonly<CoordinatorConfig>,
@@ -104,10 +113,13 @@ export class CoordinatorService implements Service {
         failedUploads: 0,
         abortedUploads: 0,
         throttledUploads: 0,
+        reads: 0,
+        readBytes: 0,
       },
       metrics,
       log,
-      writeToken: config.writeToken === undefined ? undefined : Buffer.from(config.writeToken, "utf8"),
+      writeToken: tokenBytes(config.writeToken),
+      adminToken: tokenBytes(config.adminToken ?? config.writeToken),
       random: deps.random ?? Math.random,
       now,
       // The origin only breaks ties between coordinators stamping the same microsecond: drawn per start.
@@ -115,6 +127,8 @@ export class CoordinatorService implements Service {
       acked: new AckedVersions(),
     };
     registerHealthMetrics(this.registry, this.ctx.queue);
+    this.history = new StatusHistory(() => this.stats());
+    this.routes = deps.routes;
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(
       {
@@ -160,11 +174,13 @@ export class CoordinatorService implements Service {
     this.startedAt = this.ctx.now();
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     this.flusher.start();
+    this.history.start();
   }
 
   async stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.stopping = true;
+      this.history.stop();
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
       await this.flusher.stop(this.config.drainMs);
@@ -212,6 +228,7 @@ export class CoordinatorService implements Service {
     const method = req.method ?? "GET";
     if (method === "GET" || method === "HEAD") {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
+      if (path === "/status") return handleStatus(this.ctx, res, this.url, await this.stats(), this.history);
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
       if (path.startsWith(LOCATE_PREFIX)) return handleLocate(this.ctx, res, target);
@@ -219,6 +236,8 @@ export class CoordinatorService implements Service {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });
         return;
       }
+      if (path.startsWith(ADMIN_PREFIX)) return handleAdmin(this.ctx, req, res, path);
+      if (!path.includes(":") && this.routes && (await this.routes(req, res, path))) return;
       return handleRead(this.ctx, req, res);
     }
     if (method === "PUT") {
@@ -227,6 +246,14 @@ export class CoordinatorService implements Service {
       return handleWrite(this.ctx, req, res);
     }
     if (method === "DELETE") return handleDelete(this.ctx, req, res);
-    throw new BackpackError("METHOD_NOT_ALLOWED", `${method} is not supported (PUT, GET, HEAD, DELETE)`);
+    if (method === "POST" && path.startsWith(ADMIN_PREFIX)) return handleAdmin(this.ctx, req, res, path);
+    throw new BackpackError(
+      "METHOD_NOT_ALLOWED",
+      `${method} is not supported (PUT, GET, HEAD, DELETE; POST for ${ADMIN_PREFIX}...)`,
+    );
   }
+}
+
+function tokenBytes(token: string | undefined): Buffer | undefined {
+  return token === undefined ? undefined : Buffer.from(token, "utf8");
 }

@@ -51,6 +51,9 @@ export async function collectStats(
     queue_unreachable: queue?.unreachable ?? null,
     cluster_map_connected: ctx.map.connected,
     suspect_servers: ctx.health.suspects(),
+    dead_letters: queue?.deadLetters ?? null,
+    processed_reads: ctx.counters.reads,
+    read_bytes: ctx.counters.readBytes,
     under_replicated_files:
       health === undefined || health.length === 0 ? null : health.reduce((n, h) => n + h.underReplicated, 0),
     repair: health ?? [],

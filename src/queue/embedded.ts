@@ -51,6 +51,7 @@ export class EmbeddedQueue implements ReplicationQueue {
   private readonly dead = new Map<string, DeadLetter>();
   /** Repair health by shard: in memory (rebuilt by the replicators' next comparison after a restart). */
   private readonly healthByShard = new Map<string, HealthReport>();
+  private repairAsked: { at: number; shards: string[] } | undefined;
   private readonly maxAttempts: number;
   private readonly baseMs: number;
   private readonly maxMs: number;
@@ -207,6 +208,14 @@ export class EmbeddedQueue implements ReplicationQueue {
 
   async health(): Promise<HealthReport[]> {
     return [...this.healthByShard.values()];
+  }
+
+  async requestRepair(shards: readonly string[]): Promise<void> {
+    this.repairAsked = { at: this.now(), shards: [...shards] };
+  }
+
+  async repairRequest(): Promise<{ at: number; shards: string[] } | undefined> {
+    return this.repairAsked;
   }
 
   private take(max: number, leaseMs: number): LeasedTask[] {

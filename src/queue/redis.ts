@@ -445,6 +445,45 @@ export class RedisQueue implements ReplicationQueue {
     return [...byShard.values()].map(({ shard, doc, totals }) => ({ shard, doc, totals }));
   }
 
+  async requestRepair(shards: readonly string[]): Promise<void> {
+    const doc = JSON.stringify({ at: this.now(), shards });
+    await this.onEach((link) => link.client.set(`${this.keyOf(link)}:repair-request`, doc));
+  }
+
+  async repairRequest(): Promise<{ at: number; shards: string[] } | undefined> {
+    let newest: { at: number; shards: string[] } | undefined;
+    for (const link of this.links) {
+      if (!link.up) continue;
+      try {
+        const text = await link.client.get(`${this.keyOf(link)}:repair-request`);
+        const r = text === null ? undefined : (JSON.parse(text) as { at: number; shards: string[] });
+        if (r && typeof r.at === "number" && Array.isArray(r.shards) && (!newest || r.at > newest.at))
+          newest = r;
+      } catch {
+        // Read from the servers that answer.
+      }
+    }
+    return newest;
+  }
+
+  /** Runs `fn` on every server that is up; throws UNAVAILABLE when none took it. */
+  private async onEach(fn: (link: RedisServerLink) => Promise<unknown>): Promise<void> {
+    const done = await Promise.all(
+      this.links.map(async (link) => {
+        if (!link.up) return false;
+        return fn(link).then(
+          () => true,
+          () => false,
+        );
+      }),
+    );
+    if (!done.some(Boolean)) {
+      throw new BackpackError("UNAVAILABLE", `no queue server answers (${this.endpoints()})`, {
+        retryAfterSec: 1,
+      });
+    }
+  }
+
   /** 0 on the task's home server, the takeover grace on the others. */
   private graceOn(server: number, id: string): number {
     return this.rank(id)[0] === server ? 0 : this.graceMs;

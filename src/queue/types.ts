@@ -136,4 +136,8 @@ export interface ReplicationQueue {
   putHealth(shard: string, doc: string, add: Readonly<Record<string, number>>): Promise<void>;
   /** Every shard's last health report. */
   health(): Promise<HealthReport[]>;
+  /** Asks the replicators to compare these shards (every shard when empty) now, not at their next interval. */
+  requestRepair(shards: readonly string[]): Promise<void>;
+  /** The last repair request: when (ms since the epoch) and for which shards (empty: all); undefined if none. */
+  repairRequest(): Promise<{ at: number; shards: string[] } | undefined>;
 }

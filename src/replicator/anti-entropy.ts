@@ -24,6 +24,11 @@ export interface AntiEntropyOptions {
    */
   publish?: (health: Omit<ShardHealth, "repairs">, add: RepairTotals) => Promise<void>;
   publishEveryMs?: number;
+  /**
+   * An operator's request to compare now (the queue's `repairRequest`), looked at every second between
+   * comparisons: a request made after the last comparison began starts one at once, of the shards it names.
+   */
+  requested?: () => Promise<{ at: number; shards: string[] } | undefined>;
 }
 
 /** What one comparison of a shard found and did. */
@@ -112,18 +117,30 @@ export class AntiEntropy {
 
   private async loop(): Promise<void> {
     const signal = this.abort.signal;
+    let only: string[] = [];
     while (!signal.aborted) {
       const started = Date.now();
       const snapshot = this.map.snapshot();
       for (const shard of Object.keys(snapshot.shards).sort()) {
         if (signal.aborted) return;
+        if (only.length > 0 && !only.includes(shard)) continue;
         await this.compareShard(shard).catch((err: unknown) => {
           if (!signal.aborted)
             this.log.warn({ shard, err: toBackpackError(err).message }, "shard comparison failed");
         });
       }
-      const wait = started + this.options.intervalMs - Date.now();
-      await sleep(Math.max(1000, wait), undefined, { signal }).catch(() => undefined);
+      only = [];
+      // Until the next interval, or an operator's request made since this pass began.
+      const until = Math.max(Date.now() + 1000, started + this.options.intervalMs);
+      while (!signal.aborted && Date.now() < until) {
+        await sleep(Math.min(1000, until - Date.now()), undefined, { signal }).catch(() => undefined);
+        const asked = await this.options.requested?.().catch(() => undefined);
+        if (asked && asked.at >= started) {
+          only = asked.shards;
+          this.log.info({ shards: only.length > 0 ? only : "all" }, "repair requested: comparing now");
+          break;
+        }
+      }
     }
   }
 

@@ -78,6 +78,7 @@ export class ReplicatorService implements Service {
         token: config.nodeToken,
         timeoutMs: config.requestTimeoutMs,
         publish: (health, add) => deps.queue.putHealth(health.shard, JSON.stringify(health), { ...add }),
+        requested: () => deps.queue.repairRequest(),
       },
       () => this.baseUrl ?? "replicator",
     );

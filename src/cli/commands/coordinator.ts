@@ -1,3 +1,4 @@
+import { dashboardRoutes } from "../../dashboard/routes.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { toBackpackError } from "../../common/errors.js";
 import { createLogger, type Logger } from "../../common/logger.js";
@@ -71,6 +72,12 @@ export const command: Command = {
         name: "node-token-file",
         type: "string",
         description: "file holding the storage nodes' write token (or set BACKPACK_NODE_TOKEN)",
+      },
+      {
+        name: "admin-token-file",
+        type: "string",
+        description:
+          "file holding the token of admin actions (POST /admin/..., the dashboard's buttons; or set BACKPACK_ADMIN_TOKEN); the write token when unset",
       },
       {
         name: "node-timeout",
@@ -155,6 +162,7 @@ Example:
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
+      adminToken: secret("admin-token-file", "BACKPACK_ADMIN_TOKEN", "admin token"),
     });
     const log = createLogger({ level: logLevel, name: "coordinator" });
 
@@ -167,6 +175,7 @@ Example:
       queue: queues.current,
       log,
       processMetrics: true,
+      routes: dashboardRoutes(),
     });
     queues.onSwap = (q) => service.setQueue(q);
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));

@@ -1,3 +1,4 @@
+import { dashboardRoutes } from "../../dashboard/routes.js";
 import { createLogger } from "../../common/logger.js";
 import { parseBytes } from "../../common/units.js";
 import { DevCluster, type DevClusterDescription } from "../../dev/cluster.js";
@@ -86,6 +87,7 @@ Example:
       shardCapacityBytes: parseBytes(optString(args, "capacity") ?? "100gb", "--capacity"),
       sync,
       log,
+      coordinatorRoutes: dashboardRoutes(),
     });
     await cluster.start();
     const info = cluster.describe();
@@ -108,6 +110,7 @@ Example:
 function banner(info: DevClusterDescription): string {
   const rows: [string, string][] = [
     ...info.coordinators.map((url, i): [string, string] => [`coordinator ${i + 1}`, url]),
+    ["dashboard", `${info.coordinators[0] ?? ""}/ui  (admin token in ${info.adminTokenFile})`],
     ["replicator", info.replicator],
     ...info.nodes.map((n): [string, string] => [`node ${n.id} (shard ${n.shard})`, n.url]),
   ];

@@ -25,8 +25,8 @@ Output:
 A node is ok, suspect (the coordinator saw it fail recently), refilling (repair is copying what it lacks),
 behind (the last comparison could not give it everything) or down (repair could not compare it; the reason
 follows). Repair figures are what the replicators last reported (docs/operations.md, "Health").
-With --json: {"coordinator","stats":<GET /stats>,"cluster":<GET /cluster>}; stats.repair holds each shard's
-health as reported.
+With --json: the coordinator's GET /status ({"coordinator","at","stats":<GET /stats>,"cluster":<GET /cluster>,
+"history":[...]}, the document the dashboard at /ui shows; stats.repair holds each shard's health as reported).
 
 Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   },
@@ -34,16 +34,13 @@ Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   async run(args, io) {
     const ctx = clientContext(args, io, 2);
     try {
-      const [stats, view] = await Promise.all([
-        ctx.client.stats(ctx.base),
-        ctx.client.cluster(ctx.base),
-      ]).catch((err: unknown) => {
+      const doc = await ctx.client.status(ctx.base).catch((err: unknown) => {
         throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
       });
       if (args.options.json === true) {
-        io.stdout(JSON.stringify({ coordinator: ctx.base, stats, cluster: view }) + "\n");
+        io.stdout(JSON.stringify(doc) + "\n");
       } else {
-        io.stdout(render(ctx.base, stats, view));
+        io.stdout(render(ctx.base, doc.stats, doc.cluster, doc.at));
       }
       return 0;
     } finally {
