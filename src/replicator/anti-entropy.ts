@@ -60,6 +60,26 @@ export interface ShardReport {
   underReplicatedFixed: number;
 }
 
+/** A comparison of `shard` beginning now, with nothing found yet. */
+export function newReport(shard: string): ShardReport {
+  return {
+    shard,
+    startedAt: Date.now(),
+    finishedAt: 0,
+    compared: [],
+    skipped: [],
+    differingBuckets: 0,
+    underReplicated: 0,
+    copied: 0,
+    deleted: 0,
+    restored: 0,
+    failed: 0,
+    unrepairable: [],
+    progress: {},
+    underReplicatedFixed: 0,
+  };
+}
+
 export interface RepairPlanItem {
   key: string;
   target: string;
@@ -158,22 +178,7 @@ export class AntiEntropy {
   ): Promise<ShardReport> {
     const snapshot = this.map.snapshot();
     const shard = Object.hasOwn(snapshot.shards, shardId) ? snapshot.shards[shardId] : undefined;
-    const report: ShardReport = {
-      shard: shardId,
-      startedAt: Date.now(),
-      finishedAt: 0,
-      compared: [],
-      skipped: [],
-      differingBuckets: 0,
-      underReplicated: 0,
-      copied: 0,
-      deleted: 0,
-      restored: 0,
-      failed: 0,
-      unrepairable: [],
-      progress: {},
-      underReplicatedFixed: 0,
-    };
+    const report = newReport(shardId);
     if (!shard) throw new Error(`no shard ${shardId}`);
     this.current.set(shardId, report);
     const digestOf = new Map<string, ReplicaDigest>();

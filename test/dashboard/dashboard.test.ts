@@ -4,8 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import type { ClusterView } from "../../src/client/coordinator-client.js";
 import { openBrowser, pageWithErrors } from "../helpers/browser.js";
-import { startProcess } from "../helpers/process.js";
-import { tempDir } from "../helpers/tmp.js";
+import { startEmbedded } from "../helpers/embedded.js";
 import { waitFor } from "../helpers/wait.js";
 
 const until = (check: () => Promise<boolean>, what: string): Promise<unknown> =>
@@ -20,12 +19,7 @@ test(
   "dashboard: the embedded cluster at a glance, live, with a file lookup and token-guarded admin actions",
   { timeout: 120_000 },
   async (t) => {
-    const data = join(await tempDir(t), "data");
-    const cluster = await startProcess(t, {
-      command: "backpack",
-      args: ["dev", "--data", data, "--port", "0"],
-      ready: /backpack is ready/,
-    });
+    const { cluster, data } = await startEmbedded(t);
     const ui = /dashboard\s+(http:\S+\/ui)/.exec(cluster.stdout)?.[1];
     assert.ok(ui, `the banner prints the dashboard's URL:\n${cluster.stdout}`);
     const base = ui.slice(0, -"/ui".length);
