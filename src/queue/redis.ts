@@ -392,9 +392,12 @@ export class RedisQueue implements ReplicationQueue {
             attempts: Number(attempts ?? 0),
             dueAt: state === "waiting" ? Number(due) : 0,
           };
-          // A task is on several servers: its home's view (the first that answers with it leased) wins.
+          // A task is on several servers, due later on those that are not its home (the takeover grace): the
+          // most advanced view wins (leased, then due, then the earliest due time).
           const seen = byId.get(id);
-          if (!seen || (seen.state !== "leased" && state === "leased")) byId.set(id, found);
+          const rank = (f: FoundTask): number => (f.state === "leased" ? 2 : f.state === "due" ? 1 : 0);
+          if (!seen || rank(found) > rank(seen) || (rank(found) === 0 && found.dueAt < seen.dueAt))
+            byId.set(id, found);
         }
       } catch {
         // Found on the servers that answer.
