@@ -49,8 +49,8 @@ export class TargetGate {
     return this.down.delete(target);
   }
 
-  /** Targets currently paused, for /stats. */
-  downTargets(now: number): string[] {
-    return [...this.down].filter(([, d]) => d.until > now).map(([t]) => t);
+  /** Targets that failed at the transport level and have not succeeded since (paused or not right now), for /stats. */
+  downTargets(): string[] {
+    return [...this.down.keys()];
   }
 }

@@ -75,7 +75,7 @@ export class WorkerPool {
   }
 
   targetsDown(): string[] {
-    return this.gate.downTargets(this.options.now());
+    return this.gate.downTargets();
   }
 
   /** Resolves once there is room for a worthwhile lease (half the concurrency), or at once. */
