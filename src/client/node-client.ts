@@ -226,6 +226,17 @@ export class NodeClient {
     }
   }
 
+  /** Whether the node answers `GET /healthz` with 200: false when it cannot be reached or is stopping. */
+  async healthy(base: string, options: NodeRequestOptions = {}): Promise<boolean> {
+    try {
+      const res = await this.sendPath(base, "/healthz", options);
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
   /** HEAD: the object's metadata, or undefined when the node does not have it. */
   async head(base: string, key: string, options: NodeRequestOptions = {}): Promise<NodeObject | undefined> {
     const res = await this.send(base, key, "HEAD", options);

@@ -4,14 +4,17 @@ import type { AddressInfo } from "node:net";
 import { BackpackError, toBackpackError } from "./errors.js";
 import type { Logger } from "./logger.js";
 
-/** Answers JSON with a fitting Content-Length. */
+/**
+ * Answers JSON with a fitting Content-Length. The body ends with a newline, as text answers do, so that a
+ * shell prompt after `curl` starts on a line of its own.
+ */
 export function sendJson(
   res: ServerResponse,
   status: number,
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  const text = JSON.stringify(body);
+  const text = JSON.stringify(body) + "\n";
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(text),

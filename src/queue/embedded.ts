@@ -140,6 +140,21 @@ export class EmbeddedQueue implements ReplicationQueue {
     await this.commit([record]);
   }
 
+  async expedite(ids: readonly string[]): Promise<void> {
+    this.check();
+    const now = this.now();
+    const records: Record[] = [];
+    for (const id of ids) {
+      const e = this.tasks.get(id);
+      if (!e || e.leasedUntil > now || e.dueAt <= now) continue;
+      records.push({ o: "r", id, n: e.attempts, d: now, ...(e.unreachable ? { u: 1 as const } : {}) });
+    }
+    if (records.length === 0) return;
+    for (const r of records) this.apply(r);
+    this.notify();
+    await this.commit(records);
+  }
+
   async stats(): Promise<QueueStats> {
     const now = this.now();
     let oldest = now;

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from "../common/logger.js";
 import type { QueueSettings } from "../cluster/types.js";
 import { backoffMs } from "./backoff.js";
 import { RedisServerLink } from "./redis-server-link.js";
-import { ACK, BURY, CLAIM, LEASE, PUSH, REPLAY, RETRY, STATS } from "./redis-scripts.js";
+import { ACK, BURY, CLAIM, EXPEDITE, LEASE, PUSH, REPLAY, RETRY, STATS } from "./redis-scripts.js";
 import { decodeTask, encodeTask, newTaskId } from "./task.js";
 import type {
   DeadLetter,
@@ -254,6 +254,23 @@ export class RedisQueue implements ReplicationQueue {
       const ms = Math.max(0, Math.round(delay));
       await this.onAll(RETRY, (server) => [id, ms + this.graceOn(server, id), unreachable ? 1 : 0]);
     }
+  }
+
+  async expedite(ids: readonly string[]): Promise<void> {
+    this.check();
+    await Promise.all(
+      this.links.map(async (link, server) => {
+        if (!link.up) return;
+        try {
+          for (let i = 0; i < ids.length; i += 1000) {
+            const args = ids.slice(i, i + 1000).flatMap((id) => [id, this.graceOn(server, id)]);
+            await link.run(EXPEDITE, args);
+          }
+        } catch {
+          // The copies a server missed wait out their backoff there: later, never lost.
+        }
+      }),
+    );
   }
 
   async stats(): Promise<QueueStats> {

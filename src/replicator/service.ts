@@ -29,6 +29,9 @@ export interface ReplicatorDeps {
 
 /** How long a waiting lease call blocks when the queue is empty. */
 const LEASE_WAIT_MS = 1000;
+/** A target that stopped answering is asked this often whether it is back, each time for this long at most. */
+const PROBE_EVERY_MS = 1000;
+const PROBE_TIMEOUT_MS = 2000;
 /** Time given to in-flight copies at stop before they are aborted (their leases bring them back). */
 const STOP_GRACE_MS = 10_000;
 
@@ -86,6 +89,13 @@ export class ReplicatorService implements Service {
       ...config,
       now: this.now,
       random: deps.random ?? Math.random,
+      probe: (target) => {
+        const url = deps.map.snapshot().servers[target]?.url;
+        return url === undefined
+          ? Promise.resolve(false)
+          : nodes.healthy(url, { timeoutMs: PROBE_TIMEOUT_MS });
+      },
+      probeEveryMs: PROBE_EVERY_MS,
     });
     this.server = createServer((req, res) => void this.route(req, res));
   }

@@ -44,8 +44,9 @@ export class TargetGate {
     return delayMs;
   }
 
-  markUp(target: string): void {
-    this.down.delete(target);
+  /** Records a success; true when the target was paused or had failed before (it is back). */
+  markUp(target: string): boolean {
+    return this.down.delete(target);
   }
 
   /** Targets currently paused, for /stats. */

@@ -67,16 +67,21 @@ export const command: Command = {
     ],
     notes: `
 Output (stdout), one line per event of each member:
+  PORT: 3004 PID: 41234 STATUS: http://127.0.0.1:40123/ring   started: its process id and its view of the ring
   PORT: 3004 TICK: 17 LAP: 1.12 s MEMBERS: 11 alive        the token passed (the tick is the ring's lap count)
   PORT: 3004 MEMBER: 127.0.0.1:3005 dead                   a member changed status (alive, suspect, dead, left)
   PORT: 3005 EXITED: SIGKILL                               (the demo itself) a member process ended
-Logs are JSON lines on stderr. Each member answers GET /ring on its own HTTP port (logged as "listening").
+Logs are JSON lines on stderr.
+
+The members end with the demo: Ctrl-C or SIGTERM makes every one leave and stop, and should the demo itself be
+killed (even with SIGKILL), each member notices its parent is gone and stops too. A member restarted by hand
+with --member stops once every other member has left (the demo was stopped) instead of ticking alone.
 
 Exit codes: 0 after Ctrl-C (every member leaves and stops), 1 when a member cannot start, 2 on bad arguments.
 
 Examples:
   backpack ring-demo                                  # 11 members on 127.0.0.1:3000-3010
-  kill -9 <pid of the member on 3004>                 # the others report 127.0.0.1:3004 dead within seconds
+  kill -9 41234                                       # the member on 3004: the others report it dead
   backpack ring-demo --member 3004 --ports 3000-3010  # it rejoins
 `,
   },
@@ -106,8 +111,17 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
   });
   const log = createLogger({ name: "ring" });
   const ring = new RingMember(config, { log });
-  await ring.start();
   const label = `PORT: ${port}`;
+  const stop = new AbortController();
+  io.stopSignal.addEventListener("abort", () => stop.abort(), { once: true });
+  // Started by the demo: the IPC channel to it closes when the demo ends in any way (SIGKILL included), and the
+  // member ends with it. Its stdout is a pipe to the demo then, which may be gone: a write error is not a crash.
+  if (process.channel) {
+    process.channel.unref();
+    process.once("disconnect", () => stop.abort());
+    process.stdout.on("error", () => undefined);
+  }
+  let sawLeave = false;
   ring.onChange((e) => {
     if (e.type === "tick") {
       const lap = e.token.lapMs === undefined ? "-" : `${(e.token.lapMs / 1000).toFixed(2)} s`;
@@ -116,21 +130,34 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
     } else if (e.type === "member" && e.member.id !== ring.id) {
       io.stdout(`${label} MEMBER: ${e.member.id} ${e.member.status}\n`);
       log.info({ member: e.member.id, status: e.member.status, incarnation: e.member.incarnation }, "member");
+      sawLeave ||= e.member.status === "left";
+      // The demo was stopped (its members leave): a member restarted by hand goes too, instead of ticking alone.
+      if (sawLeave && !stop.signal.aborted && aloneAfterLeaves(ring)) {
+        io.stdout(`${label} STOPPING: every other member left\n`);
+        stop.abort();
+      }
     }
   });
+  await ring.start();
   const view = createRingViewHandler(ring);
   const http = createServer((req, res) => {
     if (!view(req, res)) sendError(res, new BackpackError("NOT_FOUND", "only GET /ring here"));
   });
   const url = await listen(http, host, optInt(args, "http-port", 0) ?? 0);
   log.info({ url, ring: ring.url, id: ring.id }, "listening");
+  io.stdout(`${label} PID: ${process.pid} STATUS: ${url}/ring\n`);
   await new Promise<void>((resolve) => {
-    if (io.stopSignal.aborted) resolve();
-    io.stopSignal.addEventListener("abort", () => resolve(), { once: true });
+    if (stop.signal.aborted) resolve();
+    stop.signal.addEventListener("abort", () => resolve(), { once: true });
   });
   await ring.stop();
   await closeServer(http, 1000);
   return 0;
+}
+
+/** No other member is alive or suspect: every one left or died. */
+function aloneAfterLeaves(ring: RingMember): boolean {
+  return ring.members().every((m) => m.id === ring.id || m.status === "left" || m.status === "dead");
 }
 
 async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promise<number> {
@@ -145,14 +172,15 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   const children = new Map<number, ChildProcess>();
   let stopping = false;
   const startChild = (port: number): void => {
+    // The IPC channel is how a member knows the demo is gone, however it ended.
     const child = spawn(process.execPath, [BIN, "ring-demo", "--member", String(port), ...pass], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     children.set(port, child);
-    child.stdout.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
     // Children log JSON on stderr; pass on their warnings and errors only (info is one line per event).
     let partial = "";
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => {
       const lines = (partial + d).split("\n");
       partial = lines.pop() ?? "";
       for (const line of lines) if (!/"level":(10|20|30),/.test(line)) io.stderr(line + "\n");
@@ -176,6 +204,7 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   for (const port of ports) startChild(port);
   io.stdout(
     `ring-demo: ${ports.length} members on ${host}:${ports[0]}-${ports[ports.length - 1]} (Ctrl-C stops all).\n` +
+      `Each prints "PORT: <port> PID: <pid> STATUS: <url>" as it starts (curl the URL for its view of the ring).\n` +
       `Kill one (kill -9 <pid>) and watch the others report it dead; restart it with\n` +
       `  backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]}\n`,
   );
