@@ -198,6 +198,7 @@ export async function resolveBackpack(argv: readonly string[]): Promise<Resolved
     if (COMMANDS[name]) return { name, argv: argv.slice(n), kind: "command" };
   }
   if (GROUPS.has(first)) {
+    if (argv[1] === "--help" || argv[1] === "-h") return { kind: "help", topic: [first] };
     const word = [first, argv[1] ?? ""].join(" ").trim();
     const group = SUBCOMMANDS.filter((s) => s.startsWith(`${first} `));
     const close = argv[1] === undefined ? [] : closestNames(word, group);
@@ -258,6 +259,11 @@ export async function main(binName: string, argv: readonly string[]): Promise<vo
           process.exitCode = resolved.usage ? 2 : 0;
           return;
         }
+        if (resolved.topic.length === 1 && GROUPS.has(resolved.topic[0] ?? "")) {
+          process.stdout.write(topLevelHelp(`${resolved.topic[0]} `));
+          process.exitCode = 0;
+          return;
+        }
         return main(binName, [...resolved.topic, "--help"]);
       case "version":
         process.stdout.write(`backpack ${packageVersion()}\n`);
@@ -304,20 +310,27 @@ export function packageVersion(): string {
   return pkg.version ?? "unknown";
 }
 
-/** `backpack --help`: every command with one line, by section; docs/commands.md starts with the same text. */
-export function topLevelHelp(): string {
+/**
+ * `backpack --help`: every command with one line, by section; docs/commands.md starts with the same text.
+ * With a `prefix` (`queue `), the commands that start with it (`backpack queue --help`).
+ */
+export function topLevelHelp(prefix = ""): string {
   const width = Math.max(...SUBCOMMANDS.map((s) => s.length)) + 4;
   const lines = [
-    "Usage: backpack <command> [arguments] [options]",
-    "       backpack <data dir> <host> <port>   (a storage node, the original's form)",
+    `Usage: backpack ${prefix}<command> [arguments] [options]`,
+    ...(prefix ? [] : ["       backpack <data dir> <host> <port>   (a storage node, the original's form)"]),
   ];
   for (const [section, title] of Object.entries(SECTIONS)) {
+    const names = Object.keys(COMMANDS).filter(
+      (name) => COMMANDS[name]?.section === section && name.startsWith(`backpack ${prefix}`),
+    );
+    if (names.length === 0) continue;
     lines.push("", `${title}:`);
-    for (const [name, entry] of Object.entries(COMMANDS)) {
-      if (entry.section === section)
-        lines.push(`  ${name.slice("backpack ".length).padEnd(width)}${entry.line}`);
+    for (const name of names) {
+      lines.push(`  ${name.slice("backpack ".length).padEnd(width)}${COMMANDS[name]?.line ?? ""}`);
     }
   }
+  if (prefix) return [...lines, "", "Run any command with --help for its arguments.", ""].join("\n");
   lines.push(
     "",
     "Options:",

@@ -51,6 +51,16 @@ void test("backpack help <command> and <command> --help print the command's help
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^Usage: backpack put <paths>\.\.\./);
   }
+  for (const args of [
+    ["queue", "--help"],
+    ["help", "queue"],
+  ]) {
+    const r = await runBin("backpack", args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: backpack queue <command>/);
+    assert.match(r.stdout, /^ {2}queue replay +put dead letters back/m);
+    assert.doesNotMatch(r.stdout, /admin init/);
+  }
   for (const args of [["--help"], ["-h"], ["help"]]) {
     const r = await runBin("backpack", args);
     assert.equal(r.code, 0, r.stderr);
