@@ -19,6 +19,7 @@ import type { CoordinatorConfig } from "./config.js";
 import { AckedVersions } from "./acked-versions.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
 import { handleDelete } from "./delete-handler.js";
+import { LagWatch } from "./lag-watch.js";
 import { MemoryBudget } from "./memory-budget.js";
 import { NodeHealth } from "./node-health.js";
 import { QueueGate } from "./queue-gate.js";
@@ -112,6 +113,7 @@ export class CoordinatorService implements Service {
       // The origin only breaks ties between coordinators stamping the same microsecond: drawn per start.
       clock: new HybridClock(randomInt(0x10000)),
       acked: new AckedVersions(),
+      lagWatch: new LagWatch(config.writeTimeoutMs),
     };
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(
@@ -165,6 +167,7 @@ export class CoordinatorService implements Service {
       this.stopping = true;
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
+      this.ctx.lagWatch.close();
       await this.flusher.stop(this.config.drainMs);
       this.reader.close();
       await this.ownAgent?.close().catch(() => undefined);
