@@ -11,7 +11,15 @@ import {
   type Version,
 } from "../common/version.js";
 import type { ListedEntry } from "../storage/types.js";
+import { BATCH_CONTENT_TYPE, BATCH_PATH } from "../common/batch-frame.js";
+import { checksum } from "../common/checksum.js";
 import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
+import { WriteBatcher, type BatchAnswer } from "./write-batcher.js";
+
+/** Bodies in memory up to this size are sent in batches (when batching is on); larger ones on their own. */
+const BATCH_BODY_MAX_BYTES = 64 * 1024;
+/** Marks the error of a node that answered a batch 404 or 405. */
+const NO_BATCHES = "noBatches";
 
 /**
  * HTTP client to a storage node. The wire contract (see docs/http-api.md):
@@ -44,12 +52,26 @@ export interface NodeRequestOptions {
 }
 
 export class NodeClient {
+  /** Small writes to one node made in one turn go in one request (see write-batcher.ts), when on. */
+  private readonly batcher: WriteBatcher | undefined;
+  /** Nodes that answered a batch 404 or 405 (they predate batches): their writes go one by one. */
+  private readonly noBatch = new Set<string>();
+
   constructor(
     private readonly dispatcher: Dispatcher,
-    private readonly defaults: { token?: string; timeoutMs?: number } = {},
+    private readonly defaults: { token?: string; timeoutMs?: number; batch?: boolean } = {},
     /** For `read`: the lean GET/HEAD client (undici answers what it cannot read). */
     private readonly reader?: ReadClient,
-  ) {}
+  ) {
+    this.batcher = defaults.batch
+      ? new WriteBatcher((base, token, frame) => this.sendBatch(base, token, frame), {
+          // One frame in flight per node: the writes asked for meanwhile go in the next frame, which grows with
+          // the load; each frame costs the node one fsync, measured at ~190 µs of CPU on the 2-core machine.
+          maxInflight: 1,
+          maxFrameBytes: 4 * 1024 * 1024,
+        })
+      : undefined;
+  }
 
   /**
    * Streams a body to `<base>/<key>`; resolves with the stored checksum and version once the node has it
@@ -67,6 +89,32 @@ export class NodeClient {
       version?: Version;
     } = {},
   ): Promise<{ crc: number; version: Version | undefined }> {
+    if (
+      this.batcher &&
+      Buffer.isBuffer(body) &&
+      body.length <= BATCH_BODY_MAX_BYTES &&
+      !this.noBatch.has(base)
+    ) {
+      validateKey(key);
+      try {
+        return await this.batcher.put(
+          base,
+          options.token ?? this.defaults.token,
+          {
+            key,
+            contentType: options.contentType,
+            body,
+            bodyCrc: options.expectedCrc ?? checksum(body),
+            version: options.version,
+          },
+          options.signal,
+        );
+      } catch (err) {
+        // A node that predates batches: this write again on its own, and the node's next ones too.
+        if (!(err instanceof BackpackError && err.details?.[NO_BATCHES] === true)) throw err;
+        this.noBatch.add(base);
+      }
+    }
     const headers: Record<string, string> = this.authHeaders(options);
     if (options.size !== undefined) headers["content-length"] = String(options.size);
     if (options.contentType) headers["content-type"] = options.contentType;
@@ -280,6 +328,66 @@ export class NodeClient {
     }
     await expectStatus(res, [204], base, key);
     return true;
+  }
+
+  /** One frame of writes to `<base>/_backpack/batch`: the node's answer for each record, in order. */
+  private async sendBatch(base: string, token: string | undefined, frame: Buffer): Promise<BatchAnswer[]> {
+    const timeoutMs = this.defaults.timeoutMs ?? 10_000;
+    const headers: Record<string, string> = {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      "content-type": BATCH_CONTENT_TYPE,
+    };
+    let answer: { status: number; text: string } | undefined;
+    if (this.reader) {
+      try {
+        const reply = await this.reader.request({
+          method: "POST",
+          origin: base,
+          path: BATCH_PATH,
+          headers,
+          body: frame,
+          timeoutMs,
+          bufferBytes: Number.POSITIVE_INFINITY,
+        });
+        answer = { status: reply.status, text: reply.body?.toString("utf8") ?? "" };
+      } catch (err) {
+        if (!isUnsupported(err)) throw err;
+      }
+    }
+    if (answer === undefined) {
+      try {
+        const res = await request(base + BATCH_PATH, {
+          method: "POST",
+          dispatcher: this.dispatcher,
+          headers,
+          body: frame,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        });
+        answer = { status: res.statusCode, text: await res.body.text() };
+      } catch (err) {
+        throw upstreamError(err, "POST", base);
+      }
+    }
+    const { status, text } = answer;
+    if (status === 404 || status === 405) {
+      throw new BackpackError("UPSTREAM_FAILED", `${base} takes no batches`, {
+        details: { [NO_BATCHES]: true },
+      });
+    }
+    let doc: { results?: BatchAnswer[]; code?: unknown; error?: unknown } | undefined;
+    try {
+      doc = JSON.parse(text) as typeof doc;
+    } catch {
+      // Not JSON: said below.
+    }
+    if (status === 200 && Array.isArray(doc?.results)) return doc.results;
+    const code = isErrorCode(doc?.code) ? doc.code : status >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
+    throw new BackpackError(
+      code,
+      `${base} answered a batch ${status}: ${typeof doc?.error === "string" ? doc.error : text.slice(0, 200)}`,
+      { details: { status } },
+    );
   }
 
   private authHeaders(options: NodeRequestOptions): Record<string, string> {

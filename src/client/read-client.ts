@@ -2,7 +2,7 @@ import { connect, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { BackpackError } from "../common/errors.js";
 
-/** A node's answer to GET or HEAD. */
+/** A node's answer. */
 export interface ReadReply {
   status: number;
   /** Response headers, names in lower case (a repeated header keeps its last value). */
@@ -14,12 +14,14 @@ export interface ReadReply {
 }
 
 export interface ReadRequest {
-  method: "GET" | "HEAD";
+  method: "GET" | "HEAD" | "POST" | "PUT";
   /** Origin, `http://host:port`. */
   origin: string;
   /** Path and query, already percent-encoded. */
   path: string;
   headers?: Record<string, string>;
+  /** A request body in memory (sent with its `Content-Length`; sent again as it is when the request is retried). */
+  body?: Buffer;
   /** Time allowed for the answer's head and a buffered body, and between two chunks of a streamed body. */
   timeoutMs: number;
   /** Bodies up to this size come whole (`body`); longer ones as a stream. */
@@ -81,8 +83,9 @@ interface Conn {
 }
 
 /**
- * A lean keep-alive HTTP/1.1 client for the one exchange a coordinator makes most: GET or HEAD of a file on a
- * storage node. One request at a time per connection, idle connections kept per origin (closed before the
+ * A lean keep-alive HTTP/1.1 client for the exchanges a coordinator makes most: GET or HEAD of a file on a
+ * storage node, and a request whose body is in memory (a batch of small writes, `POST /_backpack/batch`, sent
+ * with the head in one write). One request at a time per connection, idle connections kept per origin (closed before the
  * server's keep-alive timeout), answers framed by `Content-Length` read straight off the socket: a small body
  * arrives as one Buffer, a larger one as a stream with back-pressure. It costs about half of what a general
  * client costs per request (measured in `npm run bench:cluster`). Anything it does not read (chunked bodies,
@@ -146,7 +149,15 @@ export class ReadClient {
     ex.reused = conn.served > 0;
     conn.exchange = ex;
     this.arm(conn, ex);
+    const body = ex.request.body;
+    if (body === undefined || body.length === 0) {
+      conn.socket.write(ex.head, "latin1");
+      return;
+    }
+    conn.socket.cork();
     conn.socket.write(ex.head, "latin1");
+    conn.socket.write(body);
+    conn.socket.uncork();
   }
 
   /** (Re)starts the exchange's timer: the head and a buffered body, or the next chunk of a stream. */
@@ -355,6 +366,7 @@ function parseOrigin(origin: string): Target | undefined {
 function requestHead(req: ReadRequest, host: string): string | BackpackError {
   if (/\s/.test(req.path)) return new BackpackError("BAD_REQUEST", "the request path is not encoded");
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${host}\r\n`;
+  if (req.body !== undefined) head += `content-length: ${req.body.length}\r\n`;
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) {
       return new BackpackError("BAD_REQUEST", `header ${JSON.stringify(name)} holds a line break`);
@@ -373,7 +385,7 @@ interface Head {
   idleMs: number | undefined;
 }
 
-function parseHead(text: string, method: "GET" | "HEAD"): Head {
+function parseHead(text: string, method: ReadRequest["method"]): Head {
   const lines = text.split("\r\n");
   const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? "");
   if (!m) throw new BackpackError("UPSTREAM_FAILED", `not an HTTP/1.x answer: ${JSON.stringify(lines[0])}`);

@@ -214,7 +214,13 @@ export class BodySource {
   /** The whole body as one buffer when it is complete and held in memory (small uploads). */
   buffer(): Buffer | undefined {
     if (!this.ended || !this.retain || this.spoolPath !== undefined) return undefined;
-    return Buffer.concat(this.chunks as Buffer[], this.received);
+    // Small bodies usually arrive in one chunk: that chunk is the body (no copy).
+    if (this.chunks.length === 1) return this.chunks[0];
+    const whole = Buffer.concat(this.chunks as Buffer[], this.received);
+    // Kept as the only chunk (unless a reader is going through the chunks), so that every node's write (and a
+    // retry) shares it.
+    if (this.readers.length === 0) this.chunks = [whole];
+    return whole;
   }
 
   /** Waits until every byte has arrived; throws CLIENT_ABORTED when the client went away. */

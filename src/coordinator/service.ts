@@ -93,6 +93,8 @@ export class CoordinatorService implements Service {
         {
           ...(config.nodeToken ? { token: config.nodeToken } : {}),
           timeoutMs: config.nodeTimeoutMs,
+          // Small upload bodies to one node in one turn go in one request, stored by one group commit.
+          batch: true,
         },
         this.reader,
       ),

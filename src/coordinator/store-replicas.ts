@@ -175,47 +175,57 @@ async function writeRound(
   const writes = targets.map((serverId) => {
     const base = snapshot.servers[serverId]?.url;
     let state = 0; // 0 in flight, 1 durable, -1 failed
-    let cut = false;
-    const abort = new AbortController();
     let reader: ReturnType<BodySource["open"]> | undefined;
-    const done = (async (): Promise<WriteResult> => {
-      try {
-        if (base === undefined) {
-          throw new BackpackError("UNAVAILABLE", `server ${serverId} is not in the cluster map`);
-        }
-        reader = whole === undefined ? body.open() : undefined;
-        const { crc } = await ctx.nodes.put(base, key, whole ?? reader!, {
+    // Only a streamed body's request is aborted when cut (its reader must let go of the body); a whole
+    // body's request is left to end by itself, its answer dropped.
+    const abort = whole === undefined ? new AbortController() : undefined;
+    let finish!: (r: WriteResult) => void;
+    const done = new Promise<WriteResult>((resolve) => (finish = resolve));
+    const fail = (err: unknown, cut: boolean): void => {
+      if (state !== 0) return;
+      state = -1;
+      reader?.close();
+      const error = cut
+        ? new BackpackError("UPSTREAM_TIMEOUT", `server ${serverId} fell behind the other replicas`)
+        : (body.failure ?? toBackpackError(err));
+      finish({ serverId, ok: false, error, cut });
+    };
+    try {
+      if (base === undefined) {
+        throw new BackpackError("UNAVAILABLE", `server ${serverId} is not in the cluster map`);
+      }
+      reader = whole === undefined ? body.open() : undefined;
+      ctx.nodes
+        .put(base, key, whole ?? reader!, {
           size: body.size,
           version: stored.version,
-          signal: abort.signal,
+          ...(abort ? { signal: abort.signal } : {}),
           ...(stored.contentType ? { contentType: stored.contentType } : {}),
           ...(expectedCrc !== undefined ? { expectedCrc } : {}),
-        });
-        // The node answered after reading the whole body, so `body.crc` covers every byte by now.
-        if (crc !== body.crc) {
-          throw new BackpackError(
-            "UPSTREAM_FAILED",
-            `${base} stored checksum ${formatChecksum(crc)}, the client sent ${formatChecksum(body.crc)}`,
-          );
-        }
-        state = 1;
-        ctx.health.recordSuccess(serverId);
-        return { serverId, ok: true };
-      } catch (err) {
-        state = -1;
-        const error = cut
-          ? new BackpackError("UPSTREAM_TIMEOUT", `server ${serverId} fell behind the other replicas`)
-          : (body.failure ?? toBackpackError(err));
-        return { serverId, ok: false, error, cut };
-      } finally {
-        reader?.close();
-      }
-    })();
+        })
+        .then(({ crc }) => {
+          if (state !== 0) return;
+          // The node answered after reading the whole body, so `body.crc` covers every byte by now.
+          if (crc !== body.crc) {
+            throw new BackpackError(
+              "UPSTREAM_FAILED",
+              `${base} stored checksum ${formatChecksum(crc)}, the client sent ${formatChecksum(body.crc)}`,
+            );
+          }
+          state = 1;
+          reader?.close();
+          ctx.health.recordSuccess(serverId);
+          finish({ serverId, ok: true });
+        })
+        .catch((err: unknown) => fail(err, false));
+    } catch (err) {
+      fail(err, false);
+    }
     const watched: ReplicaWrite = {
       progress: () => (state === 1 ? Infinity : state < 0 ? -1 : (reader?.bytes ?? body.size)),
       cut: () => {
-        cut = true;
-        abort.abort();
+        abort?.abort();
+        fail(undefined, true);
       },
     };
     return { done, watched };
