@@ -64,7 +64,8 @@ export class ReplicatorService implements Service {
     this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
     this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
     this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
-    const nodes = new NodeClient(this.agent, {}, this.reader);
+    // Small copies to one node in one turn go in one request, stored by one group commit.
+    const nodes = new NodeClient(this.agent, { batch: true }, this.reader);
     const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
     this.repair = new AntiEntropy(deps.map, nodes, copier, this.log, {
       intervalMs: config.repairIntervalMs,
