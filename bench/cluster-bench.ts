@@ -182,6 +182,14 @@ async function compareFronts(o: {
   return out;
 }
 
+/** The coordinator's handoffs so far (copy tasks queued for a node that did not take an upload). */
+async function handoffs(coordinator: string): Promise<number> {
+  const text = await (await fetch(`${coordinator}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^backpack_coordinator_handoffs_total\{[^}]*\} (\d+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
 /** Waits until the coordinator reports an empty replication queue; returns how long that took (ms). */
 async function drainQueue(coordinator: string, timeoutMs: number): Promise<number> {
   const started = performance.now();
@@ -203,7 +211,7 @@ async function main(): Promise<void> {
     `load tool: ${hasWrk() ? "wrk (2 threads, a distinct key per request from a key range)" : "autocannon"}; SIGKILL and 50 MiB runs: upload loops in this process (undici)`,
   );
   console.log(
-    `method: 4 storage nodes (sync=${SYNC}) in 2 shards × 2, 1 coordinator, 1 replicator (concurrency 64), each its own process;`,
+    `method: 4 storage nodes (sync=${SYNC}) in 2 shards × 2, 1 coordinator, 1 replicator (concurrency 64, repair off), each its own process;`,
   );
   console.log("cluster map: the embedded map file; replication queue: a real redis-server (AOF on).");
   console.log(`load average at start: ${loadAvg()} (other work on the machine skews every figure)`);
@@ -267,12 +275,16 @@ async function main(): Promise<void> {
       "info",
     ]);
     servers.push(coordinator);
+    // Repair off: the direct PUTs to node 1 leave its replicas different on purpose, and repairing them in the
+    // background would load the runs after them.
     const replicator = await startServerProcess(BIN("backpack-replicator"), [
       zk,
       "/",
       "64",
       "--listen",
       "127.0.0.1:0",
+      "--repair-every",
+      "0",
     ]);
     servers.push(replicator);
     if (process.env.BENCH_PROFILE_DIR) {
@@ -315,8 +327,11 @@ async function main(): Promise<void> {
       );
     const timed = async (run: () => Promise<LoadResult>, what: string): Promise<LoadResult> => {
       const before = cpuNow();
+      const handedOff = await handoffs(coordinator.url);
       const result = await run();
       const after = cpuNow();
+      const more = (await handoffs(coordinator.url)) - handedOff;
+      if (more > 0) console.log(`  ${what}: ${more} copies handed off to the queue (a node cut or skipped)`);
       const parts = Object.keys(groups)
         .filter((g) => (groups[g]?.length ?? 0) > 0)
         .map((g) => ({ g, us: (((after[g] ?? 0) - (before[g] ?? 0)) * 1e6) / Math.max(1, result.requests) }))
