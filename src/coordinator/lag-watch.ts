@@ -1,4 +1,5 @@
 import { performance } from "node:perf_hooks";
+import { SweepList } from "../common/sweep-list.js";
 
 /** One replica's write of an upload, as the watch sees it. */
 export interface ReplicaWrite {
@@ -38,15 +39,13 @@ export interface LagEntry {
  * Time is injected (`now`), so the rule is testable without waiting.
  */
 export class LagWatch {
-  private entries: LagEntry[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private readonly sweepMs: number;
+  private readonly list: SweepList<LagEntry>;
 
   constructor(
     readonly timeoutMs: number,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.sweepMs = Math.max(5, Math.floor(timeoutMs / 4));
+    this.list = new SweepList(Math.max(5, Math.floor(timeoutMs / 4)), (entries) => this.check(entries));
   }
 
   /** Watches the replica writes of one upload (a single write has nobody to fall behind: not watched). */
@@ -55,44 +54,30 @@ export class LagWatch {
     const now = this.now();
     const entry: LagEntry = {
       writes: writes.map((write) => ({ write, last: 0, lastAt: now, behindSince: undefined, cut: false })),
-      slot: this.entries.length,
+      slot: -1,
     };
-    this.entries.push(entry);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.sweep(), this.sweepMs);
-      this.timer.unref();
-    }
+    this.list.add(entry);
     return entry;
   }
 
   stop(entry: LagEntry | undefined): void {
-    if (entry === undefined || entry.slot < 0) return;
-    const last = this.entries.pop()!;
-    if (last !== entry) {
-      this.entries[entry.slot] = last;
-      last.slot = entry.slot;
-    }
-    entry.slot = -1;
+    if (entry) this.list.remove(entry);
   }
 
   /** Stops the sweep and forgets every entry (the coordinator is stopping). */
   close(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    for (const entry of this.entries) entry.slot = -1;
-    this.entries = [];
+    this.list.close();
   }
 
   /** One pass over every upload: exposed for tests that drive the clock themselves. */
   sweep(): void {
-    if (this.entries.length === 0) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-      return;
-    }
+    this.list.tick();
+  }
+
+  private check(entries: readonly LagEntry[]): void {
     const now = this.now();
     const due: Watched[] = [];
-    for (const entry of this.entries) {
+    for (const entry of entries) {
       let lead = -1;
       for (const w of entry.writes) lead = Math.max(lead, w.cut ? -1 : w.write.progress());
       for (const w of entry.writes) {

@@ -59,7 +59,8 @@ function stalledChunked(url: string, key: string, bytes: number): Promise<number
   });
 }
 
-void test("60 stalled chunked uploads: cut with 408; the coordinator's memory stays bounded and comes back", async (t) => {
+/** Two node processes in shard 1 on an embedded map, with an embedded queue. */
+async function twoNodes(t: Parameters<typeof ProcCluster.create>[0]): Promise<ProcCluster> {
   const c = await ProcCluster.create(t);
   await Promise.all(["1", "2"].map((id) => c.startNode(id)));
   const map = openClusterMap({ file: c.zk.slice("file:".length) });
@@ -69,6 +70,11 @@ void test("60 stalled chunked uploads: cut with 408; the coordinator's memory st
   for (const id of ["1", "2"]) await map.addServer(id, c.nodeUrls.get(id) as string);
   await map.addShard("1", ["1", "2"], 1024 ** 4);
   await map.setShardEnabled("1", true);
+  return c;
+}
+
+void test("60 stalled chunked uploads: cut with 408; the coordinator's memory stays bounded and comes back", async (t) => {
+  const c = await twoNodes(t);
   const tmp = await tempDir(t, "backpack-spool-");
   const coordinator = await c.track({
     command: "backpack-coordinator",
@@ -129,15 +135,7 @@ void test("60 stalled chunked uploads: cut with 408; the coordinator's memory st
 });
 
 void test("50 MiB uploads, four at once, stream through to both nodes: the coordinator's memory stays bounded", async (t) => {
-  const c = await ProcCluster.create(t);
-  await Promise.all(["1", "2"].map((id) => c.startNode(id)));
-  const map = openClusterMap({ file: c.zk.slice("file:".length) });
-  await map.start();
-  t.after(() => map.stop());
-  await map.init({ key: `file:${join(c.dir, "queue")}`, servers: [] });
-  for (const id of ["1", "2"]) await map.addServer(id, c.nodeUrls.get(id) as string);
-  await map.addShard("1", ["1", "2"], 1024 ** 4);
-  await map.setShardEnabled("1", true);
+  const c = await twoNodes(t);
   const coordinator = await c.track({
     command: "backpack-coordinator",
     args: [c.zk, c.root, "127.0.0.1", "0"],
