@@ -111,8 +111,8 @@ export async function storeReplicas(
       const e = r.error;
       const fault = clientAtFault(e);
       if (fault) throw fault;
-      const current = staleCurrent(e);
-      if (current !== undefined || hasCode(e, "STALE_VERSION")) {
+      if (hasCode(e, "STALE_VERSION")) {
+        const current = staleCurrent(e);
         refusedStale.push(r.serverId);
         if (current && (newest === undefined || compareVersions(current, newest) > 0)) newest = current;
         stored.lastError = e;
@@ -120,12 +120,8 @@ export async function storeReplicas(
       }
       stored.lastError = e;
       stored.missed.set(r.serverId, r.cut ? "slow" : "failed");
-      const status = e.details?.status;
-      const refused =
-        typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429;
-      // A node that refused the request itself (a wrong node token, a key it does not take) is healthy, and
-      // so is a busy one: neither is marked suspect for it.
-      if (!refused && !hasCode(e, "OVERLOADED")) ctx.health.recordFailure(r.serverId);
+      // A node that refused the request itself is healthy, and so is a busy one: neither is marked suspect.
+      if (!refusedByNode(e) && !hasCode(e, "OVERLOADED")) ctx.health.recordFailure(r.serverId);
       ctx.log.warn(
         { server: r.serverId, key, err: e.message, cut: r.cut },
         r.cut ? "upload to a node fell behind the other replicas; handing it off" : "upload to a node failed",
@@ -153,6 +149,15 @@ export async function storeReplicas(
   for (const s of untried) stored.missed.set(s, "skipped");
   stored.crc = body.crc;
   return stored;
+}
+
+/**
+ * The node refused the request itself (a wrong node token, a key or size it does not take): every node of the
+ * cluster would say the same, and the node is healthy. Neither the node's fault nor the client's.
+ */
+export function refusedByNode(e: BackpackError): boolean {
+  const status = e.details?.status;
+  return typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
 type WriteResult =

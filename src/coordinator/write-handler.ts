@@ -9,7 +9,7 @@ import { BodySource } from "./body-source.js";
 import type { CoordinatorContext } from "./context.js";
 import { REPLICA_MODES, type ReplicaMode } from "./config.js";
 import { handOff, replicate, type ReplicationOutcome } from "./replicas.js";
-import { storeReplicas, type StoredUpload } from "./store-replicas.js";
+import { refusedByNode, storeReplicas, type StoredUpload } from "./store-replicas.js";
 import { chooseShard, type ShardCandidate } from "./shard-chooser.js";
 
 /**
@@ -123,11 +123,8 @@ export const QUEUED_HEADER = "x-backpack-queued";
 /** No node took the upload: 502 when they refused the request itself, else 503 (retry). */
 function storedNowhere(key: string, stored: StoredUpload): BackpackError {
   const last = stored.lastError;
-  const status = last?.details?.status;
   const tried = [...stored.missed].filter(([, why]) => why !== "skipped").map(([s]) => s);
-  if (typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429) {
-    // The node refused this request itself (a wrong node token, a key or size it does not take): every node
-    // of the cluster would say the same, and the node is healthy. Not the client's fault either.
+  if (last && refusedByNode(last)) {
     return new BackpackError("UPSTREAM_FAILED", `a node refused the upload: ${last?.message ?? ""}`, {
       cause: last,
       details: { node_code: last?.code },
