@@ -186,3 +186,26 @@ void test("replicas=all keeps its strict meaning: a node down is a 503 with the 
   assert.deepEqual([r.json.holding, r.json.queued], [["1"], ["2"]]);
   await f.usageIs("1", 1);
 });
+
+void test("a handed-off copy that lands after a newer write or a delete of its file changes nothing (versions)", async (t) => {
+  // suspectMs 1: node 2 is written to again as soon as it is back.
+  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, config: { suspectMs: 1 } });
+  await f.stopNode("2");
+  for (const key of ["overwritten.txt", "deleted.txt"]) {
+    const r = await put(f.url, key, "v1");
+    assert.equal(r.queued, "2", `${key} v1 is handed off to node 2`);
+  }
+  await f.startNode("2");
+  const v2 = await put(f.url, "overwritten.txt", "v2");
+  assert.deepEqual([v2.status, v2.queued], [200, null], "v2 is on both nodes");
+  const del = await fetch(`${f.url}/1:deleted.txt`, { method: "DELETE" });
+  assert.equal(del.status, 204);
+  // Only now do the handoffs of v1 run: each is refused as older than what node 2 holds.
+  const replicator = await startReplicator(t, f);
+  await waitFor(async () => (await f.queue!.stats()).depth === 0, { what: "the handoffs done" });
+  assert.deepEqual(await fromNode(f, "2", "overwritten.txt"), { status: 200, body: "v2" });
+  assert.equal((await fromNode(f, "2", "deleted.txt")).status, 404);
+  // (The replicator finds the newer state on the source and passes that on: node 2 holds it already.)
+  const stats = await replicator.statsJson();
+  assert.deepEqual([stats.copies, stats.deletes, stats.skipped + stats.superseded], [0, 0, 2]);
+});
