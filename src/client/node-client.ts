@@ -13,7 +13,7 @@ import {
 import type { ListedEntry } from "../storage/types.js";
 import { BATCH_CONTENT_TYPE, BATCH_PATH } from "../common/batch-frame.js";
 import { checksum } from "../common/checksum.js";
-import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
+import { isUnsupported, type LeanClient, type LeanReply } from "./lean-client.js";
 import { WriteBatcher, type BatchAnswer } from "./write-batcher.js";
 
 /** Bodies in memory up to this size are sent in batches (when batching is on); larger ones on their own. */
@@ -60,8 +60,8 @@ export class NodeClient {
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly defaults: { token?: string; timeoutMs?: number; batch?: boolean } = {},
-    /** For `read`: the lean GET/HEAD client (undici answers what it cannot read). */
-    private readonly reader?: ReadClient,
+    /** The lean client: reads, uploads and batches go through it (undici carries what it cannot). */
+    private readonly lean?: LeanClient,
   ) {
     this.batcher = defaults.batch
       ? new WriteBatcher((base, token, frame) => this.sendBatch(base, token, frame), {
@@ -116,18 +116,30 @@ export class NodeClient {
       }
     }
     const headers: Record<string, string> = this.authHeaders(options);
-    if (options.size !== undefined) headers["content-length"] = String(options.size);
     if (options.contentType) headers["content-type"] = options.contentType;
     if (options.expectedCrc !== undefined)
       headers["x-backpack-checksum"] = formatChecksum(options.expectedCrc);
     if (options.version) headers[VERSION_HEADER] = formatVersion(options.version);
+    const size = Buffer.isBuffer(body) ? body.length : options.size;
+    if (this.lean?.handles(base) && size !== undefined) {
+      // The lean client: a body in memory goes with the head in one write, a stream at the node's pace.
+      validateKey(key);
+      const reply = await this.lean.request({
+        method: "PUT",
+        origin: base,
+        path: keyToPath(key),
+        headers,
+        body: Buffer.isBuffer(body) ? body : { length: size, chunks: body },
+        timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000,
+        bufferBytes: 64 * 1024,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      return putOutcome(reply.status, (name) => reply.headers[name] ?? "", reply.body, base, key);
+    }
+    if (size !== undefined) headers["content-length"] = String(size);
     const res = await this.send(base, key, "PUT", { headers, body, ...options });
-    if (res.statusCode === 409) throw await staleError(res, base, key);
-    await expectStatus(res, [201], base, key);
-    const crc = parseChecksum(headerText(res.headers["x-backpack-checksum"]));
-    if (crc === undefined)
-      throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a checksum`);
-    return { crc, version: parseVersion(headerText(res.headers[VERSION_HEADER])) };
+    const text = await res.body.text().catch(() => "");
+    return putOutcome(res.statusCode, (name) => headerText(res.headers[name]), text, base, key);
   }
 
   /**
@@ -170,7 +182,8 @@ export class NodeClient {
     const headers = { ...this.authHeaders(options), [VERSION_HEADER]: formatVersion(options.version) };
     const res = await this.send(base, key, "DELETE", { ...options, headers });
     if (res.statusCode === 409) {
-      const stale = await staleError(res, base, key);
+      await res.body.dump();
+      const stale = staleError(headerText(res.headers[VERSION_HEADER]), base, key);
       const state = sameOrNewer(stale, options.version);
       return state === "same" ? { state } : { state, current: staleCurrent(stale) };
     }
@@ -284,13 +297,13 @@ export class NodeClient {
       method?: "GET" | "HEAD";
       bufferBytes: number;
     },
-  ): Promise<ReadReply> {
+  ): Promise<LeanReply> {
     validateKey(key);
     const method = options.method ?? "GET";
     const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
-    if (this.reader) {
+    if (this.lean) {
       try {
-        return await this.reader.request({
+        return await this.lean.request({
           method,
           origin: base,
           path: keyToPath(key),
@@ -305,7 +318,7 @@ export class NodeClient {
     const res = await this.send(base, key, method, options);
     const headers: Record<string, string> = {};
     for (const [name, v] of Object.entries(res.headers)) if (v !== undefined) headers[name] = headerText(v);
-    const reply: ReadReply = { status: res.statusCode, headers, body: undefined, stream: undefined };
+    const reply: LeanReply = { status: res.statusCode, headers, body: undefined, stream: undefined };
     const length = Number(headers["content-length"] ?? Number.NaN);
     if (method === "HEAD" || length <= options.bufferBytes) {
       try {
@@ -338,9 +351,9 @@ export class NodeClient {
       "content-type": BATCH_CONTENT_TYPE,
     };
     let answer: { status: number; text: string } | undefined;
-    if (this.reader) {
+    if (this.lean) {
       try {
-        const reply = await this.reader.request({
+        const reply = await this.lean.request({
           method: "POST",
           origin: base,
           path: BATCH_PATH,
@@ -375,19 +388,19 @@ export class NodeClient {
         details: { [NO_BATCHES]: true },
       });
     }
-    let doc: { results?: BatchAnswer[]; code?: unknown; error?: unknown } | undefined;
-    try {
-      doc = JSON.parse(text) as typeof doc;
-    } catch {
-      // Not JSON: said below.
+    if (status === 200) {
+      try {
+        const doc = JSON.parse(text) as { results?: unknown };
+        if (Array.isArray(doc.results)) return doc.results as BatchAnswer[];
+      } catch {
+        // Said below.
+      }
+      throw new BackpackError(
+        "UPSTREAM_FAILED",
+        `${base} answered a batch with no results: ${text.slice(0, 200)}`,
+      );
     }
-    if (status === 200 && Array.isArray(doc?.results)) return doc.results;
-    const code = isErrorCode(doc?.code) ? doc.code : status >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
-    throw new BackpackError(
-      code,
-      `${base} answered a batch ${status}: ${typeof doc?.error === "string" ? doc.error : text.slice(0, 200)}`,
-      { details: { status } },
-    );
+    throw answerError(status, text, base, BATCH_PATH);
   }
 
   private authHeaders(options: NodeRequestOptions): Record<string, string> {
@@ -446,23 +459,47 @@ export async function expectStatus(
   key: string,
 ): Promise<void> {
   if (ok.includes(res.statusCode)) return;
-  let code: ErrorCode = res.statusCode >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
-  let message = `${base} answered ${res.statusCode} for ${key}`;
+  throw answerError(res.statusCode, await res.body.text().catch(() => ""), base, key);
+}
+
+/** The error a node's answer says (its JSON `code` and `error` where it sent them). */
+function answerError(
+  status: number,
+  text: Buffer | string | undefined,
+  base: string,
+  what: string,
+): BackpackError {
+  let code: ErrorCode = status >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
+  let message = `${base} answered ${status} for ${what}`;
   try {
-    const body = (await res.body.json()) as { code?: unknown; error?: unknown };
+    const body = JSON.parse(text?.toString("utf8") ?? "") as { code?: unknown; error?: unknown };
     if (isErrorCode(body.code)) code = body.code;
     if (typeof body.error === "string") message = `${base}: ${body.error}`;
   } catch {
     // Not a JSON error body.
   }
-  if (res.statusCode === 404) code = "NOT_FOUND";
-  throw new BackpackError(code, message, { details: { status: res.statusCode } });
+  if (status === 404) code = "NOT_FOUND";
+  return new BackpackError(code, message, { details: { status } });
+}
+
+/** A node's answer to a PUT: the checksum and version it stored, or the error it said. */
+function putOutcome(
+  status: number,
+  header: (name: string) => string,
+  text: Buffer | string | undefined,
+  base: string,
+  key: string,
+): { crc: number; version: Version | undefined } {
+  if (status === 409) throw staleError(header(VERSION_HEADER), base, key);
+  if (status !== 201) throw answerError(status, text, base, key);
+  const crc = parseChecksum(header("x-backpack-checksum"));
+  if (crc === undefined)
+    throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a checksum`);
+  return { crc, version: parseVersion(header(VERSION_HEADER)) };
 }
 
 /** The STALE_VERSION error of a 409 answer, naming the version the node holds (`details.current`). */
-async function staleError(res: Dispatcher.ResponseData, base: string, key: string): Promise<BackpackError> {
-  await res.body.dump();
-  const current = headerText(res.headers[VERSION_HEADER]);
+function staleError(current: string, base: string, key: string): BackpackError {
   return new BackpackError(
     "STALE_VERSION",
     `${base} holds ${key} in version ${current || "?"}, as new or newer`,

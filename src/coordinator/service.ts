@@ -14,7 +14,7 @@ import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { createAgent } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
-import { ReadClient } from "../client/read-client.js";
+import { LeanClient } from "../client/lean-client.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AckedVersions } from "./acked-versions.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
@@ -58,8 +58,8 @@ export class CoordinatorService implements Service {
   private readonly flusher: UsageFlusher;
   private readonly registry: ReturnType<typeof createRegistry>;
   private readonly ownAgent: Agent | undefined;
-  /** Reads from the nodes (GET/HEAD) go through this lean client; everything else through the agent. */
-  private readonly reader = new ReadClient();
+  /** Reads from the nodes and uploads to them go through this lean client; the rest through the agent. */
+  private readonly lean = new LeanClient();
   private baseUrl: string | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -96,7 +96,7 @@ export class CoordinatorService implements Service {
           // Small upload bodies to one node in one turn go in one request, stored by one group commit.
           batch: true,
         },
-        this.reader,
+        this.lean,
       ),
       health: new NodeHealth(config.suspectMs, now),
       usage,
@@ -171,7 +171,7 @@ export class CoordinatorService implements Service {
       this.uploads.watch.close();
       this.ctx.lagWatch.close();
       await this.flusher.stop(this.config.drainMs);
-      this.reader.close();
+      this.lean.close();
       await this.ownAgent?.close().catch(() => undefined);
     })();
     return this.stopped;

@@ -177,10 +177,13 @@ async function writeRound(
   const whole = small ? body.buffer() : undefined;
   // Checked by every node: the client's CRC once the body is complete, else the one it declared.
   const expectedCrc = body.complete ? body.crc : declaredCrc;
-  const writes = targets.map((serverId) => {
+  // Every reader is opened before any write starts: a body streamed through once lets a chunk go as soon as
+  // every open reader has taken it.
+  const readers = targets.map(() => (whole === undefined ? body.open() : undefined));
+  const writes = targets.map((serverId, i) => {
     const base = snapshot.servers[serverId]?.url;
     let state = 0; // 0 in flight, 1 durable, -1 failed
-    let reader: ReturnType<BodySource["open"]> | undefined;
+    const reader = readers[i];
     // Only a streamed body's request is aborted when cut (its reader must let go of the body); a whole
     // body's request is left to end by itself, its answer dropped.
     const abort = whole === undefined ? new AbortController() : undefined;
@@ -199,7 +202,6 @@ async function writeRound(
       if (base === undefined) {
         throw new BackpackError("UNAVAILABLE", `server ${serverId} is not in the cluster map`);
       }
-      reader = whole === undefined ? body.open() : undefined;
       ctx.nodes
         .put(base, key, whole ?? reader!, {
           size: body.size,

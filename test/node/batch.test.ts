@@ -13,7 +13,7 @@ import { hasCode } from "../../src/common/errors.js";
 import { formatVersion } from "../../src/common/version.js";
 import { createAgent } from "../../src/client/http-agent.js";
 import { NodeClient } from "../../src/client/node-client.js";
-import { ReadClient } from "../../src/client/read-client.js";
+import { LeanClient } from "../../src/client/lean-client.js";
 import { startProcess } from "../helpers/process.js";
 import { tempDir } from "../helpers/tmp.js";
 import { freePort } from "../helpers/wait.js";
@@ -222,7 +222,7 @@ void test("fuzzed frames (cut short, damaged, wrong counts and lengths) are refu
 void test("small writes to one node made in one turn go out as one batch and are made durable by one group commit", async (t) => {
   const node = await startNode(t);
   const agent = createAgent();
-  const reader = new ReadClient();
+  const reader = new LeanClient();
   t.after(async () => {
     reader.close();
     await agent.close();
