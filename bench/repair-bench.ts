@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { createAgent } from "../src/client/http-agent.js";
 import { NodeClient } from "../src/client/node-client.js";
-import { ReadClient } from "../src/client/read-client.js";
+import { LeanClient } from "../src/client/lean-client.js";
 import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
 import { silentLogger } from "../src/common/logger.js";
 import { AntiEntropy, type ShardReport } from "../src/replicator/anti-entropy.js";
@@ -116,7 +116,7 @@ async function repairer(
   for (const [id, url] of Object.entries(nodes)) await map.addServer(id, url);
   await map.addShard("1", Object.keys(nodes), 1e15);
   const agent = createAgent({ connections: 32 });
-  const reader = new ReadClient();
+  const reader = new LeanClient();
   const client = new NodeClient(agent, {}, reader);
   const repair = new AntiEntropy(map, client, new Copier(client, { timeoutMs: 30_000 }), silentLogger, {
     intervalMs: 0,

@@ -1,6 +1,16 @@
 import { tmpdir } from "node:os";
 import { buildConfig, check } from "../common/config.js";
 
+/**
+ * Which replicas an upload is written to before its answer:
+ * - `live` (the default): every node of the shard that is not down or suspect, at once;
+ * - `all`: every node of the shard, and a 200 only when every one holds it (`X-Backpack-Replicas: all`);
+ * - `one`: one node, the others by queued copies (the original's way, kept as the weaker choice).
+ */
+export type ReplicaMode = "live" | "one" | "all";
+
+export const REPLICA_MODES: readonly ReplicaMode[] = ["live", "one", "all"];
+
 /** Everything a coordinator needs, validated once and frozen. Sizes in bytes, times in ms. */
 export interface CoordinatorConfig {
   host: string;
@@ -37,6 +47,19 @@ export interface CoordinatorConfig {
   adminToken: string | undefined;
   /** Time a node may take to answer a request, and the longest silence inside a transfer. */
   nodeTimeoutMs: number;
+  /**
+   * Where an upload is written before its 200 (`X-Backpack-Replicas` chooses per request): `live`, every node
+   * of its shard that is not down, at once, with a hinted-handoff copy task for the others; `all`, every node;
+   * `one`, one node and a queued copy task for each other one (the original's way, the weaker choice).
+   */
+  replicas: ReplicaMode;
+  /** `live` uploads: durable copies needed for a 200 (a shard with fewer nodes needs them all); fewer: 503. */
+  writeQuorum: number;
+  /**
+   * A node whose write falls behind the other replicas of the upload (has taken no byte, or not answered, while
+   * another one is ahead) for this long is cut and handed off.
+   */
+  writeTimeoutMs: number;
   /** Time a queue push may take before the coordinator copies to the other nodes itself instead. */
   queueTimeoutMs: number;
   /**
@@ -69,6 +92,9 @@ export const COORDINATOR_DEFAULTS: Readonly<
   bodyTimeoutMs: 20_000,
   minBodyRate: 1024,
   nodeTimeoutMs: 10_000,
+  replicas: "live",
+  writeQuorum: 1,
+  writeTimeoutMs: 2_000,
   queueTimeoutMs: 2_000,
   maxBacklog: 100,
   usageFlushMs: 1_000,
@@ -97,6 +123,10 @@ export function coordinatorConfig(
       check.nonNegative(problems, "maxBufferedBytes", c.maxBufferedBytes);
       check.nonNegative(problems, "minBodyRate", c.minBodyRate);
       check.nonEmpty(problems, "tmpDir", c.tmpDir);
+      check.positiveInt(problems, "writeQuorum", c.writeQuorum);
+      if (!REPLICA_MODES.includes(c.replicas)) {
+        problems.push(`replicas must be one of ${REPLICA_MODES.join(", ")} (got ${String(c.replicas)})`);
+      }
       for (const name of [
         "nodeTimeoutMs",
         "queueTimeoutMs",
@@ -106,6 +136,7 @@ export function coordinatorConfig(
         "headersTimeoutMs",
         "keepAliveTimeoutMs",
         "bodyTimeoutMs",
+        "writeTimeoutMs",
       ] as const) {
         check.positiveInt(problems, name, c[name]);
       }

@@ -5,6 +5,7 @@ import type { Logger } from "../common/logger.js";
 import type { HybridClock } from "../common/version.js";
 import type { AckedVersions } from "./acked-versions.js";
 import type { CoordinatorConfig } from "./config.js";
+import type { LagWatch } from "./lag-watch.js";
 import type { NodeHealth } from "./node-health.js";
 import type { QueueGate } from "./queue-gate.js";
 import type { Random } from "./shard-chooser.js";
@@ -47,6 +48,8 @@ export interface CoordinatorContext {
   readonly clock: HybridClock;
   /** The versions this coordinator acknowledged lately: reads never serve anything older. */
   readonly acked: AckedVersions;
+  /** The write timeout of every upload's replica writes (`writeTimeoutMs`). */
+  readonly lagWatch: LagWatch;
 }
 
 export interface CoordinatorMetrics {
@@ -57,6 +60,7 @@ export interface CoordinatorMetrics {
   readFailovers: Counter;
   deletes: Counter<"result">;
   directCopies: Counter<"result">;
+  handoffs: Counter<"reason">;
   usageFlushes: Counter<"result">;
 }
 
@@ -101,6 +105,12 @@ export function createMetrics(registry: Registry): CoordinatorMetrics {
       name: "backpack_coordinator_direct_copies_total",
       help: "Copies made by the coordinator itself (queue unavailable, or all replicas asked for), by result",
       labelNames: ["result"],
+      registers,
+    }),
+    handoffs: new Counter({
+      name: "backpack_coordinator_handoffs_total",
+      help: "Copy tasks queued for a node that does not hold an upload at its 200, by why (skipped: down or suspect; failed; slow: cut by the write timeout)",
+      labelNames: ["reason"],
       registers,
     }),
     usageFlushes: new Counter({

@@ -14,11 +14,12 @@ import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { createAgent } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
-import { ReadClient } from "../client/read-client.js";
+import { LeanClient } from "../client/lean-client.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AckedVersions } from "./acked-versions.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
 import { handleDelete } from "./delete-handler.js";
+import { LagWatch } from "./lag-watch.js";
 import { MemoryBudget } from "./memory-budget.js";
 import { NodeHealth } from "./node-health.js";
 import { QueueGate } from "./queue-gate.js";
@@ -65,8 +66,8 @@ export class CoordinatorService implements Service {
   private readonly flusher: UsageFlusher;
   private readonly registry: ReturnType<typeof createRegistry>;
   private readonly ownAgent: Agent | undefined;
-  /** Reads from the nodes (GET/HEAD) go through this lean client; everything else through the agent. */
-  private readonly reader = new ReadClient();
+  /** Reads from the nodes and uploads to them go through this lean client; the rest through the agent. */
+  private readonly lean = new LeanClient();
   private baseUrl: string | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -102,8 +103,10 @@ export class CoordinatorService implements Service {
         {
           ...(config.nodeToken ? { token: config.nodeToken } : {}),
           timeoutMs: config.nodeTimeoutMs,
+          // Small upload bodies to one node in one turn go in one request, stored by one group commit.
+          batch: true,
         },
-        this.reader,
+        this.lean,
       ),
       health: new NodeHealth(config.suspectMs, now),
       usage,
@@ -125,6 +128,7 @@ export class CoordinatorService implements Service {
       // The origin only breaks ties between coordinators stamping the same microsecond: drawn per start.
       clock: new HybridClock(randomInt(0x10000)),
       acked: new AckedVersions(),
+      lagWatch: new LagWatch(config.writeTimeoutMs),
     };
     registerHealthMetrics(this.registry, this.ctx.queue);
     this.history = new StatusHistory(() => this.stats());
@@ -183,8 +187,9 @@ export class CoordinatorService implements Service {
       this.history.stop();
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
+      this.ctx.lagWatch.close();
       await this.flusher.stop(this.config.drainMs);
-      this.reader.close();
+      this.lean.close();
       await this.ownAgent?.close().catch(() => undefined);
     })();
     return this.stopped;

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
 import { createAgent } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
-import { ReadClient } from "../client/read-client.js";
+import { LeanClient } from "../client/lean-client.js";
 import type { ClusterMap } from "../cluster/types.js";
 import { BackpackError } from "../common/errors.js";
 import { closeServer, listen, sendError, sendJson } from "../common/http.js";
@@ -46,8 +46,8 @@ export class ReplicatorService implements Service {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly agent: Agent;
-  /** Copies read their source through this lean client; PUTs go through the agent. */
-  private readonly reader = new ReadClient();
+  /** Copies read their source and write their target through this lean client; deletes go through the agent. */
+  private readonly lean = new LeanClient();
   private readonly pool: WorkerPool;
   /** Anti-entropy: compares every shard's replicas and repairs them (started with the service). */
   readonly repair: AntiEntropy;
@@ -67,7 +67,8 @@ export class ReplicatorService implements Service {
     this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
     this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
     this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
-    const nodes = new NodeClient(this.agent, {}, this.reader);
+    // Small copies to one node in one turn go in one request, stored by one group commit.
+    const nodes = new NodeClient(this.agent, { batch: true }, this.lean);
     const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
     this.repair = new AntiEntropy(
       deps.map,
@@ -133,13 +134,13 @@ export class ReplicatorService implements Service {
     let cut = false;
     const timer = setTimeout(() => {
       cut = true;
-      this.reader.destroy();
+      this.lean.destroy();
       void this.agent.destroy();
     }, STOP_GRACE_MS);
     await this.pool.drain();
     clearTimeout(timer);
     await closeServer(this.server, 1000);
-    this.reader.close();
+    this.lean.close();
     if (!cut) await this.agent.close();
   }
 

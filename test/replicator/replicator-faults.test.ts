@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { BATCH_PATH, decodeBatch } from "../../src/common/batch-frame.js";
 import { request } from "undici";
 import { silentLogger } from "../../src/common/logger.js";
 import type { ClusterMap } from "../../src/cluster/types.js";
@@ -213,18 +214,29 @@ void test("a target whose disk is full (507 NO_SPACE): its copies wait without s
 });
 
 /**
- * A front for a real node that answers every PUT with 507 NO_SPACE while `full` (as a node with a full disk
- * does) and passes everything else, and everything once `full` is false, to the node.
+ * A front for a real node that answers every write with 507 NO_SPACE while `full` (as a node with a full disk
+ * does: a PUT with 507, every record of a batch with 507) and passes everything else, and everything once
+ * `full` is false, to the node.
  */
 async function fullDiskFront(t: { after: (fn: () => Promise<unknown>) => void }, nodeUrl: string) {
   const state = { full: true, refused: 0, url: "" };
   const server = createServer((req, res) => {
-    if (state.full && req.method === "PUT") {
-      req.resume();
+    if (state.full && (req.method === "PUT" || req.url === BATCH_PATH)) {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         state.refused++;
-        const body = JSON.stringify({ error: "no space left on the device", code: "NO_SPACE" });
-        res.writeHead(507, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+        const refusal = { status: 507, error: "no space left on the device", code: "NO_SPACE" };
+        const batch = req.method === "POST";
+        const body = JSON.stringify(
+          batch
+            ? { results: decodeBatch(Buffer.concat(chunks), { maxBodyBytes: 1 << 30 }).map(() => refusal) }
+            : refusal,
+        );
+        res.writeHead(batch ? 200 : 507, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        });
         res.end(body);
       });
       return;
