@@ -5,6 +5,7 @@ import { keyToPath, validateKey } from "../common/key.js";
 import { formatChecksum, parseChecksum } from "../common/checksum.js";
 import {
   compareVersions,
+  DAMAGED_HEADER,
   formatVersion,
   parseVersion,
   VERSION_HEADER,
@@ -568,6 +569,6 @@ export function objectOf(headers: Record<string, string | string[] | undefined>)
     etag: headerText(headers.etag),
     lastModified: headerText(headers["last-modified"]),
     version: parseVersion(headerText(headers[VERSION_HEADER])),
-    ...(headers["x-backpack-damaged"] !== undefined ? { damaged: true as const } : {}),
+    ...(headers[DAMAGED_HEADER] !== undefined ? { damaged: true as const } : {}),
   };
 }

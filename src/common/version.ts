@@ -19,6 +19,8 @@ export interface Version {
 }
 
 export const VERSION_HEADER = "x-backpack-version";
+/** On a node's HEAD of a damaged record (quarantined until repair restores it). */
+export const DAMAGED_HEADER = "x-backpack-damaged";
 
 /** Negative when `a` is older than `b`, 0 when equal, positive when newer. */
 export function compareVersions(a: Version, b: Version): number {

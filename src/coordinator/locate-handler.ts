@@ -56,8 +56,9 @@ export async function locate(ctx: CoordinatorContext, target: string): Promise<F
       newest = h.obj;
   }
   if (!newest) throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`);
-  const running = health?.find((h) => h.shard === shardId)?.running;
-  const refilling = health?.find((h) => h.shard === shardId)?.nodes ?? {};
+  const shardHealth = health?.find((h) => h.shard === shardId);
+  const running = shardHealth?.running;
+  const refilling = shardHealth?.nodes ?? {};
   const nodes: NodeHolding[] = heads.map((h) => {
     const queued = (tasks ?? [])
       .filter((t) => t.task.target === h.server)

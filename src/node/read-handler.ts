@@ -3,15 +3,13 @@ import { pipeline } from "node:stream/promises";
 import { etagOf, formatChecksum } from "../common/checksum.js";
 import { BackpackError, hasCode } from "../common/errors.js";
 import { httpDate } from "../common/http.js";
-import { formatVersion, VERSION_HEADER } from "../common/version.js";
+import { DAMAGED_HEADER, formatVersion, VERSION_HEADER } from "../common/version.js";
 import type { ObjectInfo, ReadableBody } from "../storage/types.js";
 import { ifRangeHolds, isNotModified, type Validators } from "./conditional.js";
 import type { NodeContext } from "./context.js";
 import { contentRange, parseRange } from "./range.js";
 
 const OCTET_STREAM = "application/octet-stream";
-/** On a HEAD of a damaged record (quarantined until repair restores it). */
-export const DAMAGED_HEADER = "x-backpack-damaged";
 
 /**
  * GET and HEAD of a key. A plain GET goes straight to one store read (index lookup + one positioned read) and,

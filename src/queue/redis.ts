@@ -246,31 +246,26 @@ export class RedisQueue implements ReplicationQueue {
       const failedAt = this.now();
       const letter = JSON.stringify({ raw: held.raw, reason, attempts: held.attempts, failedAt });
       this.log.warn({ id, reason, attempts: held.attempts }, "task dead-lettered");
-      await this.onAll(BURY, () => [id, letter, failedAt]);
+      await this.onEach((link) => link.run(BURY, [id, letter, failedAt]));
     } else {
       // Waiting for an unreachable target is not an attempt: its backoff does not grow with the attempts.
       const attempts = unreachable ? 1 : held.attempts;
       const delay = options.retryAfterMs ?? backoffMs(attempts, this.baseMs, this.maxMs, this.random);
       const ms = Math.max(0, Math.round(delay));
-      await this.onAll(RETRY, (server) => [id, ms + this.graceOn(server, id), unreachable ? 1 : 0]);
+      await this.onEach((link, server) =>
+        link.run(RETRY, [id, ms + this.graceOn(server, id), unreachable ? 1 : 0]),
+      );
     }
   }
 
   async expedite(ids: readonly string[]): Promise<void> {
     this.check();
-    await Promise.all(
-      this.links.map(async (link, server) => {
-        if (!link.up) return;
-        try {
-          for (let i = 0; i < ids.length; i += 1000) {
-            const args = ids.slice(i, i + 1000).flatMap((id) => [id, this.graceOn(server, id)]);
-            await link.run(EXPEDITE, args);
-          }
-        } catch {
-          // The copies a server missed wait out their backoff there: later, never lost.
-        }
-      }),
-    );
+    await this.onEach(async (link, server) => {
+      for (let i = 0; i < ids.length; i += 1000) {
+        const args = ids.slice(i, i + 1000).flatMap((id) => [id, this.graceOn(server, id)]);
+        await link.run(EXPEDITE, args);
+      }
+    }).catch(() => undefined); // the copies a server missed wait out their backoff there: later, never lost
   }
 
   async stats(): Promise<QueueStats> {
@@ -424,20 +419,13 @@ export class RedisQueue implements ReplicationQueue {
   }
 
   async putHealth(shard: string, doc: string, add: Readonly<Record<string, number>>): Promise<void> {
-    await Promise.all(
-      this.links.map(async (link) => {
-        if (!link.up) return;
-        try {
-          const m = link.client.multi().hset(`${this.keyOf(link)}:health`, shard, doc);
-          for (const [k, v] of Object.entries(add)) {
-            if (v !== 0) m.hincrby(`${this.keyOf(link)}:health-totals:${shard}`, k, v);
-          }
-          await m.exec();
-        } catch {
-          // Health is reported again after the next comparison.
-        }
-      }),
-    );
+    await this.onEach((link) => {
+      const m = link.client.multi().hset(`${this.keyOf(link)}:health`, shard, doc);
+      for (const [k, v] of Object.entries(add)) {
+        if (v !== 0) m.hincrby(`${this.keyOf(link)}:health-totals:${shard}`, k, v);
+      }
+      return m.exec();
+    }).catch(() => undefined); // reported again after the next comparison
   }
 
   async health(): Promise<HealthReport[]> {
@@ -487,11 +475,11 @@ export class RedisQueue implements ReplicationQueue {
   }
 
   /** Runs `fn` on every server that is up; throws UNAVAILABLE when none took it. */
-  private async onEach(fn: (link: RedisServerLink) => Promise<unknown>): Promise<void> {
+  private async onEach(fn: (link: RedisServerLink, server: number) => Promise<unknown>): Promise<void> {
     const done = await Promise.all(
-      this.links.map(async (link) => {
+      this.links.map(async (link, server) => {
         if (!link.up) return false;
-        return fn(link).then(
+        return fn(link, server).then(
           () => true,
           () => false,
         );
@@ -537,25 +525,6 @@ export class RedisQueue implements ReplicationQueue {
 
   private keyOf(link: RedisServerLink): string {
     return link.prefix;
-  }
-
-  private async onAll(script: typeof ACK, args: (server: number) => (string | number)[]): Promise<void> {
-    const results = await Promise.all(
-      this.links.map(async (link, i) => {
-        if (!link.up) return false;
-        try {
-          await link.run(script, args(i));
-          return true;
-        } catch {
-          return false;
-        }
-      }),
-    );
-    if (!results.some(Boolean)) {
-      throw new BackpackError("UNAVAILABLE", `no queue server answers (${this.endpoints()})`, {
-        retryAfterSec: 1,
-      });
-    }
   }
 
   private async onOthers(

@@ -515,15 +515,17 @@ export class DiskStore implements Store {
 
   private infoOf(key: string, i: number): ObjectInfo {
     const version = this.index.versionOf(i);
-    return {
+    const info: ObjectInfo = {
       key,
       size: this.index.sizeOf(i),
       bodyCrc: this.index.crcOf(i),
       writeTime: versionTimeMs(version),
       version,
       contentType: this.index.contentTypeOf(i),
-      ...(this.index.isDamaged(i) ? { damaged: true as const } : {}),
     };
+    // On the read path: no spread of an empty object per lookup for the rare damaged record.
+    if (this.index.isDamaged(i)) info.damaged = true;
+    return info;
   }
 
   private countMismatch(key: string, volume: Volume, offset: number): void {
