@@ -8,8 +8,9 @@ export interface UploadAnswer {
 }
 
 /**
- * Uploads `body` from `concurrency` loops (each its own keep-alive connection) to `<url><prefix><n>`, n cycling
- * through `keys`, until `running()` turns false; every answer is kept with its time, so that a caller can count
+ * Uploads `body` from `concurrency` loops (each its own keep-alive connection) to `<url>/<prefix><loop>-<n>`, n
+ * cycling through `keys / concurrency` per loop (so no two uploads of one key are ever in flight at once: they
+ * would race, and one would rightly be refused), until `running()` turns false; every answer is kept with its time, so that a caller can count
  * the errors of a window (a connection error counts as status 0). For loads wrk cannot time per request.
  */
 export async function uploadLoop(o: {
@@ -23,12 +24,12 @@ export async function uploadLoop(o: {
 }): Promise<UploadAnswer[]> {
   const agent = new Agent({ connections: o.concurrency, pipelining: 1 });
   const answers: UploadAnswer[] = [];
-  let n = 0;
+  const perLoop = Math.max(1, Math.floor(o.keys / o.concurrency));
   try {
     await Promise.all(
-      Array.from({ length: o.concurrency }, async () => {
-        while (o.running()) {
-          const key = `${o.prefix}${n++ % o.keys}`;
+      Array.from({ length: o.concurrency }, async (_, loop) => {
+        for (let n = 0; o.running(); n++) {
+          const key = `${o.prefix}${loop}-${n % perLoop}`;
           let status = 0;
           try {
             const res = await request(`${o.url}/${key}`, {

@@ -11,6 +11,8 @@ export interface LeanReply {
   body: Buffer | undefined;
   /** The body as a stream when it is longer: read it to the end or destroy it. */
   stream: Readable | undefined;
+  /** A streamed request body: a chunk of it was taken before the answer (so it cannot be sent again). */
+  bodyTaken: boolean;
 }
 
 export interface LeanRequest {
@@ -28,6 +30,11 @@ export interface LeanRequest {
   body?: Buffer | { length: number; chunks: AsyncIterable<Uint8Array> };
   /** Gives the request up: it fails with UPSTREAM_FAILED and its connection is closed. */
   signal?: AbortSignal;
+  /**
+   * A streamed body waits for the server's `100 Continue` (sent with `Expect: 100-continue`): nothing is taken
+   * from it until the server has admitted the request, so a refusal (an overloaded node) leaves it whole.
+   */
+  expectContinue?: boolean;
   /** Time allowed for the answer's head and a buffered body, and between two chunks of a streamed body. */
   timeoutMs: number;
   /** Bodies up to this size come whole (`body`); longer ones as a stream. */
@@ -77,6 +84,10 @@ interface Exchange {
   chunks: Buffer[];
   /** A streamed body is still being written: the connection cannot serve another request after this one. */
   sending: boolean;
+  /** The streamed body waits for `100 Continue` before it goes out. */
+  pumpOnContinue: (() => void) | undefined;
+  /** A chunk of the streamed body was taken. */
+  bodyTaken: boolean;
 }
 
 interface Conn {
@@ -138,6 +149,8 @@ export class LeanClient {
         remaining: 0,
         chunks: [],
         sending: false,
+        pumpOnContinue: undefined,
+        bodyTaken: false,
       };
       if (req.signal) {
         if (req.signal.aborted) {
@@ -179,12 +192,19 @@ export class LeanClient {
       return;
     }
     if (!Buffer.isBuffer(body)) {
-      // The head goes out with the first chunk (one write, one wake-up of the node, not two).
       ex.sending = true;
+      if (ex.request.expectContinue) {
+        // The head alone; the body once the server said 100 Continue (or never, after a final answer).
+        conn.socket.write(ex.head, "latin1");
+        ex.pumpOnContinue = () => void this.pump(conn, ex, body.chunks, false);
+        return;
+      }
+      // The head goes out with the first chunk (one write, one wake-up of the node, not two).
       // Not a chunk is taken before the node took the connection: a node that refuses it leaves the body
       // whole for the next one.
-      if (conn.socket.connecting) conn.socket.once("connect", () => void this.pump(conn, ex, body.chunks));
-      else void this.pump(conn, ex, body.chunks);
+      if (conn.socket.connecting)
+        conn.socket.once("connect", () => void this.pump(conn, ex, body.chunks, true));
+      else void this.pump(conn, ex, body.chunks, true);
       return;
     }
     conn.socket.cork();
@@ -198,13 +218,19 @@ export class LeanClient {
    * silence counts while it does not take what was written; the time spent waiting for the next chunk (a
    * slow uploader) does not. Stops when the exchange ends early (an answer before the whole body, a failure).
    */
-  private async pump(conn: Conn, ex: Exchange, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  private async pump(
+    conn: Conn,
+    ex: Exchange,
+    chunks: AsyncIterable<Uint8Array>,
+    withHead: boolean,
+  ): Promise<void> {
     const it = chunks[Symbol.asyncIterator]();
-    let head = true;
+    let head = withHead;
     try {
       for (;;) {
         // Waiting for the uploader's next chunk is not the node's silence.
         clearTimeout(ex.timer);
+        ex.bodyTaken = true;
         const next = await it.next();
         if (conn.exchange !== ex) return;
         let full: boolean;
@@ -321,7 +347,12 @@ export class LeanClient {
         return;
       }
       if (parsed.informational) {
-        // 1xx: another head follows.
+        // 1xx: another head follows. A 100 lets a body that waited for it go.
+        if (parsed.status === 100 && ex.pumpOnContinue) {
+          const pump = ex.pumpOnContinue;
+          ex.pumpOnContinue = undefined;
+          pump();
+        }
         if (buf.length > end + 4) this.onData(conn, buf.subarray(end + 4));
         return;
       }
@@ -335,6 +366,7 @@ export class LeanClient {
         headers: parsed.headers,
         body: undefined,
         stream: undefined,
+        bodyTaken: ex.bodyTaken,
       };
       ex.reply = reply;
       if (parsed.length > ex.request.bufferBytes) {
@@ -464,6 +496,8 @@ function requestHead(req: LeanRequest, host: string): string | BackpackError {
   if (/\s/.test(req.path)) return new BackpackError("BAD_REQUEST", "the request path is not encoded");
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${host}\r\n`;
   if (req.body !== undefined) head += `content-length: ${req.body.length}\r\n`;
+  if (req.expectContinue && req.body !== undefined && !Buffer.isBuffer(req.body))
+    head += "expect: 100-continue\r\n";
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) {
       return new BackpackError("BAD_REQUEST", `header ${JSON.stringify(name)} holds a line break`);

@@ -1,4 +1,5 @@
 import { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { request, type Dispatcher } from "undici";
 import { BackpackError, hasCode, isErrorCode, toBackpackError, type ErrorCode } from "../common/errors.js";
 import { keyToPath, validateKey } from "../common/key.js";
@@ -20,6 +21,9 @@ import { WriteBatcher, type BatchAnswer } from "./write-batcher.js";
 
 /** Bodies in memory up to this size are sent in batches (when batching is on); larger ones on their own. */
 const BATCH_BODY_MAX_BYTES = 64 * 1024;
+/** A node refusing a write as overloaded is asked again after this long, doubling up to the max (with jitter). */
+const OVERLOADED_FIRST_WAIT_MS = 50;
+const OVERLOADED_MAX_WAIT_MS = 1000;
 /** Marks the error of a node that answered a batch 404 or 405. */
 const NO_BATCHES = "noBatches";
 
@@ -61,6 +65,13 @@ export interface ReplicaDigest {
   hashes: Uint32Array;
 }
 
+export type PutOptions = NodeRequestOptions & {
+  size?: number;
+  contentType?: string;
+  expectedCrc?: number;
+  version?: Version;
+};
+
 export interface NodeRequestOptions {
   token?: string;
   /** Whole-request timeout for small requests; for streams, the time allowed between bytes. */
@@ -99,12 +110,34 @@ export class NodeClient {
     base: string,
     key: string,
     body: Buffer | AsyncIterable<Uint8Array>,
-    options: NodeRequestOptions & {
-      size?: number;
-      contentType?: string;
-      expectedCrc?: number;
-      version?: Version;
-    } = {},
+    options: PutOptions = {},
+  ): Promise<{ crc: number; version: Version | undefined }> {
+    const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
+    const deadline = Date.now() + timeoutMs;
+    for (let waitMs = OVERLOADED_FIRST_WAIT_MS; ; waitMs = Math.min(2 * waitMs, OVERLOADED_MAX_WAIT_MS)) {
+      try {
+        return await this.putOnce(base, key, body, options, timeoutMs);
+      } catch (err) {
+        // A node that refused for lack of room before taking a byte (too many uploads in flight) is asked
+        // again a little later, within the request's time: the body is whole still (in memory, or a stream
+        // that waited for its 100 Continue).
+        const whole = Buffer.isBuffer(body) || toBackpackError(err).details?.bodyTaken === false;
+        if (!hasCode(err, "OVERLOADED") || !whole || options.signal?.aborted) throw err;
+        const wait = waitMs * (0.5 + Math.random() / 2);
+        if (Date.now() + wait > deadline) throw err;
+        await sleep(wait, undefined, options.signal ? { signal: options.signal } : {}).catch(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  private async putOnce(
+    base: string,
+    key: string,
+    body: Buffer | AsyncIterable<Uint8Array>,
+    options: PutOptions,
+    timeoutMs: number,
   ): Promise<{ crc: number; version: Version | undefined }> {
     if (
       this.batcher &&
@@ -139,19 +172,28 @@ export class NodeClient {
     if (options.version) headers[VERSION_HEADER] = formatVersion(options.version);
     const size = Buffer.isBuffer(body) ? body.length : options.size;
     if (this.lean?.handles(base) && size !== undefined) {
-      // The lean client: a body in memory goes with the head in one write, a stream at the node's pace.
+      // The lean client: a body in memory goes with the head in one write; a stream at the node's pace, once
+      // the node admitted it (100 Continue), so that a refusal leaves it whole.
       validateKey(key);
+      const streamed = !Buffer.isBuffer(body);
       const reply = await this.lean.request({
         method: "PUT",
         origin: base,
         path: keyToPath(key),
         headers,
         body: Buffer.isBuffer(body) ? body : { length: size, chunks: body },
-        timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000,
+        expectContinue: streamed,
+        timeoutMs,
         bufferBytes: 64 * 1024,
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      return putOutcome(reply.status, (name) => reply.headers[name] ?? "", reply.body, base, key);
+      try {
+        return putOutcome(reply.status, (name) => reply.headers[name] ?? "", reply.body, base, key);
+      } catch (err) {
+        // Whether the body can be sent again (for a refusal before it: an overloaded node).
+        const e = toBackpackError(err);
+        throw new BackpackError(e.code, e.message, { details: { ...e.details, bodyTaken: reply.bodyTaken } });
+      }
     }
     if (size !== undefined) headers["content-length"] = String(size);
     const res = await this.send(base, key, "PUT", { headers, body, ...options });
@@ -352,7 +394,13 @@ export class NodeClient {
     const res = await this.send(base, key, method, options);
     const headers: Record<string, string> = {};
     for (const [name, v] of Object.entries(res.headers)) if (v !== undefined) headers[name] = headerText(v);
-    const reply: LeanReply = { status: res.statusCode, headers, body: undefined, stream: undefined };
+    const reply: LeanReply = {
+      status: res.statusCode,
+      headers,
+      body: undefined,
+      stream: undefined,
+      bodyTaken: false,
+    };
     const length = Number(headers["content-length"] ?? Number.NaN);
     if (method === "HEAD" || length <= options.bufferBytes) {
       try {

@@ -209,3 +209,27 @@ void test("a handed-off copy that lands after a newer write or a delete of its f
   const stats = await replicator.statsJson();
   assert.deepEqual([stats.copies, stats.deletes, stats.skipped + stats.superseded], [0, 0, 2]);
 });
+
+void test("nodes out of room for more uploads (503 OVERLOADED) are asked again before the body goes out: every upload lands on both", async (t) => {
+  // Bodies past --retain stream through once; the nodes take 1 MiB of upload bodies at a time.
+  const f = await startFixture(t, {
+    shards: { "1": ["1", "2"] },
+    config: { retainBytes: 64 * 1024 },
+    node: { maxInflightBytes: 1024 * 1024 },
+  });
+  const bodies = Array.from({ length: 8 }, (_, i) => Buffer.alloc(700_000, i + 1));
+  const answers = await Promise.all(bodies.map((body, i) => put(f.url, `crowd/${i}`, body)));
+  for (const [i, a] of answers.entries()) {
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    assert.equal(a.queued, null, `crowd/${i} handed off`);
+    for (const id of ["1", "2"]) assert.ok((await bytesOn(f, id, `crowd/${i}`)).body.equals(bodies[i]!));
+  }
+  let refused = 0;
+  for (const id of ["1", "2"]) {
+    const stats = (await (await fetch(`${nodeUrl(f, id)}/stats`)).json()) as {
+      refused: { overloaded: number };
+    };
+    refused += stats.refused.overloaded;
+  }
+  assert.ok(refused > 0, "the nodes did refuse some (else this test shows nothing)");
+});

@@ -4,7 +4,7 @@ import { EmbeddedClusterMap } from "../../src/cluster/embedded.js";
 import type { ClusterMap } from "../../src/cluster/types.js";
 import { coordinatorConfig, type CoordinatorConfig } from "../../src/coordinator/config.js";
 import { CoordinatorService } from "../../src/coordinator/service.js";
-import { nodeConfig } from "../../src/node/config.js";
+import { nodeConfig, type NodeConfig } from "../../src/node/config.js";
 import { NodeService } from "../../src/node/service.js";
 import { EmbeddedQueue } from "../../src/queue/embedded.js";
 import type { ReplicationQueue } from "../../src/queue/types.js";
@@ -38,6 +38,8 @@ export interface FixtureOptions {
   enable?: boolean;
   queue?: boolean;
   config?: Partial<CoordinatorConfig>;
+  /** Settings of every storage node. */
+  node?: Partial<NodeConfig>;
   nodeToken?: string;
   /** The coordinator's randomness (shard choice, node order); Math.random by default. */
   random?: () => number;
@@ -58,7 +60,7 @@ export async function startFixture(
   const nodes = new Map<string, NodeService>();
   const startNodeAt = async (id: string, port: number): Promise<NodeService> => {
     const node = new NodeService(
-      nodeConfig({ dataDir: join(dir, `node-${id}`), port, writeToken: options.nodeToken }),
+      nodeConfig({ ...options.node, dataDir: join(dir, `node-${id}`), port, writeToken: options.nodeToken }),
     );
     await node.start();
     nodes.set(id, node);
