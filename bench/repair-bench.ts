@@ -241,7 +241,7 @@ async function compare(root: string): Promise<void> {
   const relays = await Promise.all([countingRelay(d.url), countingRelay(e.url)]);
   const { repair, close } = await repairer(
     join(root, "cmp"),
-    { d: relays[0]!.url, e: relays[1]!.url },
+    { d: relays[0].url, e: relays[1].url },
     UNBOUNDED,
   );
   const c0 = performance.now();

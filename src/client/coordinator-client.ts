@@ -4,6 +4,7 @@ import { BackpackError } from "../common/errors.js";
 import { keyToPath } from "../common/key.js";
 import { expectStatus, objectOf, upstreamError, type NodeObject } from "./node-client.js";
 import type { ShardHealth } from "../queue/health.js";
+import type { ServiceRingView } from "../ring/service-ring.js";
 
 /** The coordinator's `GET /stats`: the original's fields first (same names and meaning), then ours. Bytes. */
 export type { ShardHealth };
@@ -194,6 +195,17 @@ export class CoordinatorClient {
     const res = await this.send(base, "/cluster", "GET", {});
     await expectStatus(res, [200], base, "/cluster");
     return (await res.body.json()) as ClusterView;
+  }
+
+  /** The coordinator's ring view (`GET /ring`); undefined when the ring is off on it. */
+  async ring(base: string): Promise<ServiceRingView | undefined> {
+    const res = await this.send(base, "/ring", "GET", {});
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    await expectStatus(res, [200], base, "/ring");
+    return (await res.body.json()) as ServiceRingView;
   }
 
   private authHeaders(token: string | undefined): Record<string, string> {

@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
 import { buildConfig, check } from "../common/config.js";
+import type { RingMemberConfig } from "../ring/config.js";
 
 /** Everything a coordinator needs, validated once and frozen. Sizes in bytes, times in ms. */
 export interface CoordinatorConfig {
@@ -49,9 +50,11 @@ export interface CoordinatorConfig {
   /** Time allowed to receive a request's headers (slow-loris guard). */
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** Membership in the ring (on the coordinator's HTTP port), or undefined: no ring (docs/ring.md). */
+  ring: Readonly<RingMemberConfig> | undefined;
 }
 
-export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken" | "nodeToken">> =
+export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken" | "nodeToken" | "ring">> =
   Object.freeze({
     host: "127.0.0.1",
     port: 0,
@@ -78,7 +81,7 @@ export function coordinatorConfig(
 ): Readonly<CoordinatorConfig> {
   return buildConfig<CoordinatorConfig>(
     "coordinator",
-    [{ writeToken: undefined, nodeToken: undefined, ...COORDINATOR_DEFAULTS }, ...layers],
+    [{ writeToken: undefined, nodeToken: undefined, ring: undefined, ...COORDINATOR_DEFAULTS }, ...layers],
     (c, problems) => {
       check.nonEmpty(problems, "host", c.host);
       check.port(problems, "port", c.port);

@@ -12,7 +12,8 @@ import type { Service } from "../common/service.js";
 import { HybridClock } from "../common/version.js";
 import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
-import { createAgent } from "../client/http-agent.js";
+import { ServiceRing } from "../ring/service-ring.js";
+import { createAgent, OriginSockets } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
 import { ReadClient } from "../client/read-client.js";
 import type { CoordinatorConfig } from "./config.js";
@@ -31,6 +32,7 @@ import { UsageFlusher } from "./usage-flusher.js";
 import { beginUpload, type UploadLimits } from "./upload-context.js";
 import { UsageTracker } from "./usage-tracker.js";
 import { handleWrite } from "./write-handler.js";
+import { applyVerdict } from "./ring-health.js";
 
 export interface CoordinatorDeps {
   clusterMap: ClusterMap;
@@ -68,6 +70,10 @@ export class CoordinatorService implements Service {
   /** What every upload body is held to (body timeout, minimum rate, memory), shared by all uploads. */
   private readonly uploads: UploadLimits;
   private uploadsInFlight = 0;
+  /** The coordinator's ring membership; its verdicts on nodes feed the node health (ring-health.ts). */
+  readonly ring: ServiceRing;
+  private readonly sockets = new OriginSockets();
+  private unwatch: (() => void) | undefined;
 
   constructor(
     readonly config: Readonly<CoordinatorConfig>,
@@ -75,7 +81,7 @@ export class CoordinatorService implements Service {
   ) {
     const log = deps.log ?? silentLogger;
     const now = deps.now ?? Date.now;
-    const agent = deps.agent ?? createAgent({ connections: 128 });
+    const agent = deps.agent ?? createAgent({ connections: 128, sockets: this.sockets });
     this.ownAgent = deps.agent ? undefined : agent;
     this.registry = createRegistry({ service: "coordinator" }, deps.processMetrics ?? false);
     this.uploads = {
@@ -115,6 +121,7 @@ export class CoordinatorService implements Service {
       acked: new AckedVersions(),
     };
     registerHealthMetrics(this.registry, this.ctx.queue);
+    this.ring = new ServiceRing(config.ring, "coordinator", log);
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(
       {
@@ -160,11 +167,22 @@ export class CoordinatorService implements Service {
     this.startedAt = this.ctx.now();
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     this.flusher.start();
+    await this.ring.start(this.server, this.baseUrl);
+    this.unwatch = this.ring.watchServers(this.ctx.map, (id, verdict, previous) =>
+      applyVerdict(this.ctx, (to, why) => this.cut(to, why), id, verdict, previous),
+    );
+  }
+
+  /** Ends every request in flight to a node (host:port) at once: the ring holds it dead or suspect. */
+  private cut(authority: string, why: string): number {
+    return this.sockets.cut(authority) + this.reader.cut(authority, why);
   }
 
   async stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.stopping = true;
+      this.unwatch?.();
+      await this.ring.stop();
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
       await this.flusher.stop(this.config.drainMs);
@@ -214,6 +232,7 @@ export class CoordinatorService implements Service {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
+      if (path === "/ring") return sendJson(res, 200, this.ring.view());
       if (path.startsWith(LOCATE_PREFIX)) return handleLocate(this.ctx, res, target);
       if (path === "/healthz") {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });

@@ -115,7 +115,7 @@ export async function handleWrite(
 }
 
 /** The storage nodes' own paths (and the coordinator's): no file can be stored under these exact keys. */
-const RESERVED_KEYS = new Set(["stats", "metrics", "healthz", "cluster"]);
+const RESERVED_KEYS = new Set(["stats", "metrics", "healthz", "cluster", "ring"]);
 
 /** `X-Backpack-Replicas: all` or `?replicas=all`. */
 export function wantsAllReplicas(req: IncomingMessage, target: string): boolean {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { sendError } from "../common/http.js";
 import { toBackpackError, type ErrorCode } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
+import type { ServiceRing } from "../ring/service-ring.js";
 import type { Store } from "../storage/types.js";
 import type { NodeConfig } from "./config.js";
 import type { IdleWatch } from "../common/idle-watch.js";
@@ -23,6 +24,8 @@ export interface NodeContext {
   readonly now: () => number;
   /** Set when the node came back after longer than its tombstone grace period: why repair must not merge it. */
   readonly awayTooLong: string | undefined;
+  /** The node's ring membership (`GET /ring`); off when the config has no ring. */
+  readonly ring: ServiceRing;
 }
 
 const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {

@@ -7,6 +7,7 @@ import { closeServer, listen } from "../common/http.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
 import { originOf } from "../common/version.js";
+import { ServiceRing } from "../ring/service-ring.js";
 import { openStore } from "../storage/store.js";
 import type { Store } from "../storage/types.js";
 import { IdleWatch } from "../common/idle-watch.js";
@@ -82,6 +83,7 @@ export class NodeService implements Service {
       this.heartbeat = heartbeat;
     }
     const gate = new UploadGate(c.maxInflightUploads, c.maxInflightBytes);
+    const ring = new ServiceRing(c.ring, "node", this.log);
     const ctx: NodeContext = {
       config: c,
       store,
@@ -91,6 +93,7 @@ export class NodeService implements Service {
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
       now: () => performance.now(),
       awayTooLong: c.rejoin ? undefined : away,
+      ring,
       stats: new NodeStats(
         () => store.stats(),
         () => ({ uploads: gate.inflightUploads, bytes: gate.inflightBytes }),
@@ -121,10 +124,17 @@ export class NodeService implements Service {
     this.server = server;
     try {
       this.baseUrl = await listen(server, c.host, c.port);
+      await ring.start(server, this.baseUrl);
     } catch (err) {
+      await closeServer(server, 0);
       await store.close();
       throw err;
     }
+  }
+
+  /** The node's ring member, when the ring is on (for the embedded cluster and tests). */
+  get ring(): ServiceRing | undefined {
+    return this.ctx?.ring;
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
@@ -188,6 +198,8 @@ export class NodeService implements Service {
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
+    // Leave first: coordinators stop sending uploads here while the requests in flight finish.
+    await this.ctx?.ring.stop();
     if (this.server) await closeServer(this.server, this.deps.stopGraceMs ?? 5000);
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     this.ctx?.idle.close();

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
-import { createAgent } from "../client/http-agent.js";
+import { createAgent, OriginSockets } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
 import { ReadClient } from "../client/read-client.js";
 import type { ClusterMap } from "../cluster/types.js";
@@ -11,6 +11,8 @@ import { silentLogger, type Logger } from "../common/logger.js";
 import { createRegistry, sendMetrics } from "../common/metrics.js";
 import type { Service } from "../common/service.js";
 import type { ReplicationQueue } from "../queue/types.js";
+import { ServiceRing } from "../ring/service-ring.js";
+import { authority } from "../ring/url-watch.js";
 import type { ReplicatorConfig } from "./config.js";
 import { AntiEntropy } from "./anti-entropy.js";
 import { Copier } from "./copier.js";
@@ -54,6 +56,10 @@ export class ReplicatorService implements Service {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
+  /** The replicator's ring membership: targets it holds suspect or dead wait (see `WorkerPool.setTargetHeld`). */
+  readonly ring: ServiceRing;
+  private readonly sockets = new OriginSockets();
+  private unwatch: (() => void) | undefined;
 
   constructor(
     readonly config: Readonly<ReplicatorConfig>,
@@ -63,7 +69,11 @@ export class ReplicatorService implements Service {
     this.now = deps.now ?? Date.now;
     this.registry = createRegistry({ service: "replicator" }, deps.processMetrics ?? false);
     this.stats = new ReplicatorStats(this.registry, deps.queue, this.now);
-    this.agent = createAgent({ connections: Math.max(4, config.perTargetConcurrency * 2) });
+    this.agent = createAgent({
+      connections: Math.max(4, config.perTargetConcurrency * 2),
+      sockets: this.sockets,
+    });
+    this.ring = new ServiceRing(config.ring, "replicator", this.log);
     const nodes = new NodeClient(this.agent, {}, this.reader);
     const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
     this.repair = new AntiEntropy(
@@ -96,6 +106,8 @@ export class ReplicatorService implements Service {
 
   async start(): Promise<void> {
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
+    await this.ring.start(this.server, this.baseUrl);
+    this.unwatch = this.ring.watchServers(this.deps.map, (id, verdict) => this.follow(id, verdict));
     this.loop = this.run();
     this.repair.start();
   }
@@ -113,8 +125,22 @@ export class ReplicatorService implements Service {
     };
   }
 
+  /** The ring's verdict on a node: copies to a suspect or dead one wait, and those in flight are cut. */
+  private follow(serverId: string, verdict: string | undefined): void {
+    const held = verdict === "suspect" || verdict === "down";
+    this.pool.setTargetHeld(serverId, held);
+    const url = this.deps.map.snapshot().servers[serverId]?.url;
+    if (held && url !== undefined) {
+      const to = authority(url);
+      this.sockets.cut(to);
+      this.reader.cut(to, `the ring holds server ${serverId} ${verdict}`);
+    }
+  }
+
   private async shutdown(): Promise<void> {
     this.stopping = true;
+    this.unwatch?.();
+    await this.ring.stop();
     await this.repair.stop();
     await this.loop;
     // Copies still running after the grace are cut by closing their connections (no per-request abort
@@ -157,6 +183,7 @@ export class ReplicatorService implements Service {
       }
       if (path === "/stats") sendJson(res, 200, await this.statsJson());
       else if (path === "/metrics") await sendMetrics(res, this.registry);
+      else if (path === "/ring") sendJson(res, 200, this.ring.view());
       else if (path === "/healthz") {
         if (this.stopping) throw new BackpackError("SHUTTING_DOWN", "the replicator is stopping");
         sendJson(res, 200, { ok: true, mapConnected: this.deps.map.connected });

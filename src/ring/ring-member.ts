@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
 import { BackpackError } from "../common/errors.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
@@ -13,6 +14,11 @@ export interface RingMemberDeps {
   /** Milliseconds on a clock shared by the machine (token hop timestamps); monotonic within the process. */
   now?: () => number;
   random?: () => number;
+  /**
+   * Take ring connections on this HTTP server (`Upgrade: backpack-ring/1` on the port it already serves)
+   * instead of listening on `host:port`; `config.advertise` then says where others reach it.
+   */
+  server?: Server;
 }
 
 /** The state a service shows at `/ring` and the dashboard draws. */
@@ -53,6 +59,7 @@ export class RingMember implements Service {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly server: Server | undefined;
   private address = "";
   private stopped = false;
 
@@ -63,6 +70,13 @@ export class RingMember implements Service {
     this.log = deps.log ?? silentLogger;
     this.now = deps.now ?? (() => performance.timeOrigin + performance.now());
     this.random = deps.random ?? Math.random;
+    this.server = deps.server;
+    if (this.server && config.advertise === undefined) {
+      throw new BackpackError(
+        "INVALID_ARGUMENT",
+        "a ring member on a service's HTTP server needs its address",
+      );
+    }
   }
 
   get url(): string {
@@ -99,8 +113,13 @@ export class RingMember implements Service {
         this.pump();
       },
     });
-    const port = await transport.listen();
-    this.address = c.advertise ?? `${c.host.includes(":") ? `[${c.host}]` : c.host}:${port}`;
+    if (this.server) {
+      transport.attach(this.server);
+      this.address = c.advertise as string;
+    } else {
+      const port = await transport.listen();
+      this.address = c.advertise ?? `${c.host.includes(":") ? `[${c.host}]` : c.host}:${port}`;
+    }
     const id = c.id ?? this.address;
     transport.identify(id, this.address);
     this.transport = transport;

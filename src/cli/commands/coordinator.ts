@@ -17,6 +17,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
+import { ringConfigOf, RING_OPTIONS } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -103,6 +104,7 @@ export const command: Command = {
         description: "where chunked uploads larger than --retain are spooled",
         default: "the system temp dir",
       },
+      ...RING_OPTIONS,
       logLevelOption("info"),
     ],
     notes: `
@@ -155,6 +157,7 @@ Example:
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
+      ring: ringConfigOf(args, io),
     });
     const log = createLogger({ level: logLevel, name: "coordinator" });
 

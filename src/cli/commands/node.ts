@@ -12,6 +12,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
+import { ringConfigOf, RING_OPTIONS } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -117,6 +118,7 @@ export const command: Command = {
         description: "how long a delete is remembered; a node away longer must be refilled, not merged",
         default: "7d",
       },
+      ...RING_OPTIONS,
       logLevelOption("info"),
     ],
     notes: `
@@ -169,6 +171,7 @@ Example:
       rejoin: args.options.rejoin === true,
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
       writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
+      ring: ringConfigOf(args, io),
     });
 
     const log = createLogger({ level: logLevel, name: "node" });

@@ -16,6 +16,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
+import { ringConfigOf, RING_OPTIONS } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -82,6 +83,7 @@ export const command: Command = {
         description: "bytes per second repair copies at most",
         default: "32mb",
       },
+      ...RING_OPTIONS,
       logLevelOption("info"),
     ],
     notes: `
@@ -133,6 +135,7 @@ Example:
       repairIntervalMs: durationOption(args, "repair-every"),
       repairFilesPerSec: optInt(args, "repair-rate", 1),
       repairBytesPerSec: bytesOption(args, "repair-bandwidth"),
+      ring: ringConfigOf(args, io),
     });
 
     const log = createLogger({ level: logLevel, name: "replicator" });
