@@ -19,6 +19,7 @@ export const COMMANDS: Readonly<Record<string, string>> = {
   "backpack admin dump-shards": "./commands/admin/dump-shards.js",
   "backpack admin print-stats": "./commands/admin/print-stats.js",
   "backpack admin set-queue": "./commands/admin/set-queue.js",
+  "backpack admin set-settings": "./commands/admin/set-settings.js",
   "backpack admin nginx-config": "./commands/admin/nginx-config.js",
   "backpack queue status": "./commands/queue/status.js",
   "backpack repair": "./commands/repair.js",
@@ -45,6 +46,7 @@ export const ALIASES: Readonly<Record<string, string>> = {
   "backpack-coordinator-dump-shards": "backpack admin dump-shards",
   "backpack-coordinator-print-stats": "backpack admin print-stats",
   "backpack-coordinator-set-queue": "backpack admin set-queue",
+  "backpack-coordinator-set-settings": "backpack admin set-settings",
   "backpack-coordinator-nginx-config": "backpack admin nginx-config",
 };
 

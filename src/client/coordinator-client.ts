@@ -5,6 +5,7 @@ import { keyToPath } from "../common/key.js";
 import { expectStatus, objectOf, upstreamError, type NodeObject } from "./node-client.js";
 import type { ShardHealth } from "../queue/health.js";
 import type { ServiceRingView } from "../ring/service-ring.js";
+import type { RuntimeSettings } from "../cluster/settings.js";
 
 /** The coordinator's `GET /stats`: the original's fields first (same names and meaning), then ours. Bytes. */
 export type { ShardHealth };
@@ -43,6 +44,8 @@ export interface CoordinatorStats {
   under_replicated_files: number | null;
   /** Per shard, the repair health the replicators last reported (docs/operations.md, "Health"). */
   repair: ShardHealth[];
+  /** The runtime settings this coordinator applied, and when (ms since the epoch). */
+  settings: RuntimeSettings & { appliedAt: number };
 }
 
 /** One server of a file's shard in `GET /locate/<shard>:<key>`. */
@@ -82,6 +85,8 @@ export interface FileLocation {
 export interface ClusterView {
   servers: { id: string; url: string; suspect: boolean }[];
   shards: { id: string; servers: string[]; enabled: boolean; capacity: number; used: number }[];
+  /** The cluster map's runtime settings (absent from coordinators that predate them). */
+  settings?: RuntimeSettings;
 }
 
 export interface CoordinatorPutOptions {

@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from "prom-client";
+import type { LiveSettings } from "../cluster/settings.js";
 import type { ClusterMap } from "../cluster/types.js";
 import type { NodeClient } from "../client/node-client.js";
 import type { Logger } from "../common/logger.js";
@@ -42,6 +43,8 @@ export interface CoordinatorContext {
   readonly clock: HybridClock;
   /** The versions this coordinator acknowledged lately: reads never serve anything older. */
   readonly acked: AckedVersions;
+  /** The cluster's runtime settings as this coordinator applied them (client limits, blocklist, log level). */
+  readonly settings: LiveSettings;
 }
 
 export interface CoordinatorMetrics {

@@ -10,6 +10,7 @@ import { silentLogger } from "../common/logger.js";
 import { createRegistry, sendMetrics } from "../common/metrics.js";
 import type { Service } from "../common/service.js";
 import { HybridClock } from "../common/version.js";
+import { followSettings, LiveSettings } from "../cluster/settings.js";
 import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { ServiceRing } from "../ring/service-ring.js";
@@ -33,6 +34,7 @@ import { beginUpload, type UploadLimits } from "./upload-context.js";
 import { UsageTracker } from "./usage-tracker.js";
 import { handleWrite } from "./write-handler.js";
 import { applyVerdict } from "./ring-health.js";
+import { ClientLimits } from "./client-limits.js";
 
 export interface CoordinatorDeps {
   clusterMap: ClusterMap;
@@ -74,6 +76,8 @@ export class CoordinatorService implements Service {
   readonly ring: ServiceRing;
   private readonly sockets = new OriginSockets();
   private unwatch: (() => void) | undefined;
+  /** Blocklist and fleet-wide per-client rates (the cluster's runtime settings). */
+  private readonly limits: ClientLimits;
 
   constructor(
     readonly config: Readonly<CoordinatorConfig>,
@@ -119,9 +123,11 @@ export class CoordinatorService implements Service {
       // The origin only breaks ties between coordinators stamping the same microsecond: drawn per start.
       clock: new HybridClock(randomInt(0x10000)),
       acked: new AckedVersions(),
+      settings: new LiveSettings(log),
     };
     registerHealthMetrics(this.registry, this.ctx.queue);
     this.ring = new ServiceRing(config.ring, "coordinator", log);
+    this.limits = new ClientLimits(this.ctx.settings, this.ring, now);
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(
       {
@@ -168,9 +174,15 @@ export class CoordinatorService implements Service {
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     this.flusher.start();
     await this.ring.start(this.server, this.baseUrl);
-    this.unwatch = this.ring.watchServers(this.ctx.map, (id, verdict, previous) =>
+    const unwatch = this.ring.watchServers(this.ctx.map, (id, verdict, previous) =>
       applyVerdict(this.ctx, (to, why) => this.cut(to, why), id, verdict, previous),
     );
+    const unfollow = followSettings(this.ctx.settings, this.ring, this.ctx.map);
+    this.limits.start();
+    this.unwatch = () => {
+      unwatch();
+      unfollow();
+    };
   }
 
   /** Ends every request in flight to a node (host:port) at once: the ring holds it dead or suspect. */
@@ -182,6 +194,7 @@ export class CoordinatorService implements Service {
     this.stopped ??= (async () => {
       this.stopping = true;
       this.unwatch?.();
+      this.limits.stop();
       await this.ring.stop();
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
@@ -228,6 +241,7 @@ export class CoordinatorService implements Service {
     const target = req.url ?? "/";
     const path = target.split("?", 1)[0] ?? "/";
     const method = req.method ?? "GET";
+    this.limits.admit(req, path);
     if (method === "GET" || method === "HEAD") {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
       if (path === "/metrics") return sendMetrics(res, this.registry);

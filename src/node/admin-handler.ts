@@ -12,7 +12,11 @@ export const RESERVED_PATHS: ReadonlySet<string> = new Set(["/stats", "/metrics"
 export async function handleAdmin(ctx: NodeContext, path: string, res: ServerResponse): Promise<void> {
   switch (path) {
     case "/stats":
-      sendJson(res, 200, ctx.stats.snapshot(Date.now()));
+      sendJson(res, 200, {
+        ...ctx.stats.snapshot(Date.now()),
+        maintenance: ctx.turn.stats(),
+        settings: ctx.settings.status(),
+      });
       return;
     case "/metrics":
       await sendMetrics(res, ctx.stats.registry);

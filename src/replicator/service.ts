@@ -4,12 +4,14 @@ import type { Agent } from "undici";
 import { createAgent, OriginSockets } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
 import { ReadClient } from "../client/read-client.js";
+import { followSettings, LiveSettings } from "../cluster/settings.js";
 import type { ClusterMap } from "../cluster/types.js";
 import { BackpackError } from "../common/errors.js";
 import { closeServer, listen, sendError, sendJson } from "../common/http.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import { createRegistry, sendMetrics } from "../common/metrics.js";
 import type { Service } from "../common/service.js";
+import { parseHealth } from "../queue/health.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { ServiceRing } from "../ring/service-ring.js";
 import { authority } from "../ring/url-watch.js";
@@ -31,6 +33,8 @@ export interface ReplicatorDeps {
 
 /** How long a waiting lease call blocks when the queue is empty. */
 const LEASE_WAIT_MS = 1000;
+/** A comparison reported under way this recently (3 reports) is still running somewhere. */
+const BUSY_REPORT_MS = 6000;
 /** Time given to in-flight copies at stop before they are aborted (their leases bring them back). */
 const STOP_GRACE_MS = 10_000;
 
@@ -60,6 +64,9 @@ export class ReplicatorService implements Service {
   readonly ring: ServiceRing;
   private readonly sockets = new OriginSockets();
   private unwatch: (() => void) | undefined;
+  private unfollow: (() => void) | undefined;
+  /** The cluster's runtime settings as this replicator applied them (the log level). */
+  readonly settings: LiveSettings;
 
   constructor(
     readonly config: Readonly<ReplicatorConfig>,
@@ -74,6 +81,7 @@ export class ReplicatorService implements Service {
       sockets: this.sockets,
     });
     this.ring = new ServiceRing(config.ring, "replicator", this.log);
+    this.settings = new LiveSettings(this.log);
     const nodes = new NodeClient(this.agent, {}, this.reader);
     const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
     this.repair = new AntiEntropy(
@@ -88,6 +96,10 @@ export class ReplicatorService implements Service {
         token: config.nodeToken,
         timeoutMs: config.requestTimeoutMs,
         publish: (health, add) => deps.queue.putHealth(health.shard, JSON.stringify(health), { ...add }),
+        ownership: {
+          owns: (shard) => this.ownsShard(shard),
+          busyElsewhere: (shard) => this.busyElsewhere(shard),
+        },
       },
       () => this.baseUrl ?? "replicator",
     );
@@ -108,6 +120,7 @@ export class ReplicatorService implements Service {
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     await this.ring.start(this.server, this.baseUrl);
     this.unwatch = this.ring.watchServers(this.deps.map, (id, verdict) => this.follow(id, verdict));
+    this.unfollow = followSettings(this.settings, this.ring, this.deps.map);
     this.loop = this.run();
     this.repair.start();
   }
@@ -118,11 +131,41 @@ export class ReplicatorService implements Service {
   }
 
   /** The figures of `GET /stats`. */
-  async statsJson(): Promise<ReplicatorStatsJson & { repair: ReturnType<AntiEntropy["status"]> }> {
+  async statsJson(): Promise<
+    ReplicatorStatsJson & {
+      repair: ReturnType<AntiEntropy["status"]>;
+      settings: ReturnType<LiveSettings["status"]>;
+    }
+  > {
     return {
       ...(await this.stats.json(this.pool.active, this.pool.targetsDown())),
       repair: this.repair.status(),
+      settings: this.settings.status(),
     };
+  }
+
+  /**
+   * A shard's repair is this replicator's when the ring's placement names it among the live replicators
+   * ("the next one takes over" when it dies). Without the ring every replicator compares every shard.
+   */
+  private ownsShard(shard: string): boolean {
+    const member = this.ring.ring;
+    if (!member) return true;
+    // Just started: its view may not hold the other replicators yet, and it would take their shards.
+    if (!this.ring.settled) return false;
+    const owner = this.ring.ownerAmong(`repair:${shard}`, "replicator");
+    return owner === undefined || owner === member.id;
+  }
+
+  /** True while another replicator's report of a comparison of `shard` under way is fresh. */
+  private async busyElsewhere(shard: string): Promise<boolean> {
+    if (!this.ring.ring) return false;
+    const health = parseHealth(await this.deps.queue.health()).find((h) => h.shard === shard);
+    return (
+      health?.running != null &&
+      health.reporter !== this.baseUrl &&
+      Date.now() - health.updatedAt < BUSY_REPORT_MS
+    );
   }
 
   /** The ring's verdict on a node: copies to a suspect or dead one wait, and those in flight are cut. */
@@ -140,6 +183,7 @@ export class ReplicatorService implements Service {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     this.unwatch?.();
+    this.unfollow?.();
     await this.ring.stop();
     await this.repair.stop();
     await this.loop;

@@ -5,8 +5,9 @@ import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
 import type { RingMemberConfig } from "./config.js";
 import type { Member } from "./core/member-table.js";
-import { RingCore, type Outgoing, type RingEvent } from "./core/ring-core.js";
+import { RingCore, type Outgoing, type RingCoreStats, type RingEvent } from "./core/ring-core.js";
 import { stampHandOver, type TokenView } from "./core/token.js";
+import { ringPosition } from "./core/k-rings.js";
 import { emptyTransportStats, TcpTransport, type TransportStats } from "./transport/tcp-transport.js";
 
 export interface RingMemberDeps {
@@ -43,6 +44,8 @@ export interface RingView {
   rings: string[][];
   neighbours: string[];
   transport: TransportStats;
+  /** What this member's detector did since it started (probes, suspicions it raised, deaths it declared). */
+  detector: RingCoreStats;
 }
 
 /**
@@ -209,6 +212,23 @@ export class RingMember implements Service {
     return this.requireCore().owners(key, count);
   }
 
+  /**
+   * The live member just before `id` on ring 0, where `id` is or would be: the one "holding its hand" (the
+   * seed's picture), which notices first when it falls and may restart it. Undefined in an empty view.
+   */
+  predecessorOf(id: string): string | undefined {
+    const order = this.requireCore()
+      .ringOrder(0)
+      .filter((m) => m !== id);
+    const at = ringPosition(id, 0);
+    let before: string | undefined;
+    for (const m of order) {
+      const p = ringPosition(m, 0);
+      if (p < at || (p === at && m < id)) before = m;
+    }
+    return before ?? order.at(-1);
+  }
+
   lapTime(): number | undefined {
     return this.requireCore().tokenView().lapMs;
   }
@@ -241,6 +261,7 @@ export class RingMember implements Service {
       rings: Array.from({ length: core.config.rings }, (_, r) => core.ringOrder(r)),
       neighbours: core.neighbours(),
       transport: this.transport ? structuredClone(this.transport.stats) : emptyTransportStats(),
+      detector: { ...core.stats },
     };
   }
 

@@ -2,10 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { hostPortOf, renderNginxConfig } from "../../src/coordinator/nginx-config.js";
 import type { ClusterSnapshot } from "../../src/cluster/types.js";
+import { NO_SETTINGS } from "../../src/cluster/settings.js";
 
 const snapshot: ClusterSnapshot = {
   initialized: true,
   queue: undefined,
+  settings: NO_SETTINGS,
   servers: {
     "1": { id: "1", url: "http://one:10001" },
     "2": { id: "2", url: "http://one:10002" },

@@ -197,3 +197,113 @@ void test("a clean stop announces leaving: the others hold the process left, not
   await coordinator.start();
   await waitAllAlive("the restarted coordinator alive again");
 });
+
+interface AppliedSettings {
+  version: number;
+  logLevel: string | null;
+  appliedAt: number;
+}
+
+/** The settings every process of the cluster applied (nodes, coordinators, replicator: their /stats). */
+async function appliedEverywhere(): Promise<AppliedSettings[]> {
+  const all = [...SERVERS.map((id) => cluster.nodeUrl(id)), ...urls, cluster.replicator.url];
+  return Promise.all(
+    all.map(
+      async (u) => ((await (await fetch(`${u}/stats`)).json()) as { settings: AppliedSettings }).settings,
+    ),
+  );
+}
+
+async function setSettings(...args: string[]): Promise<number> {
+  const r = await runBin("backpack-coordinator-set-settings", [
+    cluster.zk.connectString,
+    "/chaos",
+    ...args,
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { version: number }).version;
+}
+
+void test("a settings change reaches every process over the ring; a node started after it has it too", async () => {
+  const version = await setSettings("--log-level", "debug");
+  await waitFor(
+    async () => (await appliedEverywhere()).every((s) => s.version === version && s.logLevel === "debug"),
+    {
+      timeoutMs: 30_000,
+      what: `settings version ${version} applied by every process`,
+    },
+  );
+  // Storage nodes do not read the map: theirs came over the ring.
+  for (const id of SERVERS) {
+    assert.match(
+      cluster.procs.nodes.get(id)!.stderr,
+      /"via":"ring".*"msg":"runtime settings applied"/,
+      `node ${id}`,
+    );
+  }
+
+  // A node away during the next change catches up once it is back (from a coordinator's /cluster).
+  await cluster.kill({ role: "node", id: "2" });
+  const next = await setSettings("--log-level", "default");
+  await cluster.restart({ role: "node", id: "2" });
+  await waitFor(
+    async () => (await appliedEverywhere()).every((s) => s.version === next && s.logLevel === null),
+    {
+      timeoutMs: 30_000,
+      what: `settings version ${next} applied by every process, the restarted node too`,
+    },
+  );
+});
+
+/** PUT of a small file; the status, the error code and Retry-After. */
+async function putOnce(
+  base: string,
+  key: string,
+): Promise<{ status: number; code?: string; retryAfter: string | null }> {
+  const res = await fetch(`${base}/${key}`, { method: "PUT", body: "x" });
+  const body = (await res.json()) as { code?: string };
+  return { status: res.status, code: body.code, retryAfter: res.headers.get("retry-after") };
+}
+
+void test("fleet-wide client limits: a client over its rate across both coordinators is refused by both; a blocked one everywhere", async () => {
+  // 10 requests/s for the whole fleet; the client makes 8/s at each coordinator: under the rate at each one,
+  // over it in total.
+  await setSettings("--client-rate", "10", "--client-burst", "1");
+  await waitFor(
+    async () => (await appliedEverywhere()).every((s) => (s as { clientRate?: unknown }).clientRate !== null),
+    {
+      what: "the rate applied everywhere",
+    },
+  );
+  const refused = new Map<string, number>();
+  for (let i = 0; i < 40; i++) {
+    const tick = new Promise((resolve) => setTimeout(resolve, 125));
+    const answers = await Promise.all(urls.map((u) => putOnce(u, `limited-${i}-${u.slice(-5)}`)));
+    for (const [j, a] of answers.entries()) {
+      if (a.status === 200) continue;
+      assert.equal(a.status, 429, JSON.stringify(a));
+      assert.equal(a.code, "RATE_LIMITED");
+      assert.ok(Number(a.retryAfter) >= 1, `Retry-After ${a.retryAfter}`);
+      refused.set(urls[j]!, (refused.get(urls[j]!) ?? 0) + 1);
+    }
+    await tick;
+  }
+  assert.equal(refused.size, 2, `both coordinators refused some: ${JSON.stringify([...refused])}`);
+
+  await setSettings("--client-rate", "off", "--block", "127.0.0.1");
+  await waitFor(
+    async () => (await Promise.all(urls.map((u) => putOnce(u, "blocked")))).every((a) => a.status === 403),
+    {
+      what: "every coordinator to refuse the blocked client",
+    },
+  );
+  assert.equal((await putOnce(urls[0]!, "blocked")).code, "FORBIDDEN");
+  await setSettings("--unblock", "127.0.0.1");
+  await waitFor(
+    async () => (await Promise.all(urls.map((u) => putOnce(u, "unblocked")))).every((a) => a.status === 200),
+    {
+      what: "every coordinator to take the client again",
+    },
+  );
+});

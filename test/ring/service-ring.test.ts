@@ -12,9 +12,9 @@ import { encodeFrame } from "../../src/ring/transport/frame-codec.js";
 import { OutboundSession } from "../../src/ring/transport/session.js";
 import { RING_PROTOCOL } from "../../src/ring/transport/tcp-transport.js";
 import { TargetGate } from "../../src/replicator/target-gate.js";
-import { startProcess } from "../helpers/process.js";
+import { startProcess, type ChildHandle } from "../helpers/process.js";
 import { tempDir } from "../helpers/tmp.js";
-import { waitFor } from "../helpers/wait.js";
+import { freePort, waitFor } from "../helpers/wait.js";
 import { request } from "undici";
 import { createServer } from "node:http";
 import { closeServer, listen } from "../../src/common/http.js";
@@ -22,7 +22,7 @@ import { closeServer, listen } from "../../src/common/http.js";
 const SECRET = "the-cluster-secret-of-this-test";
 
 interface Transport {
-  members: { id: string; status: string; role: string; url: string }[];
+  members: { id: string; status: string; role: string; url: string; meta: Record<string, string> }[];
   transport: { rejected: Record<"bad-mac" | "replay", number> };
 }
 
@@ -172,5 +172,51 @@ void describe("a target the ring holds down", () => {
     gate.setHeld("n1", false, now);
     assert.equal(gate.downFor("n1", now), 0);
     assert.equal(gate.downFor("n2", now), 0);
+  });
+});
+
+void describe("supervisor mode (--respawn-neighbours)", () => {
+  void it("restarts a node SIGKILLed on this host from its ring neighbour, with its own command line", async (t) => {
+    const dir = await tempDir(t);
+    const secretFile = join(dir, "secret");
+    await writeFile(secretFile, `${SECRET}\n`);
+    const ports = [await freePort(), await freePort()];
+    const start = (i: number): Promise<ChildHandle> =>
+      startProcess(t, {
+        command: "backpack",
+        args: [
+          join(dir, `node-${i}`),
+          "127.0.0.1",
+          String(ports[i]),
+          "--respawn-neighbours",
+          "--ring-secret-file",
+          secretFile,
+          "--ring-seeds",
+          `127.0.0.1:${ports[1 - i]}`,
+        ],
+      });
+    const [a, b] = [await start(0), await start(1)];
+    const pidOf = async (): Promise<string | undefined> =>
+      (await ringOf(b.url)).members.find((m) => m.url === a.url && m.status === "alive")?.meta.pid;
+    t.after(async () => {
+      // The restarted node is no child of this test: stopped by its pid, which it announces itself.
+      const self = await ringOf(a.url).catch(() => undefined);
+      const pid = Number(self?.members.find((m) => m.url === a.url)?.meta.pid);
+      if (pid > 0 && pid !== a.pid) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Gone already.
+        }
+      }
+    });
+    const first = await waitFor(pidOf, { timeoutMs: 30_000, what: "both nodes in the ring" });
+    assert.equal(await a.kill("SIGKILL"), null);
+    const second = await waitFor(async () => ((await pidOf()) ?? first) !== first && (await pidOf()), {
+      timeoutMs: 60_000,
+      what: "the killed node restarted by its neighbour and alive again",
+    });
+    assert.notEqual(second, first);
+    assert.equal((await fetch(`${a.url}/healthz`)).status, 200, "it serves on its own port again");
   });
 });

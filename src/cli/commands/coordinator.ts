@@ -17,7 +17,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
-import { ringConfigOf, RING_OPTIONS } from "../ring-options.js";
+import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -157,7 +157,7 @@ Example:
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
-      ring: ringConfigOf(args, io),
+      ring: ringConfigOf(args, io, command.spec, "coordinator"),
     });
     const log = createLogger({ level: logLevel, name: "coordinator" });
 
@@ -175,7 +175,9 @@ Example:
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));
     await service.start();
     log.info({ url: service.url, zk, root, queue: queues.current !== undefined }, "listening");
+    const respawner = startRespawner(args, service.ring.ring, log);
     await untilStopped(io);
+    respawner?.stop();
     log.info("stopping");
     unsubscribe();
     await service.stop();

@@ -12,7 +12,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
-import { ringConfigOf, RING_OPTIONS } from "../ring-options.js";
+import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -171,7 +171,7 @@ Example:
       rejoin: args.options.rejoin === true,
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
       writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
-      ring: ringConfigOf(args, io),
+      ring: ringConfigOf(args, io, command.spec, "node"),
     });
 
     const log = createLogger({ level: logLevel, name: "node" });
@@ -184,7 +184,9 @@ Example:
     const service = new NodeService(config, { log });
     await service.start();
     log.info({ url: service.url, dataDir, sync, writeToken: config.writeToken !== undefined }, "listening");
+    const respawner = startRespawner(args, service.ring?.ring, log);
     await untilStopped(io);
+    respawner?.stop();
     log.info("stopping");
     await service.stop();
     log.info("stopped");

@@ -16,7 +16,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
-import { ringConfigOf, RING_OPTIONS } from "../ring-options.js";
+import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -135,7 +135,7 @@ Example:
       repairIntervalMs: durationOption(args, "repair-every"),
       repairFilesPerSec: optInt(args, "repair-rate", 1),
       repairBytesPerSec: bytesOption(args, "repair-bandwidth"),
-      ring: ringConfigOf(args, io),
+      ring: ringConfigOf(args, io, command.spec, "replicator"),
     });
 
     const log = createLogger({ level: logLevel, name: "replicator" });
@@ -160,7 +160,9 @@ Example:
         const service = new ReplicatorService(config, { map, queue, log, processMetrics: true });
         await service.start();
         log.info({ url: service.url, concurrency: config.concurrency, queue: settings.key }, "listening");
+        const respawner = startRespawner(args, service.ring.ring, log);
         await untilStopped(io);
+        respawner?.stop();
         log.info("stopping");
         await service.stop();
       } finally {

@@ -8,6 +8,7 @@ import { createLogger } from "../../common/logger.js";
 import { ringMemberConfig } from "../../ring/config.js";
 import { RingMember } from "../../ring/ring-member.js";
 import { createRingViewHandler } from "../../ring/ring-view.js";
+import { Respawner, respawnMeta } from "../respawner.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, type Command, type CommandIo } from "../command.js";
 import type { ParsedArgs } from "../args.js";
@@ -59,6 +60,11 @@ export const command: Command = {
         description: "file with the cluster secret: frames are authenticated, peers without it refused",
       },
       {
+        name: "no-respawn",
+        type: "boolean",
+        description: "a dead member is not restarted by its ring neighbour (by default it is, with backoff)",
+      },
+      {
         name: "respawn-ms",
         type: "string",
         description: "restart a member that died after this many ms (0: leave it dead)",
@@ -74,10 +80,15 @@ Logs are JSON lines on stderr. Each member answers GET /ring on its own HTTP por
 
 Exit codes: 0 after Ctrl-C (every member leaves and stops), 1 when a member cannot start, 2 on bad arguments.
 
+A member that dies is restarted by its ring neighbour (the live member before it on ring 0, on the same
+host) after 0.5 s, doubling to 30 s while it does not come back; the ring closes over it meanwhile and takes
+it back when it rejoins. Members restarted this way stop with the demo. --no-respawn turns it off.
+
 Examples:
   backpack ring-demo                                  # 11 members on 127.0.0.1:3000-3010
-  kill -9 <pid of the member on 3004>                 # the others report 127.0.0.1:3004 dead within seconds
-  backpack ring-demo --member 3004 --ports 3000-3010  # it rejoins
+  kill -9 <pid of the member on 3004>                 # the others report 127.0.0.1:3004 dead, a neighbour restarts it
+  backpack ring-demo --no-respawn                     # dead members stay dead
+  backpack ring-demo --member 3004 --ports 3000-3010  # start one member by hand; it joins
 `,
   },
   async run(args, io) {
@@ -105,7 +116,11 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
     tokenHoldMs: optInt(args, "hold-ms", 0) ?? 100,
   });
   const log = createLogger({ name: "ring" });
-  const ring = new RingMember(config, { log });
+  const respawn = args.options["no-respawn"] !== true;
+  const ring = new RingMember(
+    ringMemberConfig(config, { meta: respawn ? respawnMeta(memberArgv(args, port)) : {} }),
+    { log },
+  );
   await ring.start();
   const label = `PORT: ${port}`;
   ring.onChange((e) => {
@@ -124,10 +139,16 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
   });
   const url = await listen(http, host, optInt(args, "http-port", 0) ?? 0);
   log.info({ url, ring: ring.url, id: ring.id }, "listening");
-  await new Promise<void>((resolve) => {
-    if (io.stopSignal.aborted) resolve();
-    io.stopSignal.addEventListener("abort", () => resolve(), { once: true });
-  });
+  // "It can respawn it": this member restarts a dead neighbour (see Respawner), passing on its output.
+  const respawner = respawn
+    ? new Respawner(ring, log, (child) => {
+        child.stdout?.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
+        child.stderr?.resume();
+      })
+    : undefined;
+  respawner?.start();
+  await untilStoppedOrOrphaned(io);
+  respawner?.stop();
   await ring.stop();
   await closeServer(http, 1000);
   return 0;
@@ -141,12 +162,15 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
     const v = optString(args, name);
     if (v !== undefined) pass.push(`--${name}`, v);
   }
+  if (args.options["no-respawn"] === true) pass.push("--no-respawn");
   const log = createLogger({ name: "ring-demo" });
   const children = new Map<number, ChildProcess>();
   let stopping = false;
   const startChild = (port: number): void => {
     const child = spawn(process.execPath, [BIN, "ring-demo", "--member", String(port), ...pass], {
       stdio: ["ignore", "pipe", "pipe"],
+      // Members restarted by a neighbour are not this process's children: they stop when it is gone.
+      env: { ...process.env, [DEMO_PARENT_ENV]: String(process.pid) },
     });
     children.set(port, child);
     child.stdout.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
@@ -176,8 +200,8 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   for (const port of ports) startChild(port);
   io.stdout(
     `ring-demo: ${ports.length} members on ${host}:${ports[0]}-${ports[ports.length - 1]} (Ctrl-C stops all).\n` +
-      `Kill one (kill -9 <pid>) and watch the others report it dead; restart it with\n` +
-      `  backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]}\n`,
+      `Kill one (kill -9 <pid>) and watch the others report it dead: its ring neighbour restarts it\n` +
+      `(or start it yourself: backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]})\n`,
   );
   log.info({ url: `tcp://${host}:${ports[0]}`, members: ports.length }, "listening");
   await new Promise<void>((resolve) => {
@@ -202,6 +226,54 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   process.off("SIGINT", forward);
   process.off("SIGTERM", forward);
   return 0;
+}
+
+/** Set by the demo for its members (and passed on to those a neighbour restarts): the demo's pid. */
+const DEMO_PARENT_ENV = "BACKPACK_RING_DEMO_PARENT";
+
+/** The command line that starts this member again (what a neighbour runs to restart it). */
+function memberArgv(args: ParsedArgs, port: number): string[] {
+  const argv = ["ring-demo", "--member", String(port)];
+  for (const name of [
+    "ports",
+    "host",
+    "seeds",
+    "http-port",
+    "hold-ms",
+    "period-ms",
+    "probe-timeout-ms",
+    "secret-file",
+  ]) {
+    const v = optString(args, name);
+    if (v !== undefined) argv.push(`--${name}`, v);
+  }
+  return argv;
+}
+
+/**
+ * Resolves when the member is asked to stop (SIGINT/SIGTERM), or once the demo that started the ring is gone
+ * (a member restarted by a neighbour is no child of the demo, and must not outlive it).
+ */
+function untilStoppedOrOrphaned(io: CommandIo): Promise<void> {
+  const parent = Number(io.env[DEMO_PARENT_ENV]);
+  return new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      clearInterval(timer);
+      resolve();
+    };
+    if (io.stopSignal.aborted) return done();
+    io.stopSignal.addEventListener("abort", done, { once: true });
+    if (parent > 0) {
+      timer = setInterval(() => {
+        try {
+          process.kill(parent, 0);
+        } catch {
+          done();
+        }
+      }, 1000);
+    }
+  });
 }
 
 export function parsePorts(text: string): number[] {
