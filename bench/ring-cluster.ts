@@ -21,9 +21,9 @@ import { quantile } from "./ring-sim/random.js";
  *   rate 3-10 s after the freeze against the 5 s before it, and the longest upload, with the ring and
  *   without it (`--no-ring` everywhere, the baseline), each on a fresh cluster.
  * - kills: the same load; a node is SIGKILLed `--kills` times (in turn), and each time the time until every
- *   coordinator holds it down (`GET /cluster` shows it suspect), and the uploads not answered 200 after that.
- *   The node is restarted and rejoins before the next kill.
- *
+ *   coordinator holds it down (`GET /cluster` shows it suspect: from its refused connections or the ring,
+ *   whichever comes first), until every coordinator's ring holds it dead, and the uploads not answered 200
+ *   after the first. The node is restarted and rejoins before the next kill.
  * - deltas: 12 processes (8 nodes in 4 shards of 2, 3 coordinators, 1 replicator); 20 changes of the runtime
  *   settings written to ZooKeeper; for each, the time until every process applied it (their `/stats`
  *   `settings.appliedAt`, on the same machine's clock, against the time before the write).
@@ -162,6 +162,8 @@ async function kills(): Promise<void> {
     const l = load(c, "kill-");
     await sleep(3000);
     const detect: number[] = [];
+    /** From the kill until every coordinator's ring declared the node dead (not only suspect). */
+    const dead: number[] = [];
     let errorsAfter = 0;
     let uploadsAfter = 0;
     for (let i = 0; i < KILLS; i++) {
@@ -175,6 +177,15 @@ async function kills(): Promise<void> {
       });
       const avoidedAt = clock();
       detect.push(avoidedAt - killedAt);
+      const url = c.nodeUrl(server);
+      await waitFor(
+        async () => {
+          const views = await Promise.all(c.coordinators.map((co) => ringOf(co.url)));
+          return views.every((v) => v.members.find((m) => m.url === url)?.status === "dead");
+        },
+        { timeoutMs: 30_000, intervalMs: 10, what: `every coordinator's ring to hold node ${server} dead` },
+      );
+      dead.push(clock() - killedAt);
       await sleep(2000);
       errorsAfter += l.failedSince(avoidedAt).length;
       uploadsAfter += l.records.filter((r) => r.startedMs >= avoidedAt).length;
@@ -191,7 +202,8 @@ async function kills(): Promise<void> {
       `kills: ${KILLS} SIGKILLs of a node under load; every coordinator routes around it after ` +
         `p50 ${Math.round(quantile(sorted, 0.5))} ms, p99 ${Math.round(quantile(sorted, 0.99))} ms, ` +
         `max ${Math.round(sorted[sorted.length - 1] ?? 0)} ms; uploads not answered 200 after that: ` +
-        `${errorsAfter} of ${uploadsAfter}`,
+        `${errorsAfter} of ${uploadsAfter}; the ring declared it dead in every coordinator's view after ` +
+        `p50 ${Math.round(quantile(dead, 0.5))} ms, p99 ${Math.round(quantile(dead, 0.99))} ms`,
     );
   });
 }
