@@ -45,7 +45,9 @@ export class Respawner {
     this.off = this.ring.onChange((e) => {
       if (e.type !== "member" || e.member.id === this.ring.id) return;
       if (e.member.status === "alive") this.forget(e.member.id);
-      else if (e.member.status === "dead") this.consider(e.member);
+      // Any change may make this member the predecessor of a dead one (its own predecessor died after it,
+      // when two adjacent members die at once): every dead member is looked at again.
+      for (const m of this.ring.members()) if (m.status === "dead") this.consider(m);
     });
   }
 
