@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { createAgent } from "../src/client/http-agent.js";
 import { NodeClient } from "../src/client/node-client.js";
-import { ReadClient } from "../src/client/read-client.js";
+import { LeanClient } from "../src/client/lean-client.js";
 import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
 import { silentLogger } from "../src/common/logger.js";
 import { AntiEntropy, type ShardReport } from "../src/replicator/anti-entropy.js";
@@ -15,6 +15,7 @@ import { Copier } from "../src/replicator/copier.js";
 import { REPLICATOR_DEFAULTS } from "../src/replicator/config.js";
 import { openStore } from "../src/storage/store.js";
 import { runLoad, type LoadResult } from "./lib/load.js";
+import { pacedLoad } from "./lib/paced-load.js";
 import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
 /**
@@ -26,9 +27,10 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
  *    node, 8 at a time.
  * 2. Comparison: two identical replicas of BENCH_COMPARE_FILES files; time and bytes on the wire (counted by a
  *    TCP relay in front of each node) of one comparison.
- * 3. Impact: client GET and PUT p99 at 16 connections on the source node while repair refills its replica at
- *    the default rates and the node scrubs at its default rate, against the same load with neither; rounds
- *    alternate (the node is restarted with and without scrub).
+ * 3. Impact: client GET and PUT p99 at a steady rate (BENCH_GET_RATE 2000/s, BENCH_PUT_RATE 1000/s, an open
+ *    loop in a process of its own) on the source node while repair refills its replica at the default rates
+ *    and the node scrubs at its default rate, against the same load with neither; rounds alternate (the node
+ *    is restarted with and without scrub).
  * 4. Scrub: its rate at the default setting (from the node's /stats), and GET throughput at 64 connections with
  *    it against without.
  * Env: BENCH_FILES (100000), BENCH_COMPARE_FILES (1000000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
@@ -41,6 +43,9 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const PARTS = (process.env.BENCH_PARTS ?? "refill,compare,impact,scrub").split(",");
 const BACKPACK = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
 const CONCURRENCY = 8;
+/** The steady client load of the impact figures: GET 1-16 KiB files, PUT 4 KiB files. */
+const GET_RATE = Number(process.env.BENCH_GET_RATE ?? 2000);
+const PUT_RATE = Number(process.env.BENCH_PUT_RATE ?? 1000);
 
 const rows: string[] = [];
 const servers: ServerProcess[] = [];
@@ -111,7 +116,7 @@ async function repairer(
   for (const [id, url] of Object.entries(nodes)) await map.addServer(id, url);
   await map.addShard("1", Object.keys(nodes), 1e15);
   const agent = createAgent({ connections: 32 });
-  const reader = new ReadClient();
+  const reader = new LeanClient();
   const client = new NodeClient(agent, {}, reader);
   const repair = new AntiEntropy(map, client, new Copier(client, { timeoutMs: 30_000 }), silentLogger, {
     intervalMs: 0,
@@ -320,6 +325,21 @@ async function impactAndScrub(root: string): Promise<void> {
       keys: FILES,
     });
   };
+  // Client traffic at a steady rate (an open loop: p99 then shows interference, not the queueing of a
+  // saturated server, which any extra work on a 2-core machine would inflate).
+  const paced = async (method: "GET" | "PUT"): Promise<number> => {
+    const r = await pacedLoad({
+      url: node.url,
+      method,
+      rate: method === "GET" ? GET_RATE : PUT_RATE,
+      durationSec: SECONDS,
+      pathPrefix: method === "GET" ? "/file/" : "/put/",
+      keys: method === "GET" ? FILES : 10_000,
+      bodyBytes: method === "PUT" ? 4096 : undefined,
+    });
+    if (r.errors > 0) throw new Error(`${method}: ${r.errors} errors`);
+    return r.p99Ms;
+  };
   const quiet: { get: number[]; put: number[]; rps: number[] } = { get: [], put: [], rps: [] };
   const busy: { get: number[]; put: number[] } = { get: [], put: [] };
   const scrubbing: { rps: number[] } = { rps: [] };
@@ -327,8 +347,8 @@ async function impactAndScrub(root: string): Promise<void> {
   for (let round = 0; round < ROUNDS; round++) {
     if (PARTS.includes("impact") || PARTS.includes("scrub")) {
       await restart(false);
-      quiet.get.push((await load("GET", 16)).p99Ms);
-      quiet.put.push((await load("PUT", 16)).p99Ms);
+      quiet.get.push(await paced("GET"));
+      quiet.put.push(await paced("PUT"));
       if (PARTS.includes("scrub")) quiet.rps.push((await load("GET", 64)).rps);
     }
     await restart(true);
@@ -351,8 +371,8 @@ async function impactAndScrub(root: string): Promise<void> {
       );
       const running = repair.compareShard("1");
       await new Promise((r) => setTimeout(r, 1000));
-      busy.get.push((await load("GET", 16)).p99Ms);
-      busy.put.push((await load("PUT", 16)).p99Ms);
+      busy.get.push(await paced("GET"));
+      busy.put.push(await paced("PUT"));
       await repair.stop();
       await running.catch(() => undefined);
       await close();
@@ -362,7 +382,7 @@ async function impactAndScrub(root: string): Promise<void> {
     for (const m of ["get", "put"] as const) {
       const ratio = median(busy[m]) / median(quiet[m]);
       row(
-        `client ${m.toUpperCase()} p99, 16 connections, with repair (default rates) and scrub running (ms)`,
+        `client ${m.toUpperCase()} p99 at ${m === "get" ? GET_RATE : PUT_RATE}/s, with repair (default rates) and scrub running (ms)`,
         busy[m].map((x) => x.toFixed(2)).join(" / "),
         quiet[m].map((x) => x.toFixed(2)).join(" / ") + " (neither running)",
         ratio.toFixed(2),

@@ -1,4 +1,4 @@
-// The tests run real ZooKeeper, Redis, nginx and wrk from Debian's packages. When one is missing, install
+// The tests run real ZooKeeper, Redis, nginx, wrk and Chromium (the dashboard's browser tests) from Debian's packages. When one is missing, install
 // them (as root with apt-get) or say exactly what to install.
 import { execSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -8,6 +8,7 @@ const needs = [
   { pkg: "redis-server", present: () => has("redis-server") },
   { pkg: "nginx-light", present: () => has("nginx") || existsSync("/usr/sbin/nginx") },
   { pkg: "wrk", present: () => has("wrk") },
+  { pkg: "chromium", present: () => existsSync("/usr/bin/chromium") },
 ];
 
 function has(cmd) {

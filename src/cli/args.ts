@@ -41,10 +41,10 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): ParsedArgs {
-  const options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {
-    help: { type: "boolean", short: "h" },
-  };
+type ParseOptions = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+
+function parseOptionsOf(spec: CommandSpec): ParseOptions {
+  const options: ParseOptions = { help: { type: "boolean", short: "h" } };
   for (const p of spec.positionals) if (!p.variadic) options[p.name] = { type: "string" };
   for (const o of spec.options) {
     options[o.name] = {
@@ -53,6 +53,21 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
       ...(o.multiple ? { multiple: true } : {}),
     };
   }
+  return options;
+}
+
+/** The positional words of a command line, options (known or not) and their values left out; never throws. */
+export function positionalArgs(spec: CommandSpec, argv: readonly string[]): string[] {
+  return nodeParseArgs({
+    args: [...argv],
+    options: parseOptionsOf(spec),
+    allowPositionals: true,
+    strict: false,
+  }).positionals;
+}
+
+export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): ParsedArgs {
+  const options = parseOptionsOf(spec);
   let parsed: ReturnType<typeof nodeParseArgs>;
   try {
     parsed = nodeParseArgs({ args: [...argv], options, allowPositionals: true, strict: true });

@@ -1,5 +1,5 @@
 import { formatHelp } from "./args.js";
-import { ALIASES, COMMANDS, loadCommand } from "./main.js";
+import { ALIASES, COMMANDS, loadCommand, topLevelHelp } from "./main.js";
 
 /**
  * Prints docs/commands.md from the commands' own specs, so the reference and `--help` cannot drift apart
@@ -18,7 +18,19 @@ export async function commandsMarkdown(): Promise<string> {
     "run the same code. `<zk>` is a ZooKeeper connection string (`a:2181,b:2181,c:2181`), or `file:<path>` for",
     "an embedded cluster map file.",
     "",
+    "A word that is no command (`backpack stauts`) is an error naming the commands it is most likely a typo of",
+    "(exit 2, nothing started or created). A storage node starts only as `backpack node ...`, or in the",
+    "original's form `backpack <data dir> <host> <port> [<redis host> <redis port>]` with a valid host and port",
+    "and a data dir written as a path (`./data`, `/var/lib/backpack`) or as a word no command name is close to.",
+    "`backpack --version` (`-v`, `version`) prints the version; `backpack help <command>` a command's help.",
+    "",
     "This file is generated from the commands' help texts: `npm run docs:commands`.",
+    "",
+    "## backpack --help",
+    "",
+    "```text",
+    topLevelHelp().trimEnd(),
+    "```",
     "",
   ];
   for (const name of Object.keys(COMMANDS)) {

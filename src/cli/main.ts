@@ -1,36 +1,155 @@
+import { readFileSync } from "node:fs";
+import { positionalArgs } from "./args.js";
 import { runCommand, type Command, type CommandIo } from "./command.js";
+import { isPort, isHost } from "./options.js";
+import { closestNames } from "./suggest.js";
+
+/** A command by the name an operator types: its module (loaded lazily, so a short command starts fast) and a line for `backpack --help`. */
+interface CommandEntry {
+  module: string;
+  section: string;
+  line: string;
+}
 
 /**
- * Every command by the name an operator types. The seed's names (`backpack-coordinator-add-shard`, ...) and
- * the `backpack <subcommand>` forms map to the same module. Modules load lazily so that a short command
- * starts fast.
+ * Every command by the name an operator types, in the order `backpack --help` and docs/commands.md list them.
+ * The seed's names (`backpack-coordinator-add-shard`, ...) and the `backpack <subcommand>` forms map to the
+ * same module.
  */
-export const COMMANDS: Readonly<Record<string, string>> = {
-  "backpack node": "./commands/node.js",
-  "backpack dev": "./commands/dev.js",
-  "backpack coordinator": "./commands/coordinator.js",
-  "backpack replicator": "./commands/replicator.js",
-  "backpack admin init": "./commands/admin/init.js",
-  "backpack admin add-server": "./commands/admin/add-server.js",
-  "backpack admin add-shard": "./commands/admin/add-shard.js",
-  "backpack admin set-shard-servers": "./commands/admin/set-shard-servers.js",
-  "backpack admin enable-shard": "./commands/admin/enable-shard.js",
-  "backpack admin disable-shard": "./commands/admin/disable-shard.js",
-  "backpack admin dump-shards": "./commands/admin/dump-shards.js",
-  "backpack admin print-stats": "./commands/admin/print-stats.js",
-  "backpack admin set-queue": "./commands/admin/set-queue.js",
-  "backpack admin set-settings": "./commands/admin/set-settings.js",
-  "backpack admin nginx-config": "./commands/admin/nginx-config.js",
-  "backpack queue status": "./commands/queue/status.js",
-  "backpack repair": "./commands/repair.js",
-  "backpack queue dead-letters": "./commands/queue/dead-letters.js",
-  "backpack queue replay": "./commands/queue/replay.js",
-  "backpack put": "./commands/client/put.js",
-  "backpack get": "./commands/client/get.js",
-  "backpack rm": "./commands/client/rm.js",
-  "backpack stat": "./commands/client/stat.js",
-  "backpack status": "./commands/client/status.js",
-  "backpack ring-demo": "./commands/ring-demo.js",
+export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
+  "backpack put": {
+    module: "./commands/client/put.js",
+    section: "files",
+    line: "upload files and directories",
+  },
+  "backpack get": {
+    module: "./commands/client/get.js",
+    section: "files",
+    line: "download a file by its <shard>:<key> address",
+  },
+  "backpack rm": {
+    module: "./commands/client/rm.js",
+    section: "files",
+    line: "delete a file from every node of its shard",
+  },
+  "backpack stat": {
+    module: "./commands/client/stat.js",
+    section: "files",
+    line: "show a file's size, checksum, type and the nodes that hold it",
+  },
+  "backpack status": {
+    module: "./commands/client/status.js",
+    section: "files",
+    line: "show the cluster: shards, nodes, usage, replication queue",
+  },
+  "backpack dev": {
+    module: "./commands/dev.js",
+    section: "services",
+    line: "run a whole cluster in one process (what npm start runs)",
+  },
+  "backpack node": {
+    module: "./commands/node.js",
+    section: "services",
+    line: "run a storage node (also: backpack <data dir> <host> <port>)",
+  },
+  "backpack coordinator": {
+    module: "./commands/coordinator.js",
+    section: "services",
+    line: "run a coordinator: takes uploads, serves reads with failover",
+  },
+  "backpack replicator": {
+    module: "./commands/replicator.js",
+    section: "services",
+    line: "run a replicator: makes the queued copies, repairs replicas",
+  },
+  "backpack admin init": {
+    module: "./commands/admin/init.js",
+    section: "admin",
+    line: "create a cluster map (servers, shards, queue settings)",
+  },
+  "backpack admin add-server": {
+    module: "./commands/admin/add-server.js",
+    section: "admin",
+    line: "register a storage node, or change its URL",
+  },
+  "backpack admin add-shard": {
+    module: "./commands/admin/add-shard.js",
+    section: "admin",
+    line: "add a shard (its servers and capacity), read-only until enabled",
+  },
+  "backpack admin set-shard-servers": {
+    module: "./commands/admin/set-shard-servers.js",
+    section: "admin",
+    line: "change the servers of a shard",
+  },
+  "backpack admin enable-shard": {
+    module: "./commands/admin/enable-shard.js",
+    section: "admin",
+    line: "make a shard writable",
+  },
+  "backpack admin disable-shard": {
+    module: "./commands/admin/disable-shard.js",
+    section: "admin",
+    line: "make a shard read-only (its files stay readable)",
+  },
+  "backpack admin dump-shards": {
+    module: "./commands/admin/dump-shards.js",
+    section: "admin",
+    line: "print every shard with its servers, state and capacity",
+  },
+  "backpack admin print-stats": {
+    module: "./commands/admin/print-stats.js",
+    section: "admin",
+    line: "print each shard's usage against its capacity",
+  },
+  "backpack admin set-queue": {
+    module: "./commands/admin/set-queue.js",
+    section: "admin",
+    line: "set the replication queue's name and Redis servers",
+  },
+  "backpack admin set-settings": {
+    module: "./commands/admin/set-settings.js",
+    section: "admin",
+    line: "change the runtime settings: log level, client rate, blocklist",
+  },
+  "backpack admin nginx-config": {
+    module: "./commands/admin/nginx-config.js",
+    section: "admin",
+    line: "print (or keep current) an nginx config for reads",
+  },
+  "backpack queue status": {
+    module: "./commands/queue/status.js",
+    section: "replication",
+    line: "show the replication queue: depth, lag, waiting copies",
+  },
+  "backpack queue dead-letters": {
+    module: "./commands/queue/dead-letters.js",
+    section: "replication",
+    line: "list the tasks the replicators gave up on",
+  },
+  "backpack queue replay": {
+    module: "./commands/queue/replay.js",
+    section: "replication",
+    line: "put dead letters back in the replication queue",
+  },
+  "backpack repair": {
+    module: "./commands/repair.js",
+    section: "replication",
+    line: "compare every shard's replicas now and repair what differs",
+  },
+  "backpack ring-demo": {
+    module: "./commands/ring-demo.js",
+    section: "demo",
+    line: "the ring of servers demo: member processes on a port range",
+  },
+};
+
+const SECTIONS: Readonly<Record<string, string>> = {
+  files: "Files (through a coordinator, http://127.0.0.1:12001 unless --to or BACKPACK_URL)",
+  services: "Services",
+  admin: "Cluster map",
+  replication: "Replication and repair",
+  demo: "Demo",
 };
 
 /** The seed's standalone command names, each an alias of a `backpack ...` form. */
@@ -51,30 +170,78 @@ export const ALIASES: Readonly<Record<string, string>> = {
 };
 
 export async function loadCommand(name: string): Promise<Command | undefined> {
-  const path = COMMANDS[ALIASES[name] ?? name];
-  if (path === undefined) return undefined;
-  const mod = (await import(path)) as { command: Command };
+  const entry = COMMANDS[ALIASES[name] ?? name];
+  if (entry === undefined) return undefined;
+  const mod = (await import(entry.module)) as { command: Command };
   // The standalone name is what the operator typed: show it in usage and errors.
   return ALIASES[name] ? { ...mod.command, spec: { ...mod.command.spec, name } } : mod.command;
 }
 
+/** What `backpack <argv...>` asks for. */
+export type Resolved =
+  | { kind: "command"; name: string; argv: string[] }
+  /** `--help`, `help [<command>]`; `usage`: no arguments at all (the help, exit 2). */
+  | { kind: "help"; topic: string[]; usage?: boolean }
+  | { kind: "version" }
+  | { kind: "unknown"; word: string; suggestions: string[] };
+
+/** `put`, `admin init`, ...: the command names as typed after `backpack`. */
+const SUBCOMMANDS = Object.keys(COMMANDS).map((n) => n.slice("backpack ".length));
+const GROUPS = new Set(SUBCOMMANDS.filter((s) => s.includes(" ")).map((s) => s.split(" ")[0] as string));
+
 /**
- * Resolves `backpack <words...>` to the longest known command name. Anything else is the storage node's
- * positional form `backpack <data dir> <listen host> <listen port>`.
+ * Resolves `backpack <words...>`: the longest known command name, `help`/`--help`, `version`/`--version`, or
+ * the storage node in the original's form `backpack <data dir> <host> <port> [<redis host> <redis port>]`.
+ * Anything else is an unknown command, with the names it is most likely a typo of: a typo never runs a node.
  */
-export function resolveBackpack(argv: readonly string[]): { name: string; argv: string[] } {
+export async function resolveBackpack(argv: readonly string[]): Promise<Resolved> {
+  const first = argv[0];
+  if (first === undefined) return { kind: "help", topic: [], usage: true };
+  if (first === "--help" || first === "-h" || first === "help") return { kind: "help", topic: argv.slice(1) };
+  if (first === "--version" || first === "-v" || first === "version") return { kind: "version" };
   for (let n = Math.min(2, argv.length); n >= 1; n--) {
     const name = ["backpack", ...argv.slice(0, n)].join(" ");
-    if (COMMANDS[name]) return { name, argv: argv.slice(n) };
+    if (COMMANDS[name]) return { name, argv: argv.slice(n), kind: "command" };
   }
-  return { name: "backpack node", argv: [...argv] };
+  if (GROUPS.has(first)) {
+    if (argv[1] === "--help" || argv[1] === "-h") return { kind: "help", topic: [first] };
+    const word = [first, argv[1] ?? ""].join(" ").trim();
+    const group = SUBCOMMANDS.filter((s) => s.startsWith(`${first} `));
+    const close = argv[1] === undefined ? [] : closestNames(word, group);
+    return { kind: "unknown", word, suggestions: close.length > 0 ? close : group };
+  }
+  if (await isOriginalNodeForm(argv)) return { kind: "command", name: "backpack node", argv: [...argv] };
+  // `replay` is close to `queue replay`: compare with the last word of each name too.
+  return { kind: "unknown", word: first, suggestions: closestNames(first, SUBCOMMANDS, lastWordToo) };
+}
+
+function lastWordToo(name: string): string[] {
+  return [name, name.split(" ").pop() ?? name];
+}
+
+/**
+ * The original's way to start a node: a data dir written as a path (`./data`, `/var/lib/backpack`; the node's
+ * own checks then report what else is wrong), or exactly 3 or 5 arguments with a valid host and port whose
+ * data dir is not a word close to a command name (`backpack stauts 127.0.0.1 12005` is a typo of `status`).
+ */
+async function isOriginalNodeForm(argv: readonly string[]): Promise<boolean> {
+  const first = argv[0] ?? "";
+  if (first.startsWith("-")) return false;
+  if (first.includes("/")) return true;
+  const node = await loadCommand("backpack node");
+  const words = node ? positionalArgs(node.spec, argv) : [];
+  if (words.length !== 3 && words.length !== 5) return false;
+  if (!isHost(words[1] ?? "") || !isPort(words[2] ?? "")) return false;
+  return closestNames(first, SUBCOMMANDS, lastWordToo).length === 0 && !GROUPS.has(first);
 }
 
 function processIo(): CommandIo {
   const controller = new AbortController();
+  // Every SIGINT/SIGTERM is caught for as long as the command runs: under `npm start` a Ctrl-C arrives twice
+  // (from the terminal and forwarded by npm), and a second one must not cut the clean stop short.
   const onSignal = (): void => controller.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   return {
     stdout: (text) => process.stdout.write(text),
     stdoutStream: process.stdout,
@@ -90,12 +257,31 @@ export async function main(binName: string, argv: readonly string[]): Promise<vo
   let name = binName;
   let args = [...argv];
   if (binName === "backpack") {
-    if (args.length === 0 || args[0] === "--help" || args[0] === "-h") {
-      process.stdout.write(topLevelHelp());
-      process.exitCode = args.length === 0 ? 2 : 0;
-      return;
+    const resolved = await resolveBackpack(args);
+    switch (resolved.kind) {
+      case "help":
+        if (resolved.topic.length === 0 || ["help", "--help", "-h"].includes(resolved.topic[0] ?? "")) {
+          process.stdout.write(topLevelHelp());
+          process.exitCode = resolved.usage ? 2 : 0;
+          return;
+        }
+        if (resolved.topic.length === 1 && GROUPS.has(resolved.topic[0] ?? "")) {
+          process.stdout.write(topLevelHelp(`${resolved.topic[0]} `));
+          process.exitCode = 0;
+          return;
+        }
+        return main(binName, [...resolved.topic, "--help"]);
+      case "version":
+        process.stdout.write(`backpack ${packageVersion()}\n`);
+        process.exitCode = 0;
+        return;
+      case "unknown":
+        process.stderr.write(unknownCommandText(resolved.word, resolved.suggestions));
+        process.exitCode = 2;
+        return;
+      case "command":
+        ({ name, argv: args } = resolved);
     }
-    ({ name, argv: args } = resolveBackpack(args));
   }
   const command = await loadCommand(name);
   if (!command) {
@@ -106,17 +292,73 @@ export async function main(binName: string, argv: readonly string[]): Promise<vo
   process.exitCode = await runCommand(command, args, processIo());
 }
 
-export function topLevelHelp(): string {
-  const names = Object.keys(COMMANDS).map((n) => `  ${n}`);
-  return [
-    "Usage: backpack <command> [arguments] [options]",
-    "       backpack <data dir> <listen host> <listen port>   (a storage node, the original's form)",
+export function unknownCommandText(word: string, suggestions: readonly string[]): string {
+  const named = suggestions.map((s) => `"backpack ${s}"`);
+  const hint =
+    named.length === 0
+      ? ""
+      : named.length === 1
+        ? ` Did you mean ${named[0]}?`
+        : ` Did you mean one of ${named.join(", ")}?`;
+  const what = word.startsWith("-") ? "option" : "command";
+  return (
+    `backpack: unknown ${what} "${word}".${hint}\n` +
+    `Run "backpack --help" for the list of commands. A storage node starts with ` +
+    `"backpack node <data-dir> <host> <port>".\n`
+  );
+}
+
+/** The version in package.json, read only when asked for. */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+    version?: string;
+  };
+  return pkg.version ?? "unknown";
+}
+
+/**
+ * `backpack --help`: every command with one line, by section; docs/commands.md starts with the same text.
+ * With a `prefix` (`queue `), the commands that start with it (`backpack queue --help`).
+ */
+export function topLevelHelp(prefix = ""): string {
+  const width = Math.max(...SUBCOMMANDS.map((s) => s.length)) + 4;
+  const lines = [
+    `Usage: backpack ${prefix}<command> [arguments] [options]`,
+    ...(prefix ? [] : ["       backpack <data dir> <host> <port>   (a storage node, the original's form)"]),
+  ];
+  for (const [section, title] of Object.entries(SECTIONS)) {
+    const names = Object.keys(COMMANDS).filter(
+      (name) => COMMANDS[name]?.section === section && name.startsWith(`backpack ${prefix}`),
+    );
+    if (names.length === 0) continue;
+    lines.push("", `${title}:`);
+    for (const name of names) {
+      lines.push(`  ${name.slice("backpack ".length).padEnd(width)}${COMMANDS[name]?.line ?? ""}`);
+    }
+  }
+  if (prefix) return [...lines, "", "Run any command with --help for its arguments.", ""].join("\n");
+  lines.push(
     "",
-    "Commands:",
-    ...names,
+    "Options:",
+    `  ${"-h, --help".padEnd(width)}show this help; backpack help <command> shows a command's`,
+    `  ${"-v, --version".padEnd(width)}print the version`,
     "",
-    "The seed's standalone names also work: " + Object.keys(ALIASES).join(", ") + ".",
-    "Run any command with --help for its arguments.",
+    ...wrap("The seed's standalone names run the same commands: " + Object.keys(ALIASES).join(", ") + "."),
+    "Run any command with --help for its arguments, options, output and exit codes.",
     "",
-  ].join("\n");
+  );
+  return lines.join("\n");
+}
+
+/** Text broken into lines of at most `width` characters, at spaces. */
+function wrap(text: string, width = 110): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return line ? [...lines, line] : lines;
 }

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { readSecretFile } from "../common/config.js";
 import type { LogLevel } from "../common/logger.js";
 import { parseBytes, parseDuration } from "../common/units.js";
@@ -20,12 +21,29 @@ export function logLevelOf(args: ParsedArgs, defaultLevel: LogLevel): LogLevel {
   return level as LogLevel;
 }
 
+/** Whether text is a port number 0-65535 (0 picks a free port). */
+export function isPort(text: string): boolean {
+  return /^\d{1,5}$/.test(text) && Number(text) <= 65535;
+}
+
 /** A port number 0-65535 given as text (0 picks a free port). */
 export function parsePort(text: string, what = "<port>"): number {
-  if (!/^\d+$/.test(text) || Number(text) > 65535) {
-    throw new UsageError(`${what} must be a port number 0-65535, got "${text}"`);
-  }
+  if (!isPort(text)) throw new UsageError(`${what} must be a port number 0-65535, got "${text}"`);
   return Number(text);
+}
+
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** Whether text is an address to listen on: an IPv4 or IPv6 address, or a host name (`localhost`, `one.local`). */
+export function isHost(text: string): boolean {
+  return isIP(text) !== 0 || HOST_NAME.test(text);
+}
+
+/** An address to listen on, checked before anything is created. */
+export function parseHost(text: string, what = "<host>"): string {
+  if (!isHost(text)) throw new UsageError(`${what} must be an IP address or a host name, got "${text}"`);
+  return text;
 }
 
 /** A size option (`--max-body 5gb`), or undefined when not given; `allowZero` for a size where 0 means off. */

@@ -1,28 +1,42 @@
 import { formatBytes } from "../common/units.js";
 
-/** What a bulk upload has done so far. Bytes count whole files once they are stored. */
+/** What a bulk transfer has done so far. */
 export interface ProgressState {
   filesDone: number;
   filesTotal: number;
   filesFailed: number;
+  /** Bytes sent so far (of files not failed); 0 with `bytesTotal` 0 when only files are counted. */
   bytesDone: number;
   bytesTotal: number;
   /** ms since the start. */
   elapsedMs: number;
 }
 
+/**
+ * An ETA is shown only once the rate it comes from was measured this long: the first moments (connections
+ * opening, the first files in flight) say little about the rest, and an upload over by then needs none.
+ */
+export const ETA_AFTER_MS = 2000;
+
 /** One status line: `[#####-----] 12/40 files  3.2mb/10mb  1.1mb/s  ETA 6s  (1 failed)`. Pure. */
 export function progressLine(s: ProgressState, width = 24): string {
-  const ratio =
-    s.bytesTotal > 0 ? s.bytesDone / s.bytesTotal : s.filesTotal > 0 ? s.filesDone / s.filesTotal : 1;
+  const byBytes = s.bytesTotal > 0;
+  const done = byBytes ? s.bytesDone : s.filesDone + s.filesFailed;
+  const total = byBytes ? s.bytesTotal : s.filesTotal;
+  const ratio = total > 0 ? done / total : 1;
   const filled = Math.max(0, Math.min(width, Math.round(ratio * width)));
-  const rate = s.elapsedMs > 0 ? (s.bytesDone * 1000) / s.elapsedMs : 0;
-  const left = s.bytesTotal - s.bytesDone;
-  const eta = rate > 0 ? formatSeconds(left / rate) : "?";
+  const perSec = s.elapsedMs > 0 ? (done * 1000) / s.elapsedMs : 0;
+  const bytes = byBytes
+    ? `  ${formatBytes(s.bytesDone)}/${formatBytes(s.bytesTotal)}  ${formatBytes(Math.round(perSec))}/s`
+    : "";
+  const eta =
+    s.elapsedMs >= ETA_AFTER_MS && perSec > 0 && done < total
+      ? `  ETA ${formatSeconds((total - done) / perSec)}`
+      : "";
   const failed = s.filesFailed > 0 ? `  (${s.filesFailed} failed)` : "";
   return (
-    `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${s.filesDone + s.filesFailed}/${s.filesTotal} files  ` +
-    `${formatBytes(s.bytesDone)}/${formatBytes(s.bytesTotal)}  ${formatBytes(Math.round(rate))}/s  ETA ${eta}${failed}`
+    `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${s.filesDone + s.filesFailed}/${s.filesTotal} files` +
+    `${bytes}${eta}${failed}`
   );
 }
 
@@ -40,7 +54,8 @@ export function formatSeconds(sec: number): string {
  */
 export class ProgressBar {
   private last = 0;
-  private shown = false;
+  /** The bar as last drawn (empty until then). */
+  private line = "";
 
   constructor(
     private readonly write: (text: string) => void,
@@ -52,16 +67,16 @@ export class ProgressBar {
     if (!this.tty) return;
     if (!force && state.elapsedMs - this.last < this.intervalMs) return;
     this.last = state.elapsedMs;
-    this.shown = true;
-    this.write(`\r\x1b[2K${progressLine(state)}`);
+    this.line = progressLine(state);
+    this.write(`\r\x1b[2K${this.line}`);
   }
 
-  /** Prints a line above the bar (a failure, say) without garbling it. */
+  /** Prints a line above the bar (a stored file, a failure) and draws the bar again below it. */
   log(line: string): void {
-    this.write(this.tty && this.shown ? `\r\x1b[2K${line}\n` : `${line}\n`);
+    this.write(this.tty && this.line ? `\r\x1b[2K${line}\n${this.line}` : `${line}\n`);
   }
 
   done(): void {
-    if (this.tty && this.shown) this.write("\n");
+    if (this.tty && this.line) this.write("\n");
   }
 }

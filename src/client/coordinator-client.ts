@@ -37,6 +37,11 @@ export interface CoordinatorStats {
   cluster_map_connected: boolean;
   /** Servers the coordinator saw failing recently (tried last). */
   suspect_servers: string[];
+  /** Replication tasks given up on (see `backpack queue dead-letters`); null as `queue_length`. */
+  dead_letters: number | null;
+  /** GETs answered with a file, and their bytes. */
+  processed_reads: number;
+  read_bytes: number;
   /**
    * Files with fewer verified copies than their shard has servers, over every shard the replicators reported
    * on; null while the queue cannot be asked or before any report.
@@ -46,6 +51,36 @@ export interface CoordinatorStats {
   repair: ShardHealth[];
   /** The runtime settings this coordinator applied, and when (ms since the epoch). */
   settings: RuntimeSettings & { appliedAt: number };
+}
+
+/** One sample of the coordinator's figures in `GET /status` (`history`), every 2 s. */
+export interface StatusSample {
+  /** ms since the epoch. */
+  t: number;
+  uploads: number;
+  failed: number;
+  aborted: number;
+  bytesIn: number;
+  reads: number;
+  bytesOut: number;
+  /** Null while the queue cannot be asked. */
+  queue: number | null;
+  lagMs: number | null;
+  deadLetters: number | null;
+  underReplicated: number | null;
+  /** Repairs done (copied + deleted + restored), over every shard. */
+  repairs: number;
+}
+
+/** `GET /status`: everything `backpack status --json` and the dashboard show, in one answer. */
+export interface StatusDocument {
+  coordinator: string;
+  /** When it was made, ms since the epoch. */
+  at: number;
+  stats: CoordinatorStats;
+  cluster: ClusterView;
+  /** The last 10 minutes, oldest first. */
+  history: StatusSample[];
 }
 
 /** One server of a file's shard in `GET /locate/<shard>:<key>`. */
@@ -194,6 +229,12 @@ export class CoordinatorClient {
     }
     await expectStatus(res, [200], base, "/locate");
     return (await res.body.json()) as FileLocation;
+  }
+
+  async status(base: string): Promise<StatusDocument> {
+    const res = await this.send(base, "/status", "GET", {});
+    await expectStatus(res, [200], base, "/status");
+    return (await res.body.json()) as StatusDocument;
   }
 
   async cluster(base: string): Promise<ClusterView> {

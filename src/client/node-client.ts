@@ -12,7 +12,15 @@ import {
 } from "../common/version.js";
 import type { ListedEntry } from "../storage/types.js";
 import type { ScrubStats } from "../storage/scrubber.js";
-import { isUnsupported, type ReadClient, type ReadReply } from "./read-client.js";
+import { BATCH_CONTENT_TYPE, BATCH_PATH } from "../common/batch-frame.js";
+import { checksum } from "../common/checksum.js";
+import { isUnsupported, type LeanClient, type LeanReply } from "./lean-client.js";
+import { WriteBatcher, type BatchAnswer } from "./write-batcher.js";
+
+/** Bodies in memory up to this size are sent in batches (when batching is on); larger ones on their own. */
+const BATCH_BODY_MAX_BYTES = 64 * 1024;
+/** Marks the error of a node that answered a batch 404 or 405. */
+const NO_BATCHES = "noBatches";
 
 /**
  * HTTP client to a storage node. The wire contract (see docs/http-api.md):
@@ -60,12 +68,26 @@ export interface NodeRequestOptions {
 }
 
 export class NodeClient {
+  /** Small writes to one node made in one turn go in one request (see write-batcher.ts), when on. */
+  private readonly batcher: WriteBatcher | undefined;
+  /** Nodes that answered a batch 404 or 405 (they predate batches): their writes go one by one. */
+  private readonly noBatch = new Set<string>();
+
   constructor(
     private readonly dispatcher: Dispatcher,
-    private readonly defaults: { token?: string; timeoutMs?: number } = {},
-    /** For `read`: the lean GET/HEAD client (undici answers what it cannot read). */
-    private readonly reader?: ReadClient,
-  ) {}
+    private readonly defaults: { token?: string; timeoutMs?: number; batch?: boolean } = {},
+    /** The lean client: reads, uploads and batches go through it (undici carries what it cannot). */
+    private readonly lean?: LeanClient,
+  ) {
+    this.batcher = defaults.batch
+      ? new WriteBatcher((base, token, frame) => this.sendBatch(base, token, frame), {
+          // One frame in flight per node: the writes asked for meanwhile go in the next frame, which grows with
+          // the load; each frame costs the node one fsync, measured at ~190 µs of CPU on the 2-core machine.
+          maxInflight: 1,
+          maxFrameBytes: 4 * 1024 * 1024,
+        })
+      : undefined;
+  }
 
   /**
    * Streams a body to `<base>/<key>`; resolves with the stored checksum and version once the node has it
@@ -83,19 +105,57 @@ export class NodeClient {
       version?: Version;
     } = {},
   ): Promise<{ crc: number; version: Version | undefined }> {
+    if (
+      this.batcher &&
+      Buffer.isBuffer(body) &&
+      body.length <= BATCH_BODY_MAX_BYTES &&
+      !this.noBatch.has(base)
+    ) {
+      validateKey(key);
+      try {
+        return await this.batcher.put(
+          base,
+          options.token ?? this.defaults.token,
+          {
+            key,
+            contentType: options.contentType,
+            body,
+            bodyCrc: options.expectedCrc ?? checksum(body),
+            version: options.version,
+          },
+          options.signal,
+        );
+      } catch (err) {
+        // A node that predates batches: this write again on its own, and the node's next ones too.
+        if (!(err instanceof BackpackError && err.details?.[NO_BATCHES] === true)) throw err;
+        this.noBatch.add(base);
+      }
+    }
     const headers: Record<string, string> = this.authHeaders(options);
-    if (options.size !== undefined) headers["content-length"] = String(options.size);
     if (options.contentType) headers["content-type"] = options.contentType;
     if (options.expectedCrc !== undefined)
       headers["x-backpack-checksum"] = formatChecksum(options.expectedCrc);
     if (options.version) headers[VERSION_HEADER] = formatVersion(options.version);
+    const size = Buffer.isBuffer(body) ? body.length : options.size;
+    if (this.lean?.handles(base) && size !== undefined) {
+      // The lean client: a body in memory goes with the head in one write, a stream at the node's pace.
+      validateKey(key);
+      const reply = await this.lean.request({
+        method: "PUT",
+        origin: base,
+        path: keyToPath(key),
+        headers,
+        body: Buffer.isBuffer(body) ? body : { length: size, chunks: body },
+        timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000,
+        bufferBytes: 64 * 1024,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      return putOutcome(reply.status, (name) => reply.headers[name] ?? "", reply.body, base, key);
+    }
+    if (size !== undefined) headers["content-length"] = String(size);
     const res = await this.send(base, key, "PUT", { headers, body, ...options });
-    if (res.statusCode === 409) throw await staleError(res, base, key);
-    await expectStatus(res, [201], base, key);
-    const crc = parseChecksum(headerText(res.headers["x-backpack-checksum"]));
-    if (crc === undefined)
-      throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a checksum`);
-    return { crc, version: parseVersion(headerText(res.headers[VERSION_HEADER])) };
+    const text = await res.body.text().catch(() => "");
+    return putOutcome(res.statusCode, (name) => headerText(res.headers[name]), text, base, key);
   }
 
   /**
@@ -138,7 +198,8 @@ export class NodeClient {
     const headers = { ...this.authHeaders(options), [VERSION_HEADER]: formatVersion(options.version) };
     const res = await this.send(base, key, "DELETE", { ...options, headers });
     if (res.statusCode === 409) {
-      const stale = await staleError(res, base, key);
+      await res.body.dump();
+      const stale = staleError(headerText(res.headers[VERSION_HEADER]), base, key);
       const state = sameOrNewer(stale, options.version);
       return state === "same" ? { state } : { state, current: staleCurrent(stale) };
     }
@@ -226,6 +287,17 @@ export class NodeClient {
     }
   }
 
+  /** Whether the node answers `GET /healthz` with 200: false when it cannot be reached or is stopping. */
+  async healthy(base: string, options: NodeRequestOptions = {}): Promise<boolean> {
+    try {
+      const res = await this.sendPath(base, "/healthz", options);
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
   /** HEAD: the object's metadata, or undefined when the node does not have it. */
   async head(base: string, key: string, options: NodeRequestOptions = {}): Promise<NodeObject | undefined> {
     const res = await this.send(base, key, "HEAD", options);
@@ -258,13 +330,13 @@ export class NodeClient {
       method?: "GET" | "HEAD";
       bufferBytes: number;
     },
-  ): Promise<ReadReply> {
+  ): Promise<LeanReply> {
     validateKey(key);
     const method = options.method ?? "GET";
     const timeoutMs = options.timeoutMs ?? this.defaults.timeoutMs ?? 10_000;
-    if (this.reader) {
+    if (this.lean) {
       try {
-        return await this.reader.request({
+        return await this.lean.request({
           method,
           origin: base,
           path: keyToPath(key),
@@ -279,7 +351,7 @@ export class NodeClient {
     const res = await this.send(base, key, method, options);
     const headers: Record<string, string> = {};
     for (const [name, v] of Object.entries(res.headers)) if (v !== undefined) headers[name] = headerText(v);
-    const reply: ReadReply = { status: res.statusCode, headers, body: undefined, stream: undefined };
+    const reply: LeanReply = { status: res.statusCode, headers, body: undefined, stream: undefined };
     const length = Number(headers["content-length"] ?? Number.NaN);
     if (method === "HEAD" || length <= options.bufferBytes) {
       try {
@@ -302,6 +374,66 @@ export class NodeClient {
     }
     await expectStatus(res, [204], base, key);
     return true;
+  }
+
+  /** One frame of writes to `<base>/_backpack/batch`: the node's answer for each record, in order. */
+  private async sendBatch(base: string, token: string | undefined, frame: Buffer): Promise<BatchAnswer[]> {
+    const timeoutMs = this.defaults.timeoutMs ?? 10_000;
+    const headers: Record<string, string> = {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      "content-type": BATCH_CONTENT_TYPE,
+    };
+    let answer: { status: number; text: string } | undefined;
+    if (this.lean) {
+      try {
+        const reply = await this.lean.request({
+          method: "POST",
+          origin: base,
+          path: BATCH_PATH,
+          headers,
+          body: frame,
+          timeoutMs,
+          bufferBytes: Number.POSITIVE_INFINITY,
+        });
+        answer = { status: reply.status, text: reply.body?.toString("utf8") ?? "" };
+      } catch (err) {
+        if (!isUnsupported(err)) throw err;
+      }
+    }
+    if (answer === undefined) {
+      try {
+        const res = await request(base + BATCH_PATH, {
+          method: "POST",
+          dispatcher: this.dispatcher,
+          headers,
+          body: frame,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        });
+        answer = { status: res.statusCode, text: await res.body.text() };
+      } catch (err) {
+        throw upstreamError(err, "POST", base);
+      }
+    }
+    const { status, text } = answer;
+    if (status === 404 || status === 405) {
+      throw new BackpackError("UPSTREAM_FAILED", `${base} takes no batches`, {
+        details: { [NO_BATCHES]: true },
+      });
+    }
+    if (status === 200) {
+      try {
+        const doc = JSON.parse(text) as { results?: unknown };
+        if (Array.isArray(doc.results)) return doc.results as BatchAnswer[];
+      } catch {
+        // Said below.
+      }
+      throw new BackpackError(
+        "UPSTREAM_FAILED",
+        `${base} answered a batch with no results: ${text.slice(0, 200)}`,
+      );
+    }
+    throw answerError(status, text, base, BATCH_PATH);
   }
 
   private authHeaders(options: NodeRequestOptions): Record<string, string> {
@@ -360,23 +492,47 @@ export async function expectStatus(
   key: string,
 ): Promise<void> {
   if (ok.includes(res.statusCode)) return;
-  let code: ErrorCode = res.statusCode >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
-  let message = `${base} answered ${res.statusCode} for ${key}`;
+  throw answerError(res.statusCode, await res.body.text().catch(() => ""), base, key);
+}
+
+/** The error a node's answer says (its JSON `code` and `error` where it sent them). */
+function answerError(
+  status: number,
+  text: Buffer | string | undefined,
+  base: string,
+  what: string,
+): BackpackError {
+  let code: ErrorCode = status >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
+  let message = `${base} answered ${status} for ${what}`;
   try {
-    const body = (await res.body.json()) as { code?: unknown; error?: unknown };
+    const body = JSON.parse(text?.toString("utf8") ?? "") as { code?: unknown; error?: unknown };
     if (isErrorCode(body.code)) code = body.code;
     if (typeof body.error === "string") message = `${base}: ${body.error}`;
   } catch {
     // Not a JSON error body.
   }
-  if (res.statusCode === 404) code = "NOT_FOUND";
-  throw new BackpackError(code, message, { details: { status: res.statusCode } });
+  if (status === 404) code = "NOT_FOUND";
+  return new BackpackError(code, message, { details: { status } });
+}
+
+/** A node's answer to a PUT: the checksum and version it stored, or the error it said. */
+function putOutcome(
+  status: number,
+  header: (name: string) => string,
+  text: Buffer | string | undefined,
+  base: string,
+  key: string,
+): { crc: number; version: Version | undefined } {
+  if (status === 409) throw staleError(header(VERSION_HEADER), base, key);
+  if (status !== 201) throw answerError(status, text, base, key);
+  const crc = parseChecksum(header("x-backpack-checksum"));
+  if (crc === undefined)
+    throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a checksum`);
+  return { crc, version: parseVersion(header(VERSION_HEADER)) };
 }
 
 /** The STALE_VERSION error of a 409 answer, naming the version the node holds (`details.current`). */
-async function staleError(res: Dispatcher.ResponseData, base: string, key: string): Promise<BackpackError> {
-  await res.body.dump();
-  const current = headerText(res.headers[VERSION_HEADER]);
+function staleError(current: string, base: string, key: string): BackpackError {
   return new BackpackError(
     "STALE_VERSION",
     `${base} holds ${key} in version ${current || "?"}, as new or newer`,

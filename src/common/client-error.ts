@@ -89,7 +89,7 @@ function refusalOf(err: Error & { code?: string }): { kind: ClientErrorKind; tex
 
 /** A whole HTTP/1.1 answer as text, for a socket the HTTP server no longer writes to. */
 function rawAnswer(status: number, code: ErrorCode, message: string): string {
-  const body = JSON.stringify({ error: message, code });
+  const body = JSON.stringify({ error: message, code }) + "\n";
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n` +
     "content-type: application/json; charset=utf-8\r\n" +

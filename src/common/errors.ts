@@ -8,6 +8,8 @@ export const ERROR_STATUS = {
   INVALID_KEY: 400,
   INVALID_ARGUMENT: 400,
   BAD_CHECKSUM_HEADER: 400,
+  /** A batch of writes whose framing is broken (cut short, a header that fails its CRC): refused whole. */
+  BAD_FRAME: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,

@@ -4,14 +4,17 @@ import type { AddressInfo } from "node:net";
 import { BackpackError, toBackpackError } from "./errors.js";
 import type { Logger } from "./logger.js";
 
-/** Answers JSON with a fitting Content-Length. */
+/**
+ * Answers JSON with a fitting Content-Length. The body ends with a newline, as text answers do, so that a
+ * shell prompt after `curl` starts on a line of its own.
+ */
 export function sendJson(
   res: ServerResponse,
   status: number,
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  const text = JSON.stringify(body);
+  const text = JSON.stringify(body) + "\n";
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(text),
@@ -117,14 +120,21 @@ export function checkContentType(req: IncomingMessage): void {
  * Bearer-token check in constant time; `expected` undefined means writes are open. The scheme is
  * case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are `Bearer`.
  */
-export function checkBearer(req: IncomingMessage, expected: Buffer | undefined): void {
+export function checkBearer(
+  req: IncomingMessage,
+  expected: Buffer | undefined,
+  what: { action: string; token: string } = { action: "writes", token: "write token" },
+): void {
   if (expected === undefined) return;
   const header = req.headers.authorization ?? "";
   const m = /^bearer[ \t]+(\S(?:.*\S)?)[ \t]*$/i.exec(header);
   if (!m?.[1])
-    throw new BackpackError("UNAUTHORIZED", "this server needs Authorization: Bearer <token> for writes");
+    throw new BackpackError(
+      "UNAUTHORIZED",
+      `this server needs Authorization: Bearer <token> for ${what.action}`,
+    );
   if (!constantTimeEqual(Buffer.from(m[1], "utf8"), expected)) {
-    throw new BackpackError("FORBIDDEN", "the write token is not valid");
+    throw new BackpackError("FORBIDDEN", `the ${what.token} is not valid`);
   }
 }
 

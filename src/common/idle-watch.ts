@@ -1,4 +1,5 @@
 import { performance } from "node:perf_hooks";
+import { SweepList } from "./sweep-list.js";
 
 /** One watched upload body: `at` is when the client last sent something, `waiting` whether its clock runs now. */
 export interface IdleEntry {
@@ -32,10 +33,7 @@ export interface IdleEntry {
  * watched. Used by the storage node and the coordinator alike.
  */
 export class IdleWatch {
-  /** Unordered; an entry knows its slot, so adding and removing are O(1) without hashing. */
-  private entries: IdleEntry[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private readonly sweepMs: number;
+  private readonly list: SweepList<IdleEntry>;
 
   constructor(
     readonly idleMs: number,
@@ -43,26 +41,14 @@ export class IdleWatch {
     /** Slowest average body rate allowed over a window of `idleMs` of waiting; 0 checks silence only. */
     readonly minBytesPerSec = 0,
   ) {
-    this.sweepMs = Math.max(5, Math.floor(idleMs / 4));
+    this.list = new SweepList(Math.max(5, Math.floor(idleMs / 4)), (entries) => this.sweep(entries));
   }
 
   /** Starts watching (waiting from now); `fire` runs once if the client stays silent or too slow. */
   start(fire: () => void): IdleEntry {
     const now = this.now();
-    const entry: IdleEntry = {
-      at: now,
-      waiting: true,
-      fire,
-      slot: this.entries.length,
-      bytes: 0,
-      waitedMs: 0,
-      mark: now,
-    };
-    this.entries.push(entry);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.sweep(), this.sweepMs);
-      this.timer.unref();
-    }
+    const entry: IdleEntry = { at: now, waiting: true, fire, slot: -1, bytes: 0, waitedMs: 0, mark: now };
+    this.list.add(entry);
     return entry;
   }
 
@@ -91,33 +77,18 @@ export class IdleWatch {
   }
 
   stop(entry: IdleEntry): void {
-    const i = entry.slot;
-    if (i < 0) return;
-    const last = this.entries.pop()!;
-    if (last !== entry) {
-      this.entries[i] = last;
-      last.slot = i;
-    }
-    entry.slot = -1;
+    this.list.remove(entry);
   }
 
   /** Stops the sweep and forgets every entry (the server is stopping). */
   close(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    for (const entry of this.entries) entry.slot = -1;
-    this.entries = [];
+    this.list.close();
   }
 
-  private sweep(): void {
-    if (this.entries.length === 0) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-      return;
-    }
+  private sweep(entries: readonly IdleEntry[]): void {
     const now = this.now();
     const silentSince = now - this.idleMs;
-    const due = this.entries.filter((e) => (e.waiting && e.at <= silentSince) || this.tooSlow(e, now));
+    const due = entries.filter((e) => (e.waiting && e.at <= silentSince) || this.tooSlow(e, now));
     for (const entry of due) {
       if (entry.slot < 0) continue; // stopped by an earlier entry's fire
       this.stop(entry);

@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { createReadStream, createWriteStream, type ReadStream, type WriteStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { join } from "node:path";
@@ -17,22 +17,25 @@ const STREAM_HIGH_WATER = 1 << 20;
 const PRIME_BYTES = STREAM_HIGH_WATER;
 
 /**
- * An upload body as it arrives from the client, handed to one storage node and, when that node fails before
- * committing, again to the next one.
+ * An upload body as it arrives from the client, handed to the storage nodes of its shard at once (each through
+ * a reader of its own, `open()`), and again to another node when one fails before committing.
  *
- * - Known size ≤ `retainBytes` (the common case): streamed to the node as it arrives and kept in memory, so a
+ * - Known size ≤ `retainBytes` (the common case): streamed to the nodes as it arrives and kept in memory, so a
  *   retry replays it without asking the client again.
- * - Known size > `retainBytes`: streamed through once, nothing kept (no temp file, no memory growth). A node
- *   that refuses the connection before any byte was taken is skipped and the next one gets the stream; once
- *   bytes went to a node that then fails, there is nothing to replay and the upload is answered 503 (the client
- *   retries). We chose this over spooling every large upload to disk, which would put a disk write and read on
- *   the path of every large upload to save the rare mid-transfer node failure.
+ * - Known size > `retainBytes`: streamed through once, nothing kept (no temp file, no memory growth). Every
+ *   reader opened before the first byte went out gets every byte; a chunk is let go once every open reader has
+ *   taken it, and the client is paused while more than a MiB waits for the slowest reader (so the upload goes
+ *   at the pace of its slowest node, in bounded memory). A reader closed early (its node failed, or was cut for
+ *   falling behind) holds nothing back. Once a byte was let go there is nothing to replay: a new reader is
+ *   refused and the caller answers 503 (the client retries). We chose this over spooling every large upload to
+ *   disk, which would put a disk write and read on the path of every large upload to save the rare
+ *   mid-transfer node failure.
  * - Unknown size (chunked): read completely first, in memory up to `retainBytes` and spooled to a temp file
  *   past that, refused past `maxBodyBytes`; the shard choice needs the size and the node needs a length.
  *
- * The CRC-32 of the bytes received is kept as they arrive, so the coordinator can check what the node says it
- * stored. A client that goes away makes every reader throw CLIENT_ABORTED, which aborts the upstream request
- * (the node never indexes a partial record).
+ * The CRC-32 of the bytes received is kept as they arrive, so the coordinator can check what the nodes say they
+ * stored. A client that goes away makes every reader throw CLIENT_ABORTED, which aborts the upstream requests
+ * (no node indexes a partial record).
  *
  * With the upload's limits (upload-context.ts; set by the service for every PUT): a client silent for the body
  * timeout, or sending under the minimum rate, makes every reader throw REQUEST_TIMEOUT (the client's fault, so
@@ -42,8 +45,12 @@ const PRIME_BYTES = STREAM_HIGH_WATER;
  */
 export class BodySource {
   private chunks: (Buffer | undefined)[] = [];
-  private head = 0;
+  /** Chunks before this index were taken by every reader and let go (a body streamed through once). */
+  private released = 0;
+  /** Bytes received and not yet let go. */
   private queued = 0;
+  /** The readers open now. */
+  private readers: MemoryReader[] = [];
   private received = 0;
   private crcValue = 0;
   private ended = false;
@@ -207,7 +214,13 @@ export class BodySource {
   /** The whole body as one buffer when it is complete and held in memory (small uploads). */
   buffer(): Buffer | undefined {
     if (!this.ended || !this.retain || this.spoolPath !== undefined) return undefined;
-    return Buffer.concat(this.chunks as Buffer[], this.received);
+    // Small bodies usually arrive in one chunk: that chunk is the body (no copy).
+    if (this.chunks.length === 1) return this.chunks[0];
+    const whole = Buffer.concat(this.chunks as Buffer[], this.received);
+    // Kept as the only chunk (unless a reader is going through the chunks), so that every node's write (and a
+    // retry) shares it.
+    if (this.readers.length === 0) this.chunks = [whole];
+    return whole;
   }
 
   /** Waits until every byte has arrived; throws CLIENT_ABORTED when the client went away. */
@@ -219,8 +232,12 @@ export class BodySource {
     if (this.error) throw this.error;
   }
 
-  /** A fresh pass over the body (from the start). Throws UNAVAILABLE when it can no longer be replayed. */
-  open(): AsyncIterable<Uint8Array> {
+  /**
+   * A fresh pass over the body (from the start), for one node. Readers opened together get the same bytes;
+   * close each one when its node is done with it (or failed), so that it holds nothing back. Throws
+   * UNAVAILABLE when the body can no longer be replayed.
+   */
+  open(): AsyncIterable<Uint8Array> & BodyReader {
     if (!this.replayable) {
       throw new BackpackError(
         "UNAVAILABLE",
@@ -228,8 +245,12 @@ export class BodySource {
         { retryAfterSec: 1 },
       );
     }
-    if (this.spoolPath !== undefined) return createReadStream(this.spoolPath, { highWaterMark: 256 * 1024 });
-    return this.retain ? this.replay() : this.drain();
+    if (this.spoolPath !== undefined) {
+      return spooledReader(createReadStream(this.spoolPath, { highWaterMark: 256 * 1024 }));
+    }
+    const reader = new MemoryReader(this);
+    this.readers.push(reader);
+    return reader;
   }
 
   /** Frees memory and the temp file; a body still arriving is left to the HTTP server to discard. */
@@ -321,38 +342,102 @@ export class BodySource {
     for (const w of waiters) w();
   }
 
-  private async *replay(): AsyncGenerator<Uint8Array> {
-    let i = 0;
+  /** The next chunk for `reader`, or undefined at the end of the body. */
+  async nextChunk(reader: MemoryReader): Promise<Buffer | undefined> {
     for (;;) {
       if (this.error) throw this.error;
-      const chunk = this.chunks[i];
+      if (reader.closed) throw new BackpackError("UNAVAILABLE", "the body reader was closed");
+      const chunk = this.chunks[reader.at];
       if (chunk !== undefined) {
-        i++;
-        yield chunk;
-        continue;
+        reader.at++;
+        reader.bytes += chunk.length;
+        if (!this.retain) this.release();
+        return chunk;
       }
-      if (this.ended) return;
+      if (this.ended) return undefined;
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
 
-  private async *drain(): AsyncGenerator<Uint8Array> {
-    for (;;) {
-      if (this.error) throw this.error;
-      if (this.head < this.chunks.length) {
-        const chunk = this.chunks[this.head] as Buffer;
-        this.chunks[this.head++] = undefined;
-        this.queued -= chunk.length;
-        this.taken = true;
-        if (this.queued <= STREAM_HIGH_WATER / 2) this.resumeClient();
-        yield chunk;
-        continue;
-      }
-      if (this.ended) return;
-      this.resumeClient();
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
+  /** A reader is done (or given up): it holds nothing back from now on. */
+  closeReader(reader: MemoryReader): void {
+    if (reader.closed) return;
+    reader.closed = true;
+    this.readers = this.readers.filter((r) => r !== reader);
+    if (!this.retain) this.release();
+    // A reader waiting for more must see that it was closed.
+    this.wake();
   }
+
+  /** Lets go of the chunks every open reader has taken; the client sends again once little is waiting. */
+  private release(): void {
+    if (this.readers.length === 0) return;
+    let upTo = this.chunks.length;
+    for (const r of this.readers) upTo = Math.min(upTo, r.at);
+    while (this.released < upTo) {
+      const chunk = this.chunks[this.released] as Buffer;
+      this.chunks[this.released++] = undefined;
+      this.queued -= chunk.length;
+      this.taken = true;
+    }
+    if (this.queued <= STREAM_HIGH_WATER / 2) this.resumeClient();
+  }
+}
+
+/** One node's pass over a body: an async iterable of its chunks, with what it has taken so far. */
+export interface BodyReader extends AsyncIterable<Uint8Array> {
+  /** Bytes of the body taken so far. */
+  readonly bytes: number;
+  /** Done with the body (finished, failed or cut): holds nothing back from now on. Idempotent. */
+  close(): void;
+}
+
+class MemoryReader implements BodyReader, AsyncIterator<Uint8Array> {
+  /** Index of the next chunk to take. */
+  at = 0;
+  bytes = 0;
+  closed = false;
+
+  constructor(private readonly body: BodySource) {}
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    const chunk = await this.body.nextChunk(this);
+    return chunk === undefined ? { done: true, value: undefined } : { done: false, value: chunk };
+  }
+
+  return(): Promise<IteratorResult<Uint8Array>> {
+    this.close();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  close(): void {
+    this.body.closeReader(this);
+  }
+}
+
+/** A reader over a spooled body (a file stream of its own). */
+function spooledReader(stream: ReadStream): AsyncIterable<Uint8Array> & BodyReader {
+  let bytes = 0;
+  return {
+    get bytes() {
+      return bytes;
+    },
+    close: () => stream.destroy(),
+    async *[Symbol.asyncIterator]() {
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          bytes += chunk.length;
+          yield chunk;
+        }
+      } finally {
+        stream.destroy();
+      }
+    },
+  };
 }
 
 function tooSlow(): BackpackError {

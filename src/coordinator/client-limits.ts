@@ -3,8 +3,9 @@ import type { IncomingMessage } from "node:http";
 import type { LiveSettings } from "../cluster/settings.js";
 import { BackpackError } from "../common/errors.js";
 
-/** Paths that are the coordinator's own (monitoring, the ring): never limited nor blocked. */
-const OWN_PATHS = new Set(["/stats", "/metrics", "/healthz", "/cluster", "/ring"]);
+/** Paths that are the coordinator's own (monitoring, the ring, operators' /admin/): never limited nor blocked. */
+const OWN_PATHS = new Set(["/stats", "/status", "/metrics", "/healthz", "/cluster", "/ring"]);
+const OWN_PREFIX = "/admin/";
 /** How often a coordinator tells the others how many requests each client made here since. */
 export const SHARE_EVERY_MS = 200;
 /** Clients reported per message at most (the busiest first). */
@@ -59,7 +60,7 @@ export class ClientLimits {
   /** Throws FORBIDDEN for a blocked client and RATE_LIMITED for one over its rate; counts the request. */
   admit(req: IncomingMessage, path: string): void {
     const s = this.settings.current;
-    if (s.version === 0 || OWN_PATHS.has(path)) return;
+    if (s.version === 0 || OWN_PATHS.has(path) || path.startsWith(OWN_PREFIX)) return;
     const client = clientOf(req);
     if (s.blocklist.length > 0 && (s.blocklist.includes(client) || s.blocklist.includes(addressOf(req)))) {
       throw new BackpackError("FORBIDDEN", `client ${client} is blocked by the cluster's settings`);

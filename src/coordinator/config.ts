@@ -2,6 +2,16 @@ import { tmpdir } from "node:os";
 import { buildConfig, check } from "../common/config.js";
 import type { RingMemberConfig } from "../ring/config.js";
 
+/**
+ * Which replicas an upload is written to before its answer:
+ * - `live` (the default): every node of the shard that is not down or suspect, at once;
+ * - `all`: every node of the shard, and a 200 only when every one holds it (`X-Backpack-Replicas: all`);
+ * - `one`: one node, the others by queued copies (the original's way, kept as the weaker choice).
+ */
+export type ReplicaMode = "live" | "one" | "all";
+
+export const REPLICA_MODES: readonly ReplicaMode[] = ["live", "one", "all"];
+
 /** Everything a coordinator needs, validated once and frozen. Sizes in bytes, times in ms. */
 export interface CoordinatorConfig {
   host: string;
@@ -31,8 +41,26 @@ export interface CoordinatorConfig {
   writeToken: string | undefined;
   /** The token the storage nodes expect for PUT/DELETE (their write token), if they have one. */
   nodeToken: string | undefined;
+  /**
+   * The token of the admin actions (`POST /admin/...`, the dashboard's buttons); the write token when unset.
+   * With neither, admin actions are refused.
+   */
+  adminToken: string | undefined;
   /** Time a node may take to answer a request, and the longest silence inside a transfer. */
   nodeTimeoutMs: number;
+  /**
+   * Where an upload is written before its 200 (`X-Backpack-Replicas` chooses per request): `live`, every node
+   * of its shard that is not down, at once, with a hinted-handoff copy task for the others; `all`, every node;
+   * `one`, one node and a queued copy task for each other one (the original's way, the weaker choice).
+   */
+  replicas: ReplicaMode;
+  /** `live` uploads: durable copies needed for a 200 (a shard with fewer nodes needs them all); fewer: 503. */
+  writeQuorum: number;
+  /**
+   * A node whose write falls behind the other replicas of the upload (has taken no byte, or not answered, while
+   * another one is ahead) for this long is cut and handed off.
+   */
+  writeTimeoutMs: number;
   /** Time a queue push may take before the coordinator copies to the other nodes itself instead. */
   queueTimeoutMs: number;
   /**
@@ -54,26 +82,30 @@ export interface CoordinatorConfig {
   ring: Readonly<RingMemberConfig> | undefined;
 }
 
-export const COORDINATOR_DEFAULTS: Readonly<Omit<CoordinatorConfig, "writeToken" | "nodeToken" | "ring">> =
-  Object.freeze({
-    host: "127.0.0.1",
-    port: 0,
-    maxBodyBytes: 1024 ** 3,
-    retainBytes: 8 * 1024 ** 2,
-    tmpDir: tmpdir(),
-    maxBufferedBytes: 128 * 1024 ** 2,
-    // Shorter and stricter than the nodes' (30 s, 256 B/s): the coordinator cuts a slow client first.
-    bodyTimeoutMs: 20_000,
-    minBodyRate: 1024,
-    nodeTimeoutMs: 10_000,
-    queueTimeoutMs: 2_000,
-    maxBacklog: 100,
-    usageFlushMs: 1_000,
-    suspectMs: 5_000,
-    drainMs: 5_000,
-    headersTimeoutMs: 20_000,
-    keepAliveTimeoutMs: 5_000,
-  });
+export const COORDINATOR_DEFAULTS: Readonly<
+  Omit<CoordinatorConfig, "writeToken" | "nodeToken" | "adminToken" | "ring">
+> = Object.freeze({
+  host: "127.0.0.1",
+  port: 0,
+  maxBodyBytes: 1024 ** 3,
+  retainBytes: 8 * 1024 ** 2,
+  tmpDir: tmpdir(),
+  maxBufferedBytes: 128 * 1024 ** 2,
+  // Shorter and stricter than the nodes' (30 s, 256 B/s): the coordinator cuts a slow client first.
+  bodyTimeoutMs: 20_000,
+  minBodyRate: 1024,
+  nodeTimeoutMs: 10_000,
+  replicas: "live",
+  writeQuorum: 1,
+  writeTimeoutMs: 2_000,
+  queueTimeoutMs: 2_000,
+  maxBacklog: 100,
+  usageFlushMs: 1_000,
+  suspectMs: 5_000,
+  drainMs: 5_000,
+  headersTimeoutMs: 20_000,
+  keepAliveTimeoutMs: 5_000,
+});
 
 /** Builds the coordinator's config from layers (defaults first); every problem is reported at once. */
 export function coordinatorConfig(
@@ -81,7 +113,16 @@ export function coordinatorConfig(
 ): Readonly<CoordinatorConfig> {
   return buildConfig<CoordinatorConfig>(
     "coordinator",
-    [{ writeToken: undefined, nodeToken: undefined, ring: undefined, ...COORDINATOR_DEFAULTS }, ...layers],
+    [
+      {
+        writeToken: undefined,
+        nodeToken: undefined,
+        adminToken: undefined,
+        ring: undefined,
+        ...COORDINATOR_DEFAULTS,
+      },
+      ...layers,
+    ],
     (c, problems) => {
       check.nonEmpty(problems, "host", c.host);
       check.port(problems, "port", c.port);
@@ -91,6 +132,10 @@ export function coordinatorConfig(
       check.nonNegative(problems, "maxBufferedBytes", c.maxBufferedBytes);
       check.nonNegative(problems, "minBodyRate", c.minBodyRate);
       check.nonEmpty(problems, "tmpDir", c.tmpDir);
+      check.positiveInt(problems, "writeQuorum", c.writeQuorum);
+      if (!REPLICA_MODES.includes(c.replicas)) {
+        problems.push(`replicas must be one of ${REPLICA_MODES.join(", ")} (got ${String(c.replicas)})`);
+      }
       for (const name of [
         "nodeTimeoutMs",
         "queueTimeoutMs",
@@ -100,10 +145,11 @@ export function coordinatorConfig(
         "headersTimeoutMs",
         "keepAliveTimeoutMs",
         "bodyTimeoutMs",
+        "writeTimeoutMs",
       ] as const) {
         check.positiveInt(problems, name, c[name]);
       }
-      for (const name of ["writeToken", "nodeToken"] as const) {
+      for (const name of ["writeToken", "nodeToken", "adminToken"] as const) {
         if (c[name] !== undefined && c[name].length === 0) {
           problems.push(`${name} must not be empty (leave it unset for none)`);
         }

@@ -6,6 +6,7 @@ import type { Logger } from "../common/logger.js";
 import type { HybridClock } from "../common/version.js";
 import type { AckedVersions } from "./acked-versions.js";
 import type { CoordinatorConfig } from "./config.js";
+import type { LagWatch } from "./lag-watch.js";
 import type { NodeHealth } from "./node-health.js";
 import type { QueueGate } from "./queue-gate.js";
 import type { Random } from "./shard-chooser.js";
@@ -21,6 +22,9 @@ export interface UploadCounters {
   abortedUploads: number;
   /** Uploads that waited for the replication backlog to shrink (`maxBacklog`). */
   throttledUploads: number;
+  /** GETs answered with a file, and the bytes of their bodies (as declared by the node). */
+  reads: number;
+  readBytes: number;
 }
 
 /** What the handlers share: built once by the service, passed to every request. */
@@ -36,6 +40,8 @@ export interface CoordinatorContext {
   readonly log: Logger;
   /** The client write token as bytes, or undefined when writes are open. */
   readonly writeToken: Buffer | undefined;
+  /** The admin actions' token (the write token when none of its own); undefined: admin actions are off. */
+  readonly adminToken: Buffer | undefined;
   readonly random: Random;
   /** Wall clock, ms since the epoch (task timestamps, uptime). */
   readonly now: () => number;
@@ -43,6 +49,8 @@ export interface CoordinatorContext {
   readonly clock: HybridClock;
   /** The versions this coordinator acknowledged lately: reads never serve anything older. */
   readonly acked: AckedVersions;
+  /** The write timeout of every upload's replica writes (`writeTimeoutMs`). */
+  readonly lagWatch: LagWatch;
   /** The cluster's runtime settings as this coordinator applied them (client limits, blocklist, log level). */
   readonly settings: LiveSettings;
 }
@@ -55,6 +63,7 @@ export interface CoordinatorMetrics {
   readFailovers: Counter;
   deletes: Counter<"result">;
   directCopies: Counter<"result">;
+  handoffs: Counter<"reason">;
   usageFlushes: Counter<"result">;
 }
 
@@ -99,6 +108,12 @@ export function createMetrics(registry: Registry): CoordinatorMetrics {
       name: "backpack_coordinator_direct_copies_total",
       help: "Copies made by the coordinator itself (queue unavailable, or all replicas asked for), by result",
       labelNames: ["result"],
+      registers,
+    }),
+    handoffs: new Counter({
+      name: "backpack_coordinator_handoffs_total",
+      help: "Copy tasks queued for a node that does not hold an upload at its 200, by why (skipped: down or suspect; failed; slow: cut by the write timeout)",
+      labelNames: ["reason"],
       registers,
     }),
     usageFlushes: new Counter({

@@ -135,6 +135,32 @@ export class QueueGate {
     return this.ask((q) => q.find(shard, key), "replication queue lookup");
   }
 
+  /** Puts every dead letter back in the queue; how many. Throws UNAVAILABLE when the queue cannot be asked. */
+  async replayDeadLetters(): Promise<number> {
+    return this.must((q) => q.replay(), "dead letter replay");
+  }
+
+  /** Asks the replicators to compare these shards (all when empty) now. Throws UNAVAILABLE as above. */
+  async requestRepair(shards: readonly string[]): Promise<void> {
+    await this.must((q) => q.requestRepair(shards), "repair request");
+  }
+
+  private async must<T>(call: (q: ReplicationQueue) => Promise<T>, what: string): Promise<T> {
+    if (this.queue === undefined)
+      throw new BackpackError("UNAVAILABLE", "no replication queue is configured");
+    try {
+      return await withTimeout(call(this.queue), this.timeoutMs, what);
+    } catch (err) {
+      throw new BackpackError(
+        "UNAVAILABLE",
+        `the replication queue did not take the ${what}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
   private async ask<T>(call: (q: ReplicationQueue) => Promise<T>, what: string): Promise<T | undefined> {
     if (this.queue === undefined) return undefined;
     try {

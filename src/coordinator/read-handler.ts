@@ -121,6 +121,8 @@ export async function handleRead(
     }
     ctx.health.recordSuccess(serverId);
     ctx.metrics.reads.inc({ result: "ok" });
+    ctx.counters.reads++;
+    ctx.counters.readBytes += Number(out["content-length"] ?? 0) || 0;
     res.writeHead(status, out);
     const stream = upstream.stream;
     if (stream === undefined) {

@@ -1,145 +1,14 @@
-import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
+import { BackpackError } from "../common/errors.js";
 import { formatChecksum } from "../common/checksum.js";
+import { formatVersion } from "../common/version.js";
 import type { ClusterSnapshot, ShardInfo } from "../cluster/types.js";
 import type { ReplicationTask } from "../queue/types.js";
-import type { BodySource } from "./body-source.js";
+import type { BodyReader, BodySource } from "./body-source.js";
 import type { CoordinatorContext } from "./context.js";
-import { orderServers } from "./shard-chooser.js";
-import { staleCurrent } from "../client/node-client.js";
-import { formatVersion, type Version } from "../common/version.js";
-
-export interface StoredUpload {
-  /** The server that holds the upload durably. */
-  serverId: string;
-  crc: number;
-  /** The version it was stored with; every copy carries it. */
-  version: Version;
-  contentType: string | undefined;
-}
-
-/** Times one node may refuse an upload as older than what it holds before the upload fails. */
-const STALE_RETRIES = 3;
-
-/**
- * Writes the body to one server of the shard: healthy ones first, the next one when a server fails before
- * committing. The node answers 201 only once the bytes are durable, with the CRC it stored, which is checked
- * against the CRC of what the client sent. Throws CLIENT_ABORTED when the client goes away (the upstream
- * request is aborted with it, so no node indexes a partial record), and UNAVAILABLE when no server took it.
- *
- * The upload is stamped with a version from the coordinator's clock. A node that holds that version or a newer
- * one of the key (a write stamped by a coordinator whose clock is ahead) refuses it; the clock then moves past
- * the node's version and the upload is stamped again, so that a write made after another one always wins.
- */
-export async function storeFirstReplica(
-  ctx: CoordinatorContext,
-  snapshot: ClusterSnapshot,
-  shard: ShardInfo,
-  key: string,
-  body: BodySource,
-  contentType: string | undefined,
-  /** The CRC-32 the client declared (`X-Backpack-Checksum`), if it did. */
-  declaredCrc?: number,
-): Promise<StoredUpload> {
-  const tried: string[] = [];
-  const mismatch = (): BackpackError =>
-    new BackpackError("CHECKSUM_MISMATCH", `the body of /${key} does not match its X-Backpack-Checksum`, {
-      details: { declared: formatChecksum(declaredCrc ?? 0), received: formatChecksum(body.crc) },
-    });
-  let lastError: BackpackError | undefined;
-  for (const serverId of orderServers(shard.servers, (s) => ctx.health.isSuspect(s), ctx.random)) {
-    const base = snapshot.servers[serverId]?.url;
-    if (base === undefined) continue;
-    if (!body.replayable) break;
-    tried.push(serverId);
-    try {
-      // Small bodies usually arrive in one piece: one buffer makes one write upstream.
-      const small = body.size <= 64 * 1024;
-      if (small) await body.whole();
-      if (declaredCrc !== undefined && body.complete && body.crc !== declaredCrc) throw mismatch();
-      const { crc, version } = await putNewest(ctx, base, key, body, small, contentType, declaredCrc);
-      // The node answered after reading the whole body, so `body.crc` covers every byte by now.
-      if (crc !== body.crc) {
-        throw new BackpackError(
-          "UPSTREAM_FAILED",
-          `${base} stored checksum ${formatChecksum(crc)}, the client sent ${formatChecksum(body.crc)}`,
-        );
-      }
-      ctx.health.recordSuccess(serverId);
-      return { serverId, crc, version, contentType };
-    } catch (err) {
-      if (body.failure) throw body.failure;
-      const e = toBackpackError(err);
-      if (hasCode(e, "CLIENT_ABORTED")) throw e;
-      // The client's body does not match what it declared: its fault, whichever node saw it.
-      if (declaredCrc !== undefined && body.complete && body.crc !== declaredCrc) throw mismatch();
-      if (hasCode(e, "REQUEST_TIMEOUT") && !body.complete) {
-        // The node cut a client that sent its body too slowly: the client's doing, not the node's.
-        throw new BackpackError("REQUEST_TIMEOUT", "the client sent the body too slowly", { cause: e });
-      }
-      if (hasCode(e, "STALE_VERSION")) {
-        throw new BackpackError(
-          "UNAVAILABLE",
-          `/${key} is being written by another client at the same time; retry`,
-          { cause: e, retryAfterSec: 1 },
-        );
-      }
-      const status = e.details?.status;
-      if (typeof status === "number" && status >= 400 && status < 500 && status !== 408 && status !== 429) {
-        // The node refused this request itself (a wrong node token, a key or size it does not take): every
-        // node of the cluster would say the same, and the node is healthy. Not the client's fault either.
-        throw new BackpackError("UPSTREAM_FAILED", `server ${serverId} refused the upload: ${e.message}`, {
-          cause: e,
-          details: { node_code: e.code },
-        });
-      }
-      lastError = e;
-      // A node that is busy is not failing: it is not marked suspect for it.
-      if (!hasCode(e, "OVERLOADED")) ctx.health.recordFailure(serverId);
-      ctx.log.warn({ server: serverId, key, err: e.message }, "upload to a node failed; trying the next");
-    }
-  }
-  throw new BackpackError(
-    "UNAVAILABLE",
-    `Could not upload file /${key} to any node: ${tried.join(",") || "(none reachable)"}`,
-    { cause: lastError, retryAfterSec: 1, details: lastError ? { last_error: lastError.message } : {} },
-  );
-}
-
-/** One PUT of the upload to a node, stamped again (up to STALE_RETRIES times) while the node holds newer. */
-async function putNewest(
-  ctx: CoordinatorContext,
-  base: string,
-  key: string,
-  body: BodySource,
-  small: boolean,
-  contentType: string | undefined,
-  declaredCrc: number | undefined,
-): Promise<{ crc: number; version: Version }> {
-  for (let attempt = 0; ; attempt++) {
-    const version = ctx.clock.next();
-    try {
-      const payload = (small ? body.buffer() : undefined) ?? body.open();
-      const { crc } = await ctx.nodes.put(base, key, payload, {
-        size: body.size,
-        version,
-        ...(contentType ? { contentType } : {}),
-        ...(body.complete
-          ? { expectedCrc: body.crc }
-          : declaredCrc !== undefined
-            ? { expectedCrc: declaredCrc }
-            : {}),
-      });
-      return { crc, version };
-    } catch (err) {
-      const current = staleCurrent(err);
-      if (current === undefined || attempt >= STALE_RETRIES || !body.replayable) throw err;
-      ctx.clock.observe(current);
-    }
-  }
-}
+import type { StoredUpload } from "./store-replicas.js";
 
 export interface ReplicationOutcome {
-  /** Servers that hold the file now (the first one included). */
+  /** Servers that hold the file now. */
   holding: string[];
   /** Servers with a durably queued copy task. */
   queued: string[];
@@ -148,9 +17,39 @@ export interface ReplicationOutcome {
 }
 
 /**
- * Makes sure every other server of the shard will hold the upload: one `copy` task each, pushed to the queue in
- * one call. When the queue cannot take them, or when `all` is asked, the coordinator copies from the server
- * that holds it to the others itself; copies that fail then go to the queue if it is usable.
+ * Hinted handoff: one `copy` task (with the upload's version, CRC-32 and size, the servers holding it as
+ * sources) for every server of the shard that does not hold the upload, pushed to the queue in one call. The
+ * replicators make the copies once those servers are back; a server that holds a newer version by then refuses
+ * its copy, which counts as done. Servers whose task the queue could not take are `missing`.
+ */
+export async function handOff(
+  ctx: CoordinatorContext,
+  shard: ShardInfo,
+  key: string,
+  stored: StoredUpload,
+  size: number,
+): Promise<ReplicationOutcome> {
+  const outcome: ReplicationOutcome = { holding: [...stored.holding], queued: [], missing: [] };
+  const others = shard.servers.filter((s) => !stored.holding.includes(s));
+  if (others.length === 0 || stored.holding.length === 0) return outcome;
+  try {
+    await ctx.queue.push(others.map((target) => copyTask(ctx, shard, key, stored, size, target)));
+    outcome.queued.push(...others);
+    for (const s of others) ctx.metrics.handoffs.inc({ reason: stored.missed.get(s) ?? "failed" });
+  } catch (err) {
+    outcome.missing.push(...others);
+    ctx.log.warn(
+      { key, shard: shard.id, servers: others, err: (err as Error).message },
+      "could not hand off copies: the replication queue is unavailable",
+    );
+  }
+  return outcome;
+}
+
+/**
+ * The original's way (`X-Backpack-Replicas: one`): one `copy` task per other server of the shard, pushed to the
+ * queue in one call. When the queue cannot take them, the coordinator copies from a server that holds the
+ * upload to the others itself; copies that fail then go to the queue if it is usable.
  */
 export async function replicate(
   ctx: CoordinatorContext,
@@ -159,24 +58,12 @@ export async function replicate(
   key: string,
   stored: StoredUpload,
   body: BodySource,
-  all: boolean,
 ): Promise<ReplicationOutcome> {
-  const others = shard.servers.filter((s) => s !== stored.serverId);
-  const outcome: ReplicationOutcome = { holding: [stored.serverId], queued: [], missing: [] };
+  const others = shard.servers.filter((s) => !stored.holding.includes(s));
+  const outcome: ReplicationOutcome = { holding: [...stored.holding], queued: [], missing: [] };
   if (others.length === 0) return outcome;
-  const taskFor = (target: string): ReplicationTask => ({
-    op: "copy",
-    shard: shard.id,
-    sources: [stored.serverId],
-    target,
-    key,
-    crc: formatChecksum(stored.crc),
-    size: body.size,
-    createdAt: ctx.now(),
-    version: formatVersion(stored.version),
-  });
-  let toCopy = others;
-  if (!all && ctx.queue.usable) {
+  const taskFor = (target: string): ReplicationTask => copyTask(ctx, shard, key, stored, body.size, target);
+  if (ctx.queue.usable) {
     try {
       await ctx.queue.push(others.map(taskFor));
       outcome.queued.push(...others);
@@ -189,27 +76,48 @@ export async function replicate(
     }
   }
   const results = await Promise.all(
-    toCopy.map(async (target) => ({
+    others.map(async (target) => ({
       target,
       ok: await directCopy(ctx, snapshot, key, stored, body, target),
     })),
   );
-  toCopy = [];
-  for (const r of results) (r.ok ? outcome.holding : toCopy).push(r.target);
-  if (toCopy.length > 0 && ctx.queue.usable) {
+  let toQueue: string[] = [];
+  for (const r of results) (r.ok ? outcome.holding : toQueue).push(r.target);
+  if (toQueue.length > 0 && ctx.queue.usable) {
     try {
-      await ctx.queue.push(toCopy.map(taskFor));
-      outcome.queued.push(...toCopy);
-      toCopy = [];
+      await ctx.queue.push(toQueue.map(taskFor));
+      outcome.queued.push(...toQueue);
+      toQueue = [];
     } catch {
       // Reported as missing below.
     }
   }
-  outcome.missing.push(...toCopy);
+  outcome.missing.push(...toQueue);
   return outcome;
 }
 
-/** Copies the upload to `target`: replays the body when it is held, else streams it from the first server. */
+function copyTask(
+  ctx: CoordinatorContext,
+  shard: ShardInfo,
+  key: string,
+  stored: StoredUpload,
+  size: number,
+  target: string,
+): ReplicationTask {
+  return {
+    op: "copy",
+    shard: shard.id,
+    sources: stored.holding,
+    target,
+    key,
+    crc: formatChecksum(stored.crc),
+    size,
+    createdAt: ctx.now(),
+    version: formatVersion(stored.version),
+  };
+}
+
+/** Copies the upload to `target`: replays the body when it is held, else streams it from a server holding it. */
 async function directCopy(
   ctx: CoordinatorContext,
   snapshot: ClusterSnapshot,
@@ -219,8 +127,9 @@ async function directCopy(
   target: string,
 ): Promise<boolean> {
   const base = snapshot.servers[target]?.url;
-  const source = snapshot.servers[stored.serverId]?.url;
+  const source = snapshot.servers[stored.holding[0] ?? ""]?.url;
   if (base === undefined || source === undefined) return false;
+  let reader: BodyReader | undefined;
   try {
     const options = {
       size: body.size,
@@ -228,8 +137,9 @@ async function directCopy(
       version: stored.version,
       ...(stored.contentType ? { contentType: stored.contentType } : {}),
     };
-    if (body.replayable && body.complete) {
-      await ctx.nodes.copy(base, key, body.buffer() ?? body.open(), options);
+    const held = body.replayable && body.complete ? (body.buffer() ?? (reader = body.open())) : undefined;
+    if (held !== undefined) {
+      await ctx.nodes.copy(base, key, held, options);
     } else {
       const res = await ctx.nodes.get(source, key);
       if (res.statusCode !== 200) {
@@ -249,5 +159,7 @@ async function directCopy(
     ctx.metrics.directCopies.inc({ result: "failed" });
     ctx.log.warn({ server: target, key, err: (err as Error).message }, "direct copy failed");
     return false;
+  } finally {
+    reader?.close();
   }
 }

@@ -16,18 +16,21 @@ import type { ReplicationQueue } from "../queue/types.js";
 import { ServiceRing } from "../ring/service-ring.js";
 import { createAgent, OriginSockets } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
-import { ReadClient } from "../client/read-client.js";
+import { LeanClient } from "../client/lean-client.js";
 import type { CoordinatorConfig } from "./config.js";
 import { AckedVersions } from "./acked-versions.js";
 import { createMetrics, type CoordinatorContext } from "./context.js";
 import { handleDelete } from "./delete-handler.js";
+import { LagWatch } from "./lag-watch.js";
 import { MemoryBudget } from "./memory-budget.js";
 import { NodeHealth } from "./node-health.js";
 import { QueueGate } from "./queue-gate.js";
 import { handleRead } from "./read-handler.js";
 import type { Random } from "./shard-chooser.js";
 import { handleCluster } from "./cluster-handler.js";
+import { ADMIN_PREFIX, handleAdmin } from "./admin-handler.js";
 import { handleLocate, LOCATE_PREFIX } from "./locate-handler.js";
+import { handleStatus, StatusHistory } from "./status-handler.js";
 import { collectStats, handleStats, registerHealthMetrics } from "./stats-handler.js";
 import { UsageFlusher } from "./usage-flusher.js";
 import { beginUpload, type UploadLimits } from "./upload-context.js";
@@ -48,6 +51,11 @@ export interface CoordinatorDeps {
   agent?: Agent;
   /** Process-wide metrics (memory, event loop) on /metrics: on in a process of its own. */
   processMetrics?: boolean;
+  /**
+   * More GET routes served by this coordinator (the dashboard's page at `/ui`): called for a GET or HEAD whose
+   * path is not the coordinator's own; resolves true when it answered.
+   */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean | Promise<boolean>;
 }
 
 /**
@@ -62,8 +70,8 @@ export class CoordinatorService implements Service {
   private readonly flusher: UsageFlusher;
   private readonly registry: ReturnType<typeof createRegistry>;
   private readonly ownAgent: Agent | undefined;
-  /** Reads from the nodes (GET/HEAD) go through this lean client; everything else through the agent. */
-  private readonly reader = new ReadClient();
+  /** Reads from the nodes and uploads to them go through this lean client; the rest through the agent. */
+  private readonly lean = new LeanClient();
   private baseUrl: string | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -72,6 +80,8 @@ export class CoordinatorService implements Service {
   /** What every upload body is held to (body timeout, minimum rate, memory), shared by all uploads. */
   private readonly uploads: UploadLimits;
   private uploadsInFlight = 0;
+  private readonly history: StatusHistory;
+  private readonly routes: CoordinatorDeps["routes"];
   /** The coordinator's ring membership; its verdicts on nodes feed the node health (ring-health.ts). */
   readonly ring: ServiceRing;
   private readonly sockets = new OriginSockets();
@@ -103,8 +113,10 @@ export class CoordinatorService implements Service {
         {
           ...(config.nodeToken ? { token: config.nodeToken } : {}),
           timeoutMs: config.nodeTimeoutMs,
+          // Small upload bodies to one node in one turn go in one request, stored by one group commit.
+          batch: true,
         },
-        this.reader,
+        this.lean,
       ),
       health: new NodeHealth(config.suspectMs, now),
       usage,
@@ -114,20 +126,26 @@ export class CoordinatorService implements Service {
         failedUploads: 0,
         abortedUploads: 0,
         throttledUploads: 0,
+        reads: 0,
+        readBytes: 0,
       },
       metrics,
       log,
-      writeToken: config.writeToken === undefined ? undefined : Buffer.from(config.writeToken, "utf8"),
+      writeToken: tokenBytes(config.writeToken),
+      adminToken: tokenBytes(config.adminToken ?? config.writeToken),
       random: deps.random ?? Math.random,
       now,
       // The origin only breaks ties between coordinators stamping the same microsecond: drawn per start.
       clock: new HybridClock(randomInt(0x10000)),
       acked: new AckedVersions(),
+      lagWatch: new LagWatch(config.writeTimeoutMs),
       settings: new LiveSettings(log),
     };
     registerHealthMetrics(this.registry, this.ctx.queue);
     this.ring = new ServiceRing(config.ring, "coordinator", log);
     this.limits = new ClientLimits(this.ctx.settings, this.ring, now);
+    this.history = new StatusHistory(() => this.stats());
+    this.routes = deps.routes;
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
     this.server = createServer(
       {
@@ -173,6 +191,7 @@ export class CoordinatorService implements Service {
     this.startedAt = this.ctx.now();
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     this.flusher.start();
+    this.history.start();
     await this.ring.start(this.server, this.baseUrl);
     const unwatch = this.ring.watchServers(this.ctx.map, (id, verdict, previous) =>
       applyVerdict(this.ctx, (to, why) => this.cut(to, why), id, verdict, previous),
@@ -187,19 +206,21 @@ export class CoordinatorService implements Service {
 
   /** Ends every request in flight to a node (host:port) at once: the ring holds it dead or suspect. */
   private cut(authority: string, why: string): number {
-    return this.sockets.cut(authority) + this.reader.cut(authority, why);
+    return this.sockets.cut(authority) + this.lean.cut(authority, why);
   }
 
   async stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.stopping = true;
+      this.history.stop();
       this.unwatch?.();
       this.limits.stop();
       await this.ring.stop();
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
+      this.ctx.lagWatch.close();
       await this.flusher.stop(this.config.drainMs);
-      this.reader.close();
+      this.lean.close();
       await this.ownAgent?.close().catch(() => undefined);
     })();
     return this.stopped;
@@ -244,6 +265,7 @@ export class CoordinatorService implements Service {
     this.limits.admit(req, path);
     if (method === "GET" || method === "HEAD") {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
+      if (path === "/status") return handleStatus(this.ctx, res, this.url, await this.stats(), this.history);
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
       if (path === "/ring") return sendJson(res, 200, this.ring.view());
@@ -252,6 +274,8 @@ export class CoordinatorService implements Service {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });
         return;
       }
+      if (path.startsWith(ADMIN_PREFIX)) return handleAdmin(this.ctx, req, res, path);
+      if (!path.includes(":") && this.routes && (await this.routes(req, res, path))) return;
       return handleRead(this.ctx, req, res);
     }
     if (method === "PUT") {
@@ -260,6 +284,14 @@ export class CoordinatorService implements Service {
       return handleWrite(this.ctx, req, res);
     }
     if (method === "DELETE") return handleDelete(this.ctx, req, res);
-    throw new BackpackError("METHOD_NOT_ALLOWED", `${method} is not supported (PUT, GET, HEAD, DELETE)`);
+    if (method === "POST" && path.startsWith(ADMIN_PREFIX)) return handleAdmin(this.ctx, req, res, path);
+    throw new BackpackError(
+      "METHOD_NOT_ALLOWED",
+      `${method} is not supported (PUT, GET, HEAD, DELETE; POST for ${ADMIN_PREFIX}...)`,
+    );
   }
+}
+
+function tokenBytes(token: string | undefined): Buffer | undefined {
+  return token === undefined ? undefined : Buffer.from(token, "utf8");
 }

@@ -51,6 +51,9 @@ export async function collectStats(
     queue_unreachable: queue?.unreachable ?? null,
     cluster_map_connected: ctx.map.connected,
     suspect_servers: ctx.health.suspects(),
+    dead_letters: queue?.deadLetters ?? null,
+    processed_reads: ctx.counters.reads,
+    read_bytes: ctx.counters.readBytes,
     under_replicated_files:
       health === undefined || health.length === 0 ? null : health.reduce((n, h) => n + h.underReplicated, 0),
     repair: health ?? [],
@@ -80,48 +83,38 @@ export function registerHealthMetrics(registry: Registry, queue: QueueGate): voi
     (filling ??= fill().finally(() => {
       filling = undefined;
     }));
-  const under = new Gauge({
-    name: "backpack_shard_under_replicated_files",
-    help: "Files with fewer verified copies than the shard has servers, as the replicators last reported",
-    labelNames: ["shard"],
-    registers,
-    collect,
-  });
-  const compared = new Gauge({
-    name: "backpack_shard_last_comparison_timestamp_seconds",
-    help: "When the last complete comparison of the shard's replicas ended",
-    labelNames: ["shard"],
-    registers,
-    collect,
-  });
-  const repairs = new Gauge({
-    name: "backpack_shard_repairs",
-    help: "Repairs done by anti-entropy since the queue began, by kind (copied, deleted, restored, failed)",
-    labelNames: ["shard", "kind"],
-    registers,
-    collect,
-  });
-  const refill = new Gauge({
-    name: "backpack_server_refill_files_left",
-    help: "Files a refilling server still lacks (0 when it is not refilling)",
-    labelNames: ["shard", "server"],
-    registers,
-    collect,
-  });
-  const scrub = new Gauge({
-    name: "backpack_server_scrub_pass_ratio",
-    help: "How far the server's scrub pass under way is (0-1; 1 between passes)",
-    labelNames: ["shard", "server"],
-    registers,
-    collect,
-  });
-  const down = new Gauge({
-    name: "backpack_server_down",
-    help: "1 when the last comparison could not reach the server (or refused to merge it), else 0",
-    labelNames: ["shard", "server"],
-    registers,
-    collect,
-  });
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[]): Gauge<L> =>
+    new Gauge({ name, help, labelNames, registers, collect });
+  const under = gauge(
+    "backpack_shard_under_replicated_files",
+    "Files with fewer verified copies than the shard has servers, as the replicators last reported",
+    ["shard"],
+  );
+  const compared = gauge(
+    "backpack_shard_last_comparison_timestamp_seconds",
+    "When the last complete comparison of the shard's replicas ended",
+    ["shard"],
+  );
+  const repairs = gauge(
+    "backpack_shard_repairs",
+    "Repairs done by anti-entropy since the queue began, by kind (copied, deleted, restored, failed)",
+    ["shard", "kind"],
+  );
+  const refill = gauge(
+    "backpack_server_refill_files_left",
+    "Files a refilling server still lacks (0 when it is not refilling)",
+    ["shard", "server"],
+  );
+  const scrub = gauge(
+    "backpack_server_scrub_pass_ratio",
+    "How far the server's scrub pass under way is (0-1; 1 between passes)",
+    ["shard", "server"],
+  );
+  const down = gauge(
+    "backpack_server_down",
+    "1 when the last comparison could not reach the server (or refused to merge it), else 0",
+    ["shard", "server"],
+  );
   async function fill(): Promise<void> {
     const health = await queue.health();
     for (const g of [under, compared, repairs, refill, scrub, down]) g.reset();

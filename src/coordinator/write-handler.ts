@@ -7,16 +7,22 @@ import { keyFromTarget } from "../common/key.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import { BodySource } from "./body-source.js";
 import type { CoordinatorContext } from "./context.js";
-import { replicate, storeFirstReplica } from "./replicas.js";
+import { REPLICA_MODES, type ReplicaMode } from "./config.js";
+import { handOff, replicate, type ReplicationOutcome } from "./replicas.js";
+import { refusedByNode, storeReplicas, type StoredUpload } from "./store-replicas.js";
 import { chooseShard, type ShardCandidate } from "./shard-chooser.js";
 
 /**
- * `PUT /<key>` → 200 `{"shard_id":"<id>"}`. A 200 means: one server of the shard holds the file durably and
- * every other one holds it or has a durably queued copy task. With `X-Backpack-Replicas: all` (or the query
- * option `?replicas=all`, never part of the key) it means every server of the shard holds it.
+ * `PUT /<key>` → 200 `{"shard_id":"<id>"}`. What a 200 means depends on the replica mode (`X-Backpack-Replicas`
+ * or the query option `?replicas=`, never part of the key; the coordinator's `replicas` by default):
+ * - `live`: every node of the shard that is not down holds the file durably (at least the write quorum), and
+ *   every other one has a durably queued copy task (hinted handoff), named in `X-Backpack-Queued`;
+ * - `all`: every node of the shard holds it;
+ * - `one`: one node holds it and every other one holds it or has a durably queued copy task.
  *
  * The usage of the shard is reserved when the shard is chosen (so concurrent uploads cannot overflow it),
- * counted once when the answer is 200, and given back on any failure or client abort.
+ * counted once the file is stored on some node (also when the answer is then a 503), and given back when it is
+ * stored nowhere or the client aborts.
  */
 export async function handleWrite(
   ctx: CoordinatorContext,
@@ -33,12 +39,13 @@ export async function handleWrite(
       `/${key} is reserved (GET and HEAD only); no file can be stored there`,
     );
   }
-  const all = wantsAllReplicas(req, target);
-  // Checked end to end: the first node refuses a body that does not match it, and so the upload.
+  const mode = replicaMode(req, target, ctx.config.replicas);
+  // Checked end to end: the nodes refuse a body that does not match it, and so the upload.
   const declaredCrc = expectedChecksum(req.headers["x-backpack-checksum"]);
   const size = declaredSize(req, ctx.config.maxBodyBytes);
   const snapshot = writableSnapshot(ctx);
-  if (await ctx.queue.admit()) ctx.counters.throttledUploads++;
+  // Only the original's mode leaves new files as a single copy: it waits for the replicators to keep up.
+  if (mode === "one" && (await ctx.queue.admit())) ctx.counters.throttledUploads++;
   // A declared size lets the shard be chosen before the body arrives; a chunked body is read first.
   if (size !== undefined) chooseFor(ctx, snapshot, size);
 
@@ -57,42 +64,33 @@ export async function handleWrite(
     await body.ready();
     const shard = chooseFor(ctx, snapshot, body.size);
     reservation = ctx.usage.reserve(shard.id, body.size);
-    const contentType = req.headers["content-type"];
-    const stored = await storeFirstReplica(ctx, snapshot, shard, key, body, contentType, declaredCrc);
-    const outcome = await replicate(ctx, snapshot, shard, key, stored, body, all);
-    if (outcome.missing.length > 0) {
-      // Neither copied nor queued: the upload is not safe, and the client is told so. It is not taken back: the
-      // version it replaced on the holding node is gone there already, and a delete would take that one too.
-      // The holding node keeps the newest version, which a retry of the upload or repair brings to the others.
-      reservation.commit();
-      ctx.log.warn(
-        { key, shard: shard.id, holding: outcome.holding, missing: outcome.missing },
-        "upload held by fewer nodes than its shard has, and no copy could be queued",
-      );
-      throw new BackpackError(
-        "UNAVAILABLE",
-        `could not store /${key} safely: stored on server ${outcome.holding.join(",")}, neither copied nor ` +
-          `queued for server ${outcome.missing.join(",")} (the replication queue and those nodes are unavailable)`,
-        {
-          retryAfterSec: 1,
-          details: { shard_id: shard.id, holding: outcome.holding, missing: outcome.missing },
-        },
-      );
-    }
-    if (all && outcome.queued.length > 0) {
-      // Stored, and the remaining copies are durably queued: count it, but the receipt asked for cannot be given.
-      reservation.commit();
-      throw new BackpackError(
-        "UNAVAILABLE",
-        `not every server of shard ${shard.id} holds the file yet: stored on ${outcome.holding.join(",")}, ` +
-          `copies queued for ${outcome.queued.join(",")}`,
-        {
-          retryAfterSec: 1,
-          details: { shard_id: shard.id, holding: outcome.holding, queued: outcome.queued },
-        },
-      );
-    }
+    // Durable copies wanted: a shard with fewer nodes than the quorum needs them all.
+    const need =
+      mode === "one"
+        ? 1
+        : mode === "all"
+          ? shard.servers.length
+          : Math.min(ctx.config.writeQuorum, shard.servers.length);
+    const stored = await storeReplicas(ctx, snapshot, shard, key, body, {
+      mode,
+      need,
+      contentType: req.headers["content-type"],
+      declaredCrc,
+    });
+    if (stored.holding.length === 0) throw storedNowhere(key, stored);
+    // Stored: counted, whatever the answer. It is not taken back from the nodes that hold it (see below).
     reservation.commit();
+    const outcome =
+      mode === "one"
+        ? await replicate(ctx, snapshot, shard, key, stored, body)
+        : await handOff(ctx, shard, key, stored, body.size);
+    const short = mode === "live" && outcome.holding.length < need;
+    if (short || outcome.missing.length > 0 || (mode === "all" && outcome.queued.length > 0)) {
+      // Not as safe as asked. The copies made are not taken back: removing one would take a tombstone newer
+      // than the upload, which would remove the version it replaced too, on every replica. They stay, and
+      // reach the other nodes (queued copies, or repair: newest wins), as would a retry of the upload.
+      throw notSafe(ctx, key, shard.id, outcome, short ? need : undefined);
+    }
     ctx.acked.note(`${shard.id}:${key}`, stored.version, false);
     ctx.counters.processedUploads++;
     ctx.counters.processedBytes += body.size;
@@ -100,7 +98,12 @@ export async function handleWrite(
     ctx.metrics.uploadBytes.inc(body.size);
     ctx.metrics.uploadSeconds.observe((performance.now() - started) / 1000);
     res.setHeader(VERSION_HEADER, formatVersion(stored.version));
-    sendJson(res, 200, all ? { shard_id: shard.id, replicas: outcome.holding } : { shard_id: shard.id });
+    if (outcome.queued.length > 0) res.setHeader(QUEUED_HEADER, outcome.queued.join(","));
+    sendJson(
+      res,
+      200,
+      mode === "all" ? { shard_id: shard.id, replicas: outcome.holding } : { shard_id: shard.id },
+    );
   } catch (err) {
     reservation?.release();
     const e = toBackpackError(err);
@@ -114,16 +117,77 @@ export async function handleWrite(
   }
 }
 
+/** Names the servers that get an upload (or a delete) from the replication queue. */
+export const QUEUED_HEADER = "x-backpack-queued";
+
+/** No node took the upload: 502 when they refused the request itself, else 503 (retry). */
+function storedNowhere(key: string, stored: StoredUpload): BackpackError {
+  const last = stored.lastError;
+  const tried = [...stored.missed].filter(([, why]) => why !== "skipped").map(([s]) => s);
+  if (last && refusedByNode(last)) {
+    return new BackpackError("UPSTREAM_FAILED", `a node refused the upload: ${last?.message ?? ""}`, {
+      cause: last,
+      details: { node_code: last?.code },
+    });
+  }
+  return new BackpackError(
+    "UNAVAILABLE",
+    `Could not upload file /${key} to any node: ${tried.join(",") || "(none reachable)"}`,
+    { cause: last, retryAfterSec: 1, details: last ? { last_error: last.message } : {} },
+  );
+}
+
+/** Stored, but on fewer nodes than asked (`need`), or neither copied nor queued for some: 503. */
+function notSafe(
+  ctx: CoordinatorContext,
+  key: string,
+  shardId: string,
+  outcome: ReplicationOutcome,
+  need: number | undefined,
+): BackpackError {
+  const { holding, queued, missing } = outcome;
+  ctx.log.warn(
+    { key, shard: shardId, holding, queued, missing, need },
+    "upload stored on fewer nodes than asked",
+  );
+  const why =
+    need !== undefined
+      ? `stored on ${holding.length} of the ${need} nodes the write quorum needs`
+      : missing.length > 0
+        ? `neither copied nor queued for server ${missing.join(",")} (the replication queue and those nodes are unavailable)`
+        : `not every server of shard ${shardId} holds the file yet`;
+  return new BackpackError(
+    "UNAVAILABLE",
+    `could not store /${key} as asked: ${why}; stored on server ${holding.join(",")}` +
+      (queued.length > 0 ? `, copies queued for ${queued.join(",")}` : ""),
+    {
+      retryAfterSec: 1,
+      details: {
+        shard_id: shardId,
+        holding,
+        ...(queued.length > 0 ? { queued } : {}),
+        ...(missing.length > 0 ? { missing } : {}),
+      },
+    },
+  );
+}
+
 /** The storage nodes' own paths (and the coordinator's): no file can be stored under these exact keys. */
 const RESERVED_KEYS = new Set(["stats", "metrics", "healthz", "cluster", "ring"]);
 
-/** `X-Backpack-Replicas: all` or `?replicas=all`. */
-export function wantsAllReplicas(req: IncomingMessage, target: string): boolean {
+/** The replica mode an upload asks for (`X-Backpack-Replicas`, else `?replicas=`), else `fallback`. */
+export function replicaMode(req: IncomingMessage, target: string, fallback: ReplicaMode): ReplicaMode {
   const header = req.headers["x-backpack-replicas"];
-  if (typeof header === "string" && header.trim().toLowerCase() === "all") return true;
+  let asked = typeof header === "string" ? header.trim().toLowerCase() : undefined;
   const q = target.indexOf("?");
-  if (q === -1) return false;
-  return new URLSearchParams(target.slice(q + 1)).get("replicas") === "all";
+  if (asked === undefined && q !== -1)
+    asked = new URLSearchParams(target.slice(q + 1)).get("replicas") ?? undefined;
+  if (asked === undefined) return fallback;
+  if ((REPLICA_MODES as readonly string[]).includes(asked)) return asked as ReplicaMode;
+  throw new BackpackError(
+    "BAD_REQUEST",
+    `X-Backpack-Replicas (or ?replicas=) must be one of ${REPLICA_MODES.join(", ")}, not ${JSON.stringify(asked)}`,
+  );
 }
 
 /** The declared body size, or undefined for a chunked body; refuses oversized and malformed lengths. */

@@ -1,4 +1,5 @@
-import { mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { openClusterMap } from "../cluster/open.js";
@@ -7,7 +8,7 @@ import { BackpackError } from "../common/errors.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
 import { coordinatorConfig } from "../coordinator/config.js";
-import { CoordinatorService } from "../coordinator/service.js";
+import { CoordinatorService, type CoordinatorDeps } from "../coordinator/service.js";
 import { nodeConfig } from "../node/config.js";
 import { NodeService } from "../node/service.js";
 import { openQueue } from "../queue/open.js";
@@ -20,6 +21,8 @@ import { devLayout, fixedPorts, type DevLayout } from "./layout.js";
 
 /** The read cache of each embedded node (a standalone node defaults to 256 MiB). */
 const EMBEDDED_READ_CACHE_BYTES = 16 * 1024 ** 2;
+
+const ADMIN_TOKEN_FILE = "admin-token";
 
 export interface DevClusterOptions {
   /** Everything lives under here: `node-<id>/`, `cluster.json`, `queue/`, `tmp/`. */
@@ -36,6 +39,8 @@ export interface DevClusterOptions {
   /** Every part joins the ring (on its own HTTP port), unless false. */
   ring?: boolean;
   log?: Logger;
+  /** More routes for every coordinator (the dashboard at /ui). */
+  coordinatorRoutes?: CoordinatorDeps["routes"];
 }
 
 export interface DevClusterDescription {
@@ -43,6 +48,8 @@ export interface DevClusterDescription {
   replicator: string;
   nodes: { id: string; url: string; shard: string }[];
   dataDir: string;
+  /** The file holding the admin token of the coordinators (made at the first start, 0600). */
+  adminTokenFile: string;
   /** Shards already in the map that the requested shape did not create (an earlier start's). */
   keptShape: boolean;
 }
@@ -117,13 +124,15 @@ export class DevCluster implements Service {
     await Promise.all(this.nodes.map((n) => n.start()));
     await this.register();
 
+    const adminToken = await this.adminToken();
     for (const port of this.layout.coordinatorPorts) {
       const c = new CoordinatorService(
-        coordinatorConfig({ host, port, tmpDir: join(this.dir, "tmp"), ring }),
+        coordinatorConfig({ host, port, tmpDir: join(this.dir, "tmp"), adminToken, ring }),
         {
           clusterMap: this.map,
           queue: this.queue,
           log: log.child({ part: "coordinator", port }),
+          routes: this.options.coordinatorRoutes,
         },
       );
       this.coordinators.push(c);
@@ -176,8 +185,21 @@ export class DevCluster implements Service {
         shard: shardOf.get(s.id) ?? "-",
       })),
       dataDir: this.dir,
+      adminTokenFile: join(this.dir, ADMIN_TOKEN_FILE),
       keptShape: this.keptShape,
     };
+  }
+
+  /** The coordinators' admin token: made at the first start (random, readable by this user only), then kept. */
+  private async adminToken(): Promise<string> {
+    const file = join(this.dir, ADMIN_TOKEN_FILE);
+    try {
+      return (await readFile(file, "utf8")).trim();
+    } catch {
+      const token = randomBytes(24).toString("base64url");
+      await writeFile(file, token + "\n", { mode: 0o600 });
+      return token;
+    }
   }
 
   /** Stops in the order that loses nothing: no new uploads, then no new copies, then the nodes and stores. */

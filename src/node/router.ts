@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { BackpackError } from "../common/errors.js";
 import { handleAdmin, RESERVED_PATHS } from "./admin-handler.js";
+import { BATCH_PATH, handleBatch } from "./batch-handler.js";
 import { keyOfTarget } from "./fast-key.js";
 import { respondError, type NodeContext } from "./context.js";
 import { handleRead } from "./read-handler.js";
@@ -42,6 +43,10 @@ function handle(
   if (RESERVED_PATHS.has(path)) {
     if (method !== "GET" && method !== "HEAD") throw notAllowed(res, method, ADMIN_METHODS);
     return handleAdmin(ctx, path, res);
+  }
+  if (path === BATCH_PATH) {
+    if (method !== "POST") throw notAllowed(res, method, "POST");
+    return handleBatch(ctx, req, res, expectContinue);
   }
   if (path.startsWith(REPLICA_PREFIX)) {
     if (method !== "GET") throw notAllowed(res, method, "GET");

@@ -51,6 +51,7 @@ export class EmbeddedQueue implements ReplicationQueue {
   private readonly dead = new Map<string, DeadLetter>();
   /** Repair health by shard: in memory (rebuilt by the replicators' next comparison after a restart). */
   private readonly healthByShard = new Map<string, HealthReport>();
+  private repairAsked: { at: number; shards: string[] } | undefined;
   private readonly maxAttempts: number;
   private readonly baseMs: number;
   private readonly maxMs: number;
@@ -139,6 +140,21 @@ export class EmbeddedQueue implements ReplicationQueue {
     await this.commit([record]);
   }
 
+  async expedite(ids: readonly string[]): Promise<void> {
+    this.check();
+    const now = this.now();
+    const records: Record[] = [];
+    for (const id of ids) {
+      const e = this.tasks.get(id);
+      if (!e || e.leasedUntil > now || e.dueAt <= now) continue;
+      records.push({ o: "r", id, n: e.attempts, d: now, ...(e.unreachable ? { u: 1 as const } : {}) });
+    }
+    if (records.length === 0) return;
+    for (const r of records) this.apply(r);
+    this.notify();
+    await this.commit(records);
+  }
+
   async stats(): Promise<QueueStats> {
     const now = this.now();
     let oldest = now;
@@ -207,6 +223,14 @@ export class EmbeddedQueue implements ReplicationQueue {
 
   async health(): Promise<HealthReport[]> {
     return [...this.healthByShard.values()];
+  }
+
+  async requestRepair(shards: readonly string[]): Promise<void> {
+    this.repairAsked = { at: this.now(), shards: [...shards] };
+  }
+
+  async repairRequest(): Promise<{ at: number; shards: string[] } | undefined> {
+    return this.repairAsked;
   }
 
   private take(max: number, leaseMs: number): LeasedTask[] {

@@ -138,6 +138,26 @@ end
 return 1`,
 );
 
+/**
+ * ARGV: id, delayMs, ... Makes waiting tasks due after the delay (0 on a task's home server, the takeover grace
+ * on the others) when that is sooner than their retry; a task not waiting (leased, gone) is left alone.
+ */
+export const EXPEDITE = script(
+  "expedite",
+  ["due"],
+  `
+local n = 0
+for i = 1, #ARGV, 2 do
+  local at = now + tonumber(ARGV[i + 1])
+  local due = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if due and tonumber(due) > at then
+    redis.call('ZADD', KEYS[1], at, ARGV[i])
+    n = n + 1
+  end
+end
+return n`,
+);
+
 /** ARGV: id, dead letter JSON, failedAt. Moves a task to the dead letters (only where it still exists). */
 export const BURY = script(
   "bury",

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from "../common/logger.js";
 import type { QueueSettings } from "../cluster/types.js";
 import { backoffMs } from "./backoff.js";
 import { RedisServerLink } from "./redis-server-link.js";
-import { ACK, BURY, CLAIM, LEASE, PUSH, REPLAY, RETRY, STATS } from "./redis-scripts.js";
+import { ACK, BURY, CLAIM, EXPEDITE, LEASE, PUSH, REPLAY, RETRY, STATS } from "./redis-scripts.js";
 import { decodeTask, encodeTask, newTaskId } from "./task.js";
 import type {
   DeadLetter,
@@ -256,6 +256,23 @@ export class RedisQueue implements ReplicationQueue {
     }
   }
 
+  async expedite(ids: readonly string[]): Promise<void> {
+    this.check();
+    await Promise.all(
+      this.links.map(async (link, server) => {
+        if (!link.up) return;
+        try {
+          for (let i = 0; i < ids.length; i += 1000) {
+            const args = ids.slice(i, i + 1000).flatMap((id) => [id, this.graceOn(server, id)]);
+            await link.run(EXPEDITE, args);
+          }
+        } catch {
+          // The copies a server missed wait out their backoff there: later, never lost.
+        }
+      }),
+    );
+  }
+
   async stats(): Promise<QueueStats> {
     const per = await Promise.all(
       this.links.map(async (link) => {
@@ -392,9 +409,12 @@ export class RedisQueue implements ReplicationQueue {
             attempts: Number(attempts ?? 0),
             dueAt: state === "waiting" ? Number(due) : 0,
           };
-          // A task is on several servers: its home's view (the first that answers with it leased) wins.
+          // A task is on several servers, due later on those that are not its home (the takeover grace): the
+          // most advanced view wins (leased, then due, then the earliest due time).
           const seen = byId.get(id);
-          if (!seen || (seen.state !== "leased" && state === "leased")) byId.set(id, found);
+          const rank = (f: FoundTask): number => (f.state === "leased" ? 2 : f.state === "due" ? 1 : 0);
+          if (!seen || rank(found) > rank(seen) || (rank(found) === 0 && found.dueAt < seen.dueAt))
+            byId.set(id, found);
         }
       } catch {
         // Found on the servers that answer.
@@ -443,6 +463,45 @@ export class RedisQueue implements ReplicationQueue {
       }
     }
     return [...byShard.values()].map(({ shard, doc, totals }) => ({ shard, doc, totals }));
+  }
+
+  async requestRepair(shards: readonly string[]): Promise<void> {
+    const doc = JSON.stringify({ at: this.now(), shards });
+    await this.onEach((link) => link.client.set(`${this.keyOf(link)}:repair-request`, doc));
+  }
+
+  async repairRequest(): Promise<{ at: number; shards: string[] } | undefined> {
+    let newest: { at: number; shards: string[] } | undefined;
+    for (const link of this.links) {
+      if (!link.up) continue;
+      try {
+        const text = await link.client.get(`${this.keyOf(link)}:repair-request`);
+        const r = text === null ? undefined : (JSON.parse(text) as { at: number; shards: string[] });
+        if (r && typeof r.at === "number" && Array.isArray(r.shards) && (!newest || r.at > newest.at))
+          newest = r;
+      } catch {
+        // Read from the servers that answer.
+      }
+    }
+    return newest;
+  }
+
+  /** Runs `fn` on every server that is up; throws UNAVAILABLE when none took it. */
+  private async onEach(fn: (link: RedisServerLink) => Promise<unknown>): Promise<void> {
+    const done = await Promise.all(
+      this.links.map(async (link) => {
+        if (!link.up) return false;
+        return fn(link).then(
+          () => true,
+          () => false,
+        );
+      }),
+    );
+    if (!done.some(Boolean)) {
+      throw new BackpackError("UNAVAILABLE", `no queue server answers (${this.endpoints()})`, {
+        retryAfterSec: 1,
+      });
+    }
   }
 
   /** 0 on the task's home server, the takeover grace on the others. */

@@ -123,6 +123,12 @@ export interface ReplicationQueue {
    * dead-lettered for it, and it is counted in `stats().unreachable` until it is leased again.
    */
   fail(id: string, reason: string, options?: FailOptions): Promise<void>;
+  /**
+   * Makes tasks that wait for their retry due now (a replicator saw their target answer again: its copies go
+   * at once instead of at the end of their backoff). Tasks leased, acknowledged, dead or already due are left
+   * as they are; unknown ids are ignored.
+   */
+  expedite(ids: readonly string[]): Promise<void>;
   stats(): Promise<QueueStats>;
   deadLetters(limit?: number): Promise<DeadLetter[]>;
   /** Puts dead letters back in the queue (all when `ids` is omitted); returns how many. */
@@ -136,4 +142,8 @@ export interface ReplicationQueue {
   putHealth(shard: string, doc: string, add: Readonly<Record<string, number>>): Promise<void>;
   /** Every shard's last health report. */
   health(): Promise<HealthReport[]>;
+  /** Asks the replicators to compare these shards (every shard when empty) now, not at their next interval. */
+  requestRepair(shards: readonly string[]): Promise<void>;
+  /** The last repair request: when (ms since the epoch) and for which shards (empty: all); undefined if none. */
+  repairRequest(): Promise<{ at: number; shards: string[] } | undefined>;
 }

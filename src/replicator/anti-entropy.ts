@@ -25,6 +25,11 @@ export interface AntiEntropyOptions {
   publish?: (health: Omit<ShardHealth, "repairs">, add: RepairTotals) => Promise<void>;
   publishEveryMs?: number;
   /**
+   * An operator's request to compare now (the queue's `repairRequest`), looked at every second between
+   * comparisons: a request made after the last comparison began starts one at once, of the shards it names.
+   */
+  requested?: () => Promise<{ at: number; shards: string[] } | undefined>;
+  /**
    * Which shards are this replicator's to compare (the ring's placement among live replicators: see
    * `ShardOwnership`); every shard when not given. A comparison stops between buckets once the shard is
    * no longer ours.
@@ -69,6 +74,26 @@ export interface ShardReport {
   progress: Record<string, { needed: number; done: number }>;
   /** Of `underReplicated`, the files whose every repair has succeeded. */
   underReplicatedFixed: number;
+}
+
+/** A comparison of `shard` beginning now, with nothing found yet. */
+export function newReport(shard: string): ShardReport {
+  return {
+    shard,
+    startedAt: Date.now(),
+    finishedAt: 0,
+    compared: [],
+    skipped: [],
+    differingBuckets: 0,
+    underReplicated: 0,
+    copied: 0,
+    deleted: 0,
+    restored: 0,
+    failed: 0,
+    unrepairable: [],
+    progress: {},
+    underReplicatedFixed: 0,
+  };
 }
 
 export interface RepairPlanItem {
@@ -136,12 +161,25 @@ export class AntiEntropy {
    * Compares each shard this replicator owns once per `intervalMs` (from the start of one comparison to the
    * next). Ownership is looked at every second, so a shard whose owner died is compared by its successor
    * within seconds, and handed back when the owner returns (which waits while the other still reports a
-   * comparison under way: never two comparisons of a shard at once).
+   * comparison under way: never two comparisons of a shard at once). An operator's request (`requested`)
+   * makes the shards it names (every shard when it names none) due at once.
    */
   private async loop(): Promise<void> {
     const signal = this.abort.signal;
     const lastStart = new Map<string, number>();
+    // Requests made before the start are served by the first comparisons anyway.
+    let answered = Date.now();
     while (!signal.aborted) {
+      const asked = await this.options.requested?.().catch(() => undefined);
+      if (asked && asked.at >= answered) {
+        answered = Date.now();
+        if (asked.shards.length === 0) lastStart.clear();
+        for (const shard of asked.shards) lastStart.delete(shard);
+        this.log.info(
+          { shards: asked.shards.length > 0 ? asked.shards : "all" },
+          "repair requested: comparing now",
+        );
+      }
       for (const shard of Object.keys(this.map.snapshot().shards).sort()) {
         if (signal.aborted) return;
         if (!this.owns(shard)) {
@@ -178,22 +216,7 @@ export class AntiEntropy {
   ): Promise<ShardReport> {
     const snapshot = this.map.snapshot();
     const shard = Object.hasOwn(snapshot.shards, shardId) ? snapshot.shards[shardId] : undefined;
-    const report: ShardReport = {
-      shard: shardId,
-      startedAt: Date.now(),
-      finishedAt: 0,
-      compared: [],
-      skipped: [],
-      differingBuckets: 0,
-      underReplicated: 0,
-      copied: 0,
-      deleted: 0,
-      restored: 0,
-      failed: 0,
-      unrepairable: [],
-      progress: {},
-      underReplicatedFixed: 0,
-    };
+    const report = newReport(shardId);
     if (!shard) throw new Error(`no shard ${shardId}`);
     this.current.set(shardId, report);
     const digestOf = new Map<string, ReplicaDigest>();

@@ -20,8 +20,11 @@ export type Outcome =
   | { kind: "deleted" }
   /** A newer write or a delete overtook this task: its own task covers the newer state. */
   | { kind: "superseded"; reason: string }
-  /** The target could not be reached, or takes no writes now (full, overloaded, stopping): retry once it is back (the caller pauses the target). */
-  | { kind: "target-down"; reason: string }
+  /**
+   * The target could not be reached, or (`answered`) takes no writes now (full, overloaded, stopping): retry once
+   * it is back (the caller pauses the target).
+   */
+  | { kind: "target-down"; reason: string; answered: boolean }
   /** No source could be reached: the copy waits for one to come back, without spending an attempt. */
   | { kind: "sources-down"; reason: string }
   /** Something else failed: retry with backoff. */
@@ -213,7 +216,10 @@ function failure(err: unknown, what: string): Outcome {
   const status = (e.details?.status as number | undefined) ?? 0;
   const transport = (e.code === "UPSTREAM_FAILED" || e.code === "UPSTREAM_TIMEOUT") && status === 0;
   const unavailable = e.code === "NO_SPACE" || e.code === "OVERLOADED" || e.code === "SHUTTING_DOWN";
-  return { kind: transport || unavailable ? "target-down" : "retry", reason: `${what}: ${e.message}` };
+  const reason = `${what}: ${e.message}`;
+  return transport || unavailable
+    ? { kind: "target-down", reason, answered: unavailable }
+    : { kind: "retry", reason };
 }
 
 /** A source that could not be asked at all (refused, reset, timeout), as opposed to one that answered. */

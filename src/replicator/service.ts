@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "undici";
 import { createAgent, OriginSockets } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
-import { ReadClient } from "../client/read-client.js";
+import { LeanClient } from "../client/lean-client.js";
 import { followSettings, LiveSettings } from "../cluster/settings.js";
 import type { ClusterMap } from "../cluster/types.js";
 import { BackpackError } from "../common/errors.js";
@@ -35,6 +35,9 @@ export interface ReplicatorDeps {
 const LEASE_WAIT_MS = 1000;
 /** A comparison reported under way this recently (3 reports) is still running somewhere. */
 const BUSY_REPORT_MS = 6000;
+/** A target that stopped answering is asked this often whether it is back, each time for this long at most. */
+const PROBE_EVERY_MS = 1000;
+const PROBE_TIMEOUT_MS = 2000;
 /** Time given to in-flight copies at stop before they are aborted (their leases bring them back). */
 const STOP_GRACE_MS = 10_000;
 
@@ -49,8 +52,8 @@ export class ReplicatorService implements Service {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly agent: Agent;
-  /** Copies read their source through this lean client; PUTs go through the agent. */
-  private readonly reader = new ReadClient();
+  /** Copies read their source and write their target through this lean client; deletes go through the agent. */
+  private readonly lean = new LeanClient();
   private readonly pool: WorkerPool;
   /** Anti-entropy: compares every shard's replicas and repairs them (started with the service). */
   readonly repair: AntiEntropy;
@@ -82,7 +85,8 @@ export class ReplicatorService implements Service {
     });
     this.ring = new ServiceRing(config.ring, "replicator", this.log);
     this.settings = new LiveSettings(this.log);
-    const nodes = new NodeClient(this.agent, {}, this.reader);
+    // Small copies to one node in one turn go in one request, stored by one group commit.
+    const nodes = new NodeClient(this.agent, { batch: true }, this.lean);
     const copier = new Copier(nodes, { token: config.nodeToken, timeoutMs: config.requestTimeoutMs });
     this.repair = new AntiEntropy(
       deps.map,
@@ -96,6 +100,7 @@ export class ReplicatorService implements Service {
         token: config.nodeToken,
         timeoutMs: config.requestTimeoutMs,
         publish: (health, add) => deps.queue.putHealth(health.shard, JSON.stringify(health), { ...add }),
+        requested: () => deps.queue.repairRequest(),
         ownership: {
           owns: (shard) => this.ownsShard(shard),
           busyElsewhere: (shard) => this.busyElsewhere(shard),
@@ -107,6 +112,13 @@ export class ReplicatorService implements Service {
       ...config,
       now: this.now,
       random: deps.random ?? Math.random,
+      probe: (target) => {
+        const url = deps.map.snapshot().servers[target]?.url;
+        return url === undefined
+          ? Promise.resolve(false)
+          : nodes.healthy(url, { timeoutMs: PROBE_TIMEOUT_MS });
+      },
+      probeEveryMs: PROBE_EVERY_MS,
     });
     this.server = createServer((req, res) => void this.route(req, res));
   }
@@ -176,7 +188,7 @@ export class ReplicatorService implements Service {
     if (held && url !== undefined) {
       const to = authority(url);
       this.sockets.cut(to);
-      this.reader.cut(to, `the ring holds server ${serverId} ${verdict}`);
+      this.lean.cut(to, `the ring holds server ${serverId} ${verdict}`);
     }
   }
 
@@ -192,13 +204,13 @@ export class ReplicatorService implements Service {
     let cut = false;
     const timer = setTimeout(() => {
       cut = true;
-      this.reader.destroy();
+      this.lean.destroy();
       void this.agent.destroy();
     }, STOP_GRACE_MS);
     await this.pool.drain();
     clearTimeout(timer);
     await closeServer(this.server, 1000);
-    this.reader.close();
+    this.lean.close();
     if (!cut) await this.agent.close();
   }
 

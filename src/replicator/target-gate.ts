@@ -64,12 +64,13 @@ export class TargetGate {
     }
   }
 
-  markUp(target: string): void {
-    this.down.delete(target);
+  /** Records a success; true when the target was paused or had failed before (it is back). */
+  markUp(target: string): boolean {
+    return this.down.delete(target);
   }
 
-  /** Targets currently paused, for /stats. */
-  downTargets(now: number): string[] {
-    return [...this.down].filter(([, d]) => d.until > now).map(([t]) => t);
+  /** Targets that failed at the transport level and have not succeeded since (paused or not right now), for /stats. */
+  downTargets(): string[] {
+    return [...this.down.keys()];
   }
 }

@@ -6,6 +6,7 @@ import { AckBatcher } from "./ack-batcher.js";
 import type { Copier, Outcome } from "./copier.js";
 import type { ReplicatorStats } from "./replicator-stats.js";
 import { TargetGate } from "./target-gate.js";
+import { TargetWatch } from "./target-watch.js";
 
 export interface WorkerPoolOptions {
   concurrency: number;
@@ -14,7 +15,13 @@ export interface WorkerPoolOptions {
   targetDownMaxMs: number;
   now: () => number;
   random: () => number;
+  /** Whether a target that stopped answering answers again (asked every `probeEveryMs` while it is away). */
+  probe?: (target: string) => Promise<boolean>;
+  probeEveryMs?: number;
 }
+
+/** Ids of the tasks given back for one target that the pool remembers, to send them at once when it is back. */
+const MAX_WAITING_IDS = 10_000;
 
 /**
  * Runs leased tasks: at most `concurrency` at once, at most `perTargetConcurrency` per target, and none for a
@@ -22,7 +29,9 @@ export interface WorkerPoolOptions {
  * hammered, its tasks land once it is back). A task given back for an unreachable target spends no attempt
  * (`unreachable`), so it is never dead-lettered for waiting, however long the node is away. Up to
  * `concurrency` more leased tasks wait in a backlog, so that a finished copy is followed at once by the next
- * one instead of by a queue round trip.
+ * one instead of by a queue round trip. A target that stopped answering is asked every second whether it is
+ * back; once it is (or a copy to it succeeds), the tasks given back for it are made due at once
+ * (`queue.expedite`) instead of waiting out their backoff.
  */
 export class WorkerPool {
   /** Leased and not finished: running plus backlog. */
@@ -33,6 +42,9 @@ export class WorkerPool {
   private readonly acks: AckBatcher;
   private idleWaiters: (() => void)[] = [];
   private roomWaiters: (() => void)[] = [];
+  /** Target → ids of the tasks given back while it was away (not leased since). */
+  private readonly waiting = new Map<string, Set<string>>();
+  private readonly watch: TargetWatch | undefined;
 
   constructor(
     private readonly queue: ReplicationQueue,
@@ -48,6 +60,9 @@ export class WorkerPool {
       options.targetDownMaxMs,
     );
     this.acks = new AckBatcher(queue, log);
+    if (options.probe) {
+      this.watch = new TargetWatch(options.probe, (t) => this.back(t), options.probeEveryMs ?? 1000);
+    }
   }
 
   get active(): number {
@@ -66,7 +81,7 @@ export class WorkerPool {
   }
 
   targetsDown(): string[] {
-    return this.gate.downTargets(this.options.now());
+    return this.gate.downTargets();
   }
 
   /** Resolves once there is room for a worthwhile lease (half the concurrency), or at once. */
@@ -75,8 +90,9 @@ export class WorkerPool {
     await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
   }
 
-  /** Resolves once nothing is in flight and every ack is sent. */
+  /** Resolves once nothing is in flight and every ack is sent; targets are no longer watched. */
   async drain(): Promise<void> {
+    this.watch?.stop();
     if (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     await this.acks.flush();
   }
@@ -88,6 +104,7 @@ export class WorkerPool {
       void this.deadLetter(leased);
       return;
     }
+    this.waiting.get(task.target)?.delete(leased.id);
     if (this.gate.downFor(task.target, this.options.now()) > 0) {
       void this.deferPaused(leased, task.target);
       return;
@@ -137,8 +154,31 @@ export class WorkerPool {
   /** Back to the queue until the target's pause ends, plus jitter so the tasks do not all return at once. */
   private async deferPaused(leased: LeasedTask, target: string): Promise<void> {
     const paused = this.gate.downFor(target, this.options.now());
+    this.remember(target, leased.id);
     await this.waitForTarget(leased.id, `target ${target} is down`, paused);
     this.done();
+  }
+
+  private remember(target: string, id: string): void {
+    let ids = this.waiting.get(target);
+    if (!ids) this.waiting.set(target, (ids = new Set()));
+    if (ids.size < MAX_WAITING_IDS) ids.add(id);
+  }
+
+  /**
+   * A target that had failed answers again: one log line, and the copies given back for it go now. Those past
+   * MAX_WAITING_IDS, or given back by another replicator, come at the end of their backoff.
+   */
+  private back(target: string): void {
+    this.gate.markUp(target);
+    this.watch?.unwatch(target);
+    const ids = [...(this.waiting.get(target) ?? [])];
+    this.waiting.delete(target);
+    this.log.info({ target, waiting: ids.length }, "target reachable again; its waiting copies go now");
+    if (ids.length === 0) return;
+    this.queue.expedite(ids).catch((err: unknown) => {
+      this.log.warn({ target, err: (err as Error).message }, "could not expedite the copies for a target");
+    });
   }
 
   /** Gives a task back for an unreachable target: no attempt spent, counted as waiting for its node. */
@@ -165,7 +205,7 @@ export class WorkerPool {
       case "copied":
       case "skipped":
       case "deleted":
-        this.gate.markUp(target);
+        if (this.gate.markUp(target)) this.back(target);
         this.acks.add(leased.id);
         break;
       case "superseded":
@@ -175,6 +215,9 @@ export class WorkerPool {
       case "target-down": {
         const pause = this.gate.markDown(target, this.options.now());
         this.log.warn({ target, pauseMs: pause, reason: outcome.reason }, "target unreachable");
+        // Only a target that does not answer is asked whether it is back; a full one answers all along.
+        if (!outcome.answered) this.watch?.watch(target);
+        this.remember(target, leased.id);
         await this.waitForTarget(leased.id, outcome.reason, pause);
         break;
       }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import { formatHelp } from "../../src/cli/args.js";
-import { ALIASES, COMMANDS, loadCommand } from "../../src/cli/main.js";
+import { ALIASES, COMMANDS, loadCommand, topLevelHelp } from "../../src/cli/main.js";
 import { runBin } from "../helpers/process.js";
 
 const docs = await readFile(new URL("../../../docs/commands.md", import.meta.url), "utf8");
@@ -15,6 +15,10 @@ test("every command's --help text appears verbatim in docs/commands.md", async (
     if (!docs.includes(formatHelp(command.spec).trimEnd())) missing.push(name);
   }
   assert.deepEqual(missing, [], "regenerate with `npm run docs:commands`");
+});
+
+test("backpack --help, one line per command, appears verbatim in docs/commands.md", () => {
+  assert.ok(docs.includes(topLevelHelp().trimEnd()), "regenerate with `npm run docs:commands`");
 });
 
 test("the seed's standalone names run the same command (help from a real process)", async () => {

@@ -36,7 +36,7 @@ void test("backpack-coordinator on an embedded map: serves, and on SIGTERM write
   // Usage would not be flushed for an hour: only the stop can write it.
   const coordinator = await c.startCoordinator(["--usage-flush", "1h"]);
   const r = await upload(coordinator.url, "a.txt", "0123456789");
-  assert.deepEqual(r, { status: 200, json: { shard_id: "1" } });
+  assert.deepEqual(r, { status: 200, json: { shard_id: "1" }, queued: null });
   assert.equal(await coordinator.kill("SIGTERM"), 0);
   const fresh = new EmbeddedClusterMap({ file: c.zk.slice("file:".length) });
   await fresh.start();

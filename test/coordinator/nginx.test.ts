@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EmbeddedClusterMap } from "../../src/cluster/embedded.js";
 import { startNginx, type NginxHandle } from "../helpers/nginx.js";
@@ -65,16 +65,31 @@ async function get(url: string, method = "GET"): Promise<{ status: number; body:
 
 void test("nginx: reads fail over, a missing file is 404 with a node down, writes are 403", async (t) => {
   const { c, coordinator } = await oneShard(t);
-  const r = await upload(coordinator.url, "dir/hello world.txt", "hello, backpack!\n", {
-    "x-backpack-replicas": "all",
-  });
-  assert.equal(r.status, 200, JSON.stringify(r.json));
+  // Uploaded as a user does, with backpack put: each file with the type its name says.
+  const src = join(c.dir, "upload");
+  await mkdir(src);
+  await writeFile(join(src, "hello world.txt"), "hello, backpack!\n");
+  await writeFile(join(src, "photo.jpg"), Buffer.from([0xff, 0xd8, 0xff, 0xe0]));
+  const put = await runBin("backpack", [
+    "put",
+    src,
+    "--prefix",
+    "dir/",
+    "--replicas",
+    "all",
+    "--to",
+    coordinator.url,
+  ]);
+  assert.equal(put.code, 0, put.stderr);
 
   const nginx = await startNginx(t, (listen) => config(c.zk, listen));
   const file = `${nginx.url}/1:dir/hello%20world.txt`;
   for (let i = 0; i < 4; i++) assert.deepEqual(await get(file), { status: 200, body: "hello, backpack!\n" });
   assert.equal((await get(file, "HEAD")).status, 200);
+  assert.equal((await fetch(file)).headers.get("content-type"), "text/plain", "nginx serves the stored type");
+  assert.equal((await fetch(`${nginx.url}/1:dir/photo.jpg`)).headers.get("content-type"), "image/jpeg");
   assert.equal((await get(`${nginx.url}/1:missing.txt`)).status, 404);
+  assert.match((await get(`${nginx.url}/7:missing.txt`)).body, /^\{"error":.*"code":"NOT_FOUND"\}\n$/);
   assert.equal((await get(`${nginx.url}/7:missing.txt`)).status, 404);
   for (const method of ["PUT", "DELETE", "POST"]) {
     const res = await fetch(file, { method, body: method === "DELETE" ? undefined : "x" });

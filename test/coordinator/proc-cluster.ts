@@ -109,7 +109,7 @@ export async function upload(
   key: string,
   body: Buffer | string,
   headers: Record<string, string> = {},
-): Promise<{ status: number; json: Record<string, unknown> }> {
+): Promise<{ status: number; json: Record<string, unknown>; queued: string | null }> {
   const res = await fetch(`${base}/${key}`, { method: "PUT", body, headers });
   const text = await res.text();
   let json: Record<string, unknown> = {};
@@ -118,5 +118,5 @@ export async function upload(
   } catch {
     json = { raw: text };
   }
-  return { status: res.status, json };
+  return { status: res.status, json, queued: res.headers.get("x-backpack-queued") };
 }

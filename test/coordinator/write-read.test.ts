@@ -29,7 +29,7 @@ async function put(url: string, key: string, body: string | Buffer, headers: Rec
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-void test("PUT answers the shard id as a string, the file is readable at once, one copy task is queued", async (t) => {
+void test("PUT answers the shard id as a string; the file is on every node of its shard at once, nothing queued", async (t) => {
   const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
   const r = await put(f.url, "hello.txt", "hello, backpack!\n");
   assert.equal(r.status, 200);
@@ -52,18 +52,11 @@ void test("PUT answers the shard id as a string, the file is readable at once, o
   const cond = await fetch(`${f.url}/1:hello.txt`, { headers: { "if-none-match": etag } });
   assert.equal(cond.status, 304);
 
-  // Exactly one node holds it, the other has a queued copy task with the right CRC and size.
-  const holders = [await fromNode(f, "1", "hello.txt"), await fromNode(f, "2", "hello.txt")];
-  assert.equal(holders.filter((h) => h.status === 200).length, 1);
-  const leased = await f.queue!.lease(10, 1000, 0);
-  assert.equal(leased.length, 1);
-  const task = leased[0]!.task!;
-  assert.equal(task.op, "copy");
-  assert.equal(task.key, "hello.txt");
-  assert.equal(task.size, 17);
-  assert.equal(task.crc, get.headers.get("x-backpack-checksum"));
-  assert.equal(holders[Number(task.target) - 1]!.status, 404);
-  assert.deepEqual(task.sources, [task.target === "1" ? "2" : "1"]);
+  // Both nodes hold it, and nothing was queued.
+  for (const id of ["1", "2"]) {
+    assert.deepEqual(await fromNode(f, id, "hello.txt"), { status: 200, body: "hello, backpack!\n" });
+  }
+  assert.equal((await f.queue!.stats()).depth, 0);
 
   await f.usageIs("1", 17);
   const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, unknown>;
@@ -88,7 +81,7 @@ void test("PUT answers the shard id as a string, the file is readable at once, o
   assert.equal(stats.used_size, 17);
   assert.equal(stats.total_shards, 1);
   assert.equal(stats.writable_shards, 1);
-  assert.equal(stats.queue_length, 1);
+  assert.equal(stats.queue_length, 0);
   const metrics = await (await fetch(`${f.url}/metrics`)).text();
   assert.match(metrics, /backpack_coordinator_uploads_total\{result="ok",service="coordinator"\} 1/);
   assert.equal((await fetch(`${f.url}/healthz`)).status, 200);
@@ -112,7 +105,7 @@ void test("replicas=all (header or query) answers once every server holds the fi
 void test("reads fail over: a stopped node, a node without the file; 404 only when no node has it", async (t) => {
   const f = await startFixture(t, { shards: { "1": ["1", "2"] } });
   assert.equal((await put(f.url, "both.txt", "both", { "x-backpack-replicas": "all" })).status, 200);
-  assert.equal((await put(f.url, "one.txt", "one")).status, 200);
+  assert.equal((await put(f.url, "one.txt", "one", { "x-backpack-replicas": "one" })).status, 200);
   const holder = (await fromNode(f, "1", "one.txt")).status === 200 ? "1" : "2";
   const other = holder === "1" ? "2" : "1";
 
@@ -271,13 +264,17 @@ void test("a shard that fills up stops taking uploads before it overflows, also 
   assert.equal(stats.available_space, 0);
 });
 
-void test("no queue: copies are made directly before the 200; a copy that can be neither made nor queued is a 503 naming where it is", async (t) => {
+void test("no queue: a copy that can be neither made nor queued is a 503 naming where it is; the one mode copies directly", async (t) => {
   const f = await startFixture(t, { shards: { "1": ["1", "2"] }, queue: false });
   const r = await put(f.url, "direct.txt", "direct");
   assert.equal(r.status, 200);
-  for (const id of ["1", "2"])
+  const one = await put(f.url, "one.txt", "direct", { "x-backpack-replicas": "one" });
+  assert.equal(one.status, 200);
+  for (const id of ["1", "2"]) {
     assert.deepEqual(await fromNode(f, id, "direct.txt"), { status: 200, body: "direct" });
-  await f.usageIs("1", 6);
+    assert.deepEqual(await fromNode(f, id, "one.txt"), { status: 200, body: "direct" });
+  }
+  await f.usageIs("1", 12);
   await f.stopNode("2");
   const refused = await put(f.url, "unsafe.txt", "unsafe");
   assert.equal(refused.status, 503);
@@ -287,7 +284,7 @@ void test("no queue: copies are made directly before the 200; a copy that can be
   assert.deepEqual(await fromNode(f, "1", "unsafe.txt"), { status: 200, body: "unsafe" });
   const stats = (await (await fetch(`${f.url}/stats`)).json()) as Record<string, number>;
   assert.equal(stats.failed_uploads, 1);
-  await f.usageIs("1", 12);
+  await f.usageIs("1", 18);
 });
 
 void test("DELETE removes the file from every node, and queues a delete for a node that is down", async (t) => {
@@ -349,8 +346,11 @@ void test("a large body (not kept in memory) still goes to the next node when th
   }
 });
 
-void test("uploads wait while more copies than --max-backlog are due, and go on once the replicators catch up", async (t) => {
-  const f = await startFixture(t, { shards: { "1": ["1", "2"] }, config: { maxBacklog: 2 } });
+void test("uploads in the one mode wait while more copies than --max-backlog are due, and go on once the replicators catch up", async (t) => {
+  const f = await startFixture(t, {
+    shards: { "1": ["1", "2"] },
+    config: { maxBacklog: 2, replicas: "one" },
+  });
   for (const i of [1, 2, 3]) assert.equal((await put(f.url, `b${i}.txt`, "x")).status, 200);
   const queue = f.queue;
   assert.ok(queue);

@@ -28,6 +28,8 @@ interface Stored {
   body: Buffer;
   /** Uploaded with `X-Backpack-Replicas: all`: answered only once every node of the shard held it. */
   allReplicas?: boolean;
+  /** Uploaded with `X-Backpack-Replicas: one` (the original's way): on one node, its copies queued. */
+  oneCopy?: boolean;
 }
 
 interface Deployment {
@@ -247,15 +249,21 @@ class Load {
         const size = i % 10 === 0 ? 1024 * 1024 : 1 + ((i * 7919) % 100_000);
         const key = `load/c${ci}-w${w}/${i}.bin`;
         const body = randomBytes(size);
-        // Every 4th upload asks for every replica before the answer.
+        // Every 4th upload asks for every replica before the answer, every 4th for one (the original's way),
+        // the others for every live one (the default).
         const allReplicas = i % 4 === 3;
-        const headers: Record<string, string> = allReplicas ? { "x-backpack-replicas": "all" } : {};
+        const oneCopy = i % 4 === 1;
+        const headers: Record<string, string> = allReplicas
+          ? { "x-backpack-replicas": "all" }
+          : oneCopy
+            ? { "x-backpack-replicas": "one" }
+            : {};
         const r = await upload(base, key, body, headers).catch((err: unknown) => ({
           status: 0,
           text: String(err),
         }));
         if (r.status === 200) {
-          this.ok.set(key, { shard: shardOf(r.text, allReplicas), body, allReplicas });
+          this.ok.set(key, { shard: shardOf(r.text, allReplicas), body, allReplicas, oneCopy });
           if (this.marked) this.okAfterMark.add(key);
           continue;
         }
@@ -350,15 +358,15 @@ void test("distributed: the seed's walkthrough with ZooKeeper, 2 Redis, nginx, a
   const load = new Load(d.coordinators, 2);
   t.after(() => load.stop().catch(() => undefined));
   await load.okAfter(30, "uploads before the kill");
-  // The replicators are frozen for a moment first, so that some files answered 200 are on the victim alone
-  // (their copies queued) when it is killed: it must keep every write it acknowledged (checked below).
+  // The replicators are frozen for a moment first, so that some files answered 200 the original's way are on
+  // the victim alone (their copies queued) when it is killed: it must keep every write it acknowledged.
   const okBeforeFreeze = new Set(load.ok.keys());
   for (const r of d.replicators) r.pause();
   await waitFor(
     async () => {
       let alone = 0;
       for (const [key, f] of load.ok) {
-        if (okBeforeFreeze.has(key) || f.shard !== "1" || f.allReplicas) continue;
+        if (okBeforeFreeze.has(key) || f.shard !== "1" || !f.oneCopy) continue;
         if (!(await nodeHolds(d.nodeUrls.get(partner)!, key, f.body.length))) alone++;
       }
       return alone >= 3;
@@ -404,6 +412,10 @@ void test("distributed: the seed's walkthrough with ZooKeeper, 2 Redis, nginx, a
     assert.ok(!load.okAfterMark.has(key), `${key}, answered 200 with node ${victim} down, is on a live node`);
     const receipt = load.ok.get(key);
     assert.ok(!receipt?.allReplicas, `${key}, answered 200 with replicas=all, is on every node`);
+    assert.ok(
+      receipt?.oneCopy,
+      `${key}, answered 200 with every live replica written, is on node ${partner}`,
+    );
   }
   const allCount = [...load.ok.values()].filter((f) => f.allReplicas).length;
   t.diagnostic(

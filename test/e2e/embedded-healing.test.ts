@@ -5,8 +5,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { CoordinatorStats } from "../../src/client/coordinator-client.js";
-import { startProcess } from "../helpers/process.js";
-import { tempDir } from "../helpers/tmp.js";
+import { startEmbedded } from "../helpers/embedded.js";
 import { flipStoredByte } from "../helpers/volume-damage.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -21,12 +20,7 @@ test(
   "backpack dev, default settings: a wiped node is refilled and a damaged record restored within 2 minutes",
   { timeout: 5 * 60_000 },
   async (t) => {
-    const data = join(await tempDir(t), "data");
-    const cluster = await startProcess(t, {
-      command: "backpack",
-      args: ["dev", "--data", data, "--port", "0"],
-      ready: /backpack is ready/,
-    });
+    const { cluster, data } = await startEmbedded(t);
     const coordinatorUrl = (): string => /coordinator 1\s+(http:\S+)/.exec(cluster.stdout)![1]!;
     const coordinator = coordinatorUrl();
     const nodeUrls = (): Map<string, { url: string; shard: string }> =>

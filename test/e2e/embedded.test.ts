@@ -17,8 +17,22 @@ test("backpack dev: upload a directory with backpack put, read it back byte-exac
   for (const [i, size] of sizes.entries()) {
     const rel = i % 2 === 0 ? `f${i}.bin` : `sub/dir ${i}/é${i}.bin`;
     files.set(rel, randomBytes(size));
+  }
+  // Types come from the names: a name without a known one is stored without a type.
+  const types: Record<string, string> = {
+    "notes.txt": "text/plain",
+    "sub/photo.JPG": "image/jpeg",
+    "page.html": "text/html",
+    "f0.bin": "application/octet-stream",
+    README: "application/octet-stream",
+  };
+  files.set("notes.txt", Buffer.from("hello, backpack!\n"));
+  files.set("sub/photo.JPG", randomBytes(2048));
+  files.set("page.html", Buffer.from("<p>hi</p>\n"));
+  files.set("README", Buffer.from("no extension\n"));
+  for (const [rel, body] of files) {
     await mkdir(join(src, rel, ".."), { recursive: true });
-    await writeFile(join(src, rel), files.get(rel) as Buffer);
+    await writeFile(join(src, rel), body);
   }
 
   const cluster = await startProcess(t, {
@@ -48,6 +62,14 @@ test("backpack dev: upload a directory with backpack put, read it back byte-exac
     }
   };
   await readAll(coordinators[1] as string);
+  for (const { key, shard } of result.uploaded.filter((u) => u.key in types)) {
+    const stat = await runBin("backpack", ["stat", `${shard}:${key}`, "--to", to, "--json"]);
+    assert.equal(stat.code, 0, stat.stderr);
+    assert.equal((JSON.parse(stat.stdout) as { contentType: string }).contentType, types[key], key);
+    const res = await fetch(`${to}/${shard}:${key.split("/").map(encodeURIComponent).join("/")}`);
+    assert.equal(res.headers.get("content-type"), types[key], `${key} is served with its type`);
+    await res.arrayBuffer();
+  }
 
   // Ctrl-C stops it cleanly; the next start finds every file.
   assert.equal(await cluster.kill("SIGINT"), 0, cluster.stderr);
@@ -62,6 +84,50 @@ test("backpack dev: upload a directory with backpack put, read it back byte-exac
   const doc = JSON.parse(status.stdout) as { cluster: { shards: unknown[]; servers: unknown[] } };
   assert.equal(doc.cluster.shards.length, 3);
   assert.equal(doc.cluster.servers.length, 6);
+});
+
+/**
+ * The original's model, as docs/http-api.md and the README state it: an upload of a name goes to a shard chosen
+ * afresh; an earlier upload of that name on another shard stays readable at its own address until deleted.
+ */
+test("backpack dev: a name uploaded again is a new file at its own address; the old one stays until deleted", async (t) => {
+  const dir = await tempDir(t);
+  const cluster = await startProcess(t, {
+    command: "backpack",
+    args: ["dev", "--data", join(dir, "data"), "--port", "0", "--sync", "none"],
+    ready: /backpack is ready/,
+  });
+  const to = /coordinator 1\s+(http:\S+)/.exec(cluster.stdout)?.[1] as string;
+  const upload = async (body: string): Promise<string> => {
+    const res = await fetch(`${to}/doc.txt`, { method: "PUT", body });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.ok(text.endsWith("}\n"), "a JSON answer ends with a newline");
+    return (JSON.parse(text) as { shard_id: string }).shard_id;
+  };
+  const read = async (shard: string): Promise<{ status: number; text: string }> => {
+    const res = await fetch(`${to}/${shard}:doc.txt`);
+    return { status: res.status, text: await res.text() };
+  };
+  // Uploads of the same name until two landed on different shards (3 shards: a few tries at most).
+  const first = await upload("version 1\n");
+  let second = first;
+  for (let i = 2; second === first; i++) {
+    assert.ok(i < 100, "uploads spread over the shards");
+    second = await upload(`version ${i}\n`);
+  }
+  const latest = (await read(second)).text;
+  assert.match(latest, /^version \d+\n$/);
+  const old = await read(first);
+  assert.equal(old.status, 200, "the old address still answers");
+  assert.notEqual(old.text, latest, "with the older version");
+  // Replacing means deleting the old address.
+  const rm = await runBin("backpack", ["rm", `${first}:doc.txt`, "--to", to]);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.equal((await read(first)).status, 404);
+  assert.equal((await read(first)).text.endsWith("\n"), true, "the 404's JSON ends with a newline");
+  assert.deepEqual(await read(second), { status: 200, text: latest });
+  assert.equal(await cluster.kill("SIGTERM"), 0);
 });
 
 test("backpack dev: a taken port is a clear error, exit 1, before anything is created", async (t) => {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
 import { waitFor } from "./wait.js";
@@ -195,4 +196,49 @@ export async function runShell(
   const code = await new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c)));
   clearTimeout(timer);
   return { code, stdout, stderr };
+}
+
+/** Whether a process runs (a zombie not yet reaped by whoever adopted it does not). */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  const stat = procStat(pid);
+  return stat !== undefined && stat.state !== "Z";
+}
+
+/** Every live process below `pid` (children, their children, ...), from /proc. */
+export function descendants(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = procStat(Number(name));
+    if (stat && stat.state !== "Z") parentOf.set(Number(name), stat.ppid);
+  }
+  const out: number[] = [];
+  const below = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [child, parent] of parentOf) {
+      if (below.has(parent) && !below.has(child)) {
+        below.add(child);
+        out.push(child);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so parse from the last ")".
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const [state, ppid] = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { state: state ?? "", ppid: Number(ppid) };
+  } catch {
+    return undefined;
+  }
 }

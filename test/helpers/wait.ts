@@ -43,3 +43,21 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** Whether a loopback port is free right now. */
+export async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** The first of `count` consecutive ports that are free right now (the ring demo takes a range). */
+export async function freeRange(count: number): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const ok = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
+    if (ok.every(Boolean)) return base;
+  }
+}

@@ -194,6 +194,28 @@ export function queueSuite(name: string, open: QueueFactory): void {
     assert.deepEqual(byShard.get("2")!.totals, {});
   });
 
+  void test(`${name}: expedite makes waiting tasks due now and leaves leased ones alone`, async (t) => {
+    const q = await open(t, {});
+    await q.push([sampleTask(1), sampleTask(2), sampleTask(3)]);
+    const [a, b, c] = await leaseAll(q, 3);
+    assert.ok(a && b && c);
+    // Two wait ten minutes for a target that is down; the third is still being copied.
+    for (const l of [a, b])
+      await q.fail(l.id, "target 2 is down", { unreachable: true, retryAfterMs: 600_000 });
+    assert.deepEqual(await q.lease(3, 30_000, 100), [], "nothing due before the target is seen back");
+    await q.expedite([a.id, b.id, c.id, "not-a-task"]);
+    const back = await leaseAll(q, 2);
+    assert.deepEqual(back.map((l) => l.id).sort(), [a.id, b.id].sort());
+    assert.ok(
+      back.every((l) => l.attempts === 0),
+      "waiting cost no attempt",
+    );
+    assert.deepEqual(await q.lease(3, 30_000, 100), [], "the leased task was not handed out twice");
+    await q.ack([a.id, b.id, c.id]);
+    await q.expedite([a.id]);
+    assert.equal((await q.stats()).depth, 0, "an acknowledged task does not come back");
+  });
+
   void test(`${name}: a malformed payload is leased without a task and dead-lettered at once`, async (t) => {
     const q = await open(t, {});
     const bad = { op: "move", key: "x" } as unknown as ReplicationTask;

@@ -31,11 +31,13 @@ void test("target gate: per-target limit, pause doubling to the cap, reset on su
   assert.equal(g.markDown("a", 1000), 100);
   assert.equal(g.markDown("a", 1050), 50, "failures during a pause do not extend it");
   assert.equal(g.downFor("a", 1050), 50);
-  assert.deepEqual(g.downTargets(1050), ["a"]);
+  assert.deepEqual(g.downTargets(), ["a"]);
   assert.equal(g.markDown("a", 1100), 200);
   assert.equal(g.markDown("a", 1300), 350);
   assert.equal(g.markDown("a", 1650), 350);
+  assert.deepEqual(g.downTargets(), ["a"], "down between its pauses too, until it answers");
   g.markUp("a");
+  assert.deepEqual(g.downTargets(), []);
   assert.equal(g.downFor("a", 1700), 0);
   assert.equal(g.markDown("a", 1700), 100);
 });

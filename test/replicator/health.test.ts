@@ -1,26 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ReplicaDigest } from "../../src/client/node-client.js";
-import { shardHealth, type ShardReport } from "../../src/replicator/anti-entropy.js";
+import { newReport, shardHealth, type ShardReport } from "../../src/replicator/anti-entropy.js";
 
 function report(overrides: Partial<ShardReport>): ShardReport {
-  return {
-    shard: "1",
-    startedAt: Date.now() - 10_000,
-    finishedAt: 0,
-    compared: ["a", "b"],
-    skipped: [],
-    differingBuckets: 0,
-    underReplicated: 0,
-    copied: 0,
-    deleted: 0,
-    restored: 0,
-    failed: 0,
-    unrepairable: [],
-    progress: {},
-    underReplicatedFixed: 0,
-    ...overrides,
-  };
+  return { ...newReport("1"), startedAt: Date.now() - 10_000, compared: ["a", "b"], ...overrides };
 }
 
 function digest(entries: number): ReplicaDigest {

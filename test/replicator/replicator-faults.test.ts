@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { BATCH_PATH, decodeBatch } from "../../src/common/batch-frame.js";
 import { request } from "undici";
 import { silentLogger } from "../../src/common/logger.js";
 import type { ClusterMap } from "../../src/cluster/types.js";
@@ -11,6 +12,7 @@ import { replicatorConfig } from "../../src/replicator/config.js";
 import { ReplicatorService } from "../../src/replicator/service.js";
 import { startProcess } from "../helpers/process.js";
 import { startRedis } from "../helpers/redis.js";
+import { capturingLogger } from "../storage/helpers.js";
 import { waitFor } from "../helpers/wait.js";
 import { clusterMap, copyTask, crcOn, nodeStats, put, randomBody, startNodes } from "./fixture.js";
 
@@ -141,6 +143,48 @@ void test("a target node down far longer than its tasks have attempts: no attemp
   assert.equal((await queue.stats()).unreachable, 0);
 });
 
+void test("a target node seen back: the copies waiting for it go at once, not at the end of their backoff, with one log line", async (t) => {
+  const redis = await startRedis(t);
+  const [n1, n2] = await startNodes(t, 2);
+  assert.ok(n1 && n2);
+  const settings = { key: "back-test", servers: [redis.endpoint] };
+  const queue = await openQueue({ settings });
+  t.after(() => queue.stop());
+  const { map } = await clusterMap(t, [n1, n2], { "1": ["1", "2"] }, settings);
+  // Paused for 10 minutes after the first failure: a copy that waited out its backoff would come far too late.
+  const { log, lines } = capturingLogger();
+  const replicator = new ReplicatorService(
+    replicatorConfig({ leaseMs: 5000, targetDownMinMs: 600_000, targetDownMaxMs: 600_000 }),
+    { map, queue, log },
+  );
+  await replicator.start();
+  t.after(() => replicator.stop());
+
+  const tasks = await seed(n1.url, 30, 4096, "2");
+  await n2.child.kill("SIGKILL");
+  assert.equal(n2.child.running, false, "node 2 is down");
+  await queue.push(tasks);
+  await waitFor(async () => (await queue.stats()).unreachable === tasks.length, {
+    timeoutMs: 30_000,
+    what: "every copy waiting for node 2",
+  });
+  assert.deepEqual((await json<Stats>(`${replicator.url}/stats`)).targetsDown, ["2"]);
+  const back = (): Record<string, unknown>[] =>
+    lines.filter((l) => l.msg === "target reachable again; its waiting copies go now");
+  assert.equal(back().length, 0);
+
+  await n2.child.start();
+  await waitFor(async () => (await queue.stats()).depth === 0, {
+    timeoutMs: 120_000,
+    what: "the copies to node 2 done (their backoff runs 10 minutes)",
+  });
+  for (const task of tasks) assert.equal(await crcOn(n2.url, task.key), task.crc, task.key);
+  assert.equal(back().length, 1, "one line says node 2 is back");
+  assert.equal(back()[0]?.target, "2");
+  assert.equal(back()[0]?.waiting, tasks.length);
+  assert.deepEqual((await json<Stats>(`${replicator.url}/stats`)).targetsDown, []);
+});
+
 void test("a target whose disk is full (507 NO_SPACE): its copies wait without spending attempts and land once it has room", async (t) => {
   const { nodes, settings, queue } = await impatientReplicator(t, "full-test");
   const [n1, n2] = nodes;
@@ -170,18 +214,29 @@ void test("a target whose disk is full (507 NO_SPACE): its copies wait without s
 });
 
 /**
- * A front for a real node that answers every PUT with 507 NO_SPACE while `full` (as a node with a full disk
- * does) and passes everything else, and everything once `full` is false, to the node.
+ * A front for a real node that answers every write with 507 NO_SPACE while `full` (as a node with a full disk
+ * does: a PUT with 507, every record of a batch with 507) and passes everything else, and everything once
+ * `full` is false, to the node.
  */
 async function fullDiskFront(t: { after: (fn: () => Promise<unknown>) => void }, nodeUrl: string) {
   const state = { full: true, refused: 0, url: "" };
   const server = createServer((req, res) => {
-    if (state.full && req.method === "PUT") {
-      req.resume();
+    if (state.full && (req.method === "PUT" || req.url === BATCH_PATH)) {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         state.refused++;
-        const body = JSON.stringify({ error: "no space left on the device", code: "NO_SPACE" });
-        res.writeHead(507, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+        const refusal = { status: 507, error: "no space left on the device", code: "NO_SPACE" };
+        const batch = req.method === "POST";
+        const body = JSON.stringify(
+          batch
+            ? { results: decodeBatch(Buffer.concat(chunks), { maxBodyBytes: 1 << 30 }).map(() => refusal) }
+            : refusal,
+        );
+        res.writeHead(batch ? 200 : 507, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        });
         res.end(body);
       });
       return;

@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
-import { runBin, startProcess, type ChildHandle } from "../helpers/process.js";
+import { isRunning, runBin, startProcess, type ChildHandle } from "../helpers/process.js";
 import { tempDir } from "../helpers/tmp.js";
-import { freePort, waitFor } from "../helpers/wait.js";
+import { freePort, freeRange, portFree, waitFor } from "../helpers/wait.js";
 
 interface View {
   self: string;
@@ -206,19 +205,67 @@ void describe("ring member processes", () => {
   });
 });
 
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
-  });
+/** Each member's PID and status URL, as the demo prints them. */
+function membersOf(stdout: string): Map<number, { pid: number; status: string }> {
+  const out = new Map<number, { pid: number; status: string }>();
+  for (const m of stdout.matchAll(/^PORT: (\d+) PID: (\d+) STATUS: (\S+)$/gm)) {
+    out.set(Number(m[1]), { pid: Number(m[2]), status: m[3] as string });
+  }
+  return out;
 }
 
-/** `count` consecutive ports that are free right now (the demo takes a range). */
-async function freeRange(count: number): Promise<number> {
-  for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ok = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
-    if (ok.every(Boolean)) return base;
-  }
-}
+void describe("the ring demo's members end with it", () => {
+  void it("prints each member's PID and status URL; stopped, it leaves no member running, one restarted by hand included", async (t) => {
+    const base = await freeRange(3);
+    const ports = `${base}-${base + 2}`;
+    const demo = await startProcess(t, {
+      command: "backpack",
+      args: ["ring-demo", "--ports", ports, ...FAST],
+    });
+    await waitFor(() => membersOf(demo.stdout).size === 3, { what: "every member's PID and status URL" });
+    const members = membersOf(demo.stdout);
+    for (const [port, m] of members) {
+      assert.ok(m.pid !== demo.pid && isRunning(m.pid), `member ${port} runs as its own process`);
+      const v = (await (await fetch(m.status)).json()) as View;
+      assert.equal(v.self, `127.0.0.1:${port}`, "the status URL is that member's view of the ring");
+    }
+
+    // The member on the middle port, killed as the demo says (kill -9 <pid>) and restarted by hand.
+    const victim = members.get(base + 1)!;
+    process.kill(victim.pid, "SIGKILL");
+    await waitFor(() => !isRunning(victim.pid), { what: "the killed member gone" });
+    const byHand = await startProcess(t, {
+      command: "backpack",
+      args: ["ring-demo", "--member", String(base + 1), "--ports", ports, ...FAST],
+      ready: /PID: \d+ STATUS: /,
+    });
+    await waitFor(() => /TICK: \d+ LAP: \d.*MEMBERS: 3 alive/.test(byHand.stdout), {
+      timeoutMs: 30_000,
+      what: "the member restarted by hand ticking with the others",
+    });
+
+    assert.equal(await demo.kill("SIGTERM"), 0);
+    assert.equal(await byHand.waitExit(), 0, "the member restarted by hand stopped by itself");
+    assert.match(byHand.stdout, /STOPPING: every other member left/);
+    for (const [port, m] of members) assert.equal(isRunning(m.pid), false, `member ${port} stopped`);
+    for (let i = 0; i < 3; i++) assert.equal(await portFree(base + i), true, `port ${base + i} released`);
+  });
+
+  void it("a demo killed with SIGKILL takes its members with it", async (t) => {
+    const base = await freeRange(3);
+    const demo = await startProcess(t, {
+      command: "backpack",
+      args: ["ring-demo", "--ports", `${base}-${base + 2}`, ...FAST],
+    });
+    await waitFor(() => membersOf(demo.stdout).size === 3, { what: "every member started" });
+    const pids = [...membersOf(demo.stdout).values()].map((m) => m.pid);
+    // Whatever happens to the test, no member outlives it.
+    t.after(() => pids.forEach((pid) => isRunning(pid) && process.kill(pid, "SIGKILL")));
+    assert.equal(await demo.kill("SIGKILL"), null);
+    assert.equal(demo.running, false);
+    await waitFor(() => pids.every((pid) => !isRunning(pid)), {
+      timeoutMs: 20_000,
+      what: "every member gone",
+    });
+  });
+});

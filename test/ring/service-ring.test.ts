@@ -4,7 +4,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { OriginSockets, createAgent } from "../../src/client/http-agent.js";
-import { ReadClient } from "../../src/client/read-client.js";
+import { LeanClient } from "../../src/client/lean-client.js";
 import { ringMemberConfig } from "../../src/ring/config.js";
 import { RingMember } from "../../src/ring/ring-member.js";
 import { advertiseOf } from "../../src/ring/service-ring.js";
@@ -130,7 +130,7 @@ void describe("the ring on a service's HTTP port", () => {
 });
 
 void describe("cutting the connections to a node", () => {
-  void it("fails the requests in flight on an agent's and the read client's connections at once", async (t) => {
+  void it("fails the requests in flight on an agent's and the lean client's connections at once", async (t) => {
     // A server that never answers: a frozen node.
     const server = createServer(() => undefined);
     t.after(() => closeServer(server, 0));
@@ -138,10 +138,19 @@ void describe("cutting the connections to a node", () => {
     const sockets = new OriginSockets();
     const agent = createAgent({ sockets });
     t.after(() => agent.destroy());
-    const reader = new ReadClient();
-    t.after(() => reader.destroy());
+    const lean = new LeanClient();
+    t.after(() => lean.destroy());
     const put = request(`${url}/k`, { method: "PUT", body: "x", dispatcher: agent, headersTimeout: 60_000 });
-    const get = reader.request({
+    // An upload and a read through the lean client, as a coordinator sends them.
+    const upload = lean.request({
+      method: "PUT",
+      origin: url,
+      path: "/u",
+      body: Buffer.from("x"),
+      timeoutMs: 60_000,
+      bufferBytes: 1024,
+    });
+    const get = lean.request({
       method: "GET",
       origin: url,
       path: "/k",
@@ -151,8 +160,12 @@ void describe("cutting the connections to a node", () => {
     const authority = new URL(url).host;
     await waitFor(() => sockets.cut(authority) > 0, { what: "the agent's connection open" });
     await assert.rejects(put);
-    await waitFor(() => reader.cut(authority, "frozen") > 0, { what: "the reader's connection open" });
-    await assert.rejects(get, (err: { code?: string }) => err.code === "UPSTREAM_FAILED");
+    let cut = 0;
+    await waitFor(() => (cut += lean.cut(authority, "frozen")) >= 2, {
+      what: "the lean client's connections open",
+    });
+    for (const p of [upload, get])
+      await assert.rejects(p, (err: { code?: string }) => err.code === "UPSTREAM_FAILED");
   });
 });
 

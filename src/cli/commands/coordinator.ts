@@ -1,9 +1,10 @@
+import { dashboardRoutes } from "../../dashboard/routes.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { toBackpackError } from "../../common/errors.js";
 import { createLogger, type Logger } from "../../common/logger.js";
 import { openClusterMap, targetFromArgs } from "../../cluster/open.js";
 import type { ClusterMap, QueueSettings } from "../../cluster/types.js";
-import { coordinatorConfig, COORDINATOR_DEFAULTS } from "../../coordinator/config.js";
+import { coordinatorConfig, COORDINATOR_DEFAULTS, type CoordinatorConfig } from "../../coordinator/config.js";
 import { CoordinatorService } from "../../coordinator/service.js";
 import { openQueue } from "../../queue/open.js";
 import type { ReplicationQueue } from "../../queue/types.js";
@@ -23,7 +24,7 @@ export const command: Command = {
   spec: {
     name: "backpack coordinator",
     summary:
-      "Runs a coordinator: takes uploads (PUT /<key>), picks a shard, stores on one of its nodes and queues the copies; reads and deletes /<shard>:<key> with failover; GET /stats, /metrics, /healthz.",
+      "Runs a coordinator: takes uploads (PUT /<key>), picks a shard, writes to its nodes at once and queues a copy for a node that is down; reads and deletes /<shard>:<key> with failover; GET /stats, /metrics, /healthz.",
     positionals: [
       {
         name: "zk",
@@ -74,6 +75,12 @@ export const command: Command = {
         description: "file holding the storage nodes' write token (or set BACKPACK_NODE_TOKEN)",
       },
       {
+        name: "admin-token-file",
+        type: "string",
+        description:
+          "file holding the token of admin actions (POST /admin/..., the dashboard's buttons; or set BACKPACK_ADMIN_TOKEN); the write token when unset",
+      },
+      {
         name: "node-timeout",
         type: "string",
         description: "time a node may take to answer, and the longest pause inside a transfer",
@@ -86,10 +93,30 @@ export const command: Command = {
         default: "20s",
       },
       {
+        name: "replicas",
+        type: "string",
+        description:
+          "where an upload is written before its 200 (X-Backpack-Replicas chooses per request): live = every node of its shard that is up, at once, copies queued for the others; all = every node; one = one node, copies queued for the others (the original's way: weaker, a new file is a single copy until copied)",
+        default: "live",
+      },
+      {
+        name: "write-quorum",
+        type: "string",
+        description: "live uploads: nodes that must hold the file durably for a 200 (fewer: 503)",
+        default: "1",
+      },
+      {
+        name: "write-timeout",
+        type: "string",
+        description:
+          "a node whose write falls this far behind the other replicas of the upload is cut and gets a queued copy instead",
+        default: "2s",
+      },
+      {
         name: "max-backlog",
         type: "string",
         description:
-          "new uploads wait (up to 5 s) while more copies than this are due in the replication queue; 0 = no limit",
+          "uploads in the one mode wait (up to 5 s) while more copies than this are due in the replication queue; 0 = no limit",
         default: "100",
       },
       {
@@ -108,13 +135,15 @@ export const command: Command = {
       logLevelOption("info"),
     ],
     notes: `
-The replication queue is the one named in the cluster map (backpack-coordinator-init / set-queue); when the map
-names none, or the queue is unavailable, the coordinator copies each upload to the other nodes of its shard
-itself before answering. ZooKeeper or Redis going away never stops the coordinator: it works from the last
-known map, keeps usage updates until ZooKeeper is back, and answers 503 only when an upload cannot be made safe.
+A 200 means every node of the upload's shard that is up holds the file durably (at least --write-quorum of
+them), and every other one has a copy task in the replication queue (named in X-Backpack-Queued), made by a
+replicator once it is back. The replication queue is the one named in the cluster map (backpack-coordinator-init
+/ set-queue). ZooKeeper or Redis going away never stops the coordinator: it works from the last known map, keeps
+usage updates until ZooKeeper is back, and answers 503 only when an upload cannot be made safe.
 
 HTTP (see docs/http-api.md): PUT /<key> → 200 {"shard_id":"1"}; X-Backpack-Replicas: all (or ?replicas=all)
-answers only once every node of the shard holds the file. GET/HEAD/DELETE /<shard>:<key>. GET /stats gives
+answers only once every node of the shard holds the file, one as the original did. GET/HEAD/DELETE
+/<shard>:<key>. GET /stats gives
 the original's fields (uptime, processed_uploads, processed_bytes, failed_uploads, total_size, used_size,
 usage_ratio, available_space, total_shards, writable_shards, queue_length).
 
@@ -154,9 +183,13 @@ Example:
       headersTimeoutMs: ms("headers-timeout"),
       usageFlushMs: ms("usage-flush"),
       maxBacklog: optInt(args, "max-backlog"),
+      replicas: optString(args, "replicas") as CoordinatorConfig["replicas"] | undefined,
+      writeQuorum: optInt(args, "write-quorum"),
+      writeTimeoutMs: ms("write-timeout"),
       tmpDir: optString(args, "tmp-dir") ?? COORDINATOR_DEFAULTS.tmpDir,
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
+      adminToken: secret("admin-token-file", "BACKPACK_ADMIN_TOKEN", "admin token"),
       ring: ringConfigOf(args, io, command.spec, "coordinator"),
     });
     const log = createLogger({ level: logLevel, name: "coordinator" });
@@ -170,6 +203,7 @@ Example:
       queue: queues.current,
       log,
       processMetrics: true,
+      routes: dashboardRoutes(),
     });
     queues.onSwap = (q) => service.setQueue(q);
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));

@@ -1,3 +1,4 @@
+import { dashboardRoutes } from "../../dashboard/routes.js";
 import { createLogger } from "../../common/logger.js";
 import { parseBytes } from "../../common/units.js";
 import { DevCluster, type DevClusterDescription } from "../../dev/cluster.js";
@@ -92,6 +93,7 @@ Example:
       sync,
       ring: args.options["no-ring"] !== true,
       log,
+      coordinatorRoutes: dashboardRoutes(),
     });
     await cluster.start();
     const info = cluster.describe();
@@ -114,6 +116,7 @@ Example:
 function banner(info: DevClusterDescription): string {
   const rows: [string, string][] = [
     ...info.coordinators.map((url, i): [string, string] => [`coordinator ${i + 1}`, url]),
+    ["dashboard", `${info.coordinators[0] ?? ""}/ui  (admin token in ${info.adminTokenFile})`],
     ["replicator", info.replicator],
     ...info.nodes.map((n): [string, string] => [`node ${n.id} (shard ${n.shard})`, n.url]),
   ];

@@ -8,6 +8,7 @@ import {
   durationOption,
   logLevelOf,
   logLevelOption,
+  parseHost,
   parsePort,
   secretOption,
   untilStopped,
@@ -142,7 +143,7 @@ Example:
 
   async run(args, io) {
     const dataDir = requirePositional(args, "data-dir");
-    const host = requirePositional(args, "host");
+    const host = parseHost(requirePositional(args, "host"));
     const port = parsePort(requirePositional(args, "port"));
     const sync = optString(args, "sync") ?? "batch";
     if (sync !== "batch" && sync !== "none")

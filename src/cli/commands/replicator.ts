@@ -93,8 +93,10 @@ The replicator follows the map live: servers and shards added later are used wit
 
 Each copy streams the file from a node that has it to the target and is verified against the checksum the
 coordinator queued (a corrupt or changed source is skipped for another one); a target that already holds the
-file is skipped; a target that is down gets its tasks back later with backoff. Tasks that fail too often are
-dead letters: see backpack queue dead-letters and backpack queue replay.
+file is skipped; a target that is down gets its tasks back later with backoff, and is asked every second
+whether it answers again: once it does, one log line says so ("target reachable again", with the number of
+copies waiting) and its waiting copies go at once. Tasks that fail too often are dead letters: see backpack
+queue dead-letters and backpack queue replay.
 
 Output: JSON log lines on stderr; the first one with "msg":"listening" carries the URL of the stats
 endpoints. GET <url>/stats answers JSON: depth, leased, oldestTaskAgeMs (replication lag), deadLetters,

@@ -73,10 +73,15 @@ export const command: Command = {
     ],
     notes: `
 Output (stdout), one line per event of each member:
+  PORT: 3004 PID: 41234 STATUS: http://127.0.0.1:40123/ring   started: its process id and its view of the ring
   PORT: 3004 TICK: 17 LAP: 1.12 s MEMBERS: 11 alive        the token passed (the tick is the ring's lap count)
   PORT: 3004 MEMBER: 127.0.0.1:3005 dead                   a member changed status (alive, suspect, dead, left)
   PORT: 3005 EXITED: SIGKILL                               (the demo itself) a member process ended
-Logs are JSON lines on stderr. Each member answers GET /ring on its own HTTP port (logged as "listening").
+Logs are JSON lines on stderr.
+
+The members end with the demo: Ctrl-C or SIGTERM makes every one leave and stop, and should the demo itself be
+killed (even with SIGKILL), each member notices its parent is gone and stops too. A member restarted by hand
+with --member stops once every other member has left (the demo was stopped) instead of ticking alone.
 
 Exit codes: 0 after Ctrl-C (every member leaves and stops), 1 when a member cannot start, 2 on bad arguments.
 
@@ -86,7 +91,7 @@ it back when it rejoins. Members restarted this way stop with the demo. --no-res
 
 Examples:
   backpack ring-demo                                  # 11 members on 127.0.0.1:3000-3010
-  kill -9 <pid of the member on 3004>                 # the others report 127.0.0.1:3004 dead, a neighbour restarts it
+  kill -9 41234                                       # the member on 3004: the others report it dead, a neighbour restarts it
   backpack ring-demo --no-respawn                     # dead members stay dead
   backpack ring-demo --member 3004 --ports 3000-3010  # start one member by hand; it joins
 `,
@@ -121,8 +126,17 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
     ringMemberConfig(config, { meta: respawn ? respawnMeta(memberArgv(args, port)) : {} }),
     { log },
   );
-  await ring.start();
   const label = `PORT: ${port}`;
+  const stop = new AbortController();
+  io.stopSignal.addEventListener("abort", () => stop.abort(), { once: true });
+  // Started by the demo: the IPC channel to it closes when the demo ends in any way (SIGKILL included), and the
+  // member ends with it. Its stdout is a pipe to the demo then, which may be gone: a write error is not a crash.
+  if (process.channel) {
+    process.channel.unref();
+    process.once("disconnect", () => stop.abort());
+    process.stdout.on("error", () => undefined);
+  }
+  let sawLeave = false;
   ring.onChange((e) => {
     if (e.type === "tick") {
       const lap = e.token.lapMs === undefined ? "-" : `${(e.token.lapMs / 1000).toFixed(2)} s`;
@@ -131,14 +145,22 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
     } else if (e.type === "member" && e.member.id !== ring.id) {
       io.stdout(`${label} MEMBER: ${e.member.id} ${e.member.status}\n`);
       log.info({ member: e.member.id, status: e.member.status, incarnation: e.member.incarnation }, "member");
+      sawLeave ||= e.member.status === "left";
+      // The demo was stopped (its members leave): a member restarted by hand goes too, instead of ticking alone.
+      if (sawLeave && !stop.signal.aborted && aloneAfterLeaves(ring)) {
+        io.stdout(`${label} STOPPING: every other member left\n`);
+        stop.abort();
+      }
     }
   });
+  await ring.start();
   const view = createRingViewHandler(ring);
   const http = createServer((req, res) => {
     if (!view(req, res)) sendError(res, new BackpackError("NOT_FOUND", "only GET /ring here"));
   });
   const url = await listen(http, host, optInt(args, "http-port", 0) ?? 0);
   log.info({ url, ring: ring.url, id: ring.id }, "listening");
+  io.stdout(`${label} PID: ${process.pid} STATUS: ${url}/ring\n`);
   // "It can respawn it": this member restarts a dead neighbour (see Respawner), passing on its output.
   const respawner = respawn
     ? new Respawner(ring, log, (child) => {
@@ -147,11 +169,20 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
       })
     : undefined;
   respawner?.start();
-  await untilStoppedOrOrphaned(io);
+  stopWhenOrphaned(io, stop);
+  await new Promise<void>((resolve) => {
+    if (stop.signal.aborted) resolve();
+    stop.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
   respawner?.stop();
   await ring.stop();
   await closeServer(http, 1000);
   return 0;
+}
+
+/** No other member is alive or suspect: every one left or died. */
+function aloneAfterLeaves(ring: RingMember): boolean {
+  return ring.members().every((m) => m.id === ring.id || m.status === "left" || m.status === "dead");
 }
 
 async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promise<number> {
@@ -167,16 +198,17 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   const children = new Map<number, ChildProcess>();
   let stopping = false;
   const startChild = (port: number): void => {
+    // The IPC channel is how a member knows the demo is gone, however it ended.
     const child = spawn(process.execPath, [BIN, "ring-demo", "--member", String(port), ...pass], {
-      stdio: ["ignore", "pipe", "pipe"],
-      // Members restarted by a neighbour are not this process's children: they stop when it is gone.
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      // Members restarted by a neighbour are no children of the demo (no IPC channel): they watch its pid.
       env: { ...process.env, [DEMO_PARENT_ENV]: String(process.pid) },
     });
     children.set(port, child);
-    child.stdout.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
     // Children log JSON on stderr; pass on their warnings and errors only (info is one line per event).
     let partial = "";
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => {
       const lines = (partial + d).split("\n");
       partial = lines.pop() ?? "";
       for (const line of lines) if (!/"level":(10|20|30),/.test(line)) io.stderr(line + "\n");
@@ -200,8 +232,9 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   for (const port of ports) startChild(port);
   io.stdout(
     `ring-demo: ${ports.length} members on ${host}:${ports[0]}-${ports[ports.length - 1]} (Ctrl-C stops all).\n` +
+      `Each prints "PORT: <port> PID: <pid> STATUS: <url>" as it starts (curl the URL for its view of the ring).\n` +
       `Kill one (kill -9 <pid>) and watch the others report it dead: its ring neighbour restarts it\n` +
-      `(or start it yourself: backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]})\n`,
+      `(or start one yourself: backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]})\n`,
   );
   log.info({ url: `tcp://${host}:${ports[0]}`, members: ports.length }, "listening");
   await new Promise<void>((resolve) => {
@@ -251,29 +284,20 @@ function memberArgv(args: ParsedArgs, port: number): string[] {
 }
 
 /**
- * Resolves when the member is asked to stop (SIGINT/SIGTERM), or once the demo that started the ring is gone
- * (a member restarted by a neighbour is no child of the demo, and must not outlive it).
+ * Aborts `stop` once the demo that started the ring is gone: a member restarted by a neighbour is no child of
+ * the demo (it has no IPC channel to it), and must not outlive it.
  */
-function untilStoppedOrOrphaned(io: CommandIo): Promise<void> {
+function stopWhenOrphaned(io: CommandIo, stop: AbortController): void {
   const parent = Number(io.env[DEMO_PARENT_ENV]);
-  return new Promise<void>((resolve) => {
-    let timer: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      clearInterval(timer);
-      resolve();
-    };
-    if (io.stopSignal.aborted) return done();
-    io.stopSignal.addEventListener("abort", done, { once: true });
-    if (parent > 0) {
-      timer = setInterval(() => {
-        try {
-          process.kill(parent, 0);
-        } catch {
-          done();
-        }
-      }, 1000);
+  if (!(parent > 0) || process.channel) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(parent, 0);
+    } catch {
+      stop.abort();
     }
-  });
+  }, 1000);
+  stop.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
 export function parsePorts(text: string): number[] {

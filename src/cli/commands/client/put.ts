@@ -1,4 +1,5 @@
 import { createReadStream } from "node:fs";
+import mime from "mime";
 import { readdir, stat } from "node:fs/promises";
 import { basename, join, relative, sep } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -46,8 +47,14 @@ Keys: a file given by name is stored under its base name; files found in a direc
 to that directory (with / separators), e.g. "backpack put photos" stores photos/a/b.jpg as a/b.jpg. --prefix is
 prepended to every key.
 
-Output: on a terminal a progress bar (files, bytes, rate, ETA); otherwise one line per stored file:
+Content types: each file is stored with the type its name says (hi.txt text/plain, a.jpg image/jpeg, from the
+mime package's table of IANA types and common extensions), answered as Content-Type on every read; a name with
+no known type is stored without one (read back as application/octet-stream). Uploading a name again stores a
+new file on whatever shard is chosen, next to the old one: see "Overwriting" in docs/http-api.md.
+
+Output: one line per stored file, with the address to read it at:
   <shard>:<key>  <size>  <file>
+on a terminal above a progress bar (files, bytes sent, rate, and an ETA once the upload has run for 2 s).
 Failures are listed as they happen and again in the summary. With --json, one JSON document at the end:
 {"uploaded":[{"file","key","shard","size"}],"failed":[{"file","key","error"}]}. Each file is read back with
 backpack get <shard>:<key>.
@@ -79,6 +86,7 @@ Example:
       elapsedMs: 0,
     };
     state.bytesTotal = items.reduce((n, i) => n + i.size, 0);
+    let storedBytes = 0;
     const results: UploadResult[] = [];
     const tick = (): void => bar.update({ ...state, elapsedMs: Date.now() - started });
     const timer = setInterval(tick, 200);
@@ -91,9 +99,13 @@ Example:
           results.push(result);
           if (result.error === undefined) {
             state.filesDone++;
-            state.bytesDone += item.size;
-            if (!io.isTTY && !json)
-              io.stdout(`${result.shard}:${item.key}  ${formatBytes(item.size)}  ${item.file}\n`);
+            storedBytes += item.size;
+            if (!json) {
+              // On a terminal the line goes above the progress bar; otherwise to stdout, for scripts.
+              const line = `${result.shard}:${item.key}  ${formatBytes(item.size)}  ${item.file}`;
+              if (io.isTTY) bar.log(line);
+              else io.stdout(`${line}\n`);
+            }
           } else {
             state.filesFailed++;
             if (!json) bar.log(`failed: ${item.file}: ${result.error}`);
@@ -102,14 +114,27 @@ Example:
         }
       };
       const upload = async (item: UploadItem): Promise<UploadResult> => {
+        // The type from the file name (`.txt` → text/plain); a name no type is known for goes without one.
+        const contentType = mime.getType(item.file) ?? undefined;
         for (let attempt = 1; ; attempt++) {
+          // The bar counts bytes as they are sent; an attempt that fails takes its bytes back.
+          let sent = 0;
+          const file = createReadStream(item.file);
+          const body = counted(file, (n) => {
+            sent += n;
+            state.bytesDone += n;
+          });
           try {
-            const { shardId } = await ctx.client.put(ctx.base, item.key, createReadStream(item.file), {
+            const { shardId } = await ctx.client.put(ctx.base, item.key, body, {
               size: item.size,
+              ...(contentType ? { contentType } : {}),
               ...(replicas === "all" ? { replicas: "all" as const } : {}),
             });
+            state.bytesDone += item.size - sent;
             return { ...item, shard: shardId, attempts: attempt };
           } catch (err) {
+            state.bytesDone -= sent;
+            file.destroy();
             if (attempt > retries || !isTransient(err) || io.stopSignal.aborted) {
               return { ...item, error: explain(toBackpackError(err), ctx.base), attempts: attempt };
             }
@@ -136,7 +161,7 @@ Example:
     } else {
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       io.stderr(
-        `uploaded ${state.filesDone} of ${items.length} files (${formatBytes(state.bytesDone)}) in ${secs}s\n`,
+        `uploaded ${state.filesDone} of ${items.length} files (${formatBytes(storedBytes)}) in ${secs}s\n`,
       );
       if (failed.length > 0) {
         io.stderr(
@@ -147,6 +172,14 @@ Example:
     return failed.length > 0 ? 1 : 0;
   },
 };
+
+/** Passes a file's chunks on, telling how many bytes each one has. */
+async function* counted(source: AsyncIterable<Buffer>, onBytes: (n: number) => void): AsyncIterable<Buffer> {
+  for await (const chunk of source) {
+    onBytes(chunk.length);
+    yield chunk;
+  }
+}
 
 /** Every regular file under the given paths, with its key; refuses the run before uploading if a key is bad. */
 async function collect(paths: readonly string[], prefix: string): Promise<UploadItem[]> {

@@ -30,10 +30,10 @@ Output:
 A node is ok, suspect (the coordinator saw it fail recently), refilling (repair is copying what it lacks),
 behind (the last comparison could not give it everything) or down (repair could not compare it; the reason
 follows). Repair figures are what the replicators last reported (docs/operations.md, "Health").
-With --json: {"coordinator","stats":<GET /stats>,"cluster":<GET /cluster>,"ring":<GET /ring>}; stats.repair holds each shard's
-health as reported; ring is the coordinator's GET /ring (null when its ring is off).
-A ring member is alive, suspect (not answering probes; coordinators already try it last), dead or left (a
-clean stop).
+With --json: the coordinator's GET /status ({"coordinator","at","stats":<GET /stats>,"cluster":<GET /cluster>,
+"history":[...]}, the document the dashboard at /ui shows; stats.repair holds each shard's health as reported),
+and "ring": the coordinator's GET /ring (null when its ring is off). A ring member is alive, suspect (not
+answering probes; coordinators already try it last), dead or left (a clean stop).
 
 Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   },
@@ -41,17 +41,15 @@ Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   async run(args, io) {
     const ctx = clientContext(args, io, 2);
     try {
-      const [stats, view, ring] = await Promise.all([
-        ctx.client.stats(ctx.base),
-        ctx.client.cluster(ctx.base),
-        ctx.client.ring(ctx.base),
-      ]).catch((err: unknown) => {
-        throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
-      });
+      const [doc, ring] = await Promise.all([ctx.client.status(ctx.base), ctx.client.ring(ctx.base)]).catch(
+        (err: unknown) => {
+          throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
+        },
+      );
       if (args.options.json === true) {
-        io.stdout(JSON.stringify({ coordinator: ctx.base, stats, cluster: view, ring: ring ?? null }) + "\n");
+        io.stdout(JSON.stringify({ ...doc, ring: ring ?? null }) + "\n");
       } else {
-        io.stdout(render(ctx.base, stats, view) + renderRing(ring, view.servers));
+        io.stdout(render(ctx.base, doc.stats, doc.cluster, doc.at) + renderRing(ring, doc.cluster.servers));
       }
       return 0;
     } finally {

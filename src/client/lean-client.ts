@@ -2,8 +2,8 @@ import { connect, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { BackpackError } from "../common/errors.js";
 
-/** A node's answer to GET or HEAD. */
-export interface ReadReply {
+/** A node's answer. */
+export interface LeanReply {
   status: number;
   /** Response headers, names in lower case (a repeated header keeps its last value). */
   headers: Record<string, string>;
@@ -13,13 +13,21 @@ export interface ReadReply {
   stream: Readable | undefined;
 }
 
-export interface ReadRequest {
-  method: "GET" | "HEAD";
+export interface LeanRequest {
+  method: "GET" | "HEAD" | "POST" | "PUT";
   /** Origin, `http://host:port`. */
   origin: string;
   /** Path and query, already percent-encoded. */
   path: string;
   headers?: Record<string, string>;
+  /**
+   * A request body: in memory (sent with the head in one write, and again as it is when the request is
+   * retried), or as chunks of a known total `length` (written as they come, at the pace the node takes them;
+   * such a request is never retried).
+   */
+  body?: Buffer | { length: number; chunks: AsyncIterable<Uint8Array> };
+  /** Gives the request up: it fails with UPSTREAM_FAILED and its connection is closed. */
+  signal?: AbortSignal;
   /** Time allowed for the answer's head and a buffered body, and between two chunks of a streamed body. */
   timeoutMs: number;
   /** Bodies up to this size come whole (`body`); longer ones as a stream. */
@@ -52,10 +60,10 @@ const DEFAULT_IDLE_MS = 4000;
 const IDLE_MARGIN_MS = 1000;
 
 interface Exchange {
-  request: ReadRequest;
+  request: LeanRequest;
   /** Sent on a connection that had served a request before: a close before any answer is retried once. */
   reused: boolean;
-  resolve(reply: ReadReply): void;
+  resolve(reply: LeanReply): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout | undefined;
   target: Target;
@@ -64,9 +72,11 @@ interface Exchange {
   /** Already sent again once on a fresh connection. */
   retried: boolean;
   /** Set once the head is parsed. */
-  reply?: ReadReply;
+  reply?: LeanReply;
   remaining: number;
   chunks: Buffer[];
+  /** A streamed body is still being written: the connection cannot serve another request after this one. */
+  sending: boolean;
 }
 
 interface Conn {
@@ -81,22 +91,25 @@ interface Conn {
 }
 
 /**
- * A lean keep-alive HTTP/1.1 client for the one exchange a coordinator makes most: GET or HEAD of a file on a
- * storage node. One request at a time per connection, idle connections kept per origin (closed before the
- * server's keep-alive timeout), answers framed by `Content-Length` read straight off the socket: a small body
- * arrives as one Buffer, a larger one as a stream with back-pressure. It costs about half of what a general
- * client costs per request (measured in `npm run bench:cluster`). Anything it does not read (chunked bodies,
- * `https:` origins) fails so that `isUnsupported(err)` holds, for the caller to fall back to a full client;
- * transport failures and timeouts are `UPSTREAM_FAILED` / `UPSTREAM_TIMEOUT`.
+ * A lean keep-alive HTTP/1.1 client for the exchanges coordinators and replicators make with storage nodes:
+ * GET or HEAD of a file, a PUT of a file (a body in memory goes with the head in one write; a streamed one at the
+ * pace the node takes it, its head with the first chunk, nothing taken from it before the node accepted the
+ * connection), and a batch of small writes (`POST /_backpack/batch`). One request at a time per connection,
+ * idle connections kept per origin (closed before the server's keep-alive timeout), answers framed by
+ * `Content-Length` read straight off the socket: a small body arrives as one Buffer, a larger one as a stream
+ * with back-pressure. It costs about half of what a general client costs per request (measured in `npm run
+ * bench:cluster`). Anything it does not read (chunked answers, `https:` origins: `handles(origin)`) fails so
+ * that `isUnsupported(err)` holds, for the caller to fall back to a full client; transport failures and
+ * timeouts are `UPSTREAM_FAILED` / `UPSTREAM_TIMEOUT`.
  */
-export class ReadClient {
+export class LeanClient {
   private readonly idle = new Map<string, Conn[]>();
   private readonly conns = new Set<Conn>();
   private closed = false;
 
   constructor(private readonly options: { connectTimeoutMs?: number; maxIdlePerOrigin?: number } = {}) {}
 
-  request(req: ReadRequest): Promise<ReadReply> {
+  request(req: LeanRequest): Promise<LeanReply> {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(new BackpackError("UNAVAILABLE", "the client is closed"));
@@ -120,12 +133,26 @@ export class ReadClient {
         timer: undefined,
         target,
         head,
-        retried: false,
+        // A streamed body cannot be sent again.
+        retried: req.body !== undefined && !Buffer.isBuffer(req.body),
         remaining: 0,
         chunks: [],
+        sending: false,
       };
+      if (req.signal) {
+        if (req.signal.aborted) {
+          reject(new BackpackError("UPSTREAM_FAILED", `${req.method} ${req.origin}: given up`));
+          return;
+        }
+        req.signal.addEventListener("abort", () => this.giveUp(ex), { once: true });
+      }
       this.send(ex);
     });
+  }
+
+  /** Whether this client can carry a request to `origin` (an `http:` origin): else ask a full client. */
+  handles(origin: string): boolean {
+    return parseOrigin(origin) !== undefined;
   }
 
   /** Closes idle connections and refuses new requests; requests in flight finish. */
@@ -161,7 +188,86 @@ export class ReadClient {
     ex.reused = conn.served > 0;
     conn.exchange = ex;
     this.arm(conn, ex);
+    const body = ex.request.body;
+    if (body === undefined || body.length === 0) {
+      conn.socket.write(ex.head, "latin1");
+      return;
+    }
+    if (!Buffer.isBuffer(body)) {
+      // The head goes out with the first chunk (one write, one wake-up of the node, not two).
+      ex.sending = true;
+      // Not a chunk is taken before the node took the connection: a node that refuses it leaves the body
+      // whole for the next one.
+      if (conn.socket.connecting) conn.socket.once("connect", () => void this.pump(conn, ex, body.chunks));
+      else void this.pump(conn, ex, body.chunks);
+      return;
+    }
+    conn.socket.cork();
     conn.socket.write(ex.head, "latin1");
+    conn.socket.write(body);
+    conn.socket.uncork();
+  }
+
+  /**
+   * Writes a streamed body as its chunks come, waiting for the socket to drain when it is full. The node's
+   * silence counts while it does not take what was written; the time spent waiting for the next chunk (a
+   * slow uploader) does not. Stops when the exchange ends early (an answer before the whole body, a failure).
+   */
+  private async pump(conn: Conn, ex: Exchange, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const it = chunks[Symbol.asyncIterator]();
+    let head = true;
+    try {
+      for (;;) {
+        // Waiting for the uploader's next chunk is not the node's silence.
+        clearTimeout(ex.timer);
+        const next = await it.next();
+        if (conn.exchange !== ex) return;
+        let full: boolean;
+        if (head) {
+          head = false;
+          conn.socket.cork();
+          conn.socket.write(ex.head, "latin1");
+          if (!next.done) conn.socket.write(next.value);
+          conn.socket.uncork();
+          full = conn.socket.writableNeedDrain;
+        } else {
+          full = !next.done && !conn.socket.write(next.value);
+        }
+        if (next.done) break;
+        if (!full) continue;
+        this.arm(conn, ex);
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            conn.socket.off("drain", done);
+            conn.socket.off("close", done);
+            resolve();
+          };
+          conn.socket.on("drain", done);
+          conn.socket.on("close", done);
+        });
+        if (conn.exchange !== ex) return;
+      }
+    } catch (err) {
+      if (conn.exchange === ex) this.fail(conn, err instanceof Error ? err : new Error(String(err)), false);
+      return;
+    }
+    ex.sending = false;
+    // Every byte is out: from now on the node's silence counts until it answers.
+    this.arm(conn, ex);
+  }
+
+  /** The caller gave the request up (its signal). */
+  private giveUp(ex: Exchange): void {
+    for (const conn of this.conns) {
+      if (conn.exchange === ex) {
+        this.fail(
+          conn,
+          new BackpackError("UPSTREAM_FAILED", `${ex.request.method} ${ex.request.origin}: given up`),
+          false,
+        );
+        return;
+      }
+    }
   }
 
   /** (Re)starts the exchange's timer: the head and a buffered body, or the next chunk of a stream. */
@@ -239,7 +345,7 @@ export class ReadClient {
         conn.idleMs = parsed.idleMs - Math.min(IDLE_MARGIN_MS, parsed.idleMs / 2);
       }
       ex.remaining = parsed.length;
-      const reply: ReadReply = {
+      const reply: LeanReply = {
         status: parsed.status,
         headers: parsed.headers,
         body: undefined,
@@ -295,6 +401,8 @@ export class ReadClient {
   private finish(conn: Conn, ex: Exchange): void {
     clearTimeout(ex.timer);
     conn.exchange = undefined;
+    // Answered before the whole body went out (a refusal): the rest would be read as the next request.
+    if (ex.sending) conn.reusable = false;
     conn.served++;
     const reply = ex.reply!;
     // A streamed body may have paused the socket; the next answer on this connection must flow.
@@ -367,9 +475,10 @@ function parseOrigin(origin: string): Target | undefined {
 }
 
 /** The request's head, or the error that keeps it from being sent (nothing in it may break a line). */
-function requestHead(req: ReadRequest, host: string): string | BackpackError {
+function requestHead(req: LeanRequest, host: string): string | BackpackError {
   if (/\s/.test(req.path)) return new BackpackError("BAD_REQUEST", "the request path is not encoded");
   let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${host}\r\n`;
+  if (req.body !== undefined) head += `content-length: ${req.body.length}\r\n`;
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) {
       return new BackpackError("BAD_REQUEST", `header ${JSON.stringify(name)} holds a line break`);
@@ -388,7 +497,7 @@ interface Head {
   idleMs: number | undefined;
 }
 
-function parseHead(text: string, method: "GET" | "HEAD"): Head {
+function parseHead(text: string, method: LeanRequest["method"]): Head {
   const lines = text.split("\r\n");
   const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? "");
   if (!m) throw new BackpackError("UPSTREAM_FAILED", `not an HTTP/1.x answer: ${JSON.stringify(lines[0])}`);
@@ -413,7 +522,7 @@ function parseHead(text: string, method: "GET" | "HEAD"): Head {
   return { status, headers, informational, length: Number(headers["content-length"]), keepAlive, idleMs };
 }
 
-function timeout(req: ReadRequest): BackpackError {
+function timeout(req: LeanRequest): BackpackError {
   return new BackpackError(
     "UPSTREAM_TIMEOUT",
     `${req.method} ${req.origin} timed out after ${req.timeoutMs} ms`,
@@ -424,7 +533,7 @@ function protocolError(ex: Exchange, what: string): BackpackError {
   return new BackpackError("UPSTREAM_FAILED", `${ex.request.method} ${ex.request.origin}: ${what}`);
 }
 
-function upstream(req: ReadRequest, err: Error): BackpackError {
+function upstream(req: LeanRequest, err: Error): BackpackError {
   return new BackpackError("UPSTREAM_FAILED", `${req.method} ${req.origin} failed: ${err.message}`, {
     cause: err,
   });

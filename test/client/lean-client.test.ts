@@ -5,7 +5,7 @@ import type { TestContext } from "node:test";
 import { test } from "node:test";
 import { createAgent } from "../../src/client/http-agent.js";
 import { NodeClient } from "../../src/client/node-client.js";
-import { isUnsupported, ReadClient, type ReadReply } from "../../src/client/read-client.js";
+import { isUnsupported, LeanClient, type LeanReply } from "../../src/client/lean-client.js";
 import { hasCode } from "../../src/common/errors.js";
 
 /** A node:http server on a free port, with a count of the connections it accepted. */
@@ -61,8 +61,8 @@ async function rawServer(
   return { origin: `http://127.0.0.1:${port}`, connections: () => connections };
 }
 
-function client(t: TestContext): ReadClient {
-  const c = new ReadClient({ connectTimeoutMs: 1000 });
+function client(t: TestContext): LeanClient {
+  const c = new LeanClient({ connectTimeoutMs: 1000 });
   t.after(() => c.close());
   return c;
 }
@@ -75,7 +75,7 @@ const get = (origin: string, path: string, more: { bufferBytes?: number; timeout
   bufferBytes: more.bufferBytes ?? 64 * 1024,
 });
 
-async function drain(reply: ReadReply): Promise<Buffer> {
+async function drain(reply: LeanReply): Promise<Buffer> {
   if (reply.body) return reply.body;
   const chunks: Buffer[] = [];
   for await (const c of reply.stream!) chunks.push(c as Buffer);
@@ -272,10 +272,109 @@ void test("close() ends idle connections and refuses new requests", async (t) =>
   const srv = await httpServer(t, (_req, res) => res.end("x"));
   let closed = 0;
   srv.server.on("connection", (s: Socket) => s.on("close", () => closed++));
-  const c = new ReadClient();
+  const c = new LeanClient();
   await c.request(get(srv.origin, "/a"));
   c.close();
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(closed, 1);
   await assert.rejects(c.request(get(srv.origin, "/a")), (err: unknown) => hasCode(err, "UNAVAILABLE"));
+});
+
+/**
+ * Chunks of `size` bytes, `count` of them, made on demand one event-loop turn apart (as they come from an
+ * uploader's socket); `taken` counts the ones handed out.
+ */
+function chunkSource(count: number, size: number, fail?: number) {
+  const state = { taken: 0 };
+  const chunks = (async function* () {
+    for (let i = 0; i < count; i++) {
+      if (i === fail) throw new Error("the uploader went away");
+      state.taken++;
+      await new Promise((resolve) => setImmediate(resolve));
+      yield Buffer.alloc(size, i);
+    }
+  })();
+  return { state, chunks, length: count * size };
+}
+
+void test("request bodies: in memory or streamed at the node's pace; a failing source or a refusal cuts it; nothing is taken before the connection", async (t) => {
+  const received: { path: string; bytes: number }[] = [];
+  const { origin, connections } = await httpServer(t, (req, res) => {
+    let bytes = 0;
+    if (req.url === "/refuse") {
+      // Answered before the body (as a node refuses a stale version) and the connection closed.
+      res.writeHead(409, { "content-length": 2, connection: "close" });
+      res.end("{}");
+      return;
+    }
+    req.on("data", (d: Buffer) => (bytes += d.length));
+    req.on("end", () => {
+      received.push({ path: req.url ?? "", bytes });
+      res.writeHead(201, { "content-length": 0 });
+      res.end();
+    });
+    req.on("error", () => undefined);
+  });
+  const client = new LeanClient();
+  t.after(() => client.close());
+  const put = (path: string, body: Buffer | { length: number; chunks: AsyncIterable<Uint8Array> }) =>
+    client.request({ method: "PUT", origin, path, body, timeoutMs: 5000, bufferBytes: 1024 });
+
+  assert.equal((await put("/whole", Buffer.alloc(1000, 1))).status, 201);
+  const streamed = chunkSource(64, 65536);
+  assert.equal((await put("/streamed", streamed)).status, 201);
+  assert.deepEqual(received, [
+    { path: "/whole", bytes: 1000 },
+    { path: "/streamed", bytes: 64 * 65536 },
+  ]);
+  assert.equal(connections(), 1, "both on one kept-alive connection");
+
+  const refused = chunkSource(64, 65536);
+  assert.equal((await put("/refuse", refused)).status, 409);
+  assert.ok(refused.state.taken < 64, "the rest of the body was not sent after the answer");
+  assert.equal((await put("/after", Buffer.from("x"))).status, 201, "the next request is fine");
+
+  const failing = chunkSource(64, 65536, 10);
+  await assert.rejects(put("/failing", failing), /uploader went away/);
+  assert.ok(!received.some((r) => r.path === "/failing"), "the server never saw a whole body");
+
+  const abort = new AbortController();
+  const slow = (async function* () {
+    yield Buffer.alloc(1000);
+    abort.abort();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    yield Buffer.alloc(1000);
+  })();
+  await assert.rejects(
+    client.request({
+      method: "PUT",
+      origin,
+      path: "/aborted",
+      body: { length: 2000, chunks: slow },
+      timeoutMs: 5000,
+      bufferBytes: 1024,
+      signal: abort.signal,
+    }),
+    (err: unknown) => hasCode(err, "UPSTREAM_FAILED"),
+  );
+
+  // A node that refuses the connection: not a chunk was taken, so the body can go to another node whole.
+  const closed = await httpServer(t, () => undefined);
+  closed.server.close();
+  closed.server.closeAllConnections();
+  const refusedConnection = new LeanClient();
+  t.after(() => refusedConnection.close());
+  const source = chunkSource(4, 1000);
+  await assert.rejects(
+    refusedConnection.request({
+      method: "PUT",
+      origin: closed.origin,
+      path: "/x",
+      body: source,
+      timeoutMs: 2000,
+      bufferBytes: 1024,
+    }),
+    (err: unknown) => hasCode(err, "UPSTREAM_FAILED"),
+  );
+  assert.equal(source.state.taken, 0);
 });
