@@ -107,6 +107,11 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
     section: "admin",
     line: "set the replication queue's name and Redis servers",
   },
+  "backpack admin set-settings": {
+    module: "./commands/admin/set-settings.js",
+    section: "admin",
+    line: "change the runtime settings: log level, client rate, blocklist",
+  },
   "backpack admin nginx-config": {
     module: "./commands/admin/nginx-config.js",
     section: "admin",
@@ -160,6 +165,7 @@ export const ALIASES: Readonly<Record<string, string>> = {
   "backpack-coordinator-dump-shards": "backpack admin dump-shards",
   "backpack-coordinator-print-stats": "backpack admin print-stats",
   "backpack-coordinator-set-queue": "backpack admin set-queue",
+  "backpack-coordinator-set-settings": "backpack admin set-settings",
   "backpack-coordinator-nginx-config": "backpack admin nginx-config",
 };
 

@@ -4,6 +4,8 @@ import { BackpackError } from "../common/errors.js";
 import { keyToPath } from "../common/key.js";
 import { expectStatus, objectOf, upstreamError, type NodeObject } from "./node-client.js";
 import type { ShardHealth } from "../queue/health.js";
+import type { ServiceRingView } from "../ring/service-ring.js";
+import type { RuntimeSettings } from "../cluster/settings.js";
 
 /** The coordinator's `GET /stats`: the original's fields first (same names and meaning), then ours. Bytes. */
 export type { ShardHealth };
@@ -47,6 +49,8 @@ export interface CoordinatorStats {
   under_replicated_files: number | null;
   /** Per shard, the repair health the replicators last reported (docs/operations.md, "Health"). */
   repair: ShardHealth[];
+  /** The runtime settings this coordinator applied, and when (ms since the epoch). */
+  settings: RuntimeSettings & { appliedAt: number };
 }
 
 /** One sample of the coordinator's figures in `GET /status` (`history`), every 2 s. */
@@ -116,6 +120,8 @@ export interface FileLocation {
 export interface ClusterView {
   servers: { id: string; url: string; suspect: boolean }[];
   shards: { id: string; servers: string[]; enabled: boolean; capacity: number; used: number }[];
+  /** The cluster map's runtime settings (absent from coordinators that predate them). */
+  settings?: RuntimeSettings;
 }
 
 export interface CoordinatorPutOptions {
@@ -235,6 +241,17 @@ export class CoordinatorClient {
     const res = await this.send(base, "/cluster", "GET", {});
     await expectStatus(res, [200], base, "/cluster");
     return (await res.body.json()) as ClusterView;
+  }
+
+  /** The coordinator's ring view (`GET /ring`); undefined when the ring is off on it. */
+  async ring(base: string): Promise<ServiceRingView | undefined> {
+    const res = await this.send(base, "/ring", "GET", {});
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    await expectStatus(res, [200], base, "/ring");
+    return (await res.body.json()) as ServiceRingView;
   }
 
   private authHeaders(token: string | undefined): Record<string, string> {

@@ -181,6 +181,21 @@ export class LeanClient {
     for (const c of this.conns) c.socket.destroy();
   }
 
+  /**
+   * Fails the requests to `authority` (host:port) at once and closes its connections: for a node the ring
+   * declared dead, whose answers would otherwise be awaited until their timeout. Returns how many were open.
+   */
+  cut(authority: string, why: string): number {
+    const key = authority.toLowerCase();
+    let n = 0;
+    for (const c of [...this.conns]) {
+      if (c.key.toLowerCase() !== key) continue;
+      n++;
+      this.fail(c, new BackpackError("UPSTREAM_FAILED", `${authority}: ${why}`));
+    }
+    return n;
+  }
+
   private send(ex: Exchange): void {
     const conn = this.take(ex.target.authority) ?? this.open(ex.target);
     ex.reused = conn.served > 0;

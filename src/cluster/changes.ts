@@ -10,6 +10,7 @@ import {
   isObject,
   QUEUE,
   SERVERS_MAP,
+  SETTINGS,
   SHARDS_MAP,
   shardSizeNode,
   type JsonObject,
@@ -25,6 +26,7 @@ import {
   validateId,
   validateQueue,
 } from "./rules.js";
+import { applySettingsPatch, type RuntimeSettings, type SettingsPatch } from "./settings.js";
 import type { AddShardResult, InitResult, QueueSettings } from "./types.js";
 
 export interface Write {
@@ -156,6 +158,16 @@ export function setQueueChange(queue: QueueSettings): Change<void> {
     requireInitialized(decodeSnapshot(state), where);
     const value = { ...editable(state, QUEUE), ...encodeQueue(q) };
     return { writes: [{ node: QUEUE, value }], result: undefined };
+  };
+}
+
+/** The runtime settings one version up, with `patch` applied (fields this code does not know are kept). */
+export function setSettingsChange(patch: SettingsPatch): Change<RuntimeSettings> {
+  return (state, where) => {
+    const snapshot = decodeSnapshot(state);
+    requireInitialized(snapshot, where);
+    const next = applySettingsPatch(snapshot.settings, patch);
+    return { writes: [{ node: SETTINGS, value: { ...editable(state, SETTINGS), ...next } }], result: next };
   };
 }
 

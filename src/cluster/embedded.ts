@@ -1,3 +1,4 @@
+import type { RuntimeSettings, SettingsPatch } from "./settings.js";
 import { watch, type FSWatcher } from "node:fs";
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname } from "node:path";
@@ -9,6 +10,7 @@ import {
   addUsageChange,
   initChange,
   setQueueChange,
+  setSettingsChange,
   setShardEnabledChange,
   setShardServersChange,
   type Change,
@@ -123,6 +125,10 @@ export class EmbeddedClusterMap implements ClusterMap {
 
   async setQueue(queue: QueueSettings): Promise<void> {
     await this.apply(setQueueChange(queue));
+  }
+
+  async setSettings(patch: SettingsPatch): Promise<RuntimeSettings> {
+    return this.apply(setSettingsChange(patch));
   }
 
   async addUsage(deltas: Readonly<Record<string, number>>): Promise<void> {

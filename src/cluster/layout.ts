@@ -6,16 +6,19 @@
  *   shards-map         {"<id>":{"nodes":["1","4"],"read_only":true}} read_only present only while disabled
  *   shard-size-<id>    {"capacity":<bytes>,"current":<bytes>}
  *   queue              {"key":"backpack-queue","servers":[{"host":"one","port":"13001"}]}
+ *   settings           {"version":3,"logLevel":"debug","clientRate":null,"blocklist":[]}   (ours: settings.ts)
  *
  * Reading is lenient (a cluster set up by the original tools, or a hand-edited znode, must keep working);
  * fields this code does not know are kept when a document is rewritten.
  */
 import { sanitizeBytes } from "./rules.js";
+import { decodeSettings, NO_SETTINGS } from "./settings.js";
 import type { ClusterSnapshot, QueueEndpoint, QueueSettings, ServerInfo, ShardInfo } from "./types.js";
 
 export const SERVERS_MAP = "servers-map";
 export const SHARDS_MAP = "shards-map";
 export const QUEUE = "queue";
+export const SETTINGS = "settings";
 export const SHARD_SIZE_PREFIX = "shard-size-";
 
 export function shardSizeNode(shardId: string): string {
@@ -49,7 +52,7 @@ export function isObject(value: unknown): value is JsonObject {
 export function adminNodes(shardsMap: RawNode | undefined, extraShards: readonly string[] = []): string[] {
   const ids = new Set(extraShards);
   if (shardsMap && isObject(shardsMap.data)) for (const id of Object.keys(shardsMap.data)) ids.add(id);
-  return [SERVERS_MAP, SHARDS_MAP, QUEUE, ...[...ids].map(shardSizeNode)];
+  return [SERVERS_MAP, SHARDS_MAP, QUEUE, SETTINGS, ...[...ids].map(shardSizeNode)];
 }
 
 export function serverUrl(host: string, port: string | number, scheme: string): string {
@@ -124,6 +127,7 @@ export function decodeSnapshot(state: RawState): ClusterSnapshot {
     servers: decodeServers(servers?.data),
     shards: decodeShards(shards?.data, state),
     queue: decodeQueue(state.get(QUEUE)?.data),
+    settings: decodeSettings(state.get(SETTINGS)?.data),
   };
 }
 
@@ -132,6 +136,7 @@ export const EMPTY_SNAPSHOT: ClusterSnapshot = Object.freeze({
   servers: Object.freeze(idRecord<ServerInfo>()),
   shards: Object.freeze(idRecord<ShardInfo>()),
   queue: undefined,
+  settings: NO_SETTINGS,
 });
 
 /** Two snapshots with the same content (listeners only hear about real changes). */

@@ -2,6 +2,7 @@
  * The cluster map: what every coordinator and replicator needs to know. Two implementations share one test
  * suite: `zookeeper.ts` (production, the original's znode layout) and `embedded.ts` (a file under the data dir).
  */
+import type { RuntimeSettings, SettingsPatch } from "./settings.js";
 
 /**
  * A storage node. Stored in `/servers-map` as `{"host","port"}` (port a string), as the original did; an
@@ -38,6 +39,8 @@ export interface QueueSettings {
 
 /** An immutable view of the map at one moment. */
 export interface ClusterSnapshot {
+  /** Runtime settings (log level, client limits, blocklist), version 0 before the first change. */
+  settings: RuntimeSettings;
   /** False when the root path was never initialised (`backpack-coordinator-init` not run). */
   initialized: boolean;
   servers: Readonly<Record<string, ServerInfo>>;
@@ -90,6 +93,8 @@ export interface ClusterMap {
   /** Enables (writable) or disables (read-only) a shard; enabling needs every server registered. */
   setShardEnabled(id: string, enabled: boolean): Promise<void>;
   setQueue(queue: QueueSettings): Promise<void>;
+  /** Changes the runtime settings (one version up); resolves with the new settings. */
+  setSettings(patch: SettingsPatch): Promise<RuntimeSettings>;
   /**
    * Adds byte counts to shards' usage with compare-and-set (no lost update between coordinators). Deltas may
    * be negative (deletes); usage is clamped at 0.

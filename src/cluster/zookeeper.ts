@@ -1,3 +1,4 @@
+import type { RuntimeSettings, SettingsPatch } from "./settings.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BackpackError } from "../common/errors.js";
 import { silentLogger, type Logger } from "../common/logger.js";
@@ -7,6 +8,7 @@ import {
   addUsageChange,
   initChange,
   setQueueChange,
+  setSettingsChange,
   setShardEnabledChange,
   setShardServersChange,
   usageNodes,
@@ -122,6 +124,10 @@ export class ZooKeeperClusterMap implements ClusterMap {
 
   async setQueue(queue: QueueSettings): Promise<void> {
     await this.apply(setQueueChange(queue), (shards) => adminNodes(shards));
+  }
+
+  async setSettings(patch: SettingsPatch): Promise<RuntimeSettings> {
+    return this.apply(setSettingsChange(patch), (shards) => adminNodes(shards));
   }
 
   async addUsage(deltas: Readonly<Record<string, number>>): Promise<void> {

@@ -25,6 +25,8 @@ export const ERROR_STATUS = {
   PRECONDITION_FAILED: 412,
   BODY_TOO_LARGE: 413,
   RANGE_NOT_SATISFIABLE: 416,
+  /** A client over its request rate (the cluster's runtime settings): retry after `Retry-After` seconds. */
+  RATE_LIMITED: 429,
   HEADERS_TOO_LARGE: 431,
   CLIENT_ABORTED: 499,
   INTERNAL: 500,

@@ -3,7 +3,10 @@ import { sendJson } from "../common/http.js";
 import type { ClusterView } from "../client/coordinator-client.js";
 import type { CoordinatorContext } from "./context.js";
 
-/** `GET /cluster`: the coordinator's view of the map (servers, shards, usage) and of the nodes' health. */
+/**
+ * `GET /cluster`: the coordinator's view of the map (servers, shards, usage, runtime settings) and of the nodes'
+ * health. Storage nodes read it for their shard and the settings (they do not read the map).
+ */
 export function clusterView(ctx: CoordinatorContext): ClusterView {
   const snapshot = ctx.map.snapshot();
   const suspects = new Set(ctx.health.suspects());
@@ -20,6 +23,7 @@ export function clusterView(ctx: CoordinatorContext): ClusterView {
       capacity: s.capacity,
       used: Math.max(0, s.used + ctx.usage.unflushed(s.id)),
     })),
+    settings: snapshot.settings,
   };
 }
 

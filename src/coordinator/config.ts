@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
 import { buildConfig, check } from "../common/config.js";
+import type { RingMemberConfig } from "../ring/config.js";
 
 /**
  * Which replicas an upload is written to before its answer:
@@ -77,10 +78,12 @@ export interface CoordinatorConfig {
   /** Time allowed to receive a request's headers (slow-loris guard). */
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** Membership in the ring (on the coordinator's HTTP port), or undefined: no ring (docs/ring.md). */
+  ring: Readonly<RingMemberConfig> | undefined;
 }
 
 export const COORDINATOR_DEFAULTS: Readonly<
-  Omit<CoordinatorConfig, "writeToken" | "nodeToken" | "adminToken">
+  Omit<CoordinatorConfig, "writeToken" | "nodeToken" | "adminToken" | "ring">
 > = Object.freeze({
   host: "127.0.0.1",
   port: 0,
@@ -111,7 +114,13 @@ export function coordinatorConfig(
   return buildConfig<CoordinatorConfig>(
     "coordinator",
     [
-      { writeToken: undefined, nodeToken: undefined, adminToken: undefined, ...COORDINATOR_DEFAULTS },
+      {
+        writeToken: undefined,
+        nodeToken: undefined,
+        adminToken: undefined,
+        ring: undefined,
+        ...COORDINATOR_DEFAULTS,
+      },
       ...layers,
     ],
     (c, problems) => {

@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from "prom-client";
+import type { LiveSettings } from "../cluster/settings.js";
 import type { ClusterMap } from "../cluster/types.js";
 import type { NodeClient } from "../client/node-client.js";
 import type { Logger } from "../common/logger.js";
@@ -50,6 +51,8 @@ export interface CoordinatorContext {
   readonly acked: AckedVersions;
   /** The write timeout of every upload's replica writes (`writeTimeoutMs`). */
   readonly lagWatch: LagWatch;
+  /** The cluster's runtime settings as this coordinator applied them (client limits, blocklist, log level). */
+  readonly settings: LiveSettings;
 }
 
 export interface CoordinatorMetrics {

@@ -11,6 +11,11 @@ export interface NginxConfigOptions {
   connectTimeoutSec?: number;
   /** Seconds of silence from a node before trying the next one (default 10). */
   readTimeoutSec?: number;
+  /**
+   * Servers the ring holds dead or left: marked `down`, so nginx does not try them at all (a frozen node would
+   * cost every read its `proxy_read_timeout`). Never every server of a shard: then none is marked.
+   */
+  down?: ReadonlySet<string>;
 }
 
 /**
@@ -56,9 +61,16 @@ export function renderNginxConfig(snapshot: ClusterSnapshot, options: NginxConfi
     }
     const lines: string[] = [];
     const skipped: string[] = [];
+    const usable = shard.servers.filter((id) => hostPortOf(snapshot.servers[id]?.url) !== undefined);
+    const down = usable.every((id) => options.down?.has(id))
+      ? new Set<string>()
+      : (options.down ?? new Set());
     for (const serverId of shard.servers) {
       const hostPort = hostPortOf(snapshot.servers[serverId]?.url);
       if (hostPort === undefined) skipped.push(serverId);
+      else if (down.has(serverId)) {
+        lines.push(`    server ${hostPort} max_fails=0 down;  # server ${serverId}: dead in the ring`);
+      }
       // max_fails=0: never mark a node unavailable (see above); keepalive below reuses connections.
       else lines.push(`    server ${hostPort} max_fails=0;  # server ${serverId}`);
     }

@@ -10,9 +10,11 @@ import { silentLogger } from "../common/logger.js";
 import { createRegistry, sendMetrics } from "../common/metrics.js";
 import type { Service } from "../common/service.js";
 import { HybridClock } from "../common/version.js";
+import { followSettings, LiveSettings } from "../cluster/settings.js";
 import type { ClusterMap } from "../cluster/types.js";
 import type { ReplicationQueue } from "../queue/types.js";
-import { createAgent } from "../client/http-agent.js";
+import { ServiceRing } from "../ring/service-ring.js";
+import { createAgent, OriginSockets } from "../client/http-agent.js";
 import { NodeClient } from "../client/node-client.js";
 import { LeanClient } from "../client/lean-client.js";
 import type { CoordinatorConfig } from "./config.js";
@@ -34,6 +36,8 @@ import { UsageFlusher } from "./usage-flusher.js";
 import { beginUpload, type UploadLimits } from "./upload-context.js";
 import { UsageTracker } from "./usage-tracker.js";
 import { handleWrite } from "./write-handler.js";
+import { applyVerdict } from "./ring-health.js";
+import { ClientLimits } from "./client-limits.js";
 
 export interface CoordinatorDeps {
   clusterMap: ClusterMap;
@@ -78,6 +82,12 @@ export class CoordinatorService implements Service {
   private uploadsInFlight = 0;
   private readonly history: StatusHistory;
   private readonly routes: CoordinatorDeps["routes"];
+  /** The coordinator's ring membership; its verdicts on nodes feed the node health (ring-health.ts). */
+  readonly ring: ServiceRing;
+  private readonly sockets = new OriginSockets();
+  private unwatch: (() => void) | undefined;
+  /** Blocklist and fleet-wide per-client rates (the cluster's runtime settings). */
+  private readonly limits: ClientLimits;
 
   constructor(
     readonly config: Readonly<CoordinatorConfig>,
@@ -85,7 +95,7 @@ export class CoordinatorService implements Service {
   ) {
     const log = deps.log ?? silentLogger;
     const now = deps.now ?? Date.now;
-    const agent = deps.agent ?? createAgent({ connections: 128 });
+    const agent = deps.agent ?? createAgent({ connections: 128, sockets: this.sockets });
     this.ownAgent = deps.agent ? undefined : agent;
     this.registry = createRegistry({ service: "coordinator" }, deps.processMetrics ?? false);
     this.uploads = {
@@ -129,8 +139,11 @@ export class CoordinatorService implements Service {
       clock: new HybridClock(randomInt(0x10000)),
       acked: new AckedVersions(),
       lagWatch: new LagWatch(config.writeTimeoutMs),
+      settings: new LiveSettings(log),
     };
     registerHealthMetrics(this.registry, this.ctx.queue);
+    this.ring = new ServiceRing(config.ring, "coordinator", log);
+    this.limits = new ClientLimits(this.ctx.settings, this.ring, now);
     this.history = new StatusHistory(() => this.stats());
     this.routes = deps.routes;
     this.flusher = new UsageFlusher(usage, deps.clusterMap, config.usageFlushMs, log, metrics);
@@ -179,12 +192,30 @@ export class CoordinatorService implements Service {
     this.baseUrl = await listen(this.server, this.config.host, this.config.port);
     this.flusher.start();
     this.history.start();
+    await this.ring.start(this.server, this.baseUrl);
+    const unwatch = this.ring.watchServers(this.ctx.map, (id, verdict, previous) =>
+      applyVerdict(this.ctx, (to, why) => this.cut(to, why), id, verdict, previous),
+    );
+    const unfollow = followSettings(this.ctx.settings, this.ring, this.ctx.map);
+    this.limits.start();
+    this.unwatch = () => {
+      unwatch();
+      unfollow();
+    };
+  }
+
+  /** Ends every request in flight to a node (host:port) at once: the ring holds it dead or suspect. */
+  private cut(authority: string, why: string): number {
+    return this.sockets.cut(authority) + this.lean.cut(authority, why);
   }
 
   async stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.stopping = true;
       this.history.stop();
+      this.unwatch?.();
+      this.limits.stop();
+      await this.ring.stop();
       await closeServer(this.server, this.config.drainMs);
       this.uploads.watch.close();
       this.ctx.lagWatch.close();
@@ -231,11 +262,13 @@ export class CoordinatorService implements Service {
     const target = req.url ?? "/";
     const path = target.split("?", 1)[0] ?? "/";
     const method = req.method ?? "GET";
+    this.limits.admit(req, path);
     if (method === "GET" || method === "HEAD") {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
       if (path === "/status") return handleStatus(this.ctx, res, this.url, await this.stats(), this.history);
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
+      if (path === "/ring") return sendJson(res, 200, this.ring.view());
       if (path.startsWith(LOCATE_PREFIX)) return handleLocate(this.ctx, res, target);
       if (path === "/healthz") {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });

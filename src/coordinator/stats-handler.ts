@@ -57,6 +57,7 @@ export async function collectStats(
     under_replicated_files:
       health === undefined || health.length === 0 ? null : health.reduce((n, h) => n + h.underReplicated, 0),
     repair: health ?? [],
+    settings: ctx.settings.status(),
   };
 }
 

@@ -173,7 +173,7 @@ function notSafe(
 }
 
 /** The storage nodes' own paths (and the coordinator's): no file can be stored under these exact keys. */
-const RESERVED_KEYS = new Set(["stats", "metrics", "healthz", "cluster"]);
+const RESERVED_KEYS = new Set(["stats", "metrics", "healthz", "cluster", "ring"]);
 
 /** The replica mode an upload asks for (`X-Backpack-Replicas`, else `?replicas=`), else `fallback`. */
 export function replicaMode(req: IncomingMessage, target: string, fallback: ReplicaMode): ReplicaMode {

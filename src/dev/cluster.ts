@@ -14,6 +14,7 @@ import { NodeService } from "../node/service.js";
 import { openQueue } from "../queue/open.js";
 import type { ReplicationQueue } from "../queue/types.js";
 import { replicatorConfig } from "../replicator/config.js";
+import { ringMemberConfig, type RingMemberConfig } from "../ring/config.js";
 import { ReplicatorService } from "../replicator/service.js";
 import type { SyncMode } from "../storage/types.js";
 import { devLayout, fixedPorts, type DevLayout } from "./layout.js";
@@ -35,6 +36,8 @@ export interface DevClusterOptions {
   /** Capacity given to each new shard. */
   shardCapacityBytes: number;
   sync: SyncMode;
+  /** Every part joins the ring (on its own HTTP port), unless false. */
+  ring?: boolean;
   log?: Logger;
   /** More routes for every coordinator (the dashboard at /ui). */
   coordinatorRoutes?: CoordinatorDeps["routes"];
@@ -94,6 +97,9 @@ export class DevCluster implements Service {
   private async startParts(): Promise<void> {
     const { host, sync } = this.options;
     const log = this.log;
+    // Nodes join through nobody: the coordinators and the replicator join through the nodes the map lists.
+    const ring: Readonly<RingMemberConfig> | undefined =
+      this.options.ring === false ? undefined : ringMemberConfig({});
     this.map = openClusterMap({ file: join(this.dir, "cluster.json") }, { log: log.child({ part: "map" }) });
     await this.map.start();
     this.queue = await openQueue({ dir: join(this.dir, "queue") }, { log: log.child({ part: "queue" }) });
@@ -107,6 +113,7 @@ export class DevCluster implements Service {
           port: s.port,
           sync,
           readCacheBytes: EMBEDDED_READ_CACHE_BYTES,
+          ring,
         }),
         {
           log: log.child({ part: "node", node: s.id }),
@@ -120,7 +127,7 @@ export class DevCluster implements Service {
     const adminToken = await this.adminToken();
     for (const port of this.layout.coordinatorPorts) {
       const c = new CoordinatorService(
-        coordinatorConfig({ host, port, tmpDir: join(this.dir, "tmp"), adminToken }),
+        coordinatorConfig({ host, port, tmpDir: join(this.dir, "tmp"), adminToken, ring }),
         {
           clusterMap: this.map,
           queue: this.queue,
@@ -133,11 +140,14 @@ export class DevCluster implements Service {
     await mkdir(join(this.dir, "tmp"), { recursive: true });
     await Promise.all(this.coordinators.map((c) => c.start()));
 
-    this.replicator = new ReplicatorService(replicatorConfig({ host, port: this.layout.replicatorPort }), {
-      map: this.map,
-      queue: this.queue,
-      log: log.child({ part: "replicator" }),
-    });
+    this.replicator = new ReplicatorService(
+      replicatorConfig({ host, port: this.layout.replicatorPort, ring }),
+      {
+        map: this.map,
+        queue: this.queue,
+        log: log.child({ part: "replicator" }),
+      },
+    );
     await this.replicator.start();
   }
 

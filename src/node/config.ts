@@ -1,4 +1,5 @@
 import { buildConfig, check } from "../common/config.js";
+import type { RingMemberConfig } from "../ring/config.js";
 import { DEFAULT_TOMBSTONE_GRACE_MS } from "../storage/store-options.js";
 import type { SyncMode } from "../storage/types.js";
 
@@ -53,9 +54,11 @@ export interface NodeConfig {
    * and the others forgot may come back). Without it such a node is refused by repair until it is wiped.
    */
   rejoin: boolean;
+  /** Membership in the ring (on the node's HTTP port), or undefined: no ring (docs/ring.md). */
+  ring: Readonly<RingMemberConfig> | undefined;
 }
 
-export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken">> = Object.freeze({
+export const NODE_DEFAULTS: Readonly<Omit<NodeConfig, "dataDir" | "writeToken" | "ring">> = Object.freeze({
   host: "127.0.0.1",
   port: 0,
   maxBodyBytes: 1024 ** 3,

@@ -2,7 +2,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { sendError } from "../common/http.js";
 import { toBackpackError, type ErrorCode } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
+import type { ServiceRing } from "../ring/service-ring.js";
+import type { MaintenanceTurn } from "./maintenance-turn.js";
 import type { Store } from "../storage/types.js";
+import type { LiveSettings } from "../cluster/settings.js";
 import type { NodeConfig } from "./config.js";
 import type { IdleWatch } from "../common/idle-watch.js";
 import type { NodeStats, RefusalReason } from "./node-stats.js";
@@ -23,6 +26,12 @@ export interface NodeContext {
   readonly now: () => number;
   /** Set when the node came back after longer than its tombstone grace period: why repair must not merge it. */
   readonly awayTooLong: string | undefined;
+  /** The node's ring membership (`GET /ring`); off when the config has no ring. */
+  readonly ring: ServiceRing;
+  /** When this node may compact or scrub (one node of a shard at a time, on the ring's tick). */
+  readonly turn: MaintenanceTurn;
+  /** The cluster's runtime settings as this node applied them (over the ring, or from a coordinator). */
+  readonly settings: LiveSettings;
 }
 
 const REASONS: Partial<Record<ErrorCode, RefusalReason>> = {

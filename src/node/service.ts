@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Agent } from "undici";
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { ClientErrors, MAX_HEADER_BYTES, tooManyHeaders } from "../common/client-error.js";
@@ -7,6 +8,10 @@ import { closeServer, listen } from "../common/http.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
 import { originOf } from "../common/version.js";
+import { createAgent } from "../client/http-agent.js";
+import { CoordinatorClient } from "../client/coordinator-client.js";
+import { followSettings, LiveSettings } from "../cluster/settings.js";
+import { ServiceRing } from "../ring/service-ring.js";
 import { openStore } from "../storage/store.js";
 import type { Store } from "../storage/types.js";
 import { IdleWatch } from "../common/idle-watch.js";
@@ -16,6 +21,7 @@ import { NodeStats } from "./node-stats.js";
 import { route } from "./router.js";
 import { UploadGate } from "./upload-gate.js";
 import { awayTooLong, Heartbeat } from "./heartbeat.js";
+import { MaintenanceTurn } from "./maintenance-turn.js";
 
 export interface NodeServiceDeps {
   log?: Logger;
@@ -31,6 +37,8 @@ export class NodeService implements Service {
   private server: Server | undefined;
   private ctx: NodeContext | undefined;
   private heartbeat: Heartbeat | undefined;
+  /** Connections to coordinators (the turns of background work ask them for this node's shard). */
+  private agent: Agent | undefined;
   private baseUrl: string | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -59,6 +67,7 @@ export class NodeService implements Service {
 
   async start(): Promise<void> {
     const c = this.config;
+    const turn = new MaintenanceTurn(this.log);
     const store = await openStore({
       dir: c.dataDir,
       sync: c.sync,
@@ -68,6 +77,7 @@ export class NodeService implements Service {
       tombstoneGraceMs: c.tombstoneGraceMs,
       scrubBytesPerSec: c.scrubBytesPerSec,
       scrubEveryMs: c.scrubEveryMs,
+      turn: turn.wait,
       // Versions of writes that come without one (straight to the node) are stamped here.
       origin: originOf(`node ${resolve(c.dataDir)}`),
       log: this.log,
@@ -82,6 +92,7 @@ export class NodeService implements Service {
       this.heartbeat = heartbeat;
     }
     const gate = new UploadGate(c.maxInflightUploads, c.maxInflightBytes);
+    const ring = new ServiceRing(c.ring, "node", this.log);
     const ctx: NodeContext = {
       config: c,
       store,
@@ -91,6 +102,9 @@ export class NodeService implements Service {
       token: c.writeToken === undefined ? undefined : Buffer.from(c.writeToken, "utf8"),
       now: () => performance.now(),
       awayTooLong: c.rejoin ? undefined : away,
+      ring,
+      turn,
+      settings: new LiveSettings(this.log),
       stats: new NodeStats(
         () => store.stats(),
         () => ({ uploads: gate.inflightUploads, bytes: gate.inflightBytes }),
@@ -121,10 +135,31 @@ export class NodeService implements Service {
     this.server = server;
     try {
       this.baseUrl = await listen(server, c.host, c.port);
+      await ring.start(server, this.baseUrl);
+      const member = ring.ring;
+      if (member) {
+        const agent = createAgent({ connections: 2 });
+        this.agent = agent;
+        const coordinators = new CoordinatorClient(agent, { timeoutMs: 5000 });
+        followSettings(ctx.settings, ring);
+        // A coordinator's view of the map gives this node its shard and, for a node that missed a settings
+        // delta (started later, or away), the settings.
+        turn.start(member, `http://${member.addr}`, async (url) => {
+          const view = await coordinators.cluster(url);
+          ctx.settings.offer(view.settings, "a coordinator's /cluster");
+          return view;
+        });
+      }
     } catch (err) {
+      await closeServer(server, 0);
       await store.close();
       throw err;
     }
+  }
+
+  /** The node's ring member, when the ring is on (for the embedded cluster and tests). */
+  get ring(): ServiceRing | undefined {
+    return this.ctx?.ring;
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
@@ -188,6 +223,10 @@ export class NodeService implements Service {
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
+    // Leave first: coordinators stop sending uploads here while the requests in flight finish.
+    await this.ctx?.ring.stop();
+    this.ctx?.turn.stop();
+    await this.agent?.close();
     if (this.server) await closeServer(this.server, this.deps.stopGraceMs ?? 5000);
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     this.ctx?.idle.close();

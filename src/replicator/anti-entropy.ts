@@ -29,7 +29,23 @@ export interface AntiEntropyOptions {
    * comparisons: a request made after the last comparison began starts one at once, of the shards it names.
    */
   requested?: () => Promise<{ at: number; shards: string[] } | undefined>;
+  /**
+   * Which shards are this replicator's to compare (the ring's placement among live replicators: see
+   * `ShardOwnership`); every shard when not given. A comparison stops between buckets once the shard is
+   * no longer ours.
+   */
+  ownership?: ShardOwnership;
 }
+
+/** Who compares which shard when several replicators run. */
+export interface ShardOwnership {
+  owns(shard: string): boolean;
+  /** True while another replicator reports a comparison of the shard under way (it has not let go yet). */
+  busyElsewhere(shard: string): Promise<boolean>;
+}
+
+/** How often a replicator looks for shards that are due (or newly its own). */
+const SCHEDULE_MS = 1000;
 
 /** What one comparison of a shard found and did. */
 export interface ShardReport {
@@ -130,38 +146,60 @@ export class AntiEntropy {
     await this.running;
   }
 
-  /** The last complete comparison of each shard, and the one under way. */
-  status(): { shards: ShardReport[]; running: ShardReport[] } {
-    return { shards: [...this.reports.values()], running: [...this.current.values()] };
+  /** The last complete comparison of each shard, the ones under way, and the shards this replicator owns now. */
+  status(): { shards: ShardReport[]; running: ShardReport[]; owned: string[] } {
+    return {
+      shards: [...this.reports.values()],
+      running: [...this.current.values()],
+      owned: Object.keys(this.map.snapshot().shards)
+        .filter((s) => this.owns(s))
+        .sort(),
+    };
   }
 
+  /**
+   * Compares each shard this replicator owns once per `intervalMs` (from the start of one comparison to the
+   * next). Ownership is looked at every second, so a shard whose owner died is compared by its successor
+   * within seconds, and handed back when the owner returns (which waits while the other still reports a
+   * comparison under way: never two comparisons of a shard at once). An operator's request (`requested`)
+   * makes the shards it names (every shard when it names none) due at once.
+   */
   private async loop(): Promise<void> {
     const signal = this.abort.signal;
-    let only: string[] = [];
+    const lastStart = new Map<string, number>();
+    // Requests made before the start are served by the first comparisons anyway.
+    let answered = Date.now();
     while (!signal.aborted) {
-      const started = Date.now();
-      const snapshot = this.map.snapshot();
-      for (const shard of Object.keys(snapshot.shards).sort()) {
+      const asked = await this.options.requested?.().catch(() => undefined);
+      if (asked && asked.at >= answered) {
+        answered = Date.now();
+        if (asked.shards.length === 0) lastStart.clear();
+        for (const shard of asked.shards) lastStart.delete(shard);
+        this.log.info(
+          { shards: asked.shards.length > 0 ? asked.shards : "all" },
+          "repair requested: comparing now",
+        );
+      }
+      for (const shard of Object.keys(this.map.snapshot().shards).sort()) {
         if (signal.aborted) return;
-        if (only.length > 0 && !only.includes(shard)) continue;
+        if (!this.owns(shard)) {
+          lastStart.delete(shard);
+          continue;
+        }
+        if (Date.now() - (lastStart.get(shard) ?? -Infinity) < this.options.intervalMs) continue;
+        if (await this.options.ownership?.busyElsewhere(shard).catch(() => false)) continue;
+        lastStart.set(shard, Date.now());
         await this.compareShard(shard).catch((err: unknown) => {
           if (!signal.aborted)
             this.log.warn({ shard, err: toBackpackError(err).message }, "shard comparison failed");
         });
       }
-      only = [];
-      // Until the next interval, or an operator's request made since this pass began.
-      const until = Math.max(Date.now() + 1000, started + this.options.intervalMs);
-      while (!signal.aborted && Date.now() < until) {
-        await sleep(Math.min(1000, until - Date.now()), undefined, { signal }).catch(() => undefined);
-        const asked = await this.options.requested?.().catch(() => undefined);
-        if (asked && asked.at >= started) {
-          only = asked.shards;
-          this.log.info({ shards: only.length > 0 ? only : "all" }, "repair requested: comparing now");
-          break;
-        }
-      }
+      await sleep(SCHEDULE_MS, undefined, { signal }).catch(() => undefined);
     }
+  }
+
+  private owns(shard: string): boolean {
+    return this.options.ownership?.owns(shard) ?? true;
   }
 
   /**
@@ -224,6 +262,10 @@ export class AntiEntropy {
       let listing = buckets.length > 0 ? this.listBucket(snapshot, report.compared, buckets[0]!) : undefined;
       for (let b = 0; b < buckets.length; b++) {
         if (this.abort.signal.aborted) break;
+        if (!opts.dryRun && !this.owns(shardId)) {
+          this.log.info({ shard: shardId }, "repair: the shard has another owner now; its comparison stops");
+          break;
+        }
         const held = await listing!;
         listing =
           b + 1 < buckets.length ? this.listBucket(snapshot, report.compared, buckets[b + 1]!) : undefined;

@@ -1,4 +1,5 @@
 import { buildConfig, check } from "../common/config.js";
+import type { RingMemberConfig } from "../ring/config.js";
 
 export interface ReplicatorConfig {
   /** Address of the stats endpoints (`/stats`, `/metrics`, `/healthz`); port 0 picks a free one. */
@@ -25,9 +26,11 @@ export interface ReplicatorConfig {
   repairFilesPerSec: number;
   /** Bytes copied by repair per second at most. */
   repairBytesPerSec: number;
+  /** Membership in the ring (on the stats port), or undefined: no ring (docs/ring.md). */
+  ring: Readonly<RingMemberConfig> | undefined;
 }
 
-export const REPLICATOR_DEFAULTS: Readonly<Omit<ReplicatorConfig, "nodeToken">> = Object.freeze({
+export const REPLICATOR_DEFAULTS: Readonly<Omit<ReplicatorConfig, "nodeToken" | "ring">> = Object.freeze({
   host: "127.0.0.1",
   port: 0,
   concurrency: 16,
@@ -47,7 +50,7 @@ export function replicatorConfig(
 ): Readonly<ReplicatorConfig> {
   return buildConfig<ReplicatorConfig>(
     "replicator",
-    [{ ...REPLICATOR_DEFAULTS, nodeToken: undefined }, ...layers],
+    [{ ...REPLICATOR_DEFAULTS, nodeToken: undefined, ring: undefined }, ...layers],
     (c, problems) => {
       check.nonEmpty(problems, "host", c.host);
       check.port(problems, "port", c.port);

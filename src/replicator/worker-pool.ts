@@ -74,6 +74,12 @@ export class WorkerPool {
     return Math.max(0, 2 * this.options.concurrency - this.inflight);
   }
 
+  /** The ring's verdict on a target: held (suspect or dead) targets get no copies until released. */
+  setTargetHeld(target: string, held: boolean): void {
+    this.gate.setHeld(target, held, this.options.now());
+    if (!held) this.pump();
+  }
+
   targetsDown(): string[] {
     return this.gate.downTargets();
   }

@@ -9,3 +9,5 @@ export { KRings } from "./core/k-rings.js";
 export type { Member, MemberStatus } from "./core/member-table.js";
 export type { Broadcast } from "./core/broadcast-log.js";
 export type { TokenView } from "./core/token.js";
+export { ServiceRing, advertiseOf, type ServiceRingView } from "./service-ring.js";
+export { UrlWatch, authority, type Verdict } from "./url-watch.js";

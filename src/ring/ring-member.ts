@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
 import { BackpackError } from "../common/errors.js";
 import { silentLogger, type Logger } from "../common/logger.js";
 import type { Service } from "../common/service.js";
 import type { RingMemberConfig } from "./config.js";
 import type { Member } from "./core/member-table.js";
-import { RingCore, type Outgoing, type RingEvent } from "./core/ring-core.js";
+import { RingCore, type Outgoing, type RingCoreStats, type RingEvent } from "./core/ring-core.js";
 import { stampHandOver, type TokenView } from "./core/token.js";
+import { ringPosition } from "./core/k-rings.js";
 import { emptyTransportStats, TcpTransport, type TransportStats } from "./transport/tcp-transport.js";
 
 export interface RingMemberDeps {
@@ -13,6 +15,11 @@ export interface RingMemberDeps {
   /** Milliseconds on a clock shared by the machine (token hop timestamps); monotonic within the process. */
   now?: () => number;
   random?: () => number;
+  /**
+   * Take ring connections on this HTTP server (`Upgrade: backpack-ring/1` on the port it already serves)
+   * instead of listening on `host:port`; `config.advertise` then says where others reach it.
+   */
+  server?: Server;
 }
 
 /** The state a service shows at `/ring` and the dashboard draws. */
@@ -37,6 +44,8 @@ export interface RingView {
   rings: string[][];
   neighbours: string[];
   transport: TransportStats;
+  /** What this member's detector did since it started (probes, suspicions it raised, deaths it declared). */
+  detector: RingCoreStats;
 }
 
 /**
@@ -53,6 +62,7 @@ export class RingMember implements Service {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly server: Server | undefined;
   private address = "";
   private stopped = false;
 
@@ -63,6 +73,13 @@ export class RingMember implements Service {
     this.log = deps.log ?? silentLogger;
     this.now = deps.now ?? (() => performance.timeOrigin + performance.now());
     this.random = deps.random ?? Math.random;
+    this.server = deps.server;
+    if (this.server && config.advertise === undefined) {
+      throw new BackpackError(
+        "INVALID_ARGUMENT",
+        "a ring member on a service's HTTP server needs its address",
+      );
+    }
   }
 
   get url(): string {
@@ -99,8 +116,13 @@ export class RingMember implements Service {
         this.pump();
       },
     });
-    const port = await transport.listen();
-    this.address = c.advertise ?? `${c.host.includes(":") ? `[${c.host}]` : c.host}:${port}`;
+    if (this.server) {
+      transport.attach(this.server);
+      this.address = c.advertise as string;
+    } else {
+      const port = await transport.listen();
+      this.address = c.advertise ?? `${c.host.includes(":") ? `[${c.host}]` : c.host}:${port}`;
+    }
     const id = c.id ?? this.address;
     transport.identify(id, this.address);
     this.transport = transport;
@@ -190,6 +212,23 @@ export class RingMember implements Service {
     return this.requireCore().owners(key, count);
   }
 
+  /**
+   * The live member just before `id` on ring 0, where `id` is or would be: the one "holding its hand" (the
+   * seed's picture), which notices first when it falls and may restart it. Undefined in an empty view.
+   */
+  predecessorOf(id: string): string | undefined {
+    const order = this.requireCore()
+      .ringOrder(0)
+      .filter((m) => m !== id);
+    const at = ringPosition(id, 0);
+    let before: string | undefined;
+    for (const m of order) {
+      const p = ringPosition(m, 0);
+      if (p < at || (p === at && m < id)) before = m;
+    }
+    return before ?? order.at(-1);
+  }
+
   lapTime(): number | undefined {
     return this.requireCore().tokenView().lapMs;
   }
@@ -222,6 +261,7 @@ export class RingMember implements Service {
       rings: Array.from({ length: core.config.rings }, (_, r) => core.ringOrder(r)),
       neighbours: core.neighbours(),
       transport: this.transport ? structuredClone(this.transport.stats) : emptyTransportStats(),
+      detector: { ...core.stats },
     };
   }
 

@@ -15,9 +15,10 @@ import {
 import { Volume } from "./volume.js";
 import { scanVolume, type ScannedRecord } from "./volume-scan.js";
 import type { Writer } from "./writer.js";
+import type { MaintenanceTurnWait } from "./types.js";
 
 export interface CompactionHost {
-  readonly options: { compactGarbageRatio: number; log: Logger };
+  readonly options: { compactGarbageRatio: number; log: Logger; turn: MaintenanceTurnWait };
   readonly index: IndexTable;
   readonly volumes: Map<number, Volume>;
   readonly active: Volume;
@@ -55,6 +56,8 @@ export class Compactor {
   completed = 0;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** Ends a wait for the node's turn when the store closes. */
+  private readonly closing = new AbortController();
   /** After a failure (a full disk, say) background compaction waits before trying again, ms since the epoch. */
   private retryAfter = 0;
 
@@ -79,6 +82,7 @@ export class Compactor {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.closing.abort();
     while (this.running) await this.running;
   }
 
@@ -114,6 +118,12 @@ export class Compactor {
       });
       if (pick) await this.compactVolume(pick.volume, pick.activeId);
     }
+  }
+
+  /** Waits for the node's turn at background work (one node of a shard at a time); gives up at close. */
+  private async turn(): Promise<void> {
+    await this.host.options.turn(this.closing.signal).catch(() => undefined);
+    if (this.stopped) throw new Abandon("store closing");
   }
 
   private async compactVolume(old: Volume, activeId: number): Promise<void> {
@@ -177,9 +187,13 @@ export class Compactor {
       }
       if (current) moves.push(i, r.offset, newOffset);
       else pinned += r.header.length;
-      if (pendingBytes >= FLUSH_BYTES) await flush();
+      if (pendingBytes >= FLUSH_BYTES) {
+        await flush();
+        await this.turn();
+      }
     };
     try {
+      await this.turn();
       // Headers only: garbage is not checksummed, and every record kept is verified by `copy`.
       const scan = await scanVolume(old.file.handle, old.salt, VOLUME_HEADER_BYTES, old.size, copy, {
         verifyBodies: false,

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../common/logger.js";
 import type { IndexTable } from "./index-table.js";
 import { VOLUME_HEADER_BYTES } from "./record.js";
+import type { MaintenanceTurnWait } from "./types.js";
 import type { Volume } from "./volume.js";
 import { scanVolume } from "./volume-scan.js";
 
@@ -20,6 +21,8 @@ export interface ScrubOptions {
   bytesPerSec: number;
   /** Time from the start of one pass to the start of the next, at least. */
   everyMs: number;
+  /** Awaited before each slice: the node's turn at background work (see `StoreOptions.turn`). */
+  turn: MaintenanceTurnWait;
   log: Logger;
 }
 
@@ -153,6 +156,8 @@ export class Scrubber {
   }
 
   private async scrubVolume(v: Volume, from: number, pos: Position, signal: AbortSignal): Promise<void> {
+    await this.options.turn(signal).catch(() => undefined);
+    if (signal.aborted) return;
     const release = v.file.acquire();
     const end = v.size; // records appended later are checked by the next pass
     let sliceStart = performance.now();
@@ -171,6 +176,7 @@ export class Scrubber {
         pos.offset = r.offset + r.header.length;
         sliceBytes += r.header.length;
         if (sliceBytes >= budget) {
+          await this.options.turn(signal).catch(() => undefined);
           // Paced: this slice's bytes take at least their share of a second.
           const wait = (sliceBytes / this.options.bytesPerSec) * 1000 - (performance.now() - sliceStart);
           if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);

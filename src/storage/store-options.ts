@@ -1,6 +1,6 @@
 import { BackpackError } from "../common/errors.js";
 import { silentLogger, type Logger } from "../common/logger.js";
-import type { StoreOptions, SyncMode } from "./types.js";
+import type { MaintenanceTurnWait, StoreOptions, SyncMode } from "./types.js";
 
 export interface ResolvedStoreOptions {
   dir: string;
@@ -13,6 +13,7 @@ export interface ResolvedStoreOptions {
   tombstoneGraceMs: number;
   scrubBytesPerSec: number;
   scrubEveryMs: number;
+  turn: MaintenanceTurnWait;
   origin: number;
   log: Logger;
 }
@@ -33,6 +34,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     tombstoneGraceMs: options.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS,
     scrubBytesPerSec: options.scrubBytesPerSec ?? 0,
     scrubEveryMs: options.scrubEveryMs ?? 24 * 3600 * 1000,
+    turn: options.turn ?? (() => Promise.resolve()),
     origin: options.origin ?? 0,
     log: options.log ?? silentLogger,
   };

@@ -126,6 +126,7 @@ export class DiskStore implements Store {
       dir: options.dir,
       bytesPerSec: options.scrubBytesPerSec,
       everyMs: options.scrubEveryMs,
+      turn: options.turn,
       log: options.log,
     });
   }

@@ -39,6 +39,11 @@ export interface StoreOptions {
   scrubBytesPerSec?: number;
   /** Time from the start of one scrub pass to the start of the next, at least. Default 24 h. */
   scrubEveryMs?: number;
+  /**
+   * Resolves when this node may do background work (compaction, scrub) now: the cluster lets one node of a
+   * shard at a time (node/maintenance-turn.ts). At once when not given. Awaited between slices of the work.
+   */
+  turn?: MaintenanceTurnWait;
   /** The origin id (0-65535) of versions this store stamps itself (writes that come without one). Default 0. */
   origin?: number;
   log?: Logger;
@@ -186,3 +191,6 @@ export interface Store {
  */
 export type ReadableBody =
   { kind: "buffer"; data: Buffer } | { kind: "stream"; stream: AsyncIterable<Buffer>; length: number };
+
+/** Waits for the node's turn at background work; rejects or resolves early when `signal` aborts. */
+export type MaintenanceTurnWait = (signal: AbortSignal) => Promise<void>;

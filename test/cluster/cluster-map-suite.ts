@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it, type TestContext } from "node:test";
 import { openClusterMap, type ClusterMapTarget } from "../../src/cluster/open.js";
+import { NO_SETTINGS } from "../../src/cluster/settings.js";
 import type { ClusterMap, ClusterSnapshot, QueueSettings } from "../../src/cluster/types.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -187,6 +188,34 @@ export function clusterMapSuite(name: string, env: SuiteEnv): void {
       await writer.addUsage({ 1: 1 });
       await waitFor(() => reader.snapshot().shards["1"]?.used === 43, { what: "the reader to see usage 43" });
       assert.equal(seen.length, count);
+    });
+
+    void it("keeps runtime settings, one version up per change, and a second reader sees them", async (t) => {
+      const target = await env.target(t);
+      const writer = await walkthroughMap(t, target);
+      const reader = await openStarted(t, target);
+      assert.deepEqual(writer.snapshot().settings, NO_SETTINGS);
+      const first = await writer.setSettings({ logLevel: "debug", block: ["203.0.113.9"] });
+      assert.deepEqual(first, {
+        version: 1,
+        logLevel: "debug",
+        clientRate: null,
+        blocklist: ["203.0.113.9"],
+      });
+      const second = await writer.setSettings({
+        clientRate: { perSec: 50, burst: 100 },
+        unblock: ["203.0.113.9"],
+      });
+      assert.deepEqual(second, {
+        version: 2,
+        logLevel: "debug",
+        clientRate: { perSec: 50, burst: 100 },
+        blocklist: [],
+      });
+      await waitFor(() => reader.snapshot().settings.version === 2, { what: "the reader to see version 2" });
+      assert.deepEqual(reader.snapshot().settings, second);
+      await rejects(writer.setSettings({ block: ["not an address"] }), "INVALID_ARGUMENT");
+      assert.equal((await freshView(t, target)).settings.version, 2, "a refused change changes nothing");
     });
 
     void it("stops idempotently", async (t) => {

@@ -2,10 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { hostPortOf, renderNginxConfig } from "../../src/coordinator/nginx-config.js";
 import type { ClusterSnapshot } from "../../src/cluster/types.js";
+import { NO_SETTINGS } from "../../src/cluster/settings.js";
 
 const snapshot: ClusterSnapshot = {
   initialized: true,
   queue: undefined,
+  settings: NO_SETTINGS,
   servers: {
     "1": { id: "1", url: "http://one:10001" },
     "2": { id: "2", url: "http://one:10002" },
@@ -50,4 +52,13 @@ void test("hostPortOf accepts http URLs only", () => {
   assert.equal(hostPortOf("https://one:1"), undefined);
   assert.equal(hostPortOf("not a url"), undefined);
   assert.equal(hostPortOf(undefined), undefined);
+});
+
+void test("servers the ring holds dead are marked down, but never every server of a shard", () => {
+  const conf = renderNginxConfig(snapshot, { listen: "80", down: new Set(["1", "2", "5"]) });
+  assert.match(conf, /server one:10001 max_fails=0 down;/);
+  assert.match(conf, /server one:10004 max_fails=0;/);
+  // Shard 10 has only dead servers: none is marked, nginx keeps trying them.
+  assert.match(conf, /server one:10002 max_fails=0;/);
+  assert.match(conf, /server one:10005 max_fails=0;/);
 });

@@ -1,12 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EmbeddedClusterMap } from "../../src/cluster/embedded.js";
-import { startNginx } from "../helpers/nginx.js";
-import { runBin } from "../helpers/process.js";
+import { startNginx, type NginxHandle } from "../helpers/nginx.js";
+import { runBin, type ChildHandle } from "../helpers/process.js";
 import { freePort, waitFor } from "../helpers/wait.js";
-import { ProcCluster } from "./proc-cluster.js";
+import { ProcCluster, upload } from "./proc-cluster.js";
 
 /**
  * The generated nginx front, with Debian's nginx and real node processes: reads with failover, a missing file
@@ -21,10 +21,41 @@ async function setup(t: Parameters<typeof ProcCluster.create>[0], ids: string[])
   return { c, map, ids };
 }
 
+/** Nodes 1 and 2 running as shard 1 (enabled), and a coordinator. */
+async function oneShard(t: Parameters<typeof ProcCluster.create>[0]) {
+  const { c, map } = await setup(t, ["1", "2"]);
+  for (const id of ["1", "2"]) {
+    await c.startNode(id);
+    await map.addServer(id, c.nodeUrls.get(id) as string);
+  }
+  await map.addShard("1", ["1", "2"], 1024 ** 3);
+  await map.setShardEnabled("1", true);
+  return { c, coordinator: await c.startCoordinator() };
+}
+
 async function config(zk: string, listen: string): Promise<string> {
   const r = await runBin("backpack-coordinator-nginx-config", [zk, "/", "--listen", listen]);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout;
+}
+
+/** `backpack-coordinator-nginx-config --watch` keeping nginx's site file current; resolves once it watches. */
+function watch(c: ProcCluster, nginx: NginxHandle): Promise<ChildHandle> {
+  return c.track({
+    command: "backpack-coordinator-nginx-config",
+    args: [
+      c.zk,
+      "/",
+      "--listen",
+      nginx.listen,
+      "--watch",
+      "-o",
+      nginx.sitePath,
+      "--reload-command",
+      `kill -HUP ${nginx.proc!.pid}`,
+    ],
+    ready: /"msg":"watching"/,
+  });
 }
 
 async function get(url: string, method = "GET"): Promise<{ status: number; body: string }> {
@@ -33,14 +64,7 @@ async function get(url: string, method = "GET"): Promise<{ status: number; body:
 }
 
 void test("nginx: reads fail over, a missing file is 404 with a node down, writes are 403", async (t) => {
-  const { c, map } = await setup(t, ["1", "2"]);
-  for (const id of ["1", "2"]) {
-    await c.startNode(id);
-    await map.addServer(id, c.nodeUrls.get(id) as string);
-  }
-  await map.addShard("1", ["1", "2"], 1024 ** 3);
-  await map.setShardEnabled("1", true);
-  const coordinator = await c.startCoordinator();
+  const { c, coordinator } = await oneShard(t);
   // Uploaded as a user does, with backpack put: each file with the type its name says.
   const src = join(c.dir, "upload");
   await mkdir(src);
@@ -107,21 +131,7 @@ void test("nginx started before its nodes serves as soon as one is up; --watch f
   assert.equal((await get(`${nginx.url}/1:absent.txt`)).status, 404, "404 with node 1 still down");
 
   // --watch: a new shard appears in the config and nginx is reloaded.
-  const watcher = await c.track({
-    command: "backpack-coordinator-nginx-config",
-    args: [
-      c.zk,
-      "/",
-      "--listen",
-      nginx.listen,
-      "--watch",
-      "-o",
-      nginx.sitePath,
-      "--reload-command",
-      `kill -HUP ${nginx.proc!.pid}`,
-    ],
-    ready: /"msg":"(written|reloaded)"|watching/,
-  });
+  const watcher = await watch(c, nginx);
   const port3 = new URL(c.nodeUrls.get("3") as string).port;
   await c.track({ command: "backpack", args: [join(c.dir, "node-3"), "127.0.0.1", port3] });
   assert.equal((await fetch(`${c.nodeUrls.get("3")}/late.txt`, { method: "PUT", body: "late" })).status, 201);
@@ -131,4 +141,34 @@ void test("nginx started before its nodes serves as soon as one is up; --watch f
     what: "nginx to serve the new shard after --watch rewrote its config",
   });
   assert.equal(await watcher.kill("SIGTERM"), 0);
+});
+
+void test("nginx-config --watch marks a node the ring holds dead down, and takes it back when it is alive", async (t) => {
+  // The coordinator joins the ring through the map's nodes: three members.
+  const { c, coordinator } = await oneShard(t);
+  const r = await upload(coordinator.url, "kept.txt", "kept", { "x-backpack-replicas": "all" });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const nginx = await startNginx(t, (listen) => config(c.zk, listen));
+  await watch(c, nginx);
+  const site = (): Promise<string> => readFile(nginx.sitePath, "utf8");
+  const port1 = new URL(c.nodeUrls.get("1")!).port;
+  const downLine = new RegExp(`server 127\\.0\\.0\\.1:${port1} max_fails=0 down;`);
+  assert.doesNotMatch(await site(), downLine);
+
+  const frozen = c.nodes.get("1")!;
+  frozen.pause();
+  t.after(() => frozen.resume());
+  await waitFor(async () => downLine.test(await site()), {
+    timeoutMs: 30_000,
+    what: "node 1 marked down in the nginx config",
+  });
+  // nginx no longer tries the frozen node: every read is served by node 2.
+  for (let i = 0; i < 4; i++)
+    assert.deepEqual(await get(`${nginx.url}/1:kept.txt`), { status: 200, body: "kept" });
+
+  frozen.resume();
+  await waitFor(async () => !downLine.test(await site()), {
+    timeoutMs: 30_000,
+    what: "node 1 back in the nginx config",
+  });
 });

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { TestContext } from "node:test";
 import { Redis } from "ioredis";
@@ -42,6 +43,9 @@ const LEASE = "10s";
 export interface ChaosClusterOptions {
   /** More arguments for the replicator, e.g. `--repair-every 2s` for repair to converge within a test. */
   replicatorArgs?: readonly string[];
+  /** More arguments for every node and coordinator (e.g. `--no-ring`). */
+  nodeArgs?: readonly string[];
+  coordinatorArgs?: readonly string[];
 }
 
 export interface DrainResult {
@@ -77,7 +81,7 @@ export class ChaosCluster {
     await Promise.all(
       Object.values(SHARDS)
         .flat()
-        .map((id) => procs.startNode(id)),
+        .map((id) => procs.startNode(id, [...(options.nodeArgs ?? [])])),
     );
     await procs.admin(
       "backpack-coordinator-init",
@@ -94,7 +98,15 @@ export class ChaosCluster {
       [0, 1].map(async () =>
         procs.track({
           command: "backpack-coordinator",
-          args: [zk.connectString, ROOT, "127.0.0.1", String(await freePort()), "--usage-flush", "200ms"],
+          args: [
+            zk.connectString,
+            ROOT,
+            "127.0.0.1",
+            String(await freePort()),
+            "--usage-flush",
+            "200ms",
+            ...(options.coordinatorArgs ?? []),
+          ],
         }),
       ),
     );
@@ -182,6 +194,22 @@ export class ChaosCluster {
     this.down.add(name);
     this.kills[m.role]++;
     this.events.push({ atMs: this.clock(), what: `SIGKILL ${name} (pid ${pid}): exited by ${signal}` });
+  }
+
+  /**
+   * Freezes a node (SIGSTOP), as a GC pause, a hung disk or a stalled VM would; throws unless the kernel shows
+   * it stopped. `thaw` lets it go on (SIGCONT).
+   */
+  async freeze(server: string): Promise<void> {
+    const h = this.handleOf({ role: "node", id: server });
+    h.pause();
+    await waitFor(() => processState(h.pid) === "T", { what: `node ${server} (pid ${h.pid}) to be stopped` });
+    this.events.push({ atMs: this.clock(), what: `SIGSTOP node ${server} (pid ${h.pid}): stopped` });
+  }
+
+  thaw(server: string): void {
+    this.handleOf({ role: "node", id: server }).resume();
+    this.events.push({ atMs: this.clock(), what: `SIGCONT node ${server}` });
   }
 
   /** Starts a member again where it was (same port, same data); resolves once it serves. */
@@ -386,5 +414,17 @@ export class ChaosCluster {
     const r = this.redis[Number(m.id) - 1];
     if (r === undefined) throw new Error(`no ${memberName(m)}`);
     return r;
+  }
+}
+
+/** The state letter of a process in /proc (`T` stopped, `S` sleeping, `R` running), or undefined. */
+function processState(pid: number | undefined): string | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces, so read after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  } catch {
+    return undefined;
   }
 }

@@ -6,6 +6,7 @@ import { listen, closeServer } from "../../src/common/http.js";
 import { ringMemberConfig, type RingMemberConfig } from "../../src/ring/config.js";
 import { RingMember } from "../../src/ring/ring-member.js";
 import { createRingViewHandler } from "../../src/ring/ring-view.js";
+import { RING_PROTOCOL } from "../../src/ring/transport/tcp-transport.js";
 import type { RingEvent } from "../../src/ring/core/ring-core.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -87,12 +88,17 @@ void describe("ring member over TCP", () => {
     assert.equal(a.status(intruder.id), undefined);
     assert.equal(aliveCount(intruder), 1, "the intruder learned nothing");
 
-    // Garbage, an oversized length and a half frame on raw sockets: each connection is closed and counted.
+    // Garbage instead of HTTP, and after a proper upgrade an oversized length, a too short frame and a half
+    // frame on raw sockets: each connection is closed and counted.
     const port = Number(a.addr.split(":")[1]);
+    const upgrade = Buffer.from(
+      `GET /ring HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${RING_PROTOCOL}\r\n\r\n`,
+    );
     for (const bytes of [
-      Buffer.from("GET / HTTP/1.1\r\n\r\n"),
-      Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2]),
-      Buffer.alloc(3),
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 13, 10, 13, 10]),
+      Buffer.concat([upgrade, Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2])]),
+      Buffer.concat([upgrade, Buffer.from([0, 0, 0, 1, 0, 0, 0, 1])]),
+      Buffer.concat([upgrade, Buffer.alloc(3)]),
     ]) {
       await new Promise<void>((resolve) => {
         const s = connect(port, "127.0.0.1", () => s.end(bytes));
@@ -101,7 +107,7 @@ void describe("ring member over TCP", () => {
         s.resume();
       });
     }
-    await waitFor(() => a.view().transport.rejected.oversized + a.view().transport.rejected.malformed >= 2, {
+    await waitFor(() => a.view().transport.rejected.oversized + a.view().transport.rejected.malformed >= 3, {
       what: "bad frames counted",
     });
     const before = b.tick();

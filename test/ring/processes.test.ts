@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { isRunning, runBin, startProcess, type ChildHandle } from "../helpers/process.js";
 import { tempDir } from "../helpers/tmp.js";
 import { freePort, freeRange, portFree, waitFor } from "../helpers/wait.js";
@@ -10,7 +10,8 @@ interface View {
   self: string;
   checksum: string;
   tick: number;
-  members: Array<{ id: string; status: string }>;
+  members: Array<{ id: string; status: string; meta: Record<string, string> }>;
+  rings: string[][];
 }
 
 async function view(child: ChildHandle): Promise<View> {
@@ -22,6 +23,21 @@ const statusIn = (v: View, id: string): string | undefined => v.members.find((m)
 
 const FAST = ["--period-ms", "250", "--probe-timeout-ms", "150", "--hold-ms", "20"];
 
+/** One ring-demo member process on `port`, with fast timers, joining through `seeds`. */
+function member(
+  t: TestContext,
+  port: number,
+  seeds: string,
+  extra: string[],
+  env?: Record<string, string>,
+): Promise<ChildHandle> {
+  return startProcess(t, {
+    command: "backpack",
+    args: ["ring-demo", "--member", String(port), "--seeds", seeds, ...extra, ...FAST],
+    ...(env ? { env } : {}),
+  });
+}
+
 void describe("ring member processes", () => {
   void it("agree that a SIGKILLed member is dead, take it back after a restart, refuse a wrong secret", async (t) => {
     const dir = await tempDir(t);
@@ -31,11 +47,9 @@ void describe("ring member processes", () => {
     await writeFile(wrongFile, "not-the-cluster-secret-at-all!!\n");
     const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
     const seeds = ports.map((p) => `127.0.0.1:${p}`).join(",");
+    // Restarted by hand below: no neighbour restarts it first.
     const start = (port: number, secret = secretFile): Promise<ChildHandle> =>
-      startProcess(t, {
-        command: "backpack",
-        args: ["ring-demo", "--member", String(port), "--seeds", seeds, "--secret-file", secret, ...FAST],
-      });
+      member(t, port, seeds, ["--secret-file", secret, "--no-respawn"]);
     const children = await Promise.all(ports.map((p) => start(p)));
     const ids = ports.map((p) => `127.0.0.1:${p}`);
     await waitFor(
@@ -98,6 +112,74 @@ void describe("ring member processes", () => {
     for (const v of await Promise.all(children.map(view))) {
       assert.equal(statusIn(v, `127.0.0.1:${intruderPort}`), undefined);
     }
+  });
+
+  void it("respawns: a member SIGKILLed is restarted by its ring neighbour and ticks again; two killed at once likewise", async (t) => {
+    const ports = await Promise.all(Array.from({ length: 5 }, () => freePort()));
+    const httpPorts = await Promise.all(ports.map(() => freePort()));
+    const seeds = ports.map((p) => `127.0.0.1:${p}`).join(",");
+    const ids = ports.map((p) => `127.0.0.1:${p}`);
+    // Members a neighbour restarts are its children, not ours: they stop when this test process ends.
+    const env = { BACKPACK_RING_DEMO_PARENT: String(process.pid) };
+    const children = await Promise.all(
+      ports.map((port, i) => member(t, port, seeds, ["--http-port", String(httpPorts[i])], env)),
+    );
+    const viewAt = async (i: number): Promise<View> =>
+      (await (await fetch(`http://127.0.0.1:${httpPorts[i]}/ring`)).json()) as View;
+    const pidOf = (v: View, id: string): string | undefined => v.members.find((m) => m.id === id)?.meta.pid;
+    t.after(async () => {
+      // The members stop the ones they restarted (SIGTERM); the rest are killed by startProcess.
+      const v = await viewAt(0).catch(() => undefined);
+      for (const m of v?.members ?? []) {
+        try {
+          process.kill(Number(m.meta.pid), "SIGTERM");
+        } catch {
+          // Gone already.
+        }
+      }
+    });
+    const allAlive = async (): Promise<View[] | undefined> => {
+      const views = await Promise.all(ports.map((_, i) => viewAt(i)));
+      return views.every((v) => v.members.filter((m) => m.status === "alive").length === 5)
+        ? views
+        : undefined;
+    };
+    const before = await waitFor(allAlive, { timeoutMs: 30_000, what: "five members alive everywhere" });
+
+    const victim = 1;
+    const oldPid = pidOf(before[0]!, ids[victim]!);
+    assert.equal(await children[victim]!.kill("SIGKILL"), null);
+    assert.equal(children[victim]!.proc?.signalCode, "SIGKILL");
+    await waitFor(
+      async () => {
+        const views = await allAlive().catch(() => undefined);
+        return views?.every((v) => pidOf(v, ids[victim]!) !== oldPid);
+      },
+      {
+        timeoutMs: 60_000,
+        what: "the killed member restarted by a neighbour (a new pid) and alive everywhere",
+      },
+    );
+    const tick = (await viewAt(victim)).tick;
+    await waitFor(async () => (await viewAt(victim)).tick > tick, {
+      timeoutMs: 20_000,
+      what: "it ticks again",
+    });
+
+    // Two neighbours on ring 0 killed at once: the live member before them restarts both.
+    const order = (await viewAt(0)).rings[0]!;
+    const a = ids.indexOf(order[1]!);
+    const b = ids.indexOf(order[2]!);
+    const v0 = await viewAt(0);
+    const pids = [a, b].map((i) => Number(pidOf(v0, ids[i]!)));
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    await waitFor(
+      async () => {
+        const views = await allAlive().catch(() => undefined);
+        return views?.every((v) => [a, b].every((i, k) => Number(pidOf(v, ids[i]!)) !== pids[k]));
+      },
+      { timeoutMs: 60_000, what: "both killed members restarted and alive everywhere" },
+    );
   });
 
   void it("runs the demo: several members tick, Ctrl-C (SIGTERM) stops them all; bad arguments exit 2", async (t) => {

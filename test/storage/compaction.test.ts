@@ -4,6 +4,7 @@ import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Store } from "../../src/storage/types.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
 import { BIG, flipOnDisk, pattern, readAll, storeFor } from "./helpers.js";
 
 const volumeFiles = async (dir: string): Promise<string[]> =>
@@ -225,4 +226,49 @@ void test("compaction drops damaged garbage unread and leaves a volume with a da
   await assert.rejects(readAll(store2, "damaged"), { code: "CHECKSUM_MISMATCH" });
   assert.ok(store2.stat("damaged"), "the damaged record is still indexed: a replica can repair it");
   assert.equal(store2.stat("x"), undefined);
+});
+
+void test("compaction and the scrub wait for the node's turn at background work, and a close ends the wait", async (t) => {
+  const dir = await tempDir(t);
+  let open = false;
+  let waits = 0;
+  const turn = async (signal: AbortSignal): Promise<void> => {
+    waits++;
+    while (!open && !signal.aborted) await new Promise((resolve) => setTimeout(resolve, 10));
+  };
+  const store = await storeFor(t, dir, {
+    volumeMaxBytes: 8 * 1024,
+    compactGarbageRatio: 0.3,
+    scrubBytesPerSec: 10_000_000,
+    scrubEveryMs: 1000,
+    turn,
+  });
+  for (let i = 0; i < 60; i++) await store.put(`k${i}`, pattern(500, i), BIG);
+  for (let i = 0; i < 60; i += 2) await store.delete(`k${i}`);
+  const compaction = store.compact();
+  await waitFor(() => waits >= 2, { what: "compaction and scrub waiting for their turn" });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(store.stats().compactions, 0, "no compaction outside the node's turn");
+  assert.equal(store.stats().scrub.bytesVerified, 0, "no scrub outside the node's turn");
+  open = true;
+  await compaction;
+  assert.ok(store.stats().compactions > 0);
+  await waitFor(() => store.stats().scrub.bytesVerified > 0, {
+    what: "the scrub once it is the node's turn",
+  });
+
+  // A store closing while its work waits for a turn closes at once.
+  open = false;
+  const other = await storeFor(t, await tempDir(t), {
+    volumeMaxBytes: 8 * 1024,
+    compactGarbageRatio: 0.3,
+    turn,
+  });
+  for (let i = 0; i < 60; i++) await other.put(`k${i}`, pattern(500, i), BIG);
+  for (let i = 0; i < 60; i += 2) await other.delete(`k${i}`);
+  const pending = other.compact();
+  await waitFor(() => waits >= 4, { what: "the second store's compaction waiting" });
+  await other.close();
+  await pending;
+  assert.equal(other.stats().compactions, 0);
 });

@@ -18,6 +18,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
+import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -130,6 +131,7 @@ export const command: Command = {
         description: "where chunked uploads larger than --retain are spooled",
         default: "the system temp dir",
       },
+      ...RING_OPTIONS,
       logLevelOption("info"),
     ],
     notes: `
@@ -188,6 +190,7 @@ Example:
       writeToken: secret("token-file", "BACKPACK_WRITE_TOKEN", "write token"),
       nodeToken: secret("node-token-file", "BACKPACK_NODE_TOKEN", "node token"),
       adminToken: secret("admin-token-file", "BACKPACK_ADMIN_TOKEN", "admin token"),
+      ring: ringConfigOf(args, io, command.spec, "coordinator"),
     });
     const log = createLogger({ level: logLevel, name: "coordinator" });
 
@@ -206,7 +209,9 @@ Example:
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));
     await service.start();
     log.info({ url: service.url, zk, root, queue: queues.current !== undefined }, "listening");
+    const respawner = startRespawner(args, service.ring.ring, log);
     await untilStopped(io);
+    respawner?.stop();
     log.info("stopping");
     unsubscribe();
     await service.stop();

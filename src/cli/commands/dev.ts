@@ -42,6 +42,11 @@ export const command: Command = {
           "batch: a write is acknowledged after a shared fsync; none: no fsync (a crash loses recent writes)",
         default: "batch",
       },
+      {
+        name: "no-ring",
+        type: "boolean",
+        description: "the parts do not join the ring (membership, failure detection; docs/ring.md)",
+      },
       logLevelOption("warn"),
     ],
     notes: `
@@ -86,6 +91,7 @@ Example:
       coordinators,
       shardCapacityBytes: parseBytes(optString(args, "capacity") ?? "100gb", "--capacity"),
       sync,
+      ring: args.options["no-ring"] !== true,
       log,
       coordinatorRoutes: dashboardRoutes(),
     });

@@ -13,6 +13,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
+import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -118,6 +119,7 @@ export const command: Command = {
         description: "how long a delete is remembered; a node away longer must be refilled, not merged",
         default: "7d",
       },
+      ...RING_OPTIONS,
       logLevelOption("info"),
     ],
     notes: `
@@ -170,6 +172,7 @@ Example:
       rejoin: args.options.rejoin === true,
       compactGarbageRatio: ratioText === undefined ? undefined : Number(ratioText),
       writeToken: secretOption(args, io, "token-file", "BACKPACK_WRITE_TOKEN", "write token"),
+      ring: ringConfigOf(args, io, command.spec, "node"),
     });
 
     const log = createLogger({ level: logLevel, name: "node" });
@@ -182,7 +185,9 @@ Example:
     const service = new NodeService(config, { log });
     await service.start();
     log.info({ url: service.url, dataDir, sync, writeToken: config.writeToken !== undefined }, "listening");
+    const respawner = startRespawner(args, service.ring?.ring, log);
     await untilStopped(io);
+    respawner?.stop();
     log.info("stopping");
     await service.stop();
     log.info("stopped");

@@ -16,6 +16,7 @@ import {
   secretOption,
   untilStopped,
 } from "../options.js";
+import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
 
 export const command: Command = {
   spec: {
@@ -82,6 +83,7 @@ export const command: Command = {
         description: "bytes per second repair copies at most",
         default: "32mb",
       },
+      ...RING_OPTIONS,
       logLevelOption("info"),
     ],
     notes: `
@@ -135,6 +137,7 @@ Example:
       repairIntervalMs: durationOption(args, "repair-every"),
       repairFilesPerSec: optInt(args, "repair-rate", 1),
       repairBytesPerSec: bytesOption(args, "repair-bandwidth"),
+      ring: ringConfigOf(args, io, command.spec, "replicator"),
     });
 
     const log = createLogger({ level: logLevel, name: "replicator" });
@@ -159,7 +162,9 @@ Example:
         const service = new ReplicatorService(config, { map, queue, log, processMetrics: true });
         await service.start();
         log.info({ url: service.url, concurrency: config.concurrency, queue: settings.key }, "listening");
+        const respawner = startRespawner(args, service.ring.ring, log);
         await untilStopped(io);
+        respawner?.stop();
         log.info("stopping");
         await service.stop();
       } finally {

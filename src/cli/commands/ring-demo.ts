@@ -8,6 +8,7 @@ import { createLogger } from "../../common/logger.js";
 import { ringMemberConfig } from "../../ring/config.js";
 import { RingMember } from "../../ring/ring-member.js";
 import { createRingViewHandler } from "../../ring/ring-view.js";
+import { Respawner, respawnMeta } from "../respawner.js";
 import { UsageError } from "../args.js";
 import { optInt, optString, type Command, type CommandIo } from "../command.js";
 import type { ParsedArgs } from "../args.js";
@@ -59,6 +60,11 @@ export const command: Command = {
         description: "file with the cluster secret: frames are authenticated, peers without it refused",
       },
       {
+        name: "no-respawn",
+        type: "boolean",
+        description: "a dead member is not restarted by its ring neighbour (by default it is, with backoff)",
+      },
+      {
         name: "respawn-ms",
         type: "string",
         description: "restart a member that died after this many ms (0: leave it dead)",
@@ -79,10 +85,15 @@ with --member stops once every other member has left (the demo was stopped) inst
 
 Exit codes: 0 after Ctrl-C (every member leaves and stops), 1 when a member cannot start, 2 on bad arguments.
 
+A member that dies is restarted by its ring neighbour (the live member before it on ring 0, on the same
+host) after 0.5 s, doubling to 30 s while it does not come back; the ring closes over it meanwhile and takes
+it back when it rejoins. Members restarted this way stop with the demo. --no-respawn turns it off.
+
 Examples:
   backpack ring-demo                                  # 11 members on 127.0.0.1:3000-3010
-  kill -9 41234                                       # the member on 3004: the others report it dead
-  backpack ring-demo --member 3004 --ports 3000-3010  # it rejoins
+  kill -9 41234                                       # the member on 3004: the others report it dead, a neighbour restarts it
+  backpack ring-demo --no-respawn                     # dead members stay dead
+  backpack ring-demo --member 3004 --ports 3000-3010  # start one member by hand; it joins
 `,
   },
   async run(args, io) {
@@ -110,7 +121,11 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
     tokenHoldMs: optInt(args, "hold-ms", 0) ?? 100,
   });
   const log = createLogger({ name: "ring" });
-  const ring = new RingMember(config, { log });
+  const respawn = args.options["no-respawn"] !== true;
+  const ring = new RingMember(
+    ringMemberConfig(config, { meta: respawn ? respawnMeta(memberArgv(args, port)) : {} }),
+    { log },
+  );
   const label = `PORT: ${port}`;
   const stop = new AbortController();
   io.stopSignal.addEventListener("abort", () => stop.abort(), { once: true });
@@ -146,10 +161,20 @@ async function runMember(args: ParsedArgs, io: CommandIo, ports: number[], port:
   const url = await listen(http, host, optInt(args, "http-port", 0) ?? 0);
   log.info({ url, ring: ring.url, id: ring.id }, "listening");
   io.stdout(`${label} PID: ${process.pid} STATUS: ${url}/ring\n`);
+  // "It can respawn it": this member restarts a dead neighbour (see Respawner), passing on its output.
+  const respawner = respawn
+    ? new Respawner(ring, log, (child) => {
+        child.stdout?.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
+        child.stderr?.resume();
+      })
+    : undefined;
+  respawner?.start();
+  stopWhenOrphaned(io, stop);
   await new Promise<void>((resolve) => {
     if (stop.signal.aborted) resolve();
     stop.signal.addEventListener("abort", () => resolve(), { once: true });
   });
+  respawner?.stop();
   await ring.stop();
   await closeServer(http, 1000);
   return 0;
@@ -168,6 +193,7 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
     const v = optString(args, name);
     if (v !== undefined) pass.push(`--${name}`, v);
   }
+  if (args.options["no-respawn"] === true) pass.push("--no-respawn");
   const log = createLogger({ name: "ring-demo" });
   const children = new Map<number, ChildProcess>();
   let stopping = false;
@@ -175,6 +201,8 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
     // The IPC channel is how a member knows the demo is gone, however it ended.
     const child = spawn(process.execPath, [BIN, "ring-demo", "--member", String(port), ...pass], {
       stdio: ["ignore", "pipe", "pipe", "ipc"],
+      // Members restarted by a neighbour are no children of the demo (no IPC channel): they watch its pid.
+      env: { ...process.env, [DEMO_PARENT_ENV]: String(process.pid) },
     });
     children.set(port, child);
     child.stdout?.setEncoding("utf8").on("data", (d: string) => io.stdout(d));
@@ -205,8 +233,8 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   io.stdout(
     `ring-demo: ${ports.length} members on ${host}:${ports[0]}-${ports[ports.length - 1]} (Ctrl-C stops all).\n` +
       `Each prints "PORT: <port> PID: <pid> STATUS: <url>" as it starts (curl the URL for its view of the ring).\n` +
-      `Kill one (kill -9 <pid>) and watch the others report it dead; restart it with\n` +
-      `  backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]}\n`,
+      `Kill one (kill -9 <pid>) and watch the others report it dead: its ring neighbour restarts it\n` +
+      `(or start one yourself: backpack ring-demo --member <port> --ports ${ports[0]}-${ports[ports.length - 1]})\n`,
   );
   log.info({ url: `tcp://${host}:${ports[0]}`, members: ports.length }, "listening");
   await new Promise<void>((resolve) => {
@@ -231,6 +259,45 @@ async function runDemo(args: ParsedArgs, io: CommandIo, ports: number[]): Promis
   process.off("SIGINT", forward);
   process.off("SIGTERM", forward);
   return 0;
+}
+
+/** Set by the demo for its members (and passed on to those a neighbour restarts): the demo's pid. */
+const DEMO_PARENT_ENV = "BACKPACK_RING_DEMO_PARENT";
+
+/** The command line that starts this member again (what a neighbour runs to restart it). */
+function memberArgv(args: ParsedArgs, port: number): string[] {
+  const argv = ["ring-demo", "--member", String(port)];
+  for (const name of [
+    "ports",
+    "host",
+    "seeds",
+    "http-port",
+    "hold-ms",
+    "period-ms",
+    "probe-timeout-ms",
+    "secret-file",
+  ]) {
+    const v = optString(args, name);
+    if (v !== undefined) argv.push(`--${name}`, v);
+  }
+  return argv;
+}
+
+/**
+ * Aborts `stop` once the demo that started the ring is gone: a member restarted by a neighbour is no child of
+ * the demo (it has no IPC channel to it), and must not outlive it.
+ */
+function stopWhenOrphaned(io: CommandIo, stop: AbortController): void {
+  const parent = Number(io.env[DEMO_PARENT_ENV]);
+  if (!(parent > 0) || process.channel) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(parent, 0);
+    } catch {
+      stop.abort();
+    }
+  }, 1000);
+  stop.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
 export function parsePorts(text: string): number[] {

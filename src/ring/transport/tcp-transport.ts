@@ -1,5 +1,8 @@
-import { createServer, connect, type Server, type Socket } from "node:net";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { BackpackError, systemCode } from "../../common/errors.js";
+import { sendError } from "../../common/http.js";
 import type { Logger } from "../../common/logger.js";
 import type { Outgoing } from "../core/ring-core.js";
 import type { Message } from "../core/messages.js";
@@ -32,9 +35,20 @@ export interface TransportStats {
   rejected: Record<FrameFault, number>;
 }
 
+/**
+ * Ring connections are HTTP/1.1 connections upgraded to this protocol, so a member needs no port of its own:
+ * storage nodes, coordinators and replicators take them on the HTTP port they already serve.
+ */
+export const RING_PROTOCOL = "backpack-ring/1";
+const SWITCHED = `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${RING_PROTOCOL}\r\n\r\n`;
+/** Longest answer head accepted before the 101 (anything longer is not a ring member). */
+const MAX_SWITCH_BYTES = 4096;
+
 interface Outbound {
   socket: Socket;
   session: OutboundSession;
+  /** Bytes of the HTTP answer read so far, until the 101 and its blank line are in. */
+  switching: Buffer | undefined;
   waiting: Outgoing[];
   waitingBytes: number;
   lastUsed: number;
@@ -46,9 +60,15 @@ interface Outbound {
  * predecessors). One outbound connection per peer, opened on first use, kept while used, re-opened after a
  * failure with backoff. Bad input from a peer closes that connection and is counted; it never throws out
  * of here.
+ *
+ * A connection starts as an HTTP request `GET /ring` with `Upgrade: backpack-ring/1`; after the `101` answer
+ * it carries frames (frame-codec.ts). The accepting side is an HTTP server: the transport's own (`listen`) or
+ * a service's (`attach`), which then serves its routes and the ring on one port.
  */
 export class TcpTransport {
   private server: Server | undefined;
+  private attached:
+    { server: Server; onUpgrade: (req: IncomingMessage, s: Duplex, head: Buffer) => void } | undefined;
   private readonly outbound = new Map<string, Outbound>();
   private readonly inbound = new Set<Socket>();
   private readonly failedUntil = new Map<string, { until: number; backoffMs: number }>();
@@ -59,9 +79,21 @@ export class TcpTransport {
 
   constructor(private readonly options: TransportOptions) {}
 
-  /** Listens; resolves with the bound port. */
+  /** Listens on its own HTTP server (ring connections only); resolves with the bound port. */
   async listen(): Promise<number> {
-    const server = createServer((socket) => this.accept(socket));
+    const server = createServer((_req, res) =>
+      sendError(
+        res,
+        new BackpackError("BAD_REQUEST", `this port carries the ring only (Upgrade: ${RING_PROTOCOL})`),
+      ),
+    );
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!this.upgrade(req, socket, head)) socket.destroy();
+    });
+    server.on("clientError", (_err, socket: Duplex) => {
+      this.stats.rejected.malformed++;
+      socket.destroy();
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -79,10 +111,39 @@ export class TcpTransport {
       throw err;
     });
     server.on("error", (err) => this.options.log.error({ err }, "ring listener error"));
-    this.sweeper = setInterval(() => this.closeIdle(), 30_000);
-    this.sweeper.unref();
+    this.startSweeper();
     const addr = server.address();
     return typeof addr === "object" && addr ? addr.port : this.options.port;
+  }
+
+  /** Takes ring connections from a service's HTTP server (its other upgrades are refused). */
+  attach(server: Server): void {
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (!this.upgrade(req, socket, head)) socket.destroy();
+    };
+    server.on("upgrade", onUpgrade);
+    this.attached = { server, onUpgrade };
+    this.startSweeper();
+  }
+
+  /**
+   * Takes a connection that asked for `Upgrade: backpack-ring/1`; false (nothing done) for any other upgrade.
+   * `head` holds the bytes that came after the request's head (the first frames, possibly).
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    if (req.headers.upgrade?.toLowerCase() !== RING_PROTOCOL) return false;
+    if (this.closed) {
+      socket.destroy();
+      return true;
+    }
+    socket.write(SWITCHED);
+    this.accept(socket as Socket, head);
+    return true;
+  }
+
+  private startSweeper(): void {
+    this.sweeper = setInterval(() => this.closeIdle(), 30_000);
+    this.sweeper.unref();
   }
 
   /** Sets who we are (sent in every hello); must be called before the first send. */
@@ -141,6 +202,7 @@ export class TcpTransport {
       ),
     );
     for (const s of this.inbound) s.destroy();
+    if (this.attached) this.attached.server.off("upgrade", this.attached.onUpgrade);
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
@@ -171,8 +233,12 @@ export class TcpTransport {
     const socket = connect({ host: target.host, port: target.port });
     socket.setNoDelay(true);
     socket.setTimeout(this.options.connectTimeoutMs);
+    socket.write(
+      `GET /ring HTTP/1.1\r\nHost: ${addr}\r\nConnection: Upgrade\r\nUpgrade: ${RING_PROTOCOL}\r\n\r\n`,
+    );
     const conn: Outbound = {
       socket,
+      switching: Buffer.alloc(0),
       session: new OutboundSession(this.options.secret, self),
       waiting: [],
       waitingBytes: 0,
@@ -181,8 +247,10 @@ export class TcpTransport {
     this.outbound.set(addr, conn);
     this.stats.connectionsOut++;
     let ok = false;
-    socket.on("data", (chunk: Buffer) => {
+    socket.on("data", (data: Buffer) => {
       try {
+        const chunk = this.switched(conn, data);
+        if (chunk === undefined) return;
         const hello = conn.session.push(chunk);
         if (hello) {
           ok = true;
@@ -215,7 +283,29 @@ export class TcpTransport {
     return conn;
   }
 
-  private accept(socket: Socket): void {
+  /**
+   * Bytes of an outbound connection past the server's `101` answer: undefined while the answer is still
+   * coming in; throws FrameError when the server answered anything else (it is no ring member, or its ring
+   * is off).
+   */
+  private switched(conn: Outbound, data: Buffer): Buffer | undefined {
+    if (conn.switching === undefined) return data;
+    const buf = Buffer.concat([conn.switching, data]);
+    const end = buf.indexOf("\r\n\r\n");
+    if (end === -1) {
+      if (buf.length > MAX_SWITCH_BYTES) throw new FrameError("malformed", "not an HTTP answer");
+      conn.switching = buf;
+      return undefined;
+    }
+    const status = buf.toString("latin1", 0, Math.min(end, 64)).split("\r\n", 1)[0] ?? "";
+    if (!/^HTTP\/1\.1 101 /.test(status)) {
+      throw new FrameError("invalid", `the peer did not take the ring connection: ${status}`);
+    }
+    conn.switching = undefined;
+    return buf.subarray(end + 4);
+  }
+
+  private accept(socket: Socket, head: Buffer = Buffer.alloc(0)): void {
     if (this.closed) {
       socket.destroy();
       return;
@@ -223,11 +313,15 @@ export class TcpTransport {
     this.stats.connectionsIn++;
     this.inbound.add(socket);
     socket.setNoDelay(true);
+    // An upgraded connection of a service's HTTP server: no HTTP timeouts apply any more.
+    socket.setTimeout(0);
     const session = new InboundSession(this.options.secret, this.options.maxFrameBytes);
     socket.on("error", () => undefined);
     socket.on("close", () => this.inbound.delete(socket));
+    // An HTTP server keeps sockets half-open after the peer's FIN; a ring connection ends with its sender.
+    socket.on("end", () => socket.destroy());
     socket.write(session.challenge());
-    socket.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       this.stats.bytesIn += chunk.length;
       let messages: Message[];
       try {
@@ -245,7 +339,9 @@ export class TcpTransport {
           this.options.log.error({ err, type: msg.t }, "ring message handler failed");
         }
       }
-    });
+    };
+    socket.on("data", onData);
+    if (head.length > 0) onData(head);
   }
 
   private reject(socket: Socket, err: unknown, peer: string): void {

@@ -6,6 +6,9 @@ import { createLogger } from "../../../common/logger.js";
 import { openClusterMap, targetFromArgs } from "../../../cluster/open.js";
 import type { ClusterSnapshot } from "../../../cluster/types.js";
 import { renderNginxConfig } from "../../../coordinator/nginx-config.js";
+import type { ServiceRingView } from "../../../ring/service-ring.js";
+import { authority } from "../../../ring/url-watch.js";
+import { durationOption } from "../../options.js";
 import { UsageError } from "../../args.js";
 import { optString, requirePositional, type Command } from "../../command.js";
 
@@ -43,6 +46,13 @@ export const command: Command = {
         description: "keep running: rewrite --output and reload nginx whenever shards or servers change",
       },
       {
+        name: "ring-every",
+        type: "string",
+        description:
+          "in --watch mode, ask the ring this often which nodes are dead (GET /ring on a node) and mark them down; 0: never",
+        default: "1s",
+      },
+      {
         name: "reload-command",
         type: "string",
         description: "shell command run after the file changed in --watch mode",
@@ -54,7 +64,9 @@ The config is a snippet for nginx's http context (e.g. /etc/nginx/conf.d/backpac
 recipe: an upstream per shard, "proxy_next_upstream error timeout http_404 http_502 http_503 http_504", and
 403 for every method but GET and HEAD. Two traps of the recipe are fixed: a file that exists nowhere is a 404
 even while a replica is down (not a 502), and a node is never locked out after a refused connection
-(max_fails=0), so nginx serves as soon as any replica is up. Read-only shards are served too.
+(max_fails=0), so nginx serves as soon as any replica is up. Read-only shards are served too. With --watch,
+nodes the ring holds dead or left (asked every --ring-every of a node's GET /ring) are marked "down", so
+nginx does not wait on a frozen one; never every node of a shard.
 
 Output: the config on stdout (or in --output). With --watch, JSON log lines on stderr: "watching" once the file is
 current, "written" each time it changes, then "reloaded" (or "update failed" with the reason); runs until SIGINT or SIGTERM and exits 0.
@@ -80,7 +92,9 @@ Example:
     if (watch && output === undefined) throw new UsageError("--watch needs --output <file>");
     const reloadCommand = optString(args, "reload-command") ?? "nginx -s reload";
     const source = `${zk} ${root}`;
-    const render = (s: ClusterSnapshot): string => renderNginxConfig(s, { listen, serverName, source });
+    const ringEveryMs = durationOption(args, "ring-every") ?? 1000;
+    let down = new Set<string>();
+    const render = (s: ClusterSnapshot): string => renderNginxConfig(s, { listen, serverName, source, down });
 
     const log = createLogger({ level: watch ? "info" : "warn", name: "nginx-config" });
     const map = openClusterMap(targetFromArgs(zk, root), { log });
@@ -110,6 +124,17 @@ Example:
       update(map.snapshot());
       // Also a periodic check (a missed change is caught within a minute); the timer keeps the process alive.
       const periodic = setInterval(() => update(map.snapshot()), 60_000);
+      const ring =
+        ringEveryMs > 0
+          ? setInterval(() => {
+              void ringDown(map.snapshot()).then((found) => {
+                if (found === undefined || sameSet(found, down)) return;
+                log.info({ down: [...found].sort() }, "ring verdicts changed");
+                down = found;
+                update(map.snapshot());
+              });
+            }, ringEveryMs)
+          : undefined;
       await tail;
       log.info({ file, reloadCommand }, "watching");
       if (!io.stopSignal.aborted) {
@@ -119,6 +144,7 @@ Example:
       }
       unsubscribe();
       clearInterval(periodic);
+      clearInterval(ring);
       await tail;
       log.flush();
       return 0;
@@ -136,4 +162,32 @@ async function writeIfChanged(file: string, text: string): Promise<boolean> {
   await writeFile(tmp, text);
   await rename(tmp, file);
   return true;
+}
+
+/**
+ * Servers the ring holds dead or left, as the first node of the map that answers `GET /ring` sees them;
+ * undefined when none answers (or their ring is off): then nothing is marked down.
+ */
+async function ringDown(snapshot: ClusterSnapshot): Promise<Set<string> | undefined> {
+  for (const server of Object.values(snapshot.servers)) {
+    let view: ServiceRingView;
+    try {
+      const res = await fetch(`${server.url}/ring`, { signal: AbortSignal.timeout(1000) });
+      if (!res.ok) continue;
+      view = (await res.json()) as ServiceRingView;
+    } catch {
+      continue;
+    }
+    const status = new Map(view.members.map((m) => [authority(m.url || `http://${m.addr}`), m.status]));
+    const down = Object.entries(snapshot.servers).filter(([, s]) => {
+      const st = status.get(authority(s.url));
+      return st === "dead" || st === "left";
+    });
+    return new Set(down.map(([id]) => id));
+  }
+  return undefined;
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((x) => b.has(x));
 }

@@ -2,6 +2,7 @@ import { BackpackError } from "../../../common/errors.js";
 import { formatBytes, formatDuration } from "../../../common/units.js";
 import type { ClusterView, CoordinatorStats, ShardHealth } from "../../../client/coordinator-client.js";
 import type { NodeHealth } from "../../../queue/health.js";
+import type { ServiceRingView } from "../../../ring/service-ring.js";
 import type { Command } from "../../command.js";
 import { clientContext, explain, JSON_OPTION, TO_OPTION } from "./common.js";
 
@@ -22,11 +23,17 @@ Output:
   node 1  http://127.0.0.1:12011  ok  scrub 42% of pass 3
   node 4  http://127.0.0.1:12014  refilling: 1200 of 5000 files (150/s, about 25s left)
   overall: 3.4mb / 300gb (0%), 3 of 3 shards writable
+  ring: 9 members, 9 alive, 0 suspect, 0 dead, 0 left; lap 0.93 s, tick 42
+    coordinator  http://127.0.0.1:12001  alive
+    node 1       http://127.0.0.1:12011  alive
+    ...
 A node is ok, suspect (the coordinator saw it fail recently), refilling (repair is copying what it lacks),
 behind (the last comparison could not give it everything) or down (repair could not compare it; the reason
 follows). Repair figures are what the replicators last reported (docs/operations.md, "Health").
 With --json: the coordinator's GET /status ({"coordinator","at","stats":<GET /stats>,"cluster":<GET /cluster>,
-"history":[...]}, the document the dashboard at /ui shows; stats.repair holds each shard's health as reported).
+"history":[...]}, the document the dashboard at /ui shows; stats.repair holds each shard's health as reported),
+and "ring": the coordinator's GET /ring (null when its ring is off). A ring member is alive, suspect (not
+answering probes; coordinators already try it last), dead or left (a clean stop).
 
 Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   },
@@ -34,13 +41,15 @@ Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   async run(args, io) {
     const ctx = clientContext(args, io, 2);
     try {
-      const doc = await ctx.client.status(ctx.base).catch((err: unknown) => {
-        throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
-      });
+      const [doc, ring] = await Promise.all([ctx.client.status(ctx.base), ctx.client.ring(ctx.base)]).catch(
+        (err: unknown) => {
+          throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
+        },
+      );
       if (args.options.json === true) {
-        io.stdout(JSON.stringify(doc) + "\n");
+        io.stdout(JSON.stringify({ ...doc, ring: ring ?? null }) + "\n");
       } else {
-        io.stdout(render(ctx.base, doc.stats, doc.cluster, doc.at));
+        io.stdout(render(ctx.base, doc.stats, doc.cluster, doc.at) + renderRing(ring, doc.cluster.servers));
       }
       return 0;
     } finally {
@@ -92,6 +101,27 @@ export function render(
     `overall: ${formatBytes(stats.used_size)} / ${formatBytes(stats.total_size)} (${pct(stats.used_size, stats.total_size)}), ` +
       `${stats.writable_shards} of ${stats.total_shards} shards writable`,
   );
+  return lines.join("\n") + "\n";
+}
+
+/** The ring as the coordinator sees it: every member with its role, URL and status. */
+export function renderRing(ring: ServiceRingView | undefined, servers: ClusterView["servers"] = []): string {
+  if (ring === undefined) return "ring: off on this coordinator (started with --no-ring)\n";
+  const count = (status: string): number => ring.members.filter((m) => m.status === status).length;
+  const lap = ring.lapMs === null ? "not measured yet" : `${(ring.lapMs / 1000).toFixed(2)} s`;
+  const lines = [
+    `ring: ${ring.members.length} members, ${count("alive")} alive, ${count("suspect")} suspect, ` +
+      `${count("dead")} dead, ${count("left")} left; lap ${lap}, tick ${ring.tick}`,
+  ];
+  const order = ["coordinator", "replicator", "node"];
+  const rank = (role: string): number => (order.includes(role) ? order.indexOf(role) : order.length);
+  const members = [...ring.members].sort((a, b) => rank(a.role) - rank(b.role) || a.url.localeCompare(b.url));
+  const serverOf = new Map(servers.map((sv) => [sv.url, sv.id]));
+  for (const m of members) {
+    const id = serverOf.get(m.url);
+    const name = id === undefined ? m.role || "member" : `${m.role} ${id}`;
+    lines.push(`  ${name.padEnd(11)}  ${m.url || m.addr}  ${m.status}`);
+  }
   return lines.join("\n") + "\n";
 }
 
