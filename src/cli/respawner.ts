@@ -11,6 +11,8 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 /** A restarted member not alive in the ring after this long is restarted again (with the next backoff). */
 const COME_BACK_MS = 15_000;
+/** Every dead member is looked at again this often, also without a change in the ring. */
+const SWEEP_MS = 2_000;
 
 /**
  * The metadata a member announces so that a neighbour may restart it ("it can respawn it, and reconstruct the
@@ -32,6 +34,7 @@ export class Respawner {
   private readonly pending = new Map<string, { attempts: number; timer: NodeJS.Timeout | undefined }>();
   private readonly children = new Set<ChildProcess>();
   private off: (() => void) | undefined;
+  private sweep: NodeJS.Timeout | undefined;
   private readonly host = hostname();
 
   constructor(
@@ -47,13 +50,22 @@ export class Respawner {
       if (e.member.status === "alive") this.forget(e.member.id);
       // Any change may make this member the predecessor of a dead one (its own predecessor died after it,
       // when two adjacent members die at once): every dead member is looked at again.
-      for (const m of this.ring.members()) if (m.status === "dead") this.consider(m);
+      this.considerAll();
     });
+    // And now and then without a change: a member restarted itself learns of a dead successor with the
+    // rest of the ring, not as a change.
+    this.sweep = setInterval(() => this.considerAll(), SWEEP_MS);
+    this.sweep.unref();
+  }
+
+  private considerAll(): void {
+    for (const m of this.ring.members()) if (m.status === "dead") this.consider(m);
   }
 
   /** Stops restarting and stops the members this one restarted. */
   stop(): void {
     this.off?.();
+    clearInterval(this.sweep);
     for (const p of this.pending.values()) clearTimeout(p.timer);
     this.pending.clear();
     for (const c of this.children) c.kill("SIGTERM");
