@@ -81,6 +81,8 @@ export interface StatusDocument {
   cluster: ClusterView;
   /** The last 10 minutes, oldest first. */
   history: StatusSample[];
+  /** The coordinator's ring membership as `GET /ring` answers it; null when its ring is off (`--no-ring`). */
+  ring: ServiceRingView | null;
 }
 
 /** One server of a file's shard in `GET /locate/<shard>:<key>`. */

@@ -265,7 +265,8 @@ export class CoordinatorService implements Service {
     this.limits.admit(req, path);
     if (method === "GET" || method === "HEAD") {
       if (path === "/stats") return handleStats(this.ctx, res, this.startedAt, this.uploadsNow());
-      if (path === "/status") return handleStatus(this.ctx, res, this.url, await this.stats(), this.history);
+      if (path === "/status")
+        return handleStatus(this.ctx, res, this.url, await this.stats(), this.history, this.ring);
       if (path === "/metrics") return sendMetrics(res, this.registry);
       if (path === "/cluster") return handleCluster(this.ctx, res);
       if (path === "/ring") return sendJson(res, 200, this.ring.view());

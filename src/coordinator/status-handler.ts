@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import { sendJson } from "../common/http.js";
 import type { CoordinatorStats, StatusDocument, StatusSample } from "../client/coordinator-client.js";
+import type { ServiceRing } from "../ring/service-ring.js";
 import { clusterView } from "./cluster-handler.js";
 import type { CoordinatorContext } from "./context.js";
 
@@ -58,13 +59,14 @@ export class StatusHistory {
   }
 }
 
-/** `GET /status`: stats, cluster and history in one answer (`backpack status --json`, the dashboard). */
+/** `GET /status`: stats, cluster, history and ring in one answer (`backpack status`, the dashboard). */
 export async function handleStatus(
   ctx: CoordinatorContext,
   res: ServerResponse,
   url: string,
   stats: CoordinatorStats,
   history: StatusHistory,
+  ring: ServiceRing,
 ): Promise<void> {
   const doc: StatusDocument = {
     coordinator: url,
@@ -72,6 +74,7 @@ export async function handleStatus(
     stats,
     cluster: clusterView(ctx),
     history: history.list(),
+    ring: ring.ring ? ring.view() : null,
   };
   sendJson(res, 200, doc, { "cache-control": "no-store" });
 }

@@ -40,6 +40,12 @@ test(
     assert.equal(await page.locator("[data-shard]").count(), 3, "every shard");
     assert.equal(await page.locator("#shards tr[data-server]").count(), 6, "every node");
     assert.equal(await page.getByRole("heading", { level: 2 }).count(), 6);
+    // The ring: 6 nodes, 2 coordinators and the replicator, each drawn and listed alive.
+    await until(
+      async () => (await page.locator('#ring li[data-status="alive"]').count()) === 9,
+      "nine ring members alive",
+    );
+    assert.equal(await page.locator("#ring svg g.member.alive").count(), 9);
 
     // An upload through the API moves the live counters.
     const before = Number(await page.locator("#uploads-ok").textContent());

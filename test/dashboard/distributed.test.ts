@@ -7,7 +7,8 @@ import { waitFor } from "../helpers/wait.js";
 /**
  * The dashboard of a distributed cluster (ZooKeeper, 2 Redis, 4 nodes in 2 shards, 2 coordinators started by
  * their commands, a replicator comparing every second) in Debian's Chromium: every shard and node shown, an
- * upload moves the counters, a storage node SIGKILLed is shown down where it stands and ok again once restarted.
+ * upload moves the counters, a storage node SIGKILLed is shown down where it stands (and dead in the ring) and ok
+ * again once restarted; the ring shows every process.
  */
 const t0 = performance.now();
 const hooks = { after: (fn: () => unknown) => after(async () => void (await fn())) };
@@ -25,6 +26,15 @@ test(
     await page.waitForSelector("[data-shard]");
     assert.equal(await page.locator("[data-shard]").count(), Object.keys(SHARDS).length);
     assert.equal(await page.locator("#shards tr[data-server]").count(), Object.values(SHARDS).flat().length);
+
+    // The ring: 4 nodes, 2 coordinators and the replicator, each alive, this coordinator marked.
+    const members = page.locator("#ring li[data-member]");
+    await waitFor(async () => (await page.locator('#ring li[data-status="alive"]').count()) === 7, {
+      timeoutMs: 15_000,
+      what: "seven ring members alive",
+    });
+    assert.equal(await members.count(), 7);
+    assert.equal(await page.locator("#ring li", { hasText: "(this coordinator)" }).count(), 1);
 
     const before = Number(await page.locator("#uploads-ok").textContent());
     for (let i = 0; i < 3; i++) {
@@ -44,6 +54,11 @@ test(
       timeoutMs: 15_000,
       what: `node ${victim} shown down`,
     });
+    const ringEntry = page.locator("#ring li", { hasText: cluster.nodeUrl(victim) });
+    await waitFor(async () => (await ringEntry.getAttribute("data-status")) === "dead", {
+      timeoutMs: 15_000,
+      what: `node ${victim} dead in the ring`,
+    });
     assert.equal(
       await row.locator(".badge.bad").count(),
       1,
@@ -53,6 +68,10 @@ test(
     await waitFor(async () => (await state()) === "ok", {
       timeoutMs: 30_000,
       what: `node ${victim} shown ok`,
+    });
+    await waitFor(async () => (await page.locator('#ring li[data-status="alive"]').count()) === 7, {
+      timeoutMs: 15_000,
+      what: "the restarted node alive in the ring again",
     });
     assert.deepEqual(errors, [], "no console errors");
   },

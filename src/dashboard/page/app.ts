@@ -4,6 +4,7 @@
  */
 import type { NodeHealth, ShardHealth } from "../../queue/health.js";
 import type { FileLocation, StatusDocument, StatusSample } from "../../client/coordinator-client.js";
+import type { ServiceRingView } from "../../ring/service-ring.js";
 
 const POLL_MS = 1000;
 const SVG = "http://www.w3.org/2000/svg";
@@ -53,18 +54,17 @@ function numeric(a: string, b: string): number {
   return a.localeCompare(b, undefined, { numeric: true });
 }
 
-/** The ring as `GET /ring` answers it (members in ring order). */
-interface RingView {
-  self?: string;
-  members: { id: string; role?: string; url?: string; status: string; incarnation?: number }[];
-  lapMs?: number | null;
-  tick?: number;
-  token?: { holder?: string } | null;
-}
-
 // ---- ring -------------------------------------------------------------------------------------------------
 
-function renderRing(ring: RingView | undefined): void {
+/** Members in the token's order (ring 0), then those no longer on it (dead, left). */
+function ringOrder(ring: ServiceRingView): ServiceRingView["members"] {
+  const known = new Map(ring.members.map((m) => [m.id, m]));
+  const on = (ring.rings[0] ?? []).flatMap((id) => known.get(id) ?? []);
+  const placed = new Set(on.map((m) => m.id));
+  return [...on, ...ring.members.filter((m) => !placed.has(m.id))];
+}
+
+function renderRing(ring: ServiceRingView | null): void {
   const box = byId("ring");
   if (!ring) {
     box.replaceChildren(
@@ -79,7 +79,7 @@ function renderRing(ring: RingView | undefined): void {
   svg.append(s("title", { id: "ring-title" }, `Ring of ${n} members`));
   svg.append(s("circle", { cx: size / 2, cy: size / 2, r, class: "ring-line" }));
   const list = h("ol", { class: "members" });
-  ring.members.forEach((m, i) => {
+  ringOrder(ring).forEach((m, i) => {
     const a = (2 * Math.PI * i) / Math.max(1, n) - Math.PI / 2;
     const x = size / 2 + r * Math.cos(a);
     const y = size / 2 + r * Math.sin(a);
@@ -96,7 +96,7 @@ function renderRing(ring: RingView | undefined): void {
           class: "cross",
         }),
       );
-    if (ring.token?.holder === m.id) g.append(s("circle", { cx: x, cy: y, r: 15, class: "token" }));
+    if (ring.self === m.id) g.append(s("circle", { cx: x, cy: y, r: 15, class: "self" }));
     const lx = size / 2 + (r + 26) * Math.cos(a);
     const ly = size / 2 + (r + 26) * Math.sin(a);
     g.append(s("text", { x: lx, y: ly + 4, "text-anchor": "middle" }, m.role ? `${m.role}` : m.id));
@@ -105,17 +105,18 @@ function renderRing(ring: RingView | undefined): void {
       h(
         "li",
         { "data-member": m.id, "data-status": status },
-        `${m.role ?? "member"} ${m.id}`,
+        `${m.role || "member"} ${m.id}`,
         " ",
         h("span", { class: `badge ${status}` }, status),
         m.url ? ` ${m.url}` : "",
+        ring.self === m.id ? " (this coordinator)" : "",
       ),
     );
   });
   const facts = h(
     "p",
     {},
-    `${n} members; lap ${ring.lapMs === null || ring.lapMs === undefined ? "—" : `${Math.round(ring.lapMs)} ms`}; tick ${ring.tick ?? "—"}`,
+    `${n} members; lap ${ring.lapMs === null ? "—" : `${Math.round(ring.lapMs)} ms`}; tick ${ring.tick}`,
   );
   box.replaceChildren(h("div", { class: "ring-wrap" }, svg, h("div", {}, facts, list)));
 }
@@ -368,7 +369,7 @@ async function poll(): Promise<void> {
     renderShards(doc);
     renderReplication(doc);
     renderTraffic(doc);
-    renderRing((doc as { ring?: RingView | null }).ring ?? undefined);
+    renderRing(doc.ring);
     byId("updated").textContent = `updated ${new Date(doc.at).toLocaleTimeString()}`;
     document.body.dataset.state = "live";
   } catch (err) {

@@ -42,7 +42,7 @@ svg.chart path { fill: none; stroke: #0969da; stroke-width: 1.5; }
 .member.suspect path { fill: var(--warn); }
 .member.dead path, .member.left path, .member.faulty path { stroke: var(--bad); stroke-width: 4; fill: none; }
 .member text { font-size: 11px; fill: var(--fg); }
-.token { fill: none; stroke: #0969da; stroke-width: 3; }
+.self { fill: none; stroke: #0969da; stroke-width: 3; }
 .members { margin: 0; padding-left: 20px; font-size: 0.85rem; }
 form { display: flex; flex-wrap: wrap; gap: 6px 8px; align-items: center; }
 form label { font-size: 0.85rem; color: var(--muted); }

@@ -31,8 +31,8 @@ A node is ok, suspect (the coordinator saw it fail recently), refilling (repair 
 behind (the last comparison could not give it everything) or down (repair could not compare it; the reason
 follows). Repair figures are what the replicators last reported (docs/operations.md, "Health").
 With --json: the coordinator's GET /status ({"coordinator","at","stats":<GET /stats>,"cluster":<GET /cluster>,
-"history":[...]}, the document the dashboard at /ui shows; stats.repair holds each shard's health as reported),
-and "ring": the coordinator's GET /ring (null when its ring is off). A ring member is alive, suspect (not
+"history":[...],"ring":<GET /ring, or null when its ring is off>}, the document the dashboard at /ui shows;
+stats.repair holds each shard's health as reported). A ring member is alive, suspect (not
 answering probes; coordinators already try it last), dead or left (a clean stop).
 
 Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
@@ -41,15 +41,15 @@ Exit codes: 0 shown; 1 the coordinator is unreachable; 2 wrong arguments.`,
   async run(args, io) {
     const ctx = clientContext(args, io, 2);
     try {
-      const [doc, ring] = await Promise.all([ctx.client.status(ctx.base), ctx.client.ring(ctx.base)]).catch(
-        (err: unknown) => {
-          throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
-        },
-      );
+      const doc = await ctx.client.status(ctx.base).catch((err: unknown) => {
+        throw new BackpackError("UNAVAILABLE", explain(err, ctx.base));
+      });
       if (args.options.json === true) {
-        io.stdout(JSON.stringify({ ...doc, ring: ring ?? null }) + "\n");
+        io.stdout(JSON.stringify(doc) + "\n");
       } else {
-        io.stdout(render(ctx.base, doc.stats, doc.cluster, doc.at) + renderRing(ring, doc.cluster.servers));
+        io.stdout(
+          render(ctx.base, doc.stats, doc.cluster, doc.at) + renderRing(doc.ring, doc.cluster.servers),
+        );
       }
       return 0;
     } finally {
@@ -105,8 +105,8 @@ export function render(
 }
 
 /** The ring as the coordinator sees it: every member with its role, URL and status. */
-export function renderRing(ring: ServiceRingView | undefined, servers: ClusterView["servers"] = []): string {
-  if (ring === undefined) return "ring: off on this coordinator (started with --no-ring)\n";
+export function renderRing(ring: ServiceRingView | null, servers: ClusterView["servers"] = []): string {
+  if (ring === null) return "ring: off on this coordinator (started with --no-ring)\n";
   const count = (status: string): number => ring.members.filter((m) => m.status === status).length;
   const lap = ring.lapMs === null ? "not measured yet" : `${(ring.lapMs / 1000).toFixed(2)} s`;
   const lines = [
