@@ -64,7 +64,7 @@ function ringOrder(ring: ServiceRingView): ServiceRingView["members"] {
   return [...on, ...ring.members.filter((m) => !placed.has(m.id))];
 }
 
-function renderRing(ring: ServiceRingView | null): void {
+function renderRing(ring: ServiceRingView | null, servers: StatusDocument["cluster"]["servers"]): void {
   const box = byId("ring");
   if (!ring) {
     box.replaceChildren(
@@ -75,10 +75,16 @@ function renderRing(ring: ServiceRingView | null): void {
   const n = ring.members.length;
   const size = 320;
   const r = 120;
-  const svg = s("svg", { viewBox: `0 0 ${size} ${size}`, role: "img", "aria-labelledby": "ring-title" });
+  const svg = s("svg", { viewBox: `-40 0 ${size + 80} ${size}`, role: "img", "aria-labelledby": "ring-title" });
   svg.append(s("title", { id: "ring-title" }, `Ring of ${n} members`));
   svg.append(s("circle", { cx: size / 2, cy: size / 2, r, class: "ring-line" }));
   const list = h("ol", { class: "members" });
+  // A storage node by its server id, as in the shards below.
+  const serverOf = new Map(servers.map((x) => [x.url, x.id]));
+  const name = (m: ServiceRingView["members"][number]): string => {
+    const server = m.role === "node" ? serverOf.get(m.url) : undefined;
+    return server === undefined ? m.role || "member" : `node ${server}`;
+  };
   ringOrder(ring).forEach((m, i) => {
     const a = (2 * Math.PI * i) / Math.max(1, n) - Math.PI / 2;
     const x = size / 2 + r * Math.cos(a);
@@ -99,16 +105,16 @@ function renderRing(ring: ServiceRingView | null): void {
     if (ring.self === m.id) g.append(s("circle", { cx: x, cy: y, r: 15, class: "self" }));
     const lx = size / 2 + (r + 26) * Math.cos(a);
     const ly = size / 2 + (r + 26) * Math.sin(a);
-    g.append(s("text", { x: lx, y: ly + 4, "text-anchor": "middle" }, m.role ? `${m.role}` : m.id));
+    g.append(s("text", { x: lx, y: ly + 4, "text-anchor": "middle" }, name(m)));
     svg.append(g);
     list.append(
       h(
         "li",
         { "data-member": m.id, "data-status": status },
-        `${m.role || "member"} ${m.id}`,
+        name(m),
         " ",
         h("span", { class: `badge ${status}` }, status),
-        m.url ? ` ${m.url}` : "",
+        ` ${m.url || m.id}`,
         ring.self === m.id ? " (this coordinator)" : "",
       ),
     );
@@ -369,7 +375,7 @@ async function poll(): Promise<void> {
     renderShards(doc);
     renderReplication(doc);
     renderTraffic(doc);
-    renderRing(doc.ring);
+    renderRing(doc.ring, doc.cluster.servers);
     byId("updated").textContent = `updated ${new Date(doc.at).toLocaleTimeString()}`;
     document.body.dataset.state = "live";
   } catch (err) {
