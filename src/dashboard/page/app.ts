@@ -75,7 +75,11 @@ function renderRing(ring: ServiceRingView | null, servers: StatusDocument["clust
   const n = ring.members.length;
   const size = 320;
   const r = 120;
-  const svg = s("svg", { viewBox: `-40 0 ${size + 80} ${size}`, role: "img", "aria-labelledby": "ring-title" });
+  const svg = s("svg", {
+    viewBox: `-40 0 ${size + 80} ${size}`,
+    role: "img",
+    "aria-labelledby": "ring-title",
+  });
   svg.append(s("title", { id: "ring-title" }, `Ring of ${n} members`));
   svg.append(s("circle", { cx: size / 2, cy: size / 2, r, class: "ring-line" }));
   const list = h("ol", { class: "members" });

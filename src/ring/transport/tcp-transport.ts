@@ -67,8 +67,6 @@ interface Outbound {
  */
 export class TcpTransport {
   private server: Server | undefined;
-  private attached:
-    { server: Server; onUpgrade: (req: IncomingMessage, s: Duplex, head: Buffer) => void } | undefined;
   private readonly outbound = new Map<string, Outbound>();
   private readonly inbound = new Set<Socket>();
   private readonly failedUntil = new Map<string, { until: number; backoffMs: number }>();
@@ -118,11 +116,9 @@ export class TcpTransport {
 
   /** Takes ring connections from a service's HTTP server (its other upgrades are refused). */
   attach(server: Server): void {
-    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (!this.upgrade(req, socket, head)) socket.destroy();
-    };
-    server.on("upgrade", onUpgrade);
-    this.attached = { server, onUpgrade };
+    });
     this.startSweeper();
   }
 
@@ -202,7 +198,8 @@ export class TcpTransport {
       ),
     );
     for (const s of this.inbound) s.destroy();
-    if (this.attached) this.attached.server.off("upgrade", this.attached.onUpgrade);
+    // The service's server goes on answering while it stops: its upgrade listener stays and drops ring
+    // connections from now on (a peer sees a closed connection, as from a stopped member, not an HTTP answer).
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
