@@ -34,13 +34,15 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
  * 4. Scrub: its rate at the default setting (from the node's /stats), and GET throughput at 64 connections with
  *    it against without.
  * Env: BENCH_FILES (100000), BENCH_COMPARE_FILES (1000000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
- * BENCH_PARTS (refill,compare,impact,scrub).
+ * BENCH_PARTS (refill,compare,impact,scrub), BENCH_BUSY (repair,scrub: what runs in the impact figures' busy
+ * rounds; with BENCH_PARTS=impact, `repair` or `scrub` alone tells which costs what).
  */
 const FILES = Number(process.env.BENCH_FILES ?? 100_000);
 const COMPARE_FILES = Number(process.env.BENCH_COMPARE_FILES ?? 1_000_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const PARTS = (process.env.BENCH_PARTS ?? "refill,compare,impact,scrub").split(",");
+const BUSY = (process.env.BENCH_BUSY ?? "repair,scrub").split(",");
 const BACKPACK = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
 const CONCURRENCY = 8;
 /** The steady client load of the impact figures: GET 1-16 KiB files, PUT 4 KiB files. */
@@ -351,7 +353,7 @@ async function impactAndScrub(root: string): Promise<void> {
       quiet.put.push(await paced("PUT"));
       if (PARTS.includes("scrub")) quiet.rps.push((await load("GET", 64)).rps);
     }
-    await restart(true);
+    await restart(PARTS.includes("scrub") || BUSY.includes("scrub"));
     if (PARTS.includes("scrub")) {
       const s0 = await scrubStats(node.url);
       const t0 = performance.now();
@@ -359,7 +361,10 @@ async function impactAndScrub(root: string): Promise<void> {
       const s1 = await scrubStats(node.url);
       scrubRate = (s1.bytesVerified - s0.bytesVerified) / ((performance.now() - t0) / 1000);
     }
-    if (PARTS.includes("impact")) {
+    if (PARTS.includes("impact") && !BUSY.includes("repair")) {
+      busy.get.push(await paced("GET"));
+      busy.put.push(await paced("PUT"));
+    } else if (PARTS.includes("impact")) {
       // Repair refills the replica at the default rates (200 files/s, 32 MB/s) while the node scrubs.
       const { repair, close } = await repairer(
         join(root, `impact-${round}`),
@@ -382,7 +387,7 @@ async function impactAndScrub(root: string): Promise<void> {
     for (const m of ["get", "put"] as const) {
       const ratio = median(busy[m]) / median(quiet[m]);
       row(
-        `client ${m.toUpperCase()} p99 at ${m === "get" ? GET_RATE : PUT_RATE}/s, with repair (default rates) and scrub running (ms)`,
+        `client ${m.toUpperCase()} p99 at ${m === "get" ? GET_RATE : PUT_RATE}/s, with ${BUSY.join(" and ")} running (ms)`,
         busy[m].map((x) => x.toFixed(2)).join(" / "),
         quiet[m].map((x) => x.toFixed(2)).join(" / ") + " (neither running)",
         ratio.toFixed(2),
