@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
@@ -16,7 +16,7 @@ import { REPLICATOR_DEFAULTS } from "../src/replicator/config.js";
 import { openStore } from "../src/storage/store.js";
 import { runLoad, type LoadResult } from "./lib/load.js";
 import { pacedLoad } from "./lib/paced-load.js";
-import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
+import { processCpuSeconds, startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
 /**
  * `npm run bench:repair`: what self-healing costs and how fast it is, each figure against a baseline measured
@@ -30,7 +30,8 @@ import { startServerProcess, type ServerProcess } from "./lib/server-process.js"
  * 3. Impact: client GET and PUT p99 at a steady rate (BENCH_GET_RATE 2000/s, BENCH_PUT_RATE 1000/s, an open
  *    loop in a process of its own) on the source node while repair refills its replica at the default rates
  *    and the node scrubs at its default rate, against the same load with neither; rounds alternate (the node
- *    is restarted with and without scrub).
+ *    is restarted with and without scrub). As a baseline, the same load beside a plain CPU hog as busy as the
+ *    repair was (this process's repair work and the replica node, measured in the round before).
  * 4. Scrub: its rate at the default setting (from the node's /stats), and GET throughput at 64 connections with
  *    it against without.
  * Env: BENCH_FILES (100000), BENCH_COMPARE_FILES (1000000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
@@ -297,13 +298,25 @@ async function scrubStats(url: string): Promise<{ bytesVerified: number; rateByt
   return doc.store.scrub;
 }
 
+/** A process that keeps `cores` of one core busy (spinning `cores` × 10 ms of every 10 ms). */
+function burn(cores: number): ChildProcess {
+  const slice = Math.min(10, Math.max(0, cores * 10));
+  return spawn(
+    process.execPath,
+    [
+      "-e",
+      `setInterval(() => { const end = performance.now() + ${slice}; while (performance.now() < end); }, 10);`,
+    ],
+    { stdio: "ignore" },
+  );
+}
+
 async function impactAndScrub(root: string): Promise<void> {
   const dir = join(root, "a");
   // The source of part 1 when it ran; else filled here.
   let node = await startNode(dir, ["--scrub-rate", "0"]);
   if ((await entries(node.url)) < FILES) await fill(node.url, FILES);
-  const replicaDir = join(root, "impact-replica");
-  const replica = await startNode(replicaDir);
+  const replica = await startNode(join(root, "impact-replica"));
   const load = (method: "GET" | "PUT", connections: number): Promise<LoadResult> =>
     runLoad({
       url: node.url,
@@ -344,6 +357,8 @@ async function impactAndScrub(root: string): Promise<void> {
   };
   const quiet: { get: number[]; put: number[]; rps: number[] } = { get: [], put: [], rps: [] };
   const busy: { get: number[]; put: number[] } = { get: [], put: [] };
+  // The same load beside a plain CPU hog as busy as repair was (this process's repair and the replica node).
+  const hog: { get: number[]; put: number[]; cores: number[] } = { get: [], put: [], cores: [] };
   const scrubbing: { rps: number[] } = { rps: [] };
   let scrubRate = 0;
   for (let round = 0; round < ROUNDS; round++) {
@@ -376,11 +391,24 @@ async function impactAndScrub(root: string): Promise<void> {
       );
       const running = repair.compareShard("1");
       await new Promise((r) => setTimeout(r, 1000));
+      const [cpu0, replica0, t0] = [
+        process.cpuUsage(),
+        processCpuSeconds(replica.pid) ?? 0,
+        performance.now(),
+      ];
       busy.get.push(await paced("GET"));
       busy.put.push(await paced("PUT"));
+      const cpu = process.cpuUsage(cpu0);
+      const used = (cpu.user + cpu.system) / 1e6 + (processCpuSeconds(replica.pid) ?? 0) - replica0;
       await repair.stop();
       await running.catch(() => undefined);
       await close();
+      const cores = used / ((performance.now() - t0) / 1000);
+      hog.cores.push(cores);
+      const hogger = burn(cores);
+      hog.get.push(await paced("GET"));
+      hog.put.push(await paced("PUT"));
+      hogger.kill();
     }
   }
   if (PARTS.includes("impact")) {
@@ -394,6 +422,18 @@ async function impactAndScrub(root: string): Promise<void> {
         "≤ 1.2",
         ratio <= 1.2,
       );
+    }
+    if (hog.cores.length > 0) {
+      for (const m of ["get", "put"] as const) {
+        row(
+          `(baseline) client ${m.toUpperCase()} p99 beside a CPU hog as busy as repair (${hog.cores.map((c) => `${(c * 100).toFixed(0)}%`).join(" / ")} of a core)`,
+          hog[m].map((x) => x.toFixed(2)).join(" / "),
+          quiet[m].map((x) => x.toFixed(2)).join(" / ") + " (neither running)",
+          (median(hog[m]) / median(quiet[m])).toFixed(2),
+          "",
+          undefined,
+        );
+      }
     }
   }
   if (PARTS.includes("scrub")) {
