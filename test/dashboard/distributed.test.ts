@@ -50,6 +50,7 @@ test(
     const row = page.locator(`#shards tr[data-server="${victim}"]`);
     const state = async (): Promise<string> => (await row.locator(".badge").textContent()) ?? "";
     await cluster.kill({ role: "node", id: victim });
+    const killedAt = performance.now();
     await waitFor(async () => (await state()).startsWith("down"), {
       timeoutMs: 15_000,
       what: `node ${victim} shown down`,
@@ -59,6 +60,7 @@ test(
       timeoutMs: 15_000,
       what: `node ${victim} dead in the ring`,
     });
+    t.diagnostic(`shown dead in the ring ${((performance.now() - killedAt) / 1000).toFixed(1)} s after the SIGKILL`);
     assert.equal(
       await row.locator(".badge.bad").count(),
       1,
