@@ -2,9 +2,11 @@ import type { ListEntry } from "../client/coordinator-client.js";
 import type { NodeKeyEntry } from "../client/node-client.js";
 import { httpDate } from "../common/http.js";
 import { compareKeys } from "../common/key.js";
-import { compareVersions, parseVersion, versionTimeMs, type Version } from "../common/version.js";
+import { parseVersion, versionTimeMs } from "../common/version.js";
 
 const OCTET_STREAM = "application/octet-stream";
+/** A version as formatVersion writes it: 16 digits, `-`, 4 lower-case hex digits. */
+const VERSION_TEXT = /^\d{16}-[0-9a-f]{4}$/;
 
 /** One node's page of keys (`GET /_backpack/keys`) from one round of a listing, and the shard it serves. */
 export interface SourcePage {
@@ -33,21 +35,21 @@ export function mergeRound(pages: readonly SourcePage[]): {
       bound = last.key;
     }
   }
-  const newest = new Map<string, { entry: NodeKeyEntry; version: Version; shard: string }>();
+  // Versions as nodes write them (formatVersion: fixed width) compare as their texts do.
+  const newest = new Map<string, { entry: NodeKeyEntry; shard: string }>();
   for (const p of pages) {
     for (const entry of p.entries) {
       if (bound !== undefined && compareKeys(entry.key, bound) > 0) break;
-      const version = parseVersion(entry.version);
-      if (version === undefined) continue;
+      if (!VERSION_TEXT.test(entry.version)) continue;
       const held = newest.get(entry.key);
-      if (held === undefined || compareVersions(version, held.version) > 0) {
-        newest.set(entry.key, { entry, version, shard: p.shard });
-      }
+      if (held === undefined || entry.version > held.entry.version)
+        newest.set(entry.key, { entry, shard: p.shard });
     }
   }
   const entries: ListEntry[] = [];
-  for (const { entry, version, shard } of newest.values()) {
+  for (const { entry, shard } of newest.values()) {
     if (entry.deleted) continue;
+    const version = parseVersion(entry.version)!;
     entries.push({
       key: entry.key,
       shard,

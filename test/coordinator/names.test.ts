@@ -236,3 +236,22 @@ void test("GET /_list refuses a bad query with 400 BAD_REQUEST", async (t) => {
   assert.equal(ok.status, 200);
   assert.deepEqual(await ok.json(), { entries: [], truncated: false });
 });
+
+void test("GET /_list: a page whose keys all lie on one shard is whole (further rounds past the first share)", async (t) => {
+  const f = await startFixture(t);
+  const client = clientFor(t);
+  const keys = Array.from({ length: 60 }, (_, i) => `one/${String(i).padStart(2, "0")}`);
+  await Promise.all(keys.map((k) => client.put(f.url, k, k, { shard: "1" })));
+  const first = await client.list(f.url, { prefix: "one/", limit: 40 });
+  assert.deepEqual(
+    first.entries.map((e) => e.key),
+    keys.slice(0, 40),
+  );
+  assert.equal(first.truncated, true);
+  const rest = await client.list(f.url, { prefix: "one/", limit: 40, after: "one/39" });
+  assert.deepEqual(
+    rest.entries.map((e) => e.key),
+    keys.slice(40),
+  );
+  assert.equal(rest.truncated, false);
+});
