@@ -30,7 +30,8 @@ import {
  * A file's stored headers (few files have any but those the S3 front writes, which all carry an ETag) follow its
  * key in the arena, so they cost their own bytes and two more; bit 28 of `meta` says they are there.
  *
- * For listing keys in order, every entry is also in `sorted` (sorted-keys.ts: about 4-8 bytes per entry).
+ * For listing keys in order, every entry is also in the key order (sorted-keys.ts: about 4-8 bytes per entry),
+ * built by the first listing and kept from then on.
  *
  * For comparing replicas (see replica-digest.ts) every entry is also on a doubly linked list of its digest
  * bucket (two more i32 columns, 8 bytes) and in its bucket's 64-bit digest, both kept current by every change.
@@ -117,11 +118,11 @@ export class IndexTable {
   readonly bucketSize = new Uint32Array(DIGEST_BUCKETS);
   /** Per bucket, two u32: the XOR of its entries' 64-bit hashes. */
   readonly digest = new Uint32Array(DIGEST_BUCKETS * 2);
-  /** Entry numbers in key order; follows changes with the bucket lists (`tracking`). */
-  readonly sorted = new SortedKeys({
-    compare: (i, key) => this.compareKey(i, key),
-    compareEntries: (a, b) => this.compareEntries(a, b),
-  });
+  /**
+   * Entry numbers in key order, built by the first `sorted()` (a node never asked for its keys in order pays
+   * nothing for it), then following changes with the bucket lists (`tracking`).
+   */
+  private keyOrder: SortedKeys | undefined;
   /**
    * Whether the bucket lists, digests and key order follow changes. Off while recovery builds the index (a checkpoint's
    * entries have no lists); `rebuildBuckets` turns it on.
@@ -168,7 +169,7 @@ export class IndexTable {
     this.count++;
     if (this.tracking) {
       this.linkAndHash(i);
-      this.sorted.insert(i, this.keyOf(i));
+      this.keyOrder?.insert(i, this.keyOf(i));
     }
     return i;
   }
@@ -229,13 +230,29 @@ export class IndexTable {
     this.bucketHead.fill(-1);
     this.bucketSize.fill(0);
     this.digest.fill(0);
-    const entries: number[] = [];
-    this.forEach((i) => {
-      this.linkAndHash(i);
-      entries.push(i);
-    });
-    this.sorted.rebuild(entries);
+    this.forEach((i) => this.linkAndHash(i));
+    this.keyOrder = undefined;
     this.tracking = true;
+  }
+
+  /** The entries in key order (built at the first call: one sort of every entry). */
+  sorted(): SortedKeys {
+    if (!this.keyOrder) {
+      const order = new SortedKeys({
+        compare: (i, key) => this.compareKey(i, key),
+        compareEntries: (a, b) => this.compareEntries(a, b),
+      });
+      const entries: number[] = [];
+      this.forEach((i) => void entries.push(i));
+      order.rebuild(entries);
+      this.keyOrder = order;
+    }
+    return this.keyOrder;
+  }
+
+  /** Heap bytes of the key order: 0 until it is first asked for. */
+  keyOrderBytes(): number {
+    return this.keyOrder?.heapBytes() ?? 0;
   }
 
   /** Points an entry at its record's new place (compaction moved it). */
@@ -260,7 +277,7 @@ export class IndexTable {
     if (this.tracking) {
       this.toggleHash(i);
       this.unlink(i);
-      this.sorted.remove(i, key);
+      this.keyOrder?.remove(i, key);
     }
     // Backward-shift deletion: pull later members of the probe run into the hole so lookups never stop early.
     let hole = s;
@@ -368,7 +385,7 @@ export class IndexTable {
       this.slots.byteLength +
       this.pages.length * PAGE * ENTRY_BYTES +
       this.arena.heapBytes() +
-      this.sorted.heapBytes()
+      this.keyOrderBytes()
     );
   }
 

@@ -420,7 +420,7 @@ export class DiskStore implements Store {
       checksumErrors: this.checksumErrors,
       compactions: this.compactor.completed,
       indexHeapBytes: this.index.heapBytes(),
-      keyOrderBytes: this.index.sorted.heapBytes(),
+      keyOrderBytes: this.index.keyOrderBytes(),
       readCache: { hits: this.readCache.hits, misses: this.readCache.misses, bytes: this.readCache.bytes },
       scrub: this.scrubber.stats(),
     };
@@ -609,7 +609,7 @@ export class DiskStore implements Store {
     const fromAfter = a !== undefined && Buffer.compare(a, p) >= 0;
     const entries: KeyEntry[] = [];
     let more = false;
-    for (const i of index.sorted.from(fromAfter ? a : p, !fromAfter)) {
+    for (const i of index.sorted().from(fromAfter ? a : p, !fromAfter)) {
       const key = index.keyOf(i);
       if (key.length < p.length || Buffer.compare(key.subarray(0, p.length), p) !== 0) break;
       if (entries.length === limit) {

@@ -60,7 +60,9 @@ test(
       timeoutMs: 15_000,
       what: `node ${victim} dead in the ring`,
     });
-    t.diagnostic(`shown dead in the ring ${((performance.now() - killedAt) / 1000).toFixed(1)} s after the SIGKILL`);
+    t.diagnostic(
+      `shown dead in the ring ${((performance.now() - killedAt) / 1000).toFixed(1)} s after the SIGKILL`,
+    );
     assert.equal(
       await row.locator(".badge.bad").count(),
       1,
