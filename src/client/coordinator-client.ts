@@ -2,7 +2,9 @@ import { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
 import { BackpackError } from "../common/errors.js";
 import { keyToPath } from "../common/key.js";
-import { expectStatus, objectOf, upstreamError, type NodeObject } from "./node-client.js";
+import type { StoredHeaders } from "../common/stored-headers.js";
+import { VERSION_HEADER } from "../common/version.js";
+import { expectStatus, headerText, objectOf, upstreamError, type NodeObject } from "./node-client.js";
 import type { ShardHealth } from "../queue/health.js";
 import type { ServiceRingView } from "../ring/service-ring.js";
 import type { RuntimeSettings } from "../cluster/settings.js";
@@ -124,10 +126,39 @@ export interface ClusterView {
   settings?: RuntimeSettings;
 }
 
+/** Where the coordinator lists the cluster's files in key order. */
+export const LIST_PATH = "/_list";
+/** Names the shard a targeted upload goes to. */
+export const SHARD_HEADER = "x-backpack-shard";
+
+/** One file of `GET /_list`. */
+export interface ListEntry {
+  key: string;
+  shard: string;
+  size: number;
+  /** As `X-Backpack-Version`. */
+  version: string;
+  /** An HTTP date. */
+  lastModified: string;
+  contentType: string;
+  /** The file's stored headers (names lower-case); absent when it has none. */
+  headers?: StoredHeaders;
+}
+
+/** A page of `GET /_list`: `truncated` when keys after the last entry may follow. */
+export interface ListPage {
+  entries: ListEntry[];
+  truncated: boolean;
+}
+
 export interface CoordinatorPutOptions {
   /** Declared length; without it the body goes chunked (the coordinator then reads it whole first). */
   size?: number;
   contentType?: string;
+  /** Stored with the file and answered back on GET/HEAD (Cache-Control, Content-*, Expires, X-Backpack-Meta-*). */
+  headers?: StoredHeaders;
+  /** Store it on this shard (`X-Backpack-Shard`) instead of one the coordinator chooses. */
+  shard?: string;
   /** `all`: answer only once every server of the shard holds the file. */
   replicas?: "all";
   token?: string;
@@ -151,21 +182,46 @@ export class CoordinatorClient {
     key: string,
     body: Buffer | string | AsyncIterable<Uint8Array>,
     options: CoordinatorPutOptions = {},
-  ): Promise<{ shardId: string; replicas?: string[] }> {
-    const headers = this.authHeaders(options.token);
+  ): Promise<{ shardId: string; version: string; replicas?: string[] }> {
+    const headers: Record<string, string> = { ...options.headers, ...this.authHeaders(options.token) };
     if (options.size !== undefined) headers["content-length"] = String(options.size);
     if (options.contentType) headers["content-type"] = options.contentType;
+    if (options.shard !== undefined) headers[SHARD_HEADER] = options.shard;
     if (options.replicas === "all") headers["x-backpack-replicas"] = "all";
     const payload = typeof body === "string" || Buffer.isBuffer(body) ? body : Readable.from(body);
-    const res = await this.send(base, keyToPath(key), "PUT", { headers, body: payload, ...options });
+    const res = await this.send(base, keyToPath(key), "PUT", { ...options, headers, body: payload });
     await expectStatus(res, [200], base, key);
     const json = (await res.body.json()) as { shard_id?: unknown; replicas?: unknown };
     if (typeof json.shard_id !== "string") {
       throw new BackpackError("UPSTREAM_FAILED", `${base} answered PUT without a shard id`);
     }
+    const version = headerText(res.headers[VERSION_HEADER]);
     return Array.isArray(json.replicas)
-      ? { shardId: json.shard_id, replicas: json.replicas.map(String) }
-      : { shardId: json.shard_id };
+      ? { shardId: json.shard_id, version, replicas: json.replicas.map(String) }
+      : { shardId: json.shard_id, version };
+  }
+
+  /**
+   * One page of the cluster's files in key order (`GET /_list`): the newest live version of each key that
+   * starts with `prefix`, strictly after `after`, at most `limit` (1-1000, default 1000).
+   */
+  async list(
+    base: string,
+    options: {
+      prefix?: string;
+      after?: string;
+      limit?: number;
+      timeoutMs?: number;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<ListPage> {
+    const q = new URLSearchParams();
+    if (options.prefix) q.set("prefix", options.prefix);
+    if (options.after !== undefined) q.set("after", options.after);
+    if (options.limit !== undefined) q.set("limit", String(options.limit));
+    const res = await this.send(base, `${LIST_PATH}?${q.toString()}`, "GET", options);
+    await expectStatus(res, [200], base, LIST_PATH);
+    return (await res.body.json()) as ListPage;
   }
 
   /** GET (or HEAD) `/<shard>:<key>`: any status is returned; the caller consumes or dumps the body. */

@@ -12,6 +12,7 @@ import {
   VERSION_HEADER,
   type Version,
 } from "../common/version.js";
+import { pickStoredHeaders, type StoredHeaders } from "../common/stored-headers.js";
 import type { ListedEntry } from "../storage/types.js";
 import type { ScrubStats } from "../storage/scrubber.js";
 import { BATCH_CONTENT_TYPE, BATCH_PATH } from "../common/batch-frame.js";
@@ -45,12 +46,31 @@ export interface NodeObject {
   lastModified: string;
   /** Undefined from a node that predates versions. */
   version: Version | undefined;
+  /** The file's stored headers (Cache-Control, Content-*, Expires, X-Backpack-Meta-*), when it has any. */
+  headers?: StoredHeaders;
   /** The node holds it damaged (`X-Backpack-Damaged` on a HEAD): quarantined until repair restores it. */
   damaged?: true;
 }
 
 /** One key as a replica holds it (`GET /_backpack/list`). */
 export type ReplicaEntry = ListedEntry;
+
+/** Where a node lists its keys in key order. */
+export const KEYS_PATH = "/_backpack/keys";
+
+/** One key of `GET /_backpack/keys`, as the node sends it (docs/http-api.md). */
+export interface NodeKeyEntry {
+  key: string;
+  /** As `X-Backpack-Version`. */
+  version: string;
+  size: number;
+  /** A delete within its grace period. */
+  deleted?: true;
+  /** Quarantined (failed its checksum), waiting for repair. */
+  damaged?: true;
+  contentType?: string;
+  headers?: StoredHeaders;
+}
 
 /** A node's replica digest and the health figures that come with it (`GET /_backpack/digest`). */
 export interface ReplicaDigest {
@@ -68,6 +88,8 @@ export interface ReplicaDigest {
 export type PutOptions = NodeRequestOptions & {
   size?: number;
   contentType?: string;
+  /** Stored with the file (Cache-Control, Content-*, Expires, X-Backpack-Meta-*). */
+  headers?: StoredHeaders;
   expectedCrc?: number;
   version?: Version;
 };
@@ -153,6 +175,7 @@ export class NodeClient {
           {
             key,
             contentType: options.contentType,
+            headers: options.headers,
             body,
             bodyCrc: options.expectedCrc ?? checksum(body),
             version: options.version,
@@ -165,7 +188,7 @@ export class NodeClient {
         this.noBatch.add(base);
       }
     }
-    const headers: Record<string, string> = this.authHeaders(options);
+    const headers: Record<string, string> = { ...options.headers, ...this.authHeaders(options) };
     if (options.contentType) headers["content-type"] = options.contentType;
     if (options.expectedCrc !== undefined)
       headers["x-backpack-checksum"] = formatChecksum(options.expectedCrc);
@@ -196,7 +219,7 @@ export class NodeClient {
       }
     }
     if (size !== undefined) headers["content-length"] = String(size);
-    const res = await this.send(base, key, "PUT", { headers, body, ...options });
+    const res = await this.send(base, key, "PUT", { ...options, headers, body });
     const text = await res.body.text().catch(() => "");
     return putOutcome(res.statusCode, (name) => headerText(res.headers[name]), text, base, key);
   }
@@ -212,6 +235,7 @@ export class NodeClient {
     options: NodeRequestOptions & {
       size: number;
       contentType?: string;
+      headers?: StoredHeaders;
       expectedCrc: number;
       version: Version;
     },
@@ -309,6 +333,23 @@ export class NodeClient {
       });
     }
     return { entries, more: doc.more };
+  }
+
+  /**
+   * One page of the node's keys in key order (`GET /_backpack/keys`): files and deletes within their grace
+   * period, starting with `prefix`, strictly after `after`.
+   */
+  async listKeys(
+    base: string,
+    options: NodeRequestOptions & { prefix?: string; after?: string; limit?: number } = {},
+  ): Promise<{ entries: NodeKeyEntry[]; more: boolean }> {
+    const q = new URLSearchParams({ limit: String(options.limit ?? 1000) });
+    if (options.prefix) q.set("prefix", options.prefix);
+    if (options.after !== undefined) q.set("after", options.after);
+    const res = await this.sendPath(base, `${KEYS_PATH}?${q.toString()}`, options);
+    await expectStatus(res, [200], base, KEYS_PATH);
+    const doc = (await res.body.json()) as { more: boolean; entries: NodeKeyEntry[] };
+    return { entries: doc.entries, more: doc.more };
   }
 
   private async sendPath(
@@ -551,7 +592,7 @@ function answerError(
   base: string,
   what: string,
 ): BackpackError {
-  let code: ErrorCode = status >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
+  let code: ErrorCode = status === 404 ? "NOT_FOUND" : status >= 500 ? "UPSTREAM_FAILED" : "BAD_REQUEST";
   let message = `${base} answered ${status} for ${what}`;
   try {
     const body = JSON.parse(text?.toString("utf8") ?? "") as { code?: unknown; error?: unknown };
@@ -560,7 +601,6 @@ function answerError(
   } catch {
     // Not a JSON error body.
   }
-  if (status === 404) code = "NOT_FOUND";
   return new BackpackError(code, message, { details: { status } });
 }
 
@@ -610,6 +650,7 @@ export function headerText(v: string | string[] | undefined): string {
 }
 
 export function objectOf(headers: Record<string, string | string[] | undefined>): NodeObject {
+  const stored = pickStoredHeaders(headers);
   return {
     size: Number(headerText(headers["content-length"])),
     crc: parseChecksum(headerText(headers["x-backpack-checksum"])) ?? 0,
@@ -617,6 +658,7 @@ export function objectOf(headers: Record<string, string | string[] | undefined>)
     etag: headerText(headers.etag),
     lastModified: headerText(headers["last-modified"]),
     version: parseVersion(headerText(headers[VERSION_HEADER])),
+    ...(stored ? { headers: stored } : {}),
     ...(headers[DAMAGED_HEADER] !== undefined ? { damaged: true as const } : {}),
   };
 }

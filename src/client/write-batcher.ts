@@ -1,3 +1,4 @@
+import { storedHeadersBytes } from "../common/stored-headers.js";
 import { batchRecordBytes, encodeBatch, MAX_BATCH_RECORDS, type BatchRecord } from "../common/batch-frame.js";
 import { BackpackError, isErrorCode } from "../common/errors.js";
 import { parseChecksum } from "../common/checksum.js";
@@ -72,7 +73,12 @@ export class WriteBatcher {
       }
       const p: Pending = {
         record,
-        bytes: batchRecordBytes(Buffer.byteLength(record.key), 0, record.body.length) + 256,
+        bytes:
+          batchRecordBytes(
+            Buffer.byteLength(record.key),
+            record.headers ? storedHeadersBytes(record.headers) : 0,
+            record.body.length,
+          ) + 256,
         resolve,
         reject,
         done: false,

@@ -13,6 +13,8 @@ export const ERROR_STATUS = {
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  /** A targeted upload (`X-Backpack-Shard`) names a shard the cluster map does not have. */
+  NO_SUCH_SHARD: 404,
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
@@ -21,6 +23,8 @@ export const ERROR_STATUS = {
   /** A node back after longer than its tombstone grace period: not merged by repair until an operator resets it. */
   AWAY_TOO_LONG: 409,
   ALREADY_EXISTS: 409,
+  /** A targeted upload names a shard that is disabled (read-only), has no servers, or has no room for it. */
+  SHARD_UNAVAILABLE: 409,
   LENGTH_REQUIRED: 411,
   PRECONDITION_FAILED: 412,
   BODY_TOO_LARGE: 413,

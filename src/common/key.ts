@@ -101,3 +101,21 @@ export function parseShardKey(text: string): { shardId: string; key: string } {
   }
   return { shardId: text.slice(0, i), key: validateKey(text.slice(i + 1)) };
 }
+
+/**
+ * Orders keys by the bytes of their UTF-8 (what a node's key order and `GET /_list` use), without encoding
+ * them: UTF-16 order is code point order, and so UTF-8 byte order, except that a surrogate (half of a code
+ * point past U+FFFF) sorts after every other unit.
+ */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    const xs = x >= 0xd800 && x <= 0xdfff;
+    const ys = y >= 0xd800 && y <= 0xdfff;
+    return xs === ys ? x - y : xs ? 1 : -1;
+  }
+  return a.length - b.length;
+}

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { shardKeyFromTarget } from "../common/key.js";
+import { isStoredHeader } from "../common/stored-headers.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import { compareVersions, parseVersion, VERSION_HEADER, type Version } from "../common/version.js";
 import type { CoordinatorContext } from "./context.js";
@@ -28,7 +29,6 @@ export const FORWARD_RESPONSE = [
   "accept-ranges",
   "etag",
   "last-modified",
-  "cache-control",
   "x-backpack-checksum",
   "x-backpack-version",
 ];
@@ -119,6 +119,8 @@ export async function handleRead(
       const v = upstream.headers[name];
       if (v !== undefined) out[name] = v;
     }
+    // The file's stored headers, as the node answers them.
+    for (const [name, v] of Object.entries(upstream.headers)) if (isStoredHeader(name)) out[name] = v;
     ctx.health.recordSuccess(serverId);
     ctx.metrics.reads.inc({ result: "ok" });
     ctx.counters.reads++;

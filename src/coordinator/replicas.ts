@@ -136,6 +136,7 @@ async function directCopy(
       expectedCrc: stored.crc,
       version: stored.version,
       ...(stored.contentType ? { contentType: stored.contentType } : {}),
+      ...(stored.headers ? { headers: stored.headers } : {}),
     };
     const held = body.replayable && body.complete ? (body.buffer() ?? (reader = body.open())) : undefined;
     if (held !== undefined) {

@@ -30,6 +30,8 @@ import type { Random } from "./shard-chooser.js";
 import { handleCluster } from "./cluster-handler.js";
 import { ADMIN_PREFIX, handleAdmin } from "./admin-handler.js";
 import { handleLocate, LOCATE_PREFIX } from "./locate-handler.js";
+import { handleList } from "./list-handler.js";
+import { LIST_PATH } from "../client/coordinator-client.js";
 import { handleStatus, StatusHistory } from "./status-handler.js";
 import { collectStats, handleStats, registerHealthMetrics } from "./stats-handler.js";
 import { UsageFlusher } from "./usage-flusher.js";
@@ -270,6 +272,7 @@ export class CoordinatorService implements Service {
       if (path === "/cluster") return handleCluster(this.ctx, res);
       if (path === "/ring") return sendJson(res, 200, this.ring.view());
       if (path.startsWith(LOCATE_PREFIX)) return handleLocate(this.ctx, res, target);
+      if (path === LIST_PATH) return handleList(this.ctx, res, target);
       if (path === "/healthz") {
         sendJson(res, 200, { status: "ok", cluster_map_connected: this.ctx.map.connected });
         return;

@@ -1,5 +1,6 @@
 import { BackpackError, hasCode, toBackpackError } from "../common/errors.js";
 import { formatChecksum } from "../common/checksum.js";
+import type { StoredHeaders } from "../common/stored-headers.js";
 import { compareVersions, type Version } from "../common/version.js";
 import type { ClusterSnapshot, ShardInfo } from "../cluster/types.js";
 import { staleCurrent } from "../client/node-client.js";
@@ -27,6 +28,7 @@ export interface StoredUpload {
   /** The version it was stored with; every copy carries it. */
   version: Version;
   contentType: string | undefined;
+  headers: StoredHeaders | undefined;
   /** Why the last failed write failed (for an answer that no node took the upload). */
   lastError: BackpackError | undefined;
 }
@@ -61,11 +63,13 @@ export async function storeReplicas(
     /** Durable copies wanted before the nodes not tried yet are given up. */
     need: number;
     contentType: string | undefined;
+    /** Stored with the file (common/stored-headers.ts). */
+    headers: StoredHeaders | undefined;
     /** The CRC-32 the client declared (`X-Backpack-Checksum`), if it did. */
     declaredCrc: number | undefined;
   },
 ): Promise<StoredUpload> {
-  const { mode, need, contentType, declaredCrc } = options;
+  const { mode, need, contentType, headers, declaredCrc } = options;
   const suspect = (s: string): boolean => ctx.health.isSuspect(s);
   const untried = orderServers(shard.servers, suspect, ctx.random);
   const healthy = untried.filter((s) => !suspect(s)).length;
@@ -77,6 +81,7 @@ export async function storeReplicas(
     crc: 0,
     version: ctx.clock.next(),
     contentType,
+    headers,
     lastError: undefined,
   };
   const small = body.size <= SMALL_BODY_BYTES;
@@ -208,6 +213,7 @@ async function writeRound(
           version: stored.version,
           ...(abort ? { signal: abort.signal } : {}),
           ...(stored.contentType ? { contentType: stored.contentType } : {}),
+          ...(stored.headers ? { headers: stored.headers } : {}),
           ...(expectedCrc !== undefined ? { expectedCrc } : {}),
         })
         .then(({ crc }) => {

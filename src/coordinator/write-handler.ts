@@ -4,7 +4,9 @@ import { expectedChecksum } from "../common/checksum.js";
 import { checkBearer, sendJson } from "../common/http.js";
 import { formatVersion, VERSION_HEADER } from "../common/version.js";
 import { keyFromTarget } from "../common/key.js";
-import type { ClusterSnapshot } from "../cluster/types.js";
+import { pickStoredHeaders } from "../common/stored-headers.js";
+import { SHARD_HEADER } from "../client/coordinator-client.js";
+import type { ClusterSnapshot, ShardInfo } from "../cluster/types.js";
 import { BodySource } from "./body-source.js";
 import type { CoordinatorContext } from "./context.js";
 import { REPLICA_MODES, type ReplicaMode } from "./config.js";
@@ -43,11 +45,13 @@ export async function handleWrite(
   // Checked end to end: the nodes refuse a body that does not match it, and so the upload.
   const declaredCrc = expectedChecksum(req.headers["x-backpack-checksum"]);
   const size = declaredSize(req, ctx.config.maxBodyBytes);
+  const headers = pickStoredHeaders(req.headers);
   const snapshot = writableSnapshot(ctx);
+  const targetId = targetShard(req);
   // Only the original's mode leaves new files as a single copy: it waits for the replicators to keep up.
   if (mode === "one" && (await ctx.queue.admit())) ctx.counters.throttledUploads++;
   // A declared size lets the shard be chosen before the body arrives; a chunked body is read first.
-  if (size !== undefined) chooseFor(ctx, snapshot, size);
+  if (size !== undefined) chooseFor(ctx, snapshot, size, targetId);
 
   let body: BodySource | undefined;
   let reservation: ReturnType<CoordinatorContext["usage"]["reserve"]> | undefined;
@@ -62,7 +66,7 @@ export async function handleWrite(
         : BodySource.live(req, size, ctx.config.retainBytes);
     // A client too slow to send even the start of its body is cut here, before it holds a node's upload budget.
     await body.ready();
-    const shard = chooseFor(ctx, snapshot, body.size);
+    const shard = chooseFor(ctx, snapshot, body.size, targetId);
     reservation = ctx.usage.reserve(shard.id, body.size);
     // Durable copies wanted: a shard with fewer nodes than the quorum needs them all.
     const need =
@@ -75,6 +79,7 @@ export async function handleWrite(
       mode,
       need,
       contentType: req.headers["content-type"],
+      headers,
       declaredCrc,
     });
     if (stored.holding.length === 0) throw storedNowhere(key, stored);
@@ -220,10 +225,42 @@ function writableSnapshot(ctx: CoordinatorContext): ClusterSnapshot {
   return snapshot;
 }
 
-function chooseFor(ctx: CoordinatorContext, snapshot: ClusterSnapshot, size: number) {
+/** `X-Backpack-Shard`: the shard a targeted upload must go to, or undefined (the coordinator chooses). */
+function targetShard(req: IncomingMessage): string | undefined {
+  const v = req.headers[SHARD_HEADER];
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v.trim() === "") {
+    throw new BackpackError("BAD_REQUEST", "X-Backpack-Shard must name one shard id");
+  }
+  return v.trim();
+}
+
+function chooseFor(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  size: number,
+  targetId: string | undefined,
+): ShardInfo {
   const candidates: ShardCandidate[] = Object.values(snapshot.shards).map((shard) => ({
     shard,
     free: shard.capacity - shard.used - ctx.usage.outstanding(shard.id),
   }));
-  return chooseShard(candidates, size, ctx.random);
+  if (targetId === undefined) return chooseShard(candidates, size, ctx.random);
+  const target = candidates.find((c) => c.shard.id === targetId);
+  if (target === undefined)
+    throw new BackpackError("NO_SUCH_SHARD", `no shard ${targetId} in the cluster map`);
+  // The same rules as a chosen shard: enabled, with servers, and room for the body.
+  const why = !target.shard.enabled
+    ? "is disabled (read-only)"
+    : target.shard.servers.length === 0
+      ? "has no servers"
+      : target.free < size || target.free <= 0
+        ? `has no room for ${size} bytes (${Math.max(0, target.free)} bytes free)`
+        : undefined;
+  if (why !== undefined) {
+    throw new BackpackError("SHARD_UNAVAILABLE", `shard ${targetId} ${why}`, {
+      details: { shard_id: targetId },
+    });
+  }
+  return target.shard;
 }

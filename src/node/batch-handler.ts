@@ -4,6 +4,7 @@ export { BATCH_PATH } from "../common/batch-frame.js";
 import { formatChecksum } from "../common/checksum.js";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { checkBearer, sendError, sendJson } from "../common/http.js";
+import { pickStoredHeaders } from "../common/stored-headers.js";
 import { validateKey } from "../common/key.js";
 import { formatVersion } from "../common/version.js";
 import { RESERVED_PATHS } from "./admin-handler.js";
@@ -81,6 +82,8 @@ function storeRecord(ctx: NodeContext, r: BatchRecord): Promise<BatchResult> {
         size: r.body.length,
         maxBytes: ctx.config.maxBodyBytes,
         contentType: r.contentType,
+        // Only the headers a file keeps, within their limit (as on a PUT).
+        headers: r.headers && pickStoredHeaders(r.headers),
         expectedCrc: r.bodyCrc,
         version: r.version,
       })

@@ -208,6 +208,7 @@ function headersOf(
     [VERSION_HEADER]: formatVersion(info.version),
   };
   if (range) headers["content-range"] = contentRange(range, info.size);
+  if (info.headers) Object.assign(headers, info.headers);
   // Only a HEAD gets this far with a damaged record (a read fails its checksum): it says so.
   if (info.damaged) headers[DAMAGED_HEADER] = "1";
   return headers;

@@ -3,6 +3,7 @@ import { formatChecksum } from "../common/checksum.js";
 import { BackpackError } from "../common/errors.js";
 import { sendJson } from "../common/http.js";
 import { formatVersion } from "../common/version.js";
+import { KEYS_PATH } from "../client/node-client.js";
 import type { NodeContext } from "./context.js";
 
 /** Paths under this prefix are the node's own (replica comparison), never keys. */
@@ -14,8 +15,10 @@ const MAX_LIST = 10_000;
  * What repair compares (docs/http-api.md, "Replica comparison"):
  * - `GET /_backpack/digest`: every bucket's 64-bit digest, as hex (16 digits per bucket, bucket 0 first);
  * - `GET /_backpack/list?bucket=<n>[&after=<key>][&limit=<n>]`: a bucket's entries in key order.
- * A node back after longer than its tombstone grace period answers 409 AWAY_TOO_LONG to both: repair must not
- * merge it (it may have missed deletes the others have forgotten) until an operator resets it.
+ * And what the coordinator's listing merges: `GET /_backpack/keys?[prefix=<p>][&after=<key>][&limit=<n>]`,
+ * every key in key order (from the index's key order: no sort per request).
+ * A node back after longer than its tombstone grace period answers 409 AWAY_TOO_LONG to all: repair must not
+ * merge it, nor a listing (it may have missed deletes the others have forgotten), until an operator resets it.
  */
 export function handleReplica(
   ctx: NodeContext,
@@ -50,13 +53,10 @@ export function handleReplica(
   }
   if (path === `${REPLICA_PREFIX}list`) {
     const bucket = Number(query.get("bucket"));
-    const limit = Number(query.get("limit") ?? 1000);
     if (!Number.isInteger(bucket) || bucket < 0 || bucket >= ctx.store.digest().buckets) {
       throw new BackpackError("BAD_REQUEST", "bucket must be a bucket number (0-4095)");
     }
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST) {
-      throw new BackpackError("BAD_REQUEST", `limit must be 1-${MAX_LIST}`);
-    }
+    const limit = listLimit(query);
     const page = ctx.store.listBucket(bucket, query.get("after") ?? undefined, limit);
     sendJson(res, 200, {
       bucket,
@@ -72,5 +72,30 @@ export function handleReplica(
     });
     return;
   }
+  if (path === KEYS_PATH) {
+    const limit = listLimit(query);
+    const page = ctx.store.listKeys(query.get("prefix") ?? "", query.get("after") ?? undefined, limit);
+    sendJson(res, 200, {
+      more: page.more,
+      entries: page.entries.map((e) => ({
+        key: e.key,
+        version: formatVersion(e.version),
+        size: e.size,
+        ...(e.deleted ? { deleted: true } : {}),
+        ...(e.damaged ? { damaged: true } : {}),
+        ...(e.contentType !== undefined ? { contentType: e.contentType } : {}),
+        ...(e.headers ? { headers: e.headers } : {}),
+      })),
+    });
+    return;
+  }
   throw new BackpackError("NOT_FOUND", `${path} is not a route of the node`);
+}
+
+function listLimit(query: URLSearchParams): number {
+  const limit = Number(query.get("limit") ?? 1000);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST) {
+    throw new BackpackError("BAD_REQUEST", `limit must be 1-${MAX_LIST}`);
+  }
+  return limit;
 }

@@ -9,6 +9,7 @@ import {
   type Version,
 } from "../common/version.js";
 import { checkBearer, sendError } from "../common/http.js";
+import { pickStoredHeaders } from "../common/stored-headers.js";
 import { idleError, readWhole, streamBody, tooLarge, type BodyGuard } from "./body-reader.js";
 import type { NodeContext } from "./context.js";
 import { writePreconditionFails } from "./conditional.js";
@@ -46,6 +47,7 @@ export async function handlePut(
       `Content-Type is longer than ${MAX_CONTENT_TYPE_CHARS} characters`,
     );
   }
+  const headers = pickStoredHeaders(req.headers);
 
   let reserved = declared ?? 0;
   if (!ctx.gate.tryEnter(reserved)) {
@@ -91,6 +93,7 @@ export async function handlePut(
       size: declared,
       maxBytes: maxBodyBytes,
       contentType,
+      headers,
       expectedCrc,
       version,
       signal: abort?.signal,

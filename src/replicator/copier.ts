@@ -1,3 +1,4 @@
+import { pickStoredHeaders } from "../common/stored-headers.js";
 import { checksum, parseChecksum } from "../common/checksum.js";
 import {
   compareVersions,
@@ -135,6 +136,8 @@ export class Copier {
           ...req,
           size,
           contentType: res.headers["content-type"] || undefined,
+          // The file's stored headers go with every copy, as the source answers them.
+          headers: pickStoredHeaders(res.headers),
           expectedCrc: crc,
           version: sourceVersion,
         });

@@ -6,7 +6,7 @@
 import { once } from "node:events";
 import type { ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
-import { answerError } from "../client/object-client.js";
+import { expectStatus } from "../client/node-client.js";
 import { bucketOf, type S3Context, type S3Request } from "./context.js";
 import { S3Error } from "./errors.js";
 import { decodeManifest, parseRange, type Manifest } from "./manifest.js";
@@ -51,7 +51,7 @@ export async function getObject(ctx: S3Context, r: S3Request): Promise<void> {
       throw new S3Error("InvalidRange", "The requested range is not satisfiable");
     }
   }
-  if (up.statusCode !== 200 && up.statusCode !== 206) throw await answerError(up, "coordinator", name);
+  await expectStatus(up, [200, 206], "coordinator", name);
   const stored = up.headers;
   try {
     checkConditions(r, etagOf(stored), Date.parse(String(stored["last-modified"] ?? "")));
@@ -110,7 +110,7 @@ export async function readManifest(
   if (!ranged) return decodeManifest(Buffer.from(await up.body.arrayBuffer()));
   await up.body.dump();
   const again = await ctx.store.read(shard, name);
-  if (again.statusCode !== 200) throw await answerError(again, "coordinator", name);
+  await expectStatus(again, [200], "coordinator", name);
   return decodeManifest(Buffer.from(await again.body.arrayBuffer()));
 }
 
@@ -131,7 +131,7 @@ export async function* readParts(
     const to = Math.min(end, last) - first;
     const whole = from === 0 && to === part.size - 1;
     const up = await ctx.store.read(part.shard, part.name, whole ? {} : { range: `bytes=${from}-${to}` });
-    if (up.statusCode !== (whole ? 200 : 206)) throw await answerError(up, "coordinator", part.name);
+    await expectStatus(up, [whole ? 200 : 206], "coordinator", part.name);
     yield* up.body as AsyncIterable<Buffer>;
   }
 }

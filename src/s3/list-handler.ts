@@ -3,7 +3,7 @@
  * merged across shards and replicas; a delimiter folds keys into common prefixes, and the listing skips past
  * each prefix's keys instead of reading them.
  */
-import type { ListedFile } from "../client/object-client.js";
+import type { ListEntry } from "../client/coordinator-client.js";
 import { requireAccess } from "./access.js";
 import { bucketOf, type S3Context, type S3Request } from "./context.js";
 import { S3Error } from "./errors.js";
@@ -24,7 +24,7 @@ export interface ListingRequest {
 }
 
 export interface Listing {
-  contents: { key: string; file: ListedFile }[];
+  contents: { key: string; file: ListEntry }[];
   prefixes: string[];
   truncated: boolean;
   /** Where the next page starts (strictly after), when truncated. */
@@ -37,7 +37,7 @@ export async function listKeys(
     prefix: string,
     after: string | undefined,
     limit: number,
-  ) => Promise<{ entries: ListedFile[]; truncated: boolean }>,
+  ) => Promise<{ entries: ListEntry[]; truncated: boolean }>,
   bucket: string,
   q: ListingRequest,
 ): Promise<Listing> {

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { checksum, formatChecksum } from "../common/checksum.js";
-import type { ListedFile } from "../client/object-client.js";
+import type { ListEntry } from "../client/coordinator-client.js";
 import type { S3Bucket } from "../cluster/types.js";
 import { requireAccess } from "./access.js";
 import { receiveBody } from "./body.js";
@@ -103,7 +103,7 @@ export async function uploadPart(ctx: S3Context, r: S3Request): Promise<void> {
 }
 
 /** The stored parts of an upload by number. */
-async function storedParts(ctx: S3Context, bucket: string, id: string): Promise<Map<number, ListedFile>> {
+async function storedParts(ctx: S3Context, bucket: string, id: string): Promise<Map<number, ListEntry>> {
   const prefix = partsPrefix(bucket, id);
   const files = await ctx.store.listAll(prefix, MAX_PARTS);
   return new Map(files.map((f) => [Number(f.key.slice(prefix.length)), f]));

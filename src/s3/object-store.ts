@@ -5,12 +5,13 @@
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { ClusterMap, S3Bucket } from "../cluster/types.js";
-import { upstreamCode, type ListedFile, type ListPage, type ObjectClient } from "../client/object-client.js";
+import type { CoordinatorClient, ListEntry, ListPage } from "../client/coordinator-client.js";
+import { hasCode } from "../common/errors.js";
 import { S3Error } from "./errors.js";
 import { homeShard, rankShards } from "./placement.js";
 
-/** Codes of a targeted PUT that send it on to the name's next shard. */
-const FALL_BACK_ON = new Set(["SHARD_UNAVAILABLE", "NO_SUCH_SHARD"]);
+/** Codes of a targeted PUT that send it on to the name's next shard (a 404 to a PUT: no such shard). */
+const FALL_BACK_ON = ["SHARD_UNAVAILABLE", "NO_SUCH_SHARD", "NOT_FOUND"] as const;
 
 /** How long this front trusts its own bucket changes over a map copy that may not have caught up yet, ms. */
 const RECENT_MS = 30_000;
@@ -30,7 +31,7 @@ export class ObjectStore {
   private readonly recent = new Map<string, { bucket: S3Bucket | undefined; at: number }>();
 
   constructor(
-    private readonly client: ObjectClient,
+    private readonly client: CoordinatorClient,
     private readonly coordinator: () => string,
     private readonly map: ClusterMap,
     private readonly now: () => number = Date.now,
@@ -62,15 +63,18 @@ export class ObjectStore {
     let last: unknown;
     for (const shard of rankShards(file.name, bucket.shards)) {
       try {
+        const headers =
+          file.checksum === undefined
+            ? file.headers
+            : { ...file.headers, "x-backpack-checksum": file.checksum };
         const put = await this.client.put(this.coordinator(), file.name, file.body(), {
           shard,
           size: file.size,
-          headers: file.headers,
-          checksum: file.checksum,
+          headers,
         });
         return put.shardId;
       } catch (err) {
-        if (!FALL_BACK_ON.has(upstreamCode(err) ?? "")) throw err;
+        if (!FALL_BACK_ON.some((code) => hasCode(err, code))) throw err;
         last = err;
       }
     }
@@ -114,7 +118,7 @@ export class ObjectStore {
   }
 
   /** The newest live version of exactly this name in the listing, wherever it is. */
-  async locate(name: string): Promise<ListedFile | undefined> {
+  async locate(name: string): Promise<ListEntry | undefined> {
     const page = await this.client.list(this.coordinator(), { prefix: name, limit: 1 });
     const first = page.entries[0];
     return first?.key === name ? first : undefined;
@@ -141,8 +145,8 @@ export class ObjectStore {
   }
 
   /** Every file under a prefix (bounded: `max`), page by page. */
-  async listAll(prefix: string, max: number): Promise<ListedFile[]> {
-    const out: ListedFile[] = [];
+  async listAll(prefix: string, max: number): Promise<ListEntry[]> {
+    const out: ListEntry[] = [];
     let after: string | undefined;
     for (;;) {
       const page = await this.list(prefix, after, 1000);

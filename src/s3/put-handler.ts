@@ -11,7 +11,7 @@ import { objectHeadersOf, objectSize, storedHeaders } from "./object-headers.js"
 import { isoTime, sendEmpty, sendXml } from "./respond.js";
 import { uriDecode } from "./sigv4.js";
 import { el } from "./xml.js";
-import { answerError } from "../client/object-client.js";
+import { expectStatus } from "../client/node-client.js";
 
 export function bodyLimits(ctx: S3Context): BodyLimits {
   return {
@@ -112,7 +112,7 @@ export async function openObject(
   const opened = await ctx.store.open(bucket, name);
   if (opened === undefined) throw new S3Error("NoSuchKey", "The specified key does not exist.");
   const up = opened.res;
-  if (up.statusCode !== 200) throw await answerError(up, "coordinator", name);
+  await expectStatus(up, [200], "coordinator", name);
   const fileSize = Number(up.headers["content-length"] ?? 0);
   if (up.headers[META.size] === undefined) {
     return { source: up.body as AsyncIterable<Buffer>, headers: up.headers, size: fileSize };

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Agent } from "undici";
 import { createAgent } from "../client/http-agent.js";
-import { ObjectClient } from "../client/object-client.js";
+import { CoordinatorClient } from "../client/coordinator-client.js";
 import type { ClusterMap } from "../cluster/types.js";
 import { BackpackError } from "../common/errors.js";
 import { closeServer, listen } from "../common/http.js";
@@ -45,7 +45,7 @@ export class S3Service implements Service {
   ) {
     this.agent = createAgent();
     const now = deps.now ?? Date.now;
-    const client = new ObjectClient(this.agent, { token: deps.writeToken, timeoutMs: 120_000 });
+    const client = new CoordinatorClient(this.agent, { token: deps.writeToken, timeoutMs: 120_000 });
     this.ctx = {
       config,
       map: deps.map,

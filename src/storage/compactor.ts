@@ -272,5 +272,5 @@ export class Compactor {
 }
 
 function recordLengthAt(index: IndexTable, i: number): number {
-  return recordLength(index.keyBytesOf(i), index.contentTypeBytesOf(i), index.sizeOf(i));
+  return recordLength(index.keyBytesOf(i), index.metaBytesOf(i), index.sizeOf(i));
 }

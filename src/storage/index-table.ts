@@ -2,6 +2,7 @@ import { ContentTypes, OVERFLOW_TYPE } from "./content-types.js";
 import { fmix32 } from "../common/fmix.js";
 import type { Version } from "../common/version.js";
 import { CHUNK_BYTES, KeyArena } from "./key-arena.js";
+import { SortedKeys } from "./sorted-keys.js";
 import {
   bucketOfScratch,
   DIGEST_BUCKETS,
@@ -26,6 +27,11 @@ import {
  * A deleted key keeps an entry (a tombstone: size 0, pointing at its tombstone record) until its grace period
  * is over, so that the node refuses any write or copy older than the delete.
  *
+ * A file's stored headers (few files have any but those the S3 front writes, which all carry an ETag) follow its
+ * key in the arena, so they cost their own bytes and two more; bit 28 of `meta` says they are there.
+ *
+ * For listing keys in order, every entry is also in `sorted` (sorted-keys.ts: about 4-8 bytes per entry).
+ *
  * For comparing replicas (see replica-digest.ts) every entry is also on a doubly linked list of its digest
  * bucket (two more i32 columns, 8 bytes) and in its bucket's 64-bit digest, both kept current by every change.
  * They are not in checkpoints: recovery rebuilds them once the index is complete (`rebuildBuckets`).
@@ -37,6 +43,8 @@ export interface EntryValue {
   bodyCrc: number;
   version: Version;
   contentType: string | undefined;
+  /** The stored headers, encoded (common/stored-headers.ts); undefined for none. */
+  headers?: Uint8Array | undefined;
   tombstone: boolean;
 }
 
@@ -46,8 +54,12 @@ const PAGE_MASK = PAGE - 1;
 const MAX_LOAD = 0.75;
 const KEY_LEN_MASK = 0x7ff;
 const TYPE_SHIFT = 11;
-/** Bits 11-26 of `meta` are the content type id (16 bits); bit 29 marks a damaged record, bit 30 a tombstone. */
+/**
+ * Bits 11-26 of `meta` are the content type id (16 bits); bit 28 says stored headers follow the key in the
+ * arena, bit 29 marks a damaged record, bit 30 a tombstone.
+ */
 const TYPE_MASK = 0xffff;
+const HEADERS_BIT = 1 << 28;
 const TOMBSTONE_BIT = 1 << 30;
 const DAMAGED_BIT = 1 << 29;
 /** Bytes of one entry across its columns (see the class comment). */
@@ -105,8 +117,13 @@ export class IndexTable {
   readonly bucketSize = new Uint32Array(DIGEST_BUCKETS);
   /** Per bucket, two u32: the XOR of its entries' 64-bit hashes. */
   readonly digest = new Uint32Array(DIGEST_BUCKETS * 2);
+  /** Entry numbers in key order; follows changes with the bucket lists (`tracking`). */
+  readonly sorted = new SortedKeys({
+    compare: (i, key) => this.compareKey(i, key),
+    compareEntries: (a, b) => this.compareEntries(a, b),
+  });
   /**
-   * Whether the bucket lists and digests follow changes. Off while recovery builds the index (a checkpoint's
+   * Whether the bucket lists, digests and key order follow changes. Off while recovery builds the index (a checkpoint's
    * entries have no lists); `rebuildBuckets` turns it on.
    */
   tracking = true;
@@ -144,17 +161,21 @@ export class IndexTable {
     const i = this.allocEntry();
     const p = this.pages[i >>> PAGE_BITS]!;
     const j = i & PAGE_MASK;
-    p.keyAt[j] = this.arena.add(key);
-    p.meta[j] = key.length;
+    p.keyAt[j] = this.arena.add(key, v.headers);
+    p.meta[j] = key.length | (v.headers ? HEADERS_BIT : 0);
     this.write(i, v);
     this.placeSlot(this.hash(key), i);
     this.count++;
-    if (this.tracking) this.linkAndHash(i);
+    if (this.tracking) {
+      this.linkAndHash(i);
+      this.sorted.insert(i, this.keyOf(i));
+    }
     return i;
   }
 
   /** Rewrites an entry's values (an overwrite by a newer record). */
   update(i: number, v: EntryValue): void {
+    this.rewriteHeaders(i, v.headers);
     if (!this.tracking) {
       this.write(i, v);
       return;
@@ -200,12 +221,20 @@ export class IndexTable {
     return out;
   }
 
-  /** Builds the bucket lists and digests from the entries (after recovery) and keeps them current from then on. */
+  /**
+   * Builds the bucket lists, digests and key order from the entries (after recovery) and keeps them current
+   * from then on.
+   */
   rebuildBuckets(): void {
     this.bucketHead.fill(-1);
     this.bucketSize.fill(0);
     this.digest.fill(0);
-    this.forEach((i) => this.linkAndHash(i));
+    const entries: number[] = [];
+    this.forEach((i) => {
+      this.linkAndHash(i);
+      entries.push(i);
+    });
+    this.sorted.rebuild(entries);
     this.tracking = true;
   }
 
@@ -231,6 +260,7 @@ export class IndexTable {
     if (this.tracking) {
       this.toggleHash(i);
       this.unlink(i);
+      this.sorted.remove(i, key);
     }
     // Backward-shift deletion: pull later members of the probe run into the hole so lookups never stop early.
     let hole = s;
@@ -282,8 +312,44 @@ export class IndexTable {
   contentTypeOf(i: number): string | undefined {
     return this.types.name(this.typeIdOf(i), i);
   }
-  contentTypeBytesOf(i: number): number {
-    return this.types.byteLength(this.typeIdOf(i), i);
+  /** Bytes of the record's meta: its content type and its stored headers (see record.ts). */
+  metaBytesOf(i: number): number {
+    return this.types.byteLength(this.typeIdOf(i), i) + (this.headersOf(i)?.length ?? 0);
+  }
+  /** The stored headers, encoded (a view into the arena, valid until the next change), or undefined. */
+  headersOf(i: number): Uint8Array | undefined {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const j = i & PAGE_MASK;
+    if ((p.meta[j]! & HEADERS_BIT) === 0) return undefined;
+    return this.arena.headers(p.keyAt[j]!, p.meta[j]! & KEY_LEN_MASK);
+  }
+  /**
+   * An entry's key against `key[from, to)` (all of `key` by default), byte by byte in the arena (no copy):
+   * negative when the entry's key sorts first.
+   */
+  compareKey(i: number, key: Uint8Array, from = 0, to = key.length): number {
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const j = i & PAGE_MASK;
+    const address = p.keyAt[j]!;
+    const length = p.meta[j]! & KEY_LEN_MASK;
+    const chunk = Math.floor(address / CHUNK_BYTES);
+    const bytes = this.arena.chunks[chunk]!;
+    const at = address - chunk * CHUNK_BYTES;
+    const other = to - from;
+    const n = Math.min(length, other);
+    for (let k = 0; k < n; k++) {
+      const d = bytes[at + k]! - key[from + k]!;
+      if (d !== 0) return d;
+    }
+    return length - other;
+  }
+  /** Two entries' keys, as `compareKey` (no copy). */
+  compareEntries(a: number, b: number): number {
+    const pb = this.pages[b >>> PAGE_BITS]!;
+    const address = pb.keyAt[b & PAGE_MASK]!;
+    const chunk = Math.floor(address / CHUNK_BYTES);
+    const at = address - chunk * CHUNK_BYTES;
+    return this.compareKey(a, this.arena.chunks[chunk]!, at, at + (pb.meta[b & PAGE_MASK]! & KEY_LEN_MASK));
   }
   keyOf(i: number): Uint8Array {
     return this.arena.view(this.pages[i >>> PAGE_BITS]!.keyAt[i & PAGE_MASK]!, this.keyBytesOf(i));
@@ -296,9 +362,14 @@ export class IndexTable {
     }
   }
 
-  /** Heap bytes of the structure (slots, pages, key arena), for stats and the memory benchmark. */
+  /** Heap bytes of the structure (slots, pages, key arena, key order), for stats and the memory benchmark. */
   heapBytes(): number {
-    return this.slots.byteLength + this.pages.length * PAGE * ENTRY_BYTES + this.arena.heapBytes();
+    return (
+      this.slots.byteLength +
+      this.pages.length * PAGE * ENTRY_BYTES +
+      this.arena.heapBytes() +
+      this.sorted.heapBytes()
+    );
   }
 
   private write(i: number, v: EntryValue): void {
@@ -310,13 +381,38 @@ export class IndexTable {
     const was = p.meta[j]!;
     if ((was & TOMBSTONE_BIT) !== 0) this.tombstones--;
     if (v.tombstone) this.tombstones++;
-    p.meta[j] = ((was & KEY_LEN_MASK) | (typeId << TYPE_SHIFT) | (v.tombstone ? TOMBSTONE_BIT : 0)) >>> 0;
+    p.meta[j] =
+      ((was & (KEY_LEN_MASK | HEADERS_BIT)) | (typeId << TYPE_SHIFT) | (v.tombstone ? TOMBSTONE_BIT : 0)) >>>
+      0;
     p.volume[j] = v.volume;
     p.offset[j] = v.offset;
     p.size[j] = v.size;
     p.crc[j] = v.bodyCrc;
     p.stamp[j] = v.version.stamp;
     p.origin[j] = v.version.origin;
+  }
+
+  /**
+   * Gives an entry new stored headers: they live after its key in the arena, so a change copies the key and
+   * them to a new place (the old bytes are garbage for the arena's compaction).
+   */
+  private rewriteHeaders(i: number, headers: Uint8Array | undefined): void {
+    const old = this.headersOf(i);
+    if (old === undefined && headers === undefined) return;
+    if (old !== undefined && headers !== undefined && Buffer.compare(old, headers) === 0) return;
+    const p = this.pages[i >>> PAGE_BITS]!;
+    const j = i & PAGE_MASK;
+    const span = this.spanOf(i);
+    p.keyAt[j] = this.arena.add(this.keyOf(i), headers);
+    p.meta[j] = ((p.meta[j]! & ~HEADERS_BIT) | (headers ? HEADERS_BIT : 0)) >>> 0;
+    this.arena.free(span);
+    if (this.arena.wantsCompaction()) this.compactArena();
+  }
+
+  /** Arena bytes of an entry: its key, and its stored headers with their length. */
+  private spanOf(i: number): number {
+    const headers = this.headersOf(i);
+    return this.keyBytesOf(i) + (headers ? 2 + headers.length : 0);
   }
 
   /** The key's hashes into `scratch`, read in place in the arena. */
@@ -403,7 +499,7 @@ export class IndexTable {
   private freeEntry(i: number): void {
     const p = this.pages[i >>> PAGE_BITS]!;
     const j = i & PAGE_MASK;
-    this.arena.free(p.meta[j]! & KEY_LEN_MASK);
+    this.arena.free(this.spanOf(i));
     this.types.overflow.delete(i);
     p.meta[j] = 0;
     p.keyAt[j] = this.freeHead;
@@ -413,7 +509,7 @@ export class IndexTable {
   private compactArena(): void {
     const fresh = new KeyArena();
     this.forEach((i) => {
-      this.pages[i >>> PAGE_BITS]!.keyAt[i & PAGE_MASK] = fresh.add(this.keyOf(i));
+      this.pages[i >>> PAGE_BITS]!.keyAt[i & PAGE_MASK] = fresh.add(this.keyOf(i), this.headersOf(i));
     });
     this.arena = fresh;
   }

@@ -9,7 +9,7 @@ export interface RecordLocation {
   salt: number;
   offset: number;
   key: Buffer;
-  contentTypeBytes: number;
+  metaBytes: number;
   size: number;
   bodyCrc: number;
 }
@@ -20,14 +20,14 @@ function mismatch(what: string): BackpackError {
   return new BackpackError("CHECKSUM_MISMATCH", `stored record failed verification (${what})`);
 }
 
-/** Checks a record's head (header, key, content type) against the index: lengths, key, CRCs. */
+/** Checks a record's head (header, key, meta) against the index: lengths, key, CRCs. */
 function checkHead(head: Buffer, loc: RecordLocation): ReturnType<typeof decodeRecordHeader> {
   const h = decodeRecordHeader(head);
   if (!h || h.tombstone) throw mismatch("bad header");
   if (h.keyBytes !== loc.key.length || h.size !== loc.size || h.bodyCrc !== loc.bodyCrc) {
     throw mismatch("header does not match the index");
   }
-  if (h.contentTypeBytes !== loc.contentTypeBytes || !headerCrcValid(head, h, loc.salt)) {
+  if (h.metaBytes !== loc.metaBytes || !headerCrcValid(head, h, loc.salt)) {
     throw mismatch("header checksum");
   }
   if (!loc.key.equals(head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + h.keyBytes))) {
@@ -44,13 +44,13 @@ export const SYNC_READ_MAX_BYTES = 64 << 10;
  * the body's `[start, end)`.
  */
 export async function readVerified(loc: RecordLocation, start: number, end: number): Promise<Buffer> {
-  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.contentTypeBytes;
+  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.metaBytes;
   return verified(await loc.file.readAt(loc.offset, headBytes + loc.size), headBytes, loc, start, end);
 }
 
 /** `readVerified` with a synchronous read, for records of at most SYNC_READ_MAX_BYTES of body. */
 export function readVerifiedSync(loc: RecordLocation, start: number, end: number): Buffer {
-  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.contentTypeBytes;
+  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.metaBytes;
   return verified(loc.file.readAtSync(loc.offset, headBytes + loc.size), headBytes, loc, start, end);
 }
 
@@ -76,7 +76,7 @@ export async function* streamRecord(
   onMismatch: (err: BackpackError) => void,
   release: () => void,
 ): AsyncGenerator<Buffer> {
-  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.contentTypeBytes;
+  const headBytes = RECORD_HEADER_BYTES + loc.key.length + loc.metaBytes;
   const whole = start === 0 && end === loc.size;
   try {
     const head = await loc.file.handle.read(Buffer.allocUnsafe(headBytes), 0, headBytes, loc.offset);

@@ -8,7 +8,7 @@ import { readCheckpoint, type CoveredVolume } from "./checkpoint.js";
 import { lockDir } from "./dir-lock.js";
 import { fsyncDir } from "./file-io.js";
 import { IndexTable } from "./index-table.js";
-import { recordLength, VOLUME_HEADER_BYTES } from "./record.js";
+import { recordLength, splitMeta, VOLUME_HEADER_BYTES } from "./record.js";
 import { Volume, volumeIdOf } from "./volume.js";
 import { scanVolume, type ScannedRecord } from "./volume-scan.js";
 
@@ -48,7 +48,7 @@ export async function recover(opts: { dir: string; log: Logger }): Promise<Recov
     index.rebuildBuckets();
     index.forEach((i) => {
       const v = volumes.get(index.volumeOf(i));
-      if (v) v.liveBytes += recordLength(index.keyBytesOf(i), index.contentTypeBytesOf(i), index.sizeOf(i));
+      if (v) v.liveBytes += recordLength(index.keyBytesOf(i), index.metaBytesOf(i), index.sizeOf(i));
     });
     if (volumes.size === 0) {
       const first = await Volume.create(volDir, { id: 1, salt: randomInt(0xffffffff), compactedAt: 0 });
@@ -114,13 +114,15 @@ function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): vo
   // The newest version wins whatever the file order; of two equal versions the later record (a format-1 key
   // written twice in one millisecond).
   if (i >= 0 && compareVersions(r.header.version, index.versionOf(i)) < 0) return;
+  const { contentType, headers } = splitMeta(r.meta, r.header.hasHeaders);
   const value = {
     volume: v.id,
     offset: r.offset,
     size: r.header.size,
     bodyCrc: r.header.bodyCrc,
     version: r.header.version,
-    contentType: r.contentType.length > 0 ? r.contentType.toString("utf8") : undefined,
+    contentType: contentType.length > 0 ? contentType.toString("utf8") : undefined,
+    headers: headers.length > 0 ? headers : undefined,
     tombstone: r.header.tombstone,
   };
   const at = i >= 0 ? i : index.insert(r.key, value);

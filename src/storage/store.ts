@@ -21,6 +21,11 @@ import {
   type RecordMeta,
 } from "./record.js";
 import {
+  decodeStoredHeaders,
+  encodeStoredHeaders,
+  MAX_STORED_HEADER_BYTES,
+} from "../common/stored-headers.js";
+import {
   readVerified,
   readVerifiedSync,
   streamRecord,
@@ -35,6 +40,7 @@ import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
 import type {
   HeldVersion,
+  KeyEntry,
   ListedEntry,
   StoreDigest,
   ObjectInfo,
@@ -50,6 +56,7 @@ import { Volume } from "./volume.js";
 import { Writer, type Placed, type QueuedRecord } from "./writer.js";
 
 const EMPTY = Buffer.alloc(0);
+const utf8 = new TextDecoder();
 
 type ReadResult = { info: ObjectInfo; body: ReadableBody };
 type SmallRead = { info: ObjectInfo; body: { kind: "buffer"; data: Buffer } };
@@ -203,7 +210,7 @@ export class DiskStore implements Store {
       salt: volume.salt,
       offset,
       key: k,
-      contentTypeBytes: this.index.contentTypeBytesOf(i),
+      metaBytes: this.index.metaBytesOf(i),
       size: info.size,
       bodyCrc: info.bodyCrc,
     };
@@ -242,12 +249,20 @@ export class DiskStore implements Store {
       if (contentType.length > MAX_CONTENT_TYPE_BYTES) {
         throw new BackpackError("BAD_REQUEST", `content type is longer than ${MAX_CONTENT_TYPE_BYTES} bytes`);
       }
+      if (contentType.includes(0x0a)) throw new BackpackError("BAD_REQUEST", "content type holds a newline");
+      const headers = options.headers ? encodeStoredHeaders(options.headers) : EMPTY;
+      if (headers.length > MAX_STORED_HEADER_BYTES) {
+        throw new BackpackError(
+          "HEADERS_TOO_LARGE",
+          `stored headers take over ${MAX_STORED_HEADER_BYTES} bytes`,
+        );
+      }
       // A body in memory (the common small upload) goes to the writer without the stream's async steps: the
       // writer's promise, one for the answer and one for the in-flight count. Its version is checked as it is
       // stamped (at once); a stream's is checked before its body is read too, and again once it has arrived.
       if (body instanceof Uint8Array) {
         const incoming = receiveBuffer(body, options);
-        return this.track(() => this.append(key, k, contentType, incoming, options));
+        return this.track(() => this.append(key, k, contentType, headers, incoming, options));
       }
       if (options.version) this.refuseStale(k, options.version);
       return this.track(async () => {
@@ -256,7 +271,7 @@ export class DiskStore implements Store {
           spoolPath: () => join(this.options.dir, "tmp", `${process.pid}-${++this.spoolSeq}.spool`),
         });
         try {
-          return await this.append(key, k, contentType, incoming, options);
+          return await this.append(key, k, contentType, headers, incoming, options);
         } finally {
           await discardBody(incoming);
         }
@@ -271,12 +286,14 @@ export class DiskStore implements Store {
     key: string,
     k: Buffer,
     contentType: Buffer,
+    headers: Buffer,
     incoming: IncomingBody,
     options: PutOptions,
   ): Promise<ObjectInfo> {
     const meta: RecordMeta = {
       key: k,
       contentType,
+      headers,
       size: incoming.size,
       version: this.stamp(k, options.version),
       bodyCrc: incoming.crc,
@@ -289,6 +306,7 @@ export class DiskStore implements Store {
       writeTime: versionTimeMs(meta.version),
       version: meta.version,
       contentType: options.contentType || undefined,
+      ...(headers.length > 0 ? { headers: options.headers } : {}),
     }));
   }
 
@@ -303,6 +321,7 @@ export class DiskStore implements Store {
         const meta: RecordMeta = {
           key: k,
           contentType: EMPTY,
+          headers: EMPTY,
           size: 0,
           version: this.stamp(k, version),
           bodyCrc: 0,
@@ -401,6 +420,7 @@ export class DiskStore implements Store {
       checksumErrors: this.checksumErrors,
       compactions: this.compactor.completed,
       indexHeapBytes: this.index.heapBytes(),
+      keyOrderBytes: this.index.sorted.heapBytes(),
       readCache: { hits: this.readCache.hits, misses: this.readCache.misses, bytes: this.readCache.bytes },
       scrub: this.scrubber.stats(),
     };
@@ -451,6 +471,7 @@ export class DiskStore implements Store {
           bodyCrc: m.bodyCrc,
           version: m.version,
           contentType: m.contentType.length > 0 ? m.contentType.toString("utf8") : undefined,
+          headers: m.headers.length > 0 ? m.headers : undefined,
           tombstone: m.tombstone,
         };
         if (i >= 0) this.index.update(i, value);
@@ -479,7 +500,7 @@ export class DiskStore implements Store {
   }
 
   recordLengthOf(i: number): number {
-    return recordLength(this.index.keyBytesOf(i), this.index.contentTypeBytesOf(i), this.index.sizeOf(i));
+    return recordLength(this.index.keyBytesOf(i), this.index.metaBytesOf(i), this.index.sizeOf(i));
   }
 
   private async rollover(): Promise<Volume> {
@@ -526,6 +547,8 @@ export class DiskStore implements Store {
     };
     // On the read path: no spread of an empty object per lookup for the rare damaged record.
     if (this.index.isDamaged(i)) info.damaged = true;
+    const headers = this.index.headersOf(i);
+    if (headers !== undefined) info.headers = decodeStoredHeaders(headers);
     return info;
   }
 
@@ -576,6 +599,39 @@ export class DiskStore implements Store {
       damaged: index.isDamaged(i),
     }));
     return { entries, more: picked.length > limit };
+  }
+
+  listKeys(prefix: string, after: string | undefined, limit: number): { entries: KeyEntry[]; more: boolean } {
+    const index = this.index;
+    const p = Buffer.from(prefix, "utf8");
+    const a = after === undefined ? undefined : Buffer.from(after, "utf8");
+    // Start past `after` when it sorts at or past the prefix, else at the prefix itself.
+    const fromAfter = a !== undefined && Buffer.compare(a, p) >= 0;
+    const entries: KeyEntry[] = [];
+    let more = false;
+    for (const i of index.sorted.from(fromAfter ? a : p, !fromAfter)) {
+      const key = index.keyOf(i);
+      if (key.length < p.length || Buffer.compare(key.subarray(0, p.length), p) !== 0) break;
+      if (entries.length === limit) {
+        more = true;
+        break;
+      }
+      const deleted = index.isTombstone(i);
+      const version = index.versionOf(i);
+      const entry: KeyEntry = {
+        key: utf8.decode(key),
+        version,
+        crc: index.crcOf(i),
+        size: index.sizeOf(i),
+        deleted,
+        damaged: index.isDamaged(i),
+        contentType: index.contentTypeOf(i),
+      };
+      const headers = index.headersOf(i);
+      if (headers !== undefined) entry.headers = decodeStoredHeaders(headers);
+      entries.push(entry);
+    }
+    return { entries, more };
   }
 
   private track<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,4 +1,5 @@
 import type { Logger } from "../common/logger.js";
+import type { StoredHeaders } from "../common/stored-headers.js";
 import type { Version } from "../common/version.js";
 import type { ScrubStats } from "./scrubber.js";
 
@@ -61,6 +62,8 @@ export interface ObjectInfo {
   /** The write's version (see common/version.ts). */
   version: Version;
   contentType: string | undefined;
+  /** The stored headers (Cache-Control, Content-*, Expires, X-Backpack-Meta-*), when the file has any. */
+  headers?: StoredHeaders;
   /** Set when the record failed its checksum (quarantined until repair restores it): never served. */
   damaged?: true;
 }
@@ -85,6 +88,12 @@ export interface ListedEntry {
   damaged: boolean;
 }
 
+/** One key of the store's key order (`listKeys`): a listed entry with what a listing answers of the file. */
+export interface KeyEntry extends ListedEntry {
+  contentType: string | undefined;
+  headers?: StoredHeaders;
+}
+
 /** The newest version a store holds of a key: a stored object, or a delete still within its grace period. */
 export interface HeldVersion {
   version: Version;
@@ -97,6 +106,8 @@ export interface PutOptions {
   /** Refuse (BODY_TOO_LARGE) a body longer than this, also when no size was declared. */
   maxBytes: number;
   contentType?: string;
+  /** Kept with the file and answered back (names lower-case); at most 8 KiB encoded, else HEADERS_TOO_LARGE. */
+  headers?: StoredHeaders;
   /** When given, the body's CRC-32 must equal it, else CHECKSUM_MISMATCH and nothing is indexed. */
   expectedCrc?: number;
   /**
@@ -125,6 +136,8 @@ export interface StoreStats {
   compactions: number;
   /** Bytes of the index structure on the heap (for the memory benchmark). */
   indexHeapBytes: number;
+  /** Of those, the bytes of the key order (`listKeys`; sorted-keys.ts). */
+  keyOrderBytes: number;
   /** Reads answered from the read cache, reads that missed it (records of at most 1 MiB), and its bytes. */
   readCache: { hits: number; misses: number; bytes: number };
   scrub: ScrubStats;
@@ -175,6 +188,12 @@ export interface Store {
     after: string | undefined,
     limit: number,
   ): { entries: ListedEntry[]; more: boolean };
+  /**
+   * The keys starting with `prefix`, strictly after `after`, in byte order of their UTF-8, at most `limit`:
+   * files and deletes within their grace period (`deleted`), from the index alone (no I/O, no sort: the index
+   * keeps its keys in order). `more` when further keys with the prefix follow.
+   */
+  listKeys(prefix: string, after: string | undefined, limit: number): { entries: KeyEntry[]; more: boolean };
   /** Compacts every volume past the garbage threshold now (also runs by itself in the background). */
   compact(): Promise<void>;
   /** Writes an index checkpoint now. */

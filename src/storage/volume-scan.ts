@@ -13,14 +13,14 @@ const WINDOW_BYTES = 4 << 20;
 
 /**
  * A record found by a scan. `intact` is false for a record whose header verifies but whose body does not.
- * `key`, `contentType` and `bytes` may be views into the scan's buffer: valid until the callback returns or
+ * `key`, `meta` (content type and stored headers: see record.ts) and `bytes` may be views into the scan's buffer: valid until the callback returns or
  * awaits.
  */
 export interface ScannedRecord {
   offset: number;
   header: DecodedHeader;
   key: Buffer;
-  contentType: Buffer;
+  meta: Buffer;
   intact: boolean;
   /** The whole record as read by the scan, when it lay in one window (as verified as `intact` says). */
   bytes?: Buffer;
@@ -69,7 +69,7 @@ export async function scanVolume(
     }
     const r = await reader.recordAt(pos, salt);
     if (r.kind === "valid") {
-      await onRecord({ offset: pos, header: r.header, key: r.key, contentType: r.contentType, intact: true });
+      await onRecord({ offset: pos, header: r.header, key: r.key, meta: r.meta, intact: true });
       pos += r.header.length;
       continue;
     }
@@ -80,7 +80,7 @@ export async function scanVolume(
         offset: pos,
         header: r.header,
         key: r.key,
-        contentType: r.contentType,
+        meta: r.meta,
         intact: false,
       });
       pos += r.header.length;
@@ -95,8 +95,7 @@ export async function scanVolume(
 }
 
 type Probe =
-  | { kind: "valid" | "body-damaged"; header: DecodedHeader; key: Buffer; contentType: Buffer }
-  | { kind: "bad" };
+  { kind: "valid" | "body-damaged"; header: DecodedHeader; key: Buffer; meta: Buffer } | { kind: "bad" };
 
 class WindowReader {
   private buf = Buffer.allocUnsafe(WINDOW_BYTES);
@@ -135,7 +134,7 @@ class WindowReader {
   validInWindow(
     pos: number,
     salt: number,
-  ): Pick<ScannedRecord, "header" | "key" | "contentType" | "bytes"> | undefined {
+  ): Pick<ScannedRecord, "header" | "key" | "meta" | "bytes"> | undefined {
     const rel = pos - this.at;
     if (rel < 0 || rel + RECORD_HEADER_BYTES > this.len) return undefined;
     const header = decodeRecordHeader(this.buf, rel);
@@ -149,10 +148,10 @@ class WindowReader {
       !recordValid(head, header, checksum(this.buf.subarray(bodyAt, bodyAt + header.size)))
     )
       return undefined;
-    const record: Pick<ScannedRecord, "header" | "key" | "contentType" | "bytes"> = {
+    const record: Pick<ScannedRecord, "header" | "key" | "meta" | "bytes"> = {
       header,
       key: head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.keyBytes),
-      contentType: head.subarray(RECORD_HEADER_BYTES + header.keyBytes),
+      meta: head.subarray(RECORD_HEADER_BYTES + header.keyBytes),
     };
     if (rel + header.length <= this.len) record.bytes = this.buf.subarray(rel, rel + header.length);
     return record;
@@ -178,11 +177,11 @@ class WindowReader {
     if (!view || !headerCrcValid(view, header, salt)) return { kind: "bad" };
     const head = Buffer.from(view);
     const key = head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.keyBytes);
-    const contentType = head.subarray(RECORD_HEADER_BYTES + header.keyBytes, header.headBytes);
-    if (!this.verifyBodies) return { kind: "valid", header, key, contentType };
+    const meta = head.subarray(RECORD_HEADER_BYTES + header.keyBytes, header.headBytes);
+    if (!this.verifyBodies) return { kind: "valid", header, key, meta };
     const bodyCrc = await this.crcOf(pos + header.headBytes, header.size);
     const kind = recordValid(head, header, bodyCrc) ? "valid" : "body-damaged";
-    return { kind, header, key, contentType };
+    return { kind, header, key, meta };
   }
 
   /** The offset of the first fully valid record at or after `from` (8-byte aligned), if any. */

@@ -192,7 +192,11 @@ export class Writer {
       };
       for (const op of live) {
         const { meta, body } = op.record;
-        const length = recordLength(meta.key.length, meta.contentType.length, meta.size);
+        const length = recordLength(
+          meta.key.length,
+          meta.contentType.length + meta.headers.length,
+          meta.size,
+        );
         if (pos > VOLUME_HEADER_BYTES && pos + length > volumeMaxBytes) {
           await flush();
           ends.set(vol, pos);

@@ -51,15 +51,18 @@ function prng(seed: number): () => number {
 
 void test("the frame: records round-trip, and a damaged frame is refused naming what is wrong", () => {
   const records = [
-    record("a/b.txt", "hello", { contentType: "text/plain" }),
+    record("a/b.txt", "hello", {
+      contentType: "text/plain",
+      headers: { "x-backpack-meta-a": "1", expires: "0" },
+    }),
     record("empty", ""),
     record("café/ü", Buffer.alloc(70_000, 9), { version: { stamp: 1764823935123456, origin: 0xa3 } }),
   ];
   const frame = encodeBatch(records);
   const back = decodeBatch(frame, { maxBodyBytes: 1 << 20 });
   assert.deepEqual(
-    back.map((r) => [r.key, r.contentType, r.body.toString("hex"), r.bodyCrc, r.version]),
-    records.map((r) => [r.key, r.contentType, r.body.toString("hex"), r.bodyCrc, r.version]),
+    back.map((r) => [r.key, r.contentType, r.body.toString("hex"), r.bodyCrc, r.version, r.headers]),
+    records.map((r) => [r.key, r.contentType, r.body.toString("hex"), r.bodyCrc, r.version, r.headers]),
   );
   const refused = (f: Buffer, what: RegExp): void => {
     assert.throws(

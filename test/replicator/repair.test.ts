@@ -30,11 +30,17 @@ const [n1, n2, n3] = nodes as [TestNode, TestNode, TestNode];
 
 const V = (n: number): string => `${String(1_800_000_000_000_000 + n)}-0001`;
 
-async function putV(node: TestNode, key: string, body: Buffer, version: string): Promise<void> {
+async function putV(
+  node: TestNode,
+  key: string,
+  body: Buffer,
+  version: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
   const res = await request(`${node.url}/${key}`, {
     method: "PUT",
     body,
-    headers: { "x-backpack-version": version },
+    headers: { ...headers, "x-backpack-version": version },
   });
   await res.body.dump();
   assert.equal(res.statusCode, 201, `PUT ${key} on ${node.url}`);
@@ -71,6 +77,9 @@ void test("repair alone makes replicas the same: a wiped node refilled, missed o
     body: randomBody(100 + i * 50),
   }));
   for (const f of files) for (const n of [n1, n2]) await putV(n, f.key, f.body, V(1));
+  // A file with stored headers: repair's copy carries them.
+  for (const n of [n1, n2])
+    await putV(n, "with-headers", randomBody(100), V(1), { "x-backpack-meta-s3-etag": '"r"' });
   // Overwritten while node 3 was down, its copy task lost: node 3 keeps the old content.
   const fresh = randomBody(500);
   for (const n of [n1, n2]) await putV(n, "overwritten", fresh, V(20));
@@ -105,6 +114,12 @@ void test("repair alone makes replicas the same: a wiped node refilled, missed o
     });
   }
   assert.equal((await read(n1, "deleted")).status, 404, "the delete is not undone");
+  await waitFor(async () => (await read(n3, "with-headers")).status === 200, {
+    what: "with-headers on node 3",
+  });
+  const head = await request(`${n3.url}/with-headers`, { method: "HEAD" });
+  await head.body.dump();
+  assert.equal(head.headers["x-backpack-meta-s3-etag"], '"r"', "repair's copy keeps the stored headers");
   const stats = (await (await request(`${replicator.url}/stats`)).body.json()) as {
     repair: { shards: { shard: string; copied: number; deleted: number; skipped: unknown[] }[] };
   };

@@ -130,6 +130,20 @@ void test("a copy keeps the file's Content-Type", async () => {
   assert.equal(head.headers["content-type"], "image/png");
 });
 
+void test("a copy keeps the file's stored headers", async () => {
+  const body = randomBody(200);
+  const stored = { "cache-control": "max-age=5", "x-backpack-meta-s3-etag": '"e"' };
+  const res = await request(`${n1.url}/kept-headers.bin`, { method: "PUT", body, headers: stored });
+  await res.body.dump();
+  const crc = await crcOn(n1.url, "kept-headers.bin");
+  assert.ok(crc);
+  await queue.push([copyTask("kept-headers.bin", crc, body.length, ["1"], "3")]);
+  await waitFor(async () => (await crcOn(n3.url, "kept-headers.bin")) === crc, { what: "copy on node 3" });
+  const head = await request(`${n3.url}/kept-headers.bin`, { method: "HEAD" });
+  await head.body.dump();
+  for (const [name, value] of Object.entries(stored)) assert.equal(head.headers[name], value, name);
+});
+
 void test("delete tasks remove the file from the target; a missing file is fine", async () => {
   const body = randomBody(500);
   await put(n3.url, "to-delete.bin", body);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { ListedFile } from "../../src/client/object-client.js";
+import type { ListEntry } from "../../src/client/coordinator-client.js";
 import { listKeys } from "../../src/s3/list-handler.js";
 import { homeShard, rankShards } from "../../src/s3/placement.js";
 
@@ -13,7 +13,7 @@ function fakeList(
     prefix: string,
     after: string | undefined,
     limit: number,
-  ) => Promise<{ entries: ListedFile[]; truncated: boolean }>;
+  ) => Promise<{ entries: ListEntry[]; truncated: boolean }>;
   calls: number;
 } {
   const sorted = [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));

@@ -66,6 +66,7 @@ const body = Buffer.from("the body of the record, some bytes");
 const meta = {
   key: Buffer.from("dir/ключ.txt"),
   contentType: Buffer.from("text/plain"),
+  headers: Buffer.alloc(0),
   size: body.length,
   version: { stamp: 1_800_000_000_123_456, origin: 0xbeef },
   bodyCrc: checksum(body),

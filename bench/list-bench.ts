@@ -1,0 +1,194 @@
+/**
+ * `npm run bench:list`: `GET /_list` (the coordinator's listing, merged across shards and replicas) in a cluster
+ * holding BENCH_KEYS (default 1,000,000) keys under one prefix.
+ *
+ * Cluster: 2 shards × 2 storage nodes and one coordinator, each in its own process, the cluster map in an
+ * embedded map file, the queue embedded (file). The keys are written straight into the nodes' stores before
+ * they start (half on each shard, both replicas of a shard holding the same records: a copy of the first's data
+ * dir), in random order, so that the key order is built by inserts as in service (and rebuilt at the node's
+ * start from its checkpoint).
+ *
+ * Measured, one request at a time: a page of 1,000 keys (`limit=1000`) starting at a random key (`after`) of
+ * the big prefix, against the baseline of a page of the 1,000 keys under a second, small prefix of the same
+ * cluster (same sizes, same hops: the ratio is what the 1M keys cost). Target: p99 ≤ 50 ms. Also the memory a
+ * node's index takes per key, and of it the key order's, measured in this process while the keys were written.
+ */
+import { cpus, totalmem, tmpdir } from "node:os";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Agent } from "undici";
+import { CoordinatorClient } from "../src/client/coordinator-client.js";
+import { storedHeadersBytes } from "../src/common/stored-headers.js";
+import { EmbeddedClusterMap } from "../src/cluster/embedded.js";
+import { openStore } from "../src/storage/store.js";
+import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
+
+const KEYS = Number(process.env.BENCH_KEYS ?? 1_000_000);
+const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 300);
+const PAGE = 1000;
+const TARGET_P99_MS = 50;
+const BIN = (name: string): string => fileURLToPath(new URL(`../src/cli/bin/${name}.js`, import.meta.url));
+/** A key of the big prefix: S3-like names, with a stored ETag as the S3 front stores it. */
+const bigKey = (i: number): string => `bucket/photos/${String(i % 1000).padStart(3, "0")}/IMG_${i}.jpg`;
+const smallKey = (i: number): string => `small/file-${String(i).padStart(4, "0")}`;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+function shuffled(n: number): number[] {
+  const out = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** Writes shard `shard`'s half of the keys into a store at `dir`; returns its index figures. */
+async function fill(
+  dir: string,
+  shard: number,
+): Promise<{
+  objects: number;
+  indexBytes: number;
+  orderBytes: number;
+  keyBytes: number;
+  headerBytes: number;
+}> {
+  const store = await openStore({ dir, sync: "none" });
+  const body = Buffer.alloc(100, 7);
+  const etag = (i: number): Record<string, string> => ({
+    "x-backpack-meta-s3-etag": `"${(i * 2654435761).toString(16).padStart(32, "0").slice(-32)}"`,
+  });
+  let keyBytes = 0;
+  let headerBytes = 0;
+  const order = shuffled(KEYS).filter((i) => i % 2 === shard);
+  for (let at = 0; at < order.length; at += 1000) {
+    await Promise.all(
+      order.slice(at, at + 1000).map((i) => {
+        const key = bigKey(i);
+        const headers = etag(i);
+        keyBytes += Buffer.byteLength(key);
+        headerBytes += 2 + storedHeadersBytes(headers); // with the index's length prefix
+        return store.put(key, body, { maxBytes: 1 << 20, contentType: "image/jpeg", headers });
+      }),
+    );
+    if (at % 100_000 === 0)
+      process.stdout.write(`\r  shard ${shard + 1}: ${at.toLocaleString("en-US")} keys written`);
+  }
+  for (let i = shard; i < PAGE; i += 2) await store.put(smallKey(i), body, { maxBytes: 1 << 20 });
+  process.stdout.write(`\r  shard ${shard + 1}: ${order.length.toLocaleString("en-US")} keys written\n`);
+  const stats = store.stats();
+  await store.close();
+  return {
+    objects: stats.objects,
+    indexBytes: stats.indexHeapBytes,
+    orderBytes: stats.keyOrderBytes,
+    keyBytes,
+    headerBytes,
+  };
+}
+
+async function measure(
+  client: CoordinatorClient,
+  base: string,
+  prefix: string,
+  afterOf: () => string | undefined,
+): Promise<number[]> {
+  const times: number[] = [];
+  for (let n = 0; n < SAMPLES + 20; n++) {
+    const after = afterOf();
+    const started = performance.now();
+    const page = await client.list(base, { prefix, limit: PAGE, ...(after !== undefined ? { after } : {}) });
+    const ms = performance.now() - started;
+    if (page.entries.length === 0) throw new Error(`an empty page for ${prefix} after ${after}`);
+    if (n >= 20) times.push(ms); // the first 20 warm up
+  }
+  return times.sort((a, b) => a - b);
+}
+
+async function main(): Promise<void> {
+  console.log("# bench:list: GET /_list, a page of 1,000 keys");
+  console.log(
+    `machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}`,
+  );
+  console.log(
+    `cluster: 2 shards × 2 storage nodes + 1 coordinator, each its own process; ${KEYS.toLocaleString("en-US")} keys under "bucket/" (100-byte bodies, a stored ETag each) + ${PAGE} under "small/"; ${SAMPLES} pages each, one at a time, from a random key\n`,
+  );
+  const dir = await mkdtemp(join(tmpdir(), "backpack-list-bench-"));
+  const servers: ServerProcess[] = [];
+  try {
+    const started = performance.now();
+    const figures = [];
+    for (const shard of [0, 1]) figures.push(await fill(join(dir, `node-${2 * shard + 1}`), shard));
+    await cp(join(dir, "node-1"), join(dir, "node-2"), { recursive: true });
+    await cp(join(dir, "node-3"), join(dir, "node-4"), { recursive: true });
+    console.log(`  written in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+
+    const mapFile = join(dir, "cluster.json");
+    const map = new EmbeddedClusterMap({ file: mapFile });
+    await map.start();
+    await map.init({ key: `file:${join(dir, "queue")}`, servers: [] });
+    for (let i = 1; i <= 4; i++) {
+      const t0 = performance.now();
+      const node = await startServerProcess(
+        BIN("backpack"),
+        ["node", join(dir, `node-${i}`), "127.0.0.1", "0"],
+        120_000,
+      );
+      servers.push(node);
+      await map.addServer(String(i), node.url);
+      console.log(
+        `  node ${i} serving after ${((performance.now() - t0) / 1000).toFixed(1)} s (index and key order from the checkpoint)`,
+      );
+    }
+    await map.addShard("1", ["1", "2"], 1024 ** 4);
+    await map.addShard("2", ["3", "4"], 1024 ** 4);
+    await map.setShardEnabled("1", true);
+    await map.setShardEnabled("2", true);
+    await map.stop();
+    const coordinator = await startServerProcess(BIN("backpack-coordinator"), [
+      `file:${mapFile}`,
+      "/",
+      "127.0.0.1",
+      "0",
+    ]);
+    servers.push(coordinator);
+
+    const agent = new Agent({ connections: 4 });
+    const client = new CoordinatorClient(agent);
+    const small = await measure(client, coordinator.url, "small/", () => undefined);
+    const big = await measure(client, coordinator.url, "bucket/", () =>
+      bigKey(Math.floor(Math.random() * KEYS)),
+    );
+    // Alternate once more, so that drift of the shared machine shows rather than biases the ratio.
+    const small2 = await measure(client, coordinator.url, "small/", () => undefined);
+    await agent.close();
+
+    const row = (name: string, t: number[]): string =>
+      `  ${name.padEnd(44)} p50 ${percentile(t, 50).toFixed(1).padStart(6)} ms   p99 ${percentile(t, 99).toFixed(1).padStart(6)} ms   max ${t[t.length - 1]!.toFixed(1).padStart(6)} ms`;
+    console.log("");
+    console.log(row(`baseline: the ${PAGE} keys of "small/" (1st)`, small));
+    console.log(row(`a page of ${PAGE} of ${KEYS.toLocaleString("en-US")} keys`, big));
+    console.log(row(`baseline: the ${PAGE} keys of "small/" (2nd)`, small2));
+    const base = Math.max(percentile(small, 99), percentile(small2, 99));
+    const p99 = percentile(big, 99);
+    console.log(
+      `\n  p99 ${p99.toFixed(1)} ms (target ≤ ${TARGET_P99_MS} ms: ${p99 <= TARGET_P99_MS ? "met" : "NOT MET"}); ${(p99 / base).toFixed(2)}× the small prefix's p99`,
+    );
+    const f = figures[0]!;
+    const per = (bytes: number): string => (bytes / f.objects).toFixed(1);
+    console.log(
+      `  memory per key on a node (${f.objects.toLocaleString("en-US")} keys): index ${per(f.indexBytes)} bytes in all: ` +
+        `the keys' own bytes ${per(f.keyBytes)}, their stored ETag headers ${per(f.headerBytes)}, ` +
+        `the rest ${per(f.indexBytes - f.keyBytes - f.headerBytes)}, of which the key order ${per(f.orderBytes)}`,
+    );
+  } finally {
+    for (const s of servers.reverse()) await s.stop().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,128 @@
+import type { ServerResponse } from "node:http";
+import type { ListEntry, ListPage } from "../client/coordinator-client.js";
+import { BackpackError, toBackpackError } from "../common/errors.js";
+import { sendJson } from "../common/http.js";
+import type { ClusterSnapshot } from "../cluster/types.js";
+import type { CoordinatorContext } from "./context.js";
+import { mergeRound, type SourcePage } from "./list-merge.js";
+
+/** Entries in one page of `GET /_list`, at most (and by default). */
+export const MAX_LIST_ENTRIES = 1000;
+
+/**
+ * `GET /_list?prefix=<p>&after=<k>&limit=<n>`: one page of the cluster's files in key order (byte order of
+ * their UTF-8), merged across every shard and the live nodes of each; for each key the newest version wins and
+ * a delete hides it (list-merge.ts). Every live node of a shard is asked (a file acknowledged is on every node
+ * that was up, and at least the write quorum); a shard none of whose nodes answers makes the listing 503,
+ * never a page that silently lacks its files.
+ */
+export async function handleList(
+  ctx: CoordinatorContext,
+  res: ServerResponse,
+  target: string,
+): Promise<void> {
+  const { prefix, after, limit } = listQuery(target);
+  const snapshot = ctx.map.snapshot();
+  const entries: ListEntry[] = [];
+  let cursor = after;
+  for (;;) {
+    const { entries: merged, bound } = mergeRound(await askNodes(ctx, snapshot, prefix, cursor, limit));
+    for (const e of merged) {
+      if (entries.length === limit) return answer(res, entries, true);
+      entries.push(e);
+    }
+    if (bound === undefined) return answer(res, entries, false);
+    if (entries.length === limit) return answer(res, entries, true);
+    // Deletes filled the nodes' pages: the next round starts where this one is final.
+    cursor = bound;
+  }
+}
+
+function answer(res: ServerResponse, entries: ListEntry[], truncated: boolean): void {
+  const page: ListPage = { entries, truncated };
+  sendJson(res, 200, page);
+}
+
+/** One page from every node of every shard, from `after`; throws UNAVAILABLE when a shard has no answer. */
+async function askNodes(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  prefix: string,
+  after: string | undefined,
+  limit: number,
+): Promise<SourcePage[]> {
+  const shards = Object.values(snapshot.shards);
+  const asked = shards.map((shard) => {
+    // The live nodes: not reported dead by the ring, nor failing lately (a frozen node would hold the page up
+    // for the node timeout); all of them when none is.
+    const live = shard.servers.filter((s) => !ctx.health.isSuspect(s));
+    return Promise.all(
+      (live.length > 0 ? live : shard.servers).map(async (serverId): Promise<SourcePage | string> => {
+        const base = snapshot.servers[serverId]?.url;
+        if (base === undefined) return `${serverId}: not in the servers map`;
+        try {
+          const page = await ctx.nodes.listKeys(base, {
+            prefix,
+            ...(after !== undefined ? { after } : {}),
+            limit,
+            timeoutMs: ctx.config.nodeTimeoutMs,
+          });
+          ctx.health.recordSuccess(serverId);
+          return { shard: shard.id, ...page };
+        } catch (err) {
+          const e = toBackpackError(err);
+          // A node away for longer than its grace period (409) is healthy, just not to be merged.
+          if (e.code !== "AWAY_TOO_LONG") ctx.health.recordFailure(serverId);
+          return `${serverId}: ${e.message}`;
+        }
+      }),
+    );
+  });
+  const pages: SourcePage[] = [];
+  for (const [n, answers] of (await Promise.all(asked)).entries()) {
+    const shard = shards[n]!;
+    const ok = answers.filter((a): a is SourcePage => typeof a !== "string");
+    if (ok.length === 0 && shard.servers.length > 0) {
+      const why = answers.filter((a): a is string => typeof a === "string");
+      throw new BackpackError(
+        "UNAVAILABLE",
+        `cannot list: no server of shard ${shard.id} answered (${why.join("; ")})`,
+        { retryAfterSec: 1, details: { shard_id: shard.id } },
+      );
+    }
+    pages.push(...ok);
+  }
+  return pages;
+}
+
+/** The query of `GET /_list`, checked: BAD_REQUEST names what is wrong. */
+export function listQuery(target: string): { prefix: string; after: string | undefined; limit: number } {
+  const q = target.indexOf("?");
+  const params = new Map<string, string>();
+  if (q !== -1) {
+    for (const pair of target.slice(q + 1).split("&")) {
+      if (pair === "") continue;
+      const eq = pair.indexOf("=");
+      const name = eq === -1 ? pair : pair.slice(0, eq);
+      const raw = eq === -1 ? "" : pair.slice(eq + 1);
+      if (!["prefix", "after", "limit"].includes(name)) {
+        throw new BackpackError(
+          "BAD_REQUEST",
+          `unknown query parameter ${JSON.stringify(name)} (prefix, after, limit)`,
+        );
+      }
+      if (params.has(name)) throw new BackpackError("BAD_REQUEST", `${name} is given twice`);
+      try {
+        params.set(name, decodeURIComponent(raw.replaceAll("+", " ")));
+      } catch {
+        throw new BackpackError("BAD_REQUEST", `${name} is not percent-encoded UTF-8`);
+      }
+    }
+  }
+  const limitText = params.get("limit");
+  const limit = limitText === undefined ? MAX_LIST_ENTRIES : Number(limitText);
+  if (limitText === "" || !Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_ENTRIES) {
+    throw new BackpackError("BAD_REQUEST", `limit must be a whole number 1-${MAX_LIST_ENTRIES}`);
+  }
+  return { prefix: params.get("prefix") ?? "", after: params.get("after"), limit };
+}
