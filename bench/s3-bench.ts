@@ -5,6 +5,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
+import { processCpuSeconds } from "./lib/server-process.js";
 
 /**
  * `npm run bench:s3`: the embedded cluster (`backpack dev`, 3 shards × 2 nodes, 2 coordinators with their S3
@@ -23,6 +24,7 @@ const TARGET_RATIO = 0.8;
 const BIN = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
 
 interface Cluster {
+  pid: number;
   coordinator: string;
   s3: string;
   key: { id: string; secret: string };
@@ -55,6 +57,7 @@ async function startCluster(dir: string): Promise<Cluster> {
   const key = /AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out);
   const nodes = [...out.matchAll(/node \d+ \(shard \d+\)\s+(http:\/\/\S+)/g)].map((m) => m[1] as string);
   return {
+    pid: proc.pid ?? 0,
     coordinator: url(/coordinator 1/),
     s3: url(/S3 endpoint 1/),
     key: { id: key?.[1] ?? "", secret: key?.[2] ?? "" },
@@ -66,8 +69,18 @@ async function startCluster(dir: string): Promise<Cluster> {
   };
 }
 
+interface Rate {
+  perSec: number;
+  /** CPU time of the cluster's process per operation, µs (the client's own work is not in it). */
+  cpuUs: number;
+  /** CPU time of this process (the client: undici, or the AWS SDK) per operation, µs. */
+  clientUs: number;
+}
+
 /** Runs `op` on CONNECTIONS loops for SECONDS; resolves with operations per second (errors throw). */
-async function rate(op: (i: number) => Promise<void>): Promise<number> {
+async function rate(pid: number, op: (i: number) => Promise<void>): Promise<Rate> {
+  const cpu0 = processCpuSeconds(pid) ?? 0;
+  const client0 = process.cpuUsage();
   const end = performance.now() + SECONDS * 1000;
   let done = 0;
   let n = 0;
@@ -79,7 +92,10 @@ async function rate(op: (i: number) => Promise<void>): Promise<number> {
       }
     }),
   );
-  return done / SECONDS;
+  const cpu = (processCpuSeconds(pid) ?? 0) - cpu0;
+  const client = process.cpuUsage(client0);
+  const ops = Math.max(1, done);
+  return { perSec: done / SECONDS, cpuUs: (cpu / ops) * 1e6, clientUs: (client.user + client.system) / ops };
 }
 
 async function nodeGets(nodes: string[], agent: Agent): Promise<number> {
@@ -157,22 +173,31 @@ async function main(): Promise<void> {
           ),
         );
       }
-      const rows: Record<string, number[]> = { nativePut: [], s3Put: [], nativeGet: [], s3Get: [] };
+      const rows: Record<string, Rate[]> = { nativePut: [], s3Put: [], nativeGet: [], s3Get: [] };
+      const pid = cluster.pid;
       for (let r = 0; r < ROUNDS; r++) {
-        rows.nativePut?.push(await rate(nativePut));
-        rows.s3Put?.push(await rate(s3Put));
-        rows.nativeGet?.push(await rate(nativeGet));
-        rows.s3Get?.push(await rate(s3Get));
+        rows.nativePut?.push(await rate(pid, nativePut));
+        rows.s3Put?.push(await rate(pid, s3Put));
+        rows.nativeGet?.push(await rate(pid, nativeGet));
+        rows.s3Get?.push(await rate(pid, s3Get));
       }
       for (const op of ["Put", "Get"] as const) {
-        const native = median(rows[`native${op}`] ?? []);
-        const viaS3 = median(rows[`s3${op}`] ?? []);
+        const nativeRows = rows[`native${op}`] ?? [];
+        const s3Rows = rows[`s3${op}`] ?? [];
+        const native = median(nativeRows.map((x) => x.perSec));
+        const viaS3 = median(s3Rows.map((x) => x.perSec));
+        const nativeCpu = median(nativeRows.map((x) => x.cpuUs));
+        const s3Cpu = median(s3Rows.map((x) => x.cpuUs));
+        const nativeClient = median(nativeRows.map((x) => x.clientUs));
+        const s3Client = median(s3Rows.map((x) => x.clientUs));
         const ratio = viaS3 / native;
         const ok = ratio >= TARGET_RATIO;
         if (!ok) failed = true;
         console.log(
           `${op.toUpperCase()} ${label}: native ${native.toFixed(0)}/s, S3 ${viaS3.toFixed(0)}/s, ratio ${ratio.toFixed(2)} ` +
-            `(target >= ${TARGET_RATIO}: ${ok ? "met" : "NOT met"}); rounds native ${rows[`native${op}`]?.map((x) => x.toFixed(0)).join(", ")}, S3 ${rows[`s3${op}`]?.map((x) => x.toFixed(0)).join(", ")}`,
+            `(target >= ${TARGET_RATIO}: ${ok ? "met" : "NOT met"}); rounds native ${nativeRows.map((x) => x.perSec.toFixed(0)).join(", ")}, ` +
+            `S3 ${s3Rows.map((x) => x.perSec.toFixed(0)).join(", ")}; cluster CPU per request native ${nativeCpu.toFixed(0)} µs, ` +
+            `S3 ${s3Cpu.toFixed(0)} µs (native/S3 ${(nativeCpu / s3Cpu).toFixed(2)}); client CPU per request native ${nativeClient.toFixed(0)} µs, S3 SDK ${s3Client.toFixed(0)} µs`,
         );
       }
     }
