@@ -47,14 +47,9 @@ export function objectHeadersOf(stored: Headers): Record<string, string> {
 /** The S3 answer headers of a stored file: type, caching, `x-amz-meta-*`, ETag, Last-Modified. */
 export function s3Headers(stored: Headers): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of PLAIN_HEADERS) {
-    const v = text(stored[name]);
-    if (v !== undefined) out[name] = v;
-  }
-  for (const [name, v] of Object.entries(stored)) {
-    if (name.startsWith(META.userPrefix) && v !== undefined) {
-      out[`x-amz-meta-${name.slice(META.userPrefix.length)}`] = text(v) ?? "";
-    }
+  for (const [name, v] of Object.entries(objectHeadersOf(stored))) {
+    const user = name.startsWith(META.userPrefix);
+    out[user ? `x-amz-meta-${name.slice(META.userPrefix.length)}` : name] = v;
   }
   out.etag = etagOf(stored);
   const modified = text(stored["last-modified"]);
