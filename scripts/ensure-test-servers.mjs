@@ -1,4 +1,4 @@
-// The tests run real ZooKeeper, Redis, nginx, wrk and Chromium (the dashboard's browser tests) from Debian's packages. When one is missing, install
+// The tests run real ZooKeeper, Redis, nginx, wrk, Chromium (the dashboard's browser tests) and rclone (an S3 client) from Debian's packages. When one is missing, install
 // them (as root with apt-get) or say exactly what to install.
 import { execSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -9,6 +9,7 @@ const needs = [
   { pkg: "nginx-light", present: () => has("nginx") || existsSync("/usr/sbin/nginx") },
   { pkg: "wrk", present: () => has("wrk") },
   { pkg: "chromium", present: () => existsSync("/usr/bin/chromium") },
+  { pkg: "rclone", present: () => has("rclone") },
 ];
 
 function has(cmd) {

@@ -112,6 +112,11 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
     section: "admin",
     line: "change the runtime settings: log level, client rate, blocklist",
   },
+  "backpack admin s3-key": {
+    module: "./commands/admin/s3-key.js",
+    section: "admin",
+    line: "create, list or revoke access keys of the S3 API",
+  },
   "backpack admin nginx-config": {
     module: "./commands/admin/nginx-config.js",
     section: "admin",

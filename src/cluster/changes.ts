@@ -8,7 +8,9 @@ import {
   decodeSnapshot,
   encodeQueue,
   isObject,
+  encodeS3,
   QUEUE,
+  S3,
   SERVERS_MAP,
   SETTINGS,
   SHARDS_MAP,
@@ -27,7 +29,7 @@ import {
   validateQueue,
 } from "./rules.js";
 import { applySettingsPatch, type RuntimeSettings, type SettingsPatch } from "./settings.js";
-import type { AddShardResult, InitResult, QueueSettings } from "./types.js";
+import type { AddShardResult, InitResult, QueueSettings, S3Edit } from "./types.js";
 
 export interface Write {
   node: string;
@@ -168,6 +170,17 @@ export function setSettingsChange(patch: SettingsPatch): Change<RuntimeSettings>
     requireInitialized(snapshot, where);
     const next = applySettingsPatch(snapshot.settings, patch);
     return { writes: [{ node: SETTINGS, value: { ...editable(state, SETTINGS), ...next } }], result: next };
+  };
+}
+
+/** Runs an S3 edit on the map as read; writes the document only when the edit returns a new one. */
+export function updateS3Change<R>(edit: S3Edit<R>): Change<R> {
+  return (state, where) => {
+    const snapshot = decodeSnapshot(state);
+    requireInitialized(snapshot, where);
+    const { next, result } = edit(snapshot.s3, snapshot);
+    if (next === snapshot.s3) return { writes: [], result };
+    return { writes: [{ node: S3, value: { ...editable(state, S3), ...encodeS3(next) } }], result };
   };
 }
 

@@ -13,12 +13,20 @@ import {
   setSettingsChange,
   setShardEnabledChange,
   setShardServersChange,
+  updateS3Change,
   type Change,
 } from "./changes.js";
 import { withFileLock } from "./file-lock.js";
 import { decodeSnapshot, EMPTY_SNAPSHOT, isObject, rawNode, sameSnapshot, type RawNode } from "./layout.js";
 import { parseServerIds } from "./rules.js";
-import type { AddShardResult, ClusterMap, ClusterSnapshot, InitResult, QueueSettings } from "./types.js";
+import type {
+  AddShardResult,
+  ClusterMap,
+  ClusterSnapshot,
+  InitResult,
+  QueueSettings,
+  S3Edit,
+} from "./types.js";
 import { ChangeListeners } from "./listeners.js";
 
 /** The file's content: the original's documents by name, plus a version bumped by every write. */
@@ -129,6 +137,10 @@ export class EmbeddedClusterMap implements ClusterMap {
 
   async setSettings(patch: SettingsPatch): Promise<RuntimeSettings> {
     return this.apply(setSettingsChange(patch));
+  }
+
+  async updateS3<R>(edit: S3Edit<R>): Promise<R> {
+    return this.apply(updateS3Change(edit));
   }
 
   async addUsage(deltas: Readonly<Record<string, number>>): Promise<void> {

@@ -7,19 +7,32 @@
  *   shard-size-<id>    {"capacity":<bytes>,"current":<bytes>}
  *   queue              {"key":"backpack-queue","servers":[{"host":"one","port":"13001"}]}
  *   settings           {"version":3,"logLevel":"debug","clientRate":null,"blocklist":[]}   (ours: settings.ts)
+ *   s3                 {"keys":{"<id>":{"secret","name","created","grants":{"<bucket>":"read"}}},
+ *                       "buckets":{"<name>":{"created","owner","shards":["1","2"]}}}         (ours: docs/s3.md)
  *
  * Reading is lenient (a cluster set up by the original tools, or a hand-edited znode, must keep working);
  * fields this code does not know are kept when a document is rewritten.
  */
 import { sanitizeBytes } from "./rules.js";
 import { decodeSettings, NO_SETTINGS } from "./settings.js";
-import type { ClusterSnapshot, QueueEndpoint, QueueSettings, ServerInfo, ShardInfo } from "./types.js";
+import type {
+  ClusterSnapshot,
+  QueueEndpoint,
+  QueueSettings,
+  S3AccessKey,
+  S3Bucket,
+  S3Config,
+  S3Permission,
+  ServerInfo,
+  ShardInfo,
+} from "./types.js";
 
 export const SERVERS_MAP = "servers-map";
 export const SHARDS_MAP = "shards-map";
 export const QUEUE = "queue";
 export const SETTINGS = "settings";
 export const SHARD_SIZE_PREFIX = "shard-size-";
+export const S3 = "s3";
 
 export function shardSizeNode(shardId: string): string {
   return `${SHARD_SIZE_PREFIX}${shardId}`;
@@ -52,7 +65,7 @@ export function isObject(value: unknown): value is JsonObject {
 export function adminNodes(shardsMap: RawNode | undefined, extraShards: readonly string[] = []): string[] {
   const ids = new Set(extraShards);
   if (shardsMap && isObject(shardsMap.data)) for (const id of Object.keys(shardsMap.data)) ids.add(id);
-  return [SERVERS_MAP, SHARDS_MAP, QUEUE, SETTINGS, ...[...ids].map(shardSizeNode)];
+  return [SERVERS_MAP, SHARDS_MAP, QUEUE, SETTINGS, S3, ...[...ids].map(shardSizeNode)];
 }
 
 export function serverUrl(host: string, port: string | number, scheme: string): string {
@@ -128,7 +141,53 @@ export function decodeSnapshot(state: RawState): ClusterSnapshot {
     shards: decodeShards(shards?.data, state),
     queue: decodeQueue(state.get(QUEUE)?.data),
     settings: decodeSettings(state.get(SETTINGS)?.data),
+    s3: decodeS3(state.get(S3)?.data),
   };
+}
+
+const PERMISSIONS: readonly string[] = ["read", "write", "owner"] satisfies S3Permission[];
+
+/** The S3 document, leniently: entries that do not have the expected shape are left out. */
+export function decodeS3(data: unknown): S3Config {
+  const keys = idRecord<S3AccessKey>();
+  const buckets = idRecord<S3Bucket>();
+  const doc = isObject(data) ? data : {};
+  for (const [id, v] of Object.entries(isObject(doc.keys) ? doc.keys : {})) {
+    if (!isObject(v) || typeof v.secret !== "string") continue;
+    const grants = idRecord<S3Permission>();
+    for (const [bucket, p] of Object.entries(isObject(v.grants) ? v.grants : {})) {
+      if (typeof p === "string" && PERMISSIONS.includes(p)) grants[bucket] = p as S3Permission;
+    }
+    keys[id] = {
+      id,
+      secret: v.secret,
+      name: typeof v.name === "string" ? v.name : "",
+      created: typeof v.created === "string" ? v.created : "",
+      grants,
+    };
+  }
+  for (const [name, v] of Object.entries(isObject(doc.buckets) ? doc.buckets : {})) {
+    if (!isObject(v) || !Array.isArray(v.shards)) continue;
+    buckets[name] = {
+      name,
+      created: typeof v.created === "string" ? v.created : "",
+      owner: typeof v.owner === "string" ? v.owner : "",
+      shards: v.shards.filter((s): s is string => typeof s === "string"),
+    };
+  }
+  return { keys, buckets };
+}
+
+export function encodeS3(s3: S3Config): JsonObject {
+  const keys: JsonObject = {};
+  for (const k of Object.values(s3.keys)) {
+    keys[k.id] = { secret: k.secret, name: k.name, created: k.created, grants: { ...k.grants } };
+  }
+  const buckets: JsonObject = {};
+  for (const b of Object.values(s3.buckets)) {
+    buckets[b.name] = { created: b.created, owner: b.owner, shards: [...b.shards] };
+  }
+  return { keys, buckets };
 }
 
 export const EMPTY_SNAPSHOT: ClusterSnapshot = Object.freeze({
@@ -137,6 +196,10 @@ export const EMPTY_SNAPSHOT: ClusterSnapshot = Object.freeze({
   shards: Object.freeze(idRecord<ShardInfo>()),
   queue: undefined,
   settings: NO_SETTINGS,
+  s3: Object.freeze({
+    keys: Object.freeze(idRecord<S3AccessKey>()),
+    buckets: Object.freeze(idRecord<S3Bucket>()),
+  }),
 });
 
 /** Two snapshots with the same content (listeners only hear about real changes). */

@@ -37,6 +37,38 @@ export interface QueueSettings {
   servers: QueueEndpoint[];
 }
 
+export type S3Permission = "read" | "write" | "owner";
+
+/** An S3 access key (`backpack admin s3-key`): its secret signs requests, so it is kept, not hashed. */
+export interface S3AccessKey {
+  id: string;
+  secret: string;
+  name: string;
+  /** ISO time. */
+  created: string;
+  /** Bucket name (or `*`, every bucket) → permission. */
+  grants: Readonly<Record<string, S3Permission>>;
+}
+
+/** An S3 bucket: its objects are placed on `shards`, the shards writable when it was created (docs/s3.md). */
+export interface S3Bucket {
+  name: string;
+  /** ISO time. */
+  created: string;
+  /** The access key that created it. */
+  owner: string;
+  shards: readonly string[];
+}
+
+/** The S3 front's part of the map (document `s3`). */
+export interface S3Config {
+  keys: Readonly<Record<string, S3AccessKey>>;
+  buckets: Readonly<Record<string, S3Bucket>>;
+}
+
+/** An edit of the S3 document: `next` is written unless it is the same object as `current`. */
+export type S3Edit<R> = (current: S3Config, snapshot: ClusterSnapshot) => { next: S3Config; result: R };
+
 /** An immutable view of the map at one moment. */
 export interface ClusterSnapshot {
   /** Runtime settings (log level, client limits, blocklist), version 0 before the first change. */
@@ -46,6 +78,8 @@ export interface ClusterSnapshot {
   servers: Readonly<Record<string, ServerInfo>>;
   shards: Readonly<Record<string, ShardInfo>>;
   queue: QueueSettings | undefined;
+  /** S3 access keys and buckets (empty until the first is made). Holds secrets: never answer it whole. */
+  s3: S3Config;
 }
 
 export type InitPart = "servers" | "shards" | "queue";
@@ -100,4 +134,9 @@ export interface ClusterMap {
    * be negative (deletes); usage is clamped at 0.
    */
   addUsage(deltas: Readonly<Record<string, number>>): Promise<void>;
+  /**
+   * Changes the S3 document with compare-and-set: `edit` may run more than once (on a conflict it is called
+   * again with what the other writer wrote); what it throws is thrown here, and nothing is written then.
+   */
+  updateS3<R>(edit: S3Edit<R>): Promise<R>;
 }

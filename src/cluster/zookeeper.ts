@@ -11,6 +11,7 @@ import {
   setSettingsChange,
   setShardEnabledChange,
   setShardServersChange,
+  updateS3Change,
   usageNodes,
   type Change,
 } from "./changes.js";
@@ -18,7 +19,14 @@ import { adminNodes, rawNode, SHARDS_MAP, type RawNode } from "./layout.js";
 import { ZkMirror } from "./zk-mirror.js";
 import { ChangeListeners } from "./listeners.js";
 import { parseServerIds } from "./rules.js";
-import type { AddShardResult, ClusterMap, ClusterSnapshot, InitResult, QueueSettings } from "./types.js";
+import type {
+  AddShardResult,
+  ClusterMap,
+  ClusterSnapshot,
+  InitResult,
+  QueueSettings,
+  S3Edit,
+} from "./types.js";
 import { ZK, zkCode, ZkConnection, type ZkOp } from "./zk-connection.js";
 
 export interface ZooKeeperClusterMapOptions {
@@ -128,6 +136,10 @@ export class ZooKeeperClusterMap implements ClusterMap {
 
   async setSettings(patch: SettingsPatch): Promise<RuntimeSettings> {
     return this.apply(setSettingsChange(patch), (shards) => adminNodes(shards));
+  }
+
+  async updateS3<R>(edit: S3Edit<R>): Promise<R> {
+    return this.apply(updateS3Change(edit), (shards) => adminNodes(shards));
   }
 
   async addUsage(deltas: Readonly<Record<string, number>>): Promise<void> {

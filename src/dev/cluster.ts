@@ -16,6 +16,9 @@ import type { ReplicationQueue } from "../queue/types.js";
 import { replicatorConfig } from "../replicator/config.js";
 import { ringMemberConfig, type RingMemberConfig } from "../ring/config.js";
 import { ReplicatorService } from "../replicator/service.js";
+import { addKey, newAccessKey } from "../s3/access-keys.js";
+import { s3Config, type S3FrontConfig } from "../s3/config.js";
+import { S3Service } from "../s3/service.js";
 import type { SyncMode } from "../storage/types.js";
 import { devLayout, fixedPorts, type DevLayout } from "./layout.js";
 
@@ -23,6 +26,8 @@ import { devLayout, fixedPorts, type DevLayout } from "./layout.js";
 const EMBEDDED_READ_CACHE_BYTES = 16 * 1024 ** 2;
 
 const ADMIN_TOKEN_FILE = "admin-token";
+/** The local S3 access key (id and secret, JSON, 0600), made at the first start. */
+const S3_KEY_FILE = "s3-local-key.json";
 
 export interface DevClusterOptions {
   /** Everything lives under here: `node-<id>/`, `cluster.json`, `queue/`, `tmp/`. */
@@ -39,6 +44,10 @@ export interface DevClusterOptions {
   /** Every part joins the ring (on its own HTTP port), unless false. */
   ring?: boolean;
   log?: Logger;
+  /** Every coordinator serves S3 on a listener of its own (docs/s3.md), unless false. */
+  s3?: boolean;
+  /** Settings of the S3 fronts beyond the defaults (tests: the upload sweep). */
+  s3Settings?: Partial<S3FrontConfig>;
   /** More routes for every coordinator (the dashboard at /ui). */
   coordinatorRoutes?: CoordinatorDeps["routes"];
 }
@@ -50,6 +59,9 @@ export interface DevClusterDescription {
   dataDir: string;
   /** The file holding the admin token of the coordinators (made at the first start, 0600). */
   adminTokenFile: string;
+  /** The S3 endpoints (one per coordinator), and the local access key. */
+  s3: string[];
+  s3Key: { id: string; secret: string } | undefined;
   /** Shards already in the map that the requested shape did not create (an earlier start's). */
   keptShape: boolean;
 }
@@ -63,6 +75,8 @@ export interface DevClusterDescription {
 export class DevCluster implements Service {
   private nodes: NodeService[] = [];
   private coordinators: CoordinatorService[] = [];
+  private s3: S3Service[] = [];
+  private s3Key: { id: string; secret: string } | undefined;
   private replicator: ReplicatorService | undefined;
   private map: ClusterMap | undefined;
   private queue: ReplicationQueue | undefined;
@@ -139,6 +153,7 @@ export class DevCluster implements Service {
     }
     await mkdir(join(this.dir, "tmp"), { recursive: true });
     await Promise.all(this.coordinators.map((c) => c.start()));
+    if (this.options.s3 !== false) await this.startS3(host);
 
     this.replicator = new ReplicatorService(
       replicatorConfig({ host, port: this.layout.replicatorPort, ring }),
@@ -149,6 +164,50 @@ export class DevCluster implements Service {
       },
     );
     await this.replicator.start();
+  }
+
+  /** An S3 front beside each coordinator, and the local key (made at the first start, then kept). */
+  private async startS3(host: string): Promise<void> {
+    const map = this.map as ClusterMap;
+    const file = join(this.dir, S3_KEY_FILE);
+    try {
+      this.s3Key = JSON.parse(await readFile(file, "utf8")) as { id: string; secret: string };
+    } catch {
+      const key = newAccessKey("local", { "*": "owner" }, Date.now());
+      this.s3Key = { id: key.id, secret: key.secret };
+      await writeFile(file, JSON.stringify(this.s3Key) + "\n", { mode: 0o600 });
+    }
+    const { id, secret } = this.s3Key;
+    if (!Object.hasOwn(map.snapshot().s3.keys, id)) {
+      await map.updateS3(
+        addKey({ id, secret, name: "local", created: new Date().toISOString(), grants: { "*": "owner" } }),
+      );
+    }
+    for (const [i, c] of this.coordinators.entries()) {
+      const port = this.layout.s3Ports[i] ?? 0;
+      // Virtual-host style as <bucket>.localhost (path style with any other Host).
+      const settings = {
+        host,
+        port,
+        domain: "localhost",
+        tmpDir: join(this.dir, "tmp"),
+        ...this.options.s3Settings,
+      };
+      const front = new S3Service(s3Config(settings), {
+        map,
+        coordinatorUrl: () => c.url,
+        log: this.log.child({ part: "s3", port }),
+      });
+      this.s3.push(front);
+    }
+    await Promise.all(this.s3.map((f) => f.start()));
+  }
+
+  /** One sweep of old S3 uploads by the first front; resolves with the uploads removed. */
+  async sweepS3Uploads(): Promise<number> {
+    const front = this.s3[0];
+    if (front === undefined) throw new BackpackError("NOT_INITIALIZED", "S3 is not served");
+    return front.sweepUploads();
   }
 
   /** First start: the seed's layout, enabled. Later starts: keep the map, point the servers at their URLs. */
@@ -184,6 +243,8 @@ export class DevCluster implements Service {
         url: this.nodes[i]?.url ?? "",
         shard: shardOf.get(s.id) ?? "-",
       })),
+      s3: this.s3.map((f) => f.url),
+      s3Key: this.s3Key,
       dataDir: this.dir,
       adminTokenFile: join(this.dir, ADMIN_TOKEN_FILE),
       keptShape: this.keptShape,
@@ -204,6 +265,8 @@ export class DevCluster implements Service {
 
   /** Stops in the order that loses nothing: no new uploads, then no new copies, then the nodes and stores. */
   async stop(): Promise<void> {
+    const fronts = this.s3.splice(0);
+    await Promise.allSettled(fronts.map((f) => f.stop()));
     const coordinators = this.coordinators.splice(0);
     await Promise.allSettled(coordinators.map((c) => c.stop()));
     await this.replicator?.stop();

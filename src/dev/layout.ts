@@ -6,6 +6,8 @@
 export interface DevLayout {
   coordinatorPorts: number[];
   replicatorPort: number;
+  /** The S3 listener of each coordinator: after the nodes. */
+  s3Ports: number[];
   servers: { id: string; port: number }[];
   shards: { id: string; servers: string[] }[];
 }
@@ -18,7 +20,7 @@ export interface LayoutOptions {
   basePort: number;
 }
 
-/** Coordinators on basePort, basePort+1, ...; the replicator next; nodes from basePort+10. */
+/** Coordinators on basePort, basePort+1, ...; the replicator next; nodes from basePort+10; S3 after them. */
 export function devLayout({ shards, replicas, coordinators, basePort }: LayoutOptions): DevLayout {
   const port = (offset: number): number => (basePort === 0 ? 0 : basePort + offset);
   const servers: DevLayout["servers"] = [];
@@ -32,6 +34,7 @@ export function devLayout({ shards, replicas, coordinators, basePort }: LayoutOp
   return {
     coordinatorPorts: Array.from({ length: coordinators }, (_, i) => port(i)),
     replicatorPort: port(coordinators),
+    s3Ports: Array.from({ length: coordinators }, (_, i) => port(10 + servers.length + i)),
     servers,
     shards: shardList,
   };
@@ -39,7 +42,10 @@ export function devLayout({ shards, replicas, coordinators, basePort }: LayoutOp
 
 /** The ports a layout needs that are fixed (not 0). */
 export function fixedPorts(layout: DevLayout): number[] {
-  return [...layout.coordinatorPorts, layout.replicatorPort, ...layout.servers.map((s) => s.port)].filter(
-    (p) => p !== 0,
-  );
+  return [
+    ...layout.coordinatorPorts,
+    layout.replicatorPort,
+    ...layout.servers.map((s) => s.port),
+    ...layout.s3Ports,
+  ].filter((p) => p !== 0);
 }

@@ -8,6 +8,7 @@ const snapshot: ClusterSnapshot = {
   initialized: true,
   queue: undefined,
   settings: NO_SETTINGS,
+  s3: { keys: {}, buckets: {} },
   servers: {
     "1": { id: "1", url: "http://one:10001" },
     "2": { id: "2", url: "http://one:10002" },

@@ -18,7 +18,9 @@ test("the default layout is the seed's: shards 1,4 / 2,5 / 3,6", () => {
     layout.servers.map((s) => s.port),
     [12011, 12012, 12013, 12014, 12015, 12016],
   );
-  assert.equal(new Set(fixedPorts(layout)).size, 9);
+  // Each coordinator's S3 listener comes after the nodes.
+  assert.deepEqual(layout.s3Ports, [12017, 12018]);
+  assert.equal(new Set(fixedPorts(layout)).size, 11);
 });
 
 test("other shapes: every server in exactly one shard, R distinct servers per shard", () => {

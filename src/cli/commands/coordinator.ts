@@ -9,16 +9,21 @@ import { CoordinatorService } from "../../coordinator/service.js";
 import { openQueue } from "../../queue/open.js";
 import type { ReplicationQueue } from "../../queue/types.js";
 import { optInt, optString, requirePositional, type Command } from "../command.js";
+import type { ParsedArgs } from "../args.js";
 import {
   bytesOption,
   durationOption,
   logLevelOf,
   logLevelOption,
+  parseHost,
   parsePort,
   secretOption,
   untilStopped,
 } from "../options.js";
 import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
+import { s3Config } from "../../s3/config.js";
+import { S3Service } from "../../s3/service.js";
+import { UsageError } from "../args.js";
 
 export const command: Command = {
   spec: {
@@ -131,6 +136,28 @@ export const command: Command = {
         description: "where chunked uploads larger than --retain are spooled",
         default: "the system temp dir",
       },
+      {
+        name: "s3-listen",
+        type: "string",
+        description: "serve the S3 API on this host:port too (docs/s3.md); off when not given",
+      },
+      {
+        name: "s3-domain",
+        type: "string",
+        description: "S3 virtual-host style: <bucket>.<domain> names the bucket (path style always works)",
+      },
+      {
+        name: "s3-region",
+        type: "string",
+        description: "the region S3 clients are told (GetBucketLocation)",
+        default: "us-east-1",
+      },
+      {
+        name: "s3-upload-max-age",
+        type: "string",
+        description: "S3 multipart uploads never completed are removed after this age",
+        default: "7d",
+      },
       ...RING_OPTIONS,
       logLevelOption("info"),
     ],
@@ -192,6 +219,7 @@ Example:
       adminToken: secret("admin-token-file", "BACKPACK_ADMIN_TOKEN", "admin token"),
       ring: ringConfigOf(args, io, command.spec, "coordinator"),
     });
+    const s3 = s3Of(args, config.tmpDir, config.maxBodyBytes);
     const log = createLogger({ level: logLevel, name: "coordinator" });
 
     const map = await startMap(zk, root, log, io.stopSignal);
@@ -209,10 +237,22 @@ Example:
     const unsubscribe = map.onChange((snapshot) => void queues.follow(snapshot.queue));
     await service.start();
     log.info({ url: service.url, zk, root, queue: queues.current !== undefined }, "listening");
+    const front =
+      s3 === undefined
+        ? undefined
+        : new S3Service(s3, {
+            map,
+            coordinatorUrl: () => service.url,
+            writeToken: config.writeToken,
+            log: log.child({ part: "s3" }),
+          });
+    await front?.start();
+    if (front) log.info({ s3: front.url }, "S3 listening");
     const respawner = startRespawner(args, service.ring.ring, log);
     await untilStopped(io);
     respawner?.stop();
     log.info("stopping");
+    await front?.stop();
     unsubscribe();
     await service.stop();
     await queues.close();
@@ -222,6 +262,31 @@ Example:
     return 0;
   },
 };
+
+/** The S3 front's settings from --s3-*; undefined without --s3-listen. */
+function s3Of(
+  args: ParsedArgs,
+  tmpDir: string,
+  maxBodyBytes: number,
+): ReturnType<typeof s3Config> | undefined {
+  const listen = optString(args, "s3-listen");
+  const domain = optString(args, "s3-domain");
+  if (listen === undefined) {
+    if (domain !== undefined) throw new UsageError("--s3-domain goes with --s3-listen");
+    return undefined;
+  }
+  const colon = listen.lastIndexOf(":");
+  if (colon <= 0) throw new UsageError(`--s3-listen must be host:port, got "${listen}"`);
+  return s3Config({
+    host: parseHost(listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), "--s3-listen host"),
+    port: parsePort(listen.slice(colon + 1), "--s3-listen port"),
+    domain,
+    region: optString(args, "s3-region"),
+    uploadMaxAgeMs: durationOption(args, "s3-upload-max-age"),
+    tmpDir,
+    maxBodyBytes,
+  });
+}
 
 /**
  * Starts the cluster map, retrying while ZooKeeper is away (a coordinator started before its ensemble waits for

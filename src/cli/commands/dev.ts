@@ -30,7 +30,7 @@ export const command: Command = {
         name: "port",
         type: "string",
         description:
-          "first port: coordinators on port, port+1, ...; the replicator next; nodes from port+10; 0 for free ports (or set BACKPACK_PORT)",
+          "first port: coordinators on port, port+1, ...; the replicator next; nodes from port+10, then each coordinator's S3 endpoint; 0 for free ports (or set BACKPACK_PORT)",
         default: String(DEV_BASE_PORT),
       },
       { name: "host", type: "string", description: "address every service listens on", default: "127.0.0.1" },
@@ -41,6 +41,11 @@ export const command: Command = {
         description:
           "batch: a write is acknowledged after a shared fsync; none: no fsync (a crash loses recent writes)",
         default: "batch",
+      },
+      {
+        name: "no-s3",
+        type: "boolean",
+        description: "the coordinators do not serve the S3 API (docs/s3.md)",
       },
       {
         name: "no-ring",
@@ -75,7 +80,7 @@ Example:
     if (envPort !== undefined && !/^\d+$/.test(envPort))
       throw new UsageError(`BACKPACK_PORT must be a port number, got "${envPort}"`);
     const basePort = count("port", envPort === undefined ? DEV_BASE_PORT : Number(envPort), 0);
-    if (basePort > 65535 - 10 - shards * replicas)
+    if (basePort > 65535 - 10 - shards * replicas - coordinators)
       throw new UsageError(`--port ${basePort} leaves no room for the nodes`);
     const sync = optString(args, "sync") ?? "batch";
     if (sync !== "batch" && sync !== "none")
@@ -92,6 +97,7 @@ Example:
       shardCapacityBytes: parseBytes(optString(args, "capacity") ?? "100gb", "--capacity"),
       sync,
       ring: args.options["no-ring"] !== true,
+      s3: args.options["no-s3"] !== true,
       log,
       coordinatorRoutes: dashboardRoutes(),
     });
@@ -119,6 +125,7 @@ function banner(info: DevClusterDescription): string {
     ["dashboard", `${info.coordinators[0] ?? ""}/ui  (admin token in ${info.adminTokenFile})`],
     ["replicator", info.replicator],
     ...info.nodes.map((n): [string, string] => [`node ${n.id} (shard ${n.shard})`, n.url]),
+    ...info.s3.map((url, i): [string, string] => [`S3 endpoint ${i + 1}`, url]),
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   const c = info.coordinators[0] ?? "";
@@ -135,6 +142,19 @@ function banner(info: DevClusterDescription): string {
     `  curl ${c2}/<id>:hi.txt                        # read back through any coordinator`,
     `  npx backpack put <file or dir>${to}`,
     `  npx backpack status${to}`,
+    ...s3Lines(info),
     "",
   ].join("\n");
+}
+
+/** The S3 endpoint's ready-made local key, and one line to try it. */
+function s3Lines(info: DevClusterDescription): string[] {
+  const url = info.s3[0];
+  if (url === undefined || info.s3Key === undefined) return [];
+  return [
+    "",
+    `S3 (docs/s3.md), local key with every permission (kept in ${info.dataDir}/s3-local-key.json):`,
+    `  export AWS_ACCESS_KEY_ID=${info.s3Key.id} AWS_SECRET_ACCESS_KEY=${info.s3Key.secret} AWS_DEFAULT_REGION=us-east-1`,
+    `  aws --endpoint-url ${url} s3 mb s3://demo && aws --endpoint-url ${url} s3 cp hello.txt s3://demo/`,
+  ];
 }
