@@ -385,13 +385,15 @@ async function main(): Promise<void> {
             () => load(coordinator.url, "PUT", live, SECONDS, o),
             `coordinator PUT ${size}, live (round ${i + 1})`,
           );
-        const [d, l] =
-          i % 2 === 0
-            ? [await runDirect(), await runLive()]
-            : await (async () => {
-                const first = await runLive();
-                return [await runDirect(), first];
-              })();
+        let d: LoadResult;
+        let l: LoadResult;
+        if (i % 2 === 0) {
+          d = await runDirect();
+          l = await runLive();
+        } else {
+          l = await runLive();
+          d = await runDirect();
+        }
         rounds.push({ direct: d, live: l, ratio: l.rps / d.rps });
       }
       return {

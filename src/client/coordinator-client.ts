@@ -301,17 +301,6 @@ export class CoordinatorClient {
     return (await res.body.json()) as ClusterView;
   }
 
-  /** The coordinator's ring view (`GET /ring`); undefined when the ring is off on it. */
-  async ring(base: string): Promise<ServiceRingView | undefined> {
-    const res = await this.send(base, "/ring", "GET", {});
-    if (res.statusCode === 404) {
-      await res.body.dump();
-      return undefined;
-    }
-    await expectStatus(res, [200], base, "/ring");
-    return (await res.body.json()) as ServiceRingView;
-  }
-
   private authHeaders(token: string | undefined): Record<string, string> {
     const t = token ?? this.defaults.token;
     return t ? { authorization: `Bearer ${t}` } : {};
