@@ -106,10 +106,7 @@ async function replayVolumes(
 
 function replay(index: IndexTable, v: Volume, r: ScannedRecord, log: Logger): void {
   if (!r.intact)
-    log.error(
-      { volume: v.id, offset: r.offset },
-      "record with a damaged body quarantined until repair restores it",
-    );
+    log.error({ volume: v.id, offset: r.offset }, "damaged record quarantined until repair restores it");
   const i = index.find(r.key);
   // The newest version wins whatever the file order; of two equal versions the later record (a format-1 key
   // written twice in one millisecond).

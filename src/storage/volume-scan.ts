@@ -1,8 +1,11 @@
 import type { FileHandle } from "node:fs/promises";
 import { checksum } from "../common/checksum.js";
+import { headRepairCandidates } from "./head-repair.js";
 import {
   decodeRecordHeader,
   headerCrcValid,
+  MAX_KEY_BYTES,
+  MAX_META_BYTES,
   RECORD_HEADER_BYTES,
   RECORD_MAGIC,
   recordValid,
@@ -10,9 +13,12 @@ import {
 } from "./record.js";
 
 const WINDOW_BYTES = 4 << 20;
+/** The longest head a record can have: header, key, meta. */
+const MAX_HEAD_BYTES = RECORD_HEADER_BYTES + MAX_KEY_BYTES + MAX_META_BYTES;
 
 /**
- * A record found by a scan. `intact` is false for a record whose header verifies but whose body does not.
+ * A record found by a scan. `intact` is false for a damaged record: its body does not verify, or its head
+ * did not until one damaged byte was set right.
  * `key`, `meta` (content type and stored headers: see record.ts) and `bytes` may be views into the scan's buffer: valid until the callback returns or
  * awaits.
  */
@@ -40,6 +46,8 @@ export interface ScanResult {
  * nothing acknowledged is dropped and nothing unverified is trusted:
  * - a record whose header verifies but whose body does not is reported (not intact) when valid records follow
  *   it (bit rot: it must still supersede older versions of its key), and is a torn tail otherwise;
+ * - a record whose head has one damaged byte (both CRCs verify once it is set right: head-repair.ts) is
+ *   reported, not intact, with its head set right;
  * - bytes that are not a verifiable header are skipped up to the next record that fully verifies (a torn
  *   batch whose later pages reached the disk); with no such record after them they are a torn tail.
  */
@@ -84,6 +92,14 @@ export async function scanVolume(
         intact: false,
       });
       pos += r.header.length;
+      continue;
+    }
+    const repaired = await reader.repairedAt(pos, salt);
+    if (repaired) {
+      // Both CRCs verify once one damaged byte of the head is set right: the record is whole, its key and
+      // version known, and it is reported damaged (its bytes on disk are still wrong).
+      await onRecord({ offset: pos, ...repaired, intact: false });
+      pos += repaired.header.length;
       continue;
     }
     const next = await reader.nextValid(pos + 8, salt);
@@ -182,6 +198,29 @@ class WindowReader {
     const bodyCrc = await this.crcOf(pos + header.headBytes, header.size);
     const kind = recordValid(head, header, bodyCrc) ? "valid" : "body-damaged";
     return { kind, header, key, meta };
+  }
+
+  /**
+   * The record at `pos` with its head set right, when its head has one damaged byte and the whole record
+   * verifies once that byte is fixed (the body is read and checksummed even when bodies are not verified).
+   */
+  async repairedAt(
+    pos: number,
+    salt: number,
+  ): Promise<Pick<ScannedRecord, "header" | "key" | "meta"> | undefined> {
+    const view = await this.get(pos, Math.min(MAX_HEAD_BYTES, this.size - pos));
+    if (!view) return undefined;
+    for (const head of headRepairCandidates(Buffer.from(view), salt)) {
+      const header = decodeRecordHeader(head)!;
+      if (pos + header.length > this.size) continue;
+      if (!recordValid(head, header, await this.crcOf(pos + header.headBytes, header.size))) continue;
+      return {
+        header,
+        key: head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + header.keyBytes),
+        meta: head.subarray(RECORD_HEADER_BYTES + header.keyBytes),
+      };
+    }
+    return undefined;
   }
 
   /** The offset of the first fully valid record at or after `from` (8-byte aligned), if any. */

@@ -154,7 +154,7 @@ void test("a flipped byte anywhere in a record is detected on read: never served
   );
 });
 
-void test("damage in the middle of a volume: a bad body stays indexed (and fails), a bad header is skipped", async (t) => {
+void test("damage in the middle of a volume: a bad body stays indexed (and fails), a header beyond repair is skipped", async (t) => {
   const dir = await tempDir(t);
   let store = await storeFor(t, dir);
   await store.put("k", pattern(100, 1), BIG);
@@ -164,7 +164,9 @@ void test("damage in the middle of a volume: a bad body stays indexed (and fails
   await store.close();
   const rec = recordLength(1, 0, 100);
   await flipByte(VOL1(dir), VOLUME_HEADER_BYTES + rec + RECORD_HEADER_BYTES + 1 + 50); // k v2 body
-  await flipByte(VOL1(dir), VOLUME_HEADER_BYTES + 2 * rec + 8); // x header
+  // Two bytes of x's header: more than one damaged byte is not set right.
+  await flipByte(VOL1(dir), VOLUME_HEADER_BYTES + 2 * rec + 8);
+  await flipByte(VOL1(dir), VOLUME_HEADER_BYTES + 2 * rec + 26);
   await rm(join(dir, "index.ckpt"));
   const { log, lines } = capturingLogger();
   store = await storeFor(t, dir, { log });
@@ -174,4 +176,55 @@ void test("damage in the middle of a volume: a bad body stays indexed (and fails
   assert.ok((await readAll(store, "y")).equals(pattern(100, 4)));
   assert.ok(lines.some((l) => l.msg === "skipped damaged bytes in a volume"));
   assert.equal((await stat(VOL1(dir))).size, VOLUME_HEADER_BYTES + 4 * rec, "nothing cut");
+});
+
+void test("one damaged byte anywhere in a record's head (magic, CRCs, lengths, version, key, content type): recovery finds the record, quarantines it, and never falls back to the key's previous version or a deleted file", async (t) => {
+  const dir = await tempDir(t);
+  const pristine = join(dir, "pristine.vol");
+  let store = await storeFor(t, dir);
+  const key = "head/rot";
+  await store.put(key, pattern(300, 1), { ...BIG, contentType: "text/plain" });
+  const { version } = await store.put(key, pattern(300, 2), { ...BIG, contentType: "text/plain" });
+  await store.put("gone", pattern(50, 3), BIG);
+  await store.delete("gone");
+  await store.put("after", pattern(100, 4), BIG);
+  await store.close();
+  await copyFile(VOL1(dir), pristine);
+  const rec = recordLength(key.length, "text/plain".length, 300);
+  const v2At = VOLUME_HEADER_BYTES + rec;
+  const tombstoneAt = VOLUME_HEADER_BYTES + 2 * rec + recordLength(4, 0, 50);
+  const cases: [string, number][] = [];
+  for (let p = 0; p < RECORD_HEADER_BYTES + key.length + "text/plain".length; p++)
+    cases.push(["v2", v2At + p]);
+  for (let p = 0; p < RECORD_HEADER_BYTES + 4; p++) cases.push(["tombstone", tombstoneAt + p]);
+  for (const [which, at] of cases) {
+    await copyFile(pristine, VOL1(dir));
+    await rm(join(dir, "index.ckpt"), { force: true });
+    await rm(join(dir, "quarantine.json"), { force: true });
+    const h = await open(VOL1(dir), "r+");
+    const b = Buffer.alloc(1);
+    await h.read(b, 0, 1, at);
+    b[0] = b[0]! ^ (1 + (at % 255)); // a different value at every position
+    await h.write(b, 0, 1, at);
+    await h.close();
+    const { log, lines } = capturingLogger();
+    store = await storeFor(t, dir, { log });
+    const what = `${which}, byte ${at - (which === "v2" ? v2At : tombstoneAt)} of the head`;
+    if (which === "v2") {
+      assert.deepEqual(store.held(key)?.version, version, what);
+      await assert.rejects(store.read(key), { code: "CHECKSUM_MISMATCH" }, what);
+      assert.equal(store.stat("gone"), undefined, what);
+    } else {
+      assert.equal(store.held("gone")?.deleted, true, what);
+      assert.equal(store.stat("gone"), undefined, what);
+      assert.ok((await readAll(store, key)).equals(pattern(300, 2)), what);
+    }
+    assert.ok((await readAll(store, "after")).equals(pattern(100, 4)), what);
+    assert.equal(store.stats().checksumErrors, 1, what);
+    assert.ok(
+      lines.some((l) => l.msg === "damaged record quarantined until repair restores it"),
+      what,
+    );
+    await store.close();
+  }
 });
