@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { cp, readdir, watch } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
@@ -46,6 +47,7 @@ async function holds(store: Store, key: string, state: KeyState): Promise<boolea
 
 void test("SIGKILL at random moments under concurrent puts, deletes and compaction loses nothing acknowledged", async (t) => {
   const dir = await tempDir(t, "backpack-crash-");
+  const transcripts = await tempDir(t, "backpack-crash-transcripts-");
   const seed = Number(process.env.CRASH_SEED ?? Date.now() % 1e9);
   const rnd = prng(seed);
   const model = new Map<string, KeyState>();
@@ -53,15 +55,17 @@ void test("SIGKILL at random moments under concurrent puts, deletes and compacti
   let copiesCut = 0;
   try {
     for (let cycle = 0; cycle < CYCLES; cycle++) {
+      const transcript = join(transcripts, `cycle-${cycle}`);
       const child: ChildHandle = await startProcess(t, {
         command: WORKER,
-        args: [dir, String(cycle), String(Math.floor(rnd() * 1e9))],
+        args: [dir, String(cycle), String(Math.floor(rnd() * 1e9)), transcript],
         ready: /^R$/m,
       });
-      // 'exit' can come before the last of stdout has been read: the transcript is complete only at 'close'.
+      const written = (): string => readFileSync(transcript, "utf8");
+      // The worker is gone (and nothing more reaches its transcript) once its process has closed.
       const closed = once(child.proc!, "close");
       const duringCompaction = cycle % 3 === 0;
-      const acked = () => (child.stdout.match(/^A /gm) ?? []).length;
+      const acked = () => (written().match(/^A /gm) ?? []).length;
       // Let some work be acknowledged first, so every cycle tests something.
       const minAcks = 20 + Math.floor(rnd() * 300);
       await waitFor(() => acked() >= minAcks || !child.running, {
@@ -94,7 +98,7 @@ void test("SIGKILL at random moments under concurrent puts, deletes and compacti
       // Replay the transcript: the model takes every acknowledged op; the op each worker had in flight may or
       // may not have reached the disk.
       const inflight = new Map<string, Op>();
-      const lines = child.stdout.split("\n");
+      const lines = written().split("\n");
       lines.pop(); // a line cut by the kill
       for (const line of lines) {
         const parts = line.split(" ");
@@ -130,8 +134,11 @@ void test("SIGKILL at random moments under concurrent puts, deletes and compacti
       }
     }
   } catch (err) {
-    // CRASH_KEEP=<path>: keep the data dir of a failed run for inspection.
-    if (process.env.CRASH_KEEP) await cp(dir, `${process.env.CRASH_KEEP}-${seed}`, { recursive: true });
+    // CRASH_KEEP=<path>: keep the data dir and the transcripts of a failed run for inspection.
+    if (process.env.CRASH_KEEP) {
+      await cp(dir, `${process.env.CRASH_KEEP}-${seed}`, { recursive: true });
+      await cp(transcripts, `${process.env.CRASH_KEEP}-${seed}-transcripts`, { recursive: true });
+    }
     throw err;
   }
   assert.ok(killedCompacting >= 10);
