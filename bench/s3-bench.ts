@@ -5,7 +5,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
-import { processCpuSeconds } from "./lib/server-process.js";
+import { processCpuSeconds, startServerProcess } from "./lib/server-process.js";
 
 /**
  * `npm run bench:s3`: the embedded cluster (`backpack dev`, 3 shards × 2 nodes, 2 coordinators with their S3
@@ -13,7 +13,9 @@ import { processCpuSeconds } from "./lib/server-process.js";
  * through the native coordinator API (undici, `PUT /<key>` then `GET /<shard>:<key>`) and through S3 with the
  * AWS SDK's defaults (SigV4, CRC32 checksums): PUT and GET of 1 KiB and of 1 MiB. Reported: each side's rate,
  * the ratio S3 / native (target ≥ 0.8), and the storage node GETs per S3 GET (target 1), from the nodes' own
- * counters. Options (env): BENCH_SECONDS per measurement (default 5), BENCH_CONNECTIONS (default 16),
+ * counters. The ceiling, in the same rounds: the same SDK client against a server in its own process that
+ * speaks just enough S3 and does nothing (lib/null-s3-server.ts): the most the client side allows on this
+ * machine, as a ratio to native. Options (env): BENCH_SECONDS per measurement (default 5), BENCH_CONNECTIONS (default 16),
  * BENCH_ROUNDS (default 3; the median round is reported).
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -22,6 +24,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const KEYS = 500;
 const TARGET_RATIO = 0.8;
 const BIN = fileURLToPath(new URL("../src/cli/bin/backpack.js", import.meta.url));
+const NULL_S3 = fileURLToPath(new URL("./lib/null-s3-server.js", import.meta.url));
 
 interface Cluster {
   pid: number;
@@ -124,14 +127,18 @@ async function main(): Promise<void> {
   );
   const dir = await mkdtemp(join(tmpdir(), "bench-s3-"));
   const cluster = await startCluster(dir);
+  const nullS3 = await startServerProcess(NULL_S3, []);
   const agent = new Agent({ connections: CONNECTIONS * 2 });
-  const s3 = new S3Client({
-    endpoint: cluster.s3,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: cluster.key.id, secretAccessKey: cluster.key.secret },
-    requestHandler: { httpAgent: { keepAlive: true, maxSockets: CONNECTIONS * 2 } },
-  });
+  const client = (endpoint: string): S3Client =>
+    new S3Client({
+      endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: cluster.key.id, secretAccessKey: cluster.key.secret },
+      requestHandler: { httpAgent: { keepAlive: true, maxSockets: CONNECTIONS * 2 } },
+    });
+  const s3 = client(cluster.s3);
+  const ceiling = client(nullS3.url);
   try {
     await s3.send(new CreateBucketCommand({ Bucket: "bench" }));
     let failed = false;
@@ -165,6 +172,17 @@ async function main(): Promise<void> {
         const got = await s3.send(new GetObjectCommand({ Bucket: "bench", Key: `s3-${size}/k${i % KEYS}` }));
         await got.Body?.transformToByteArray();
       };
+      const nullPut = async (i: number): Promise<void> => {
+        await ceiling.send(
+          new PutObjectCommand({ Bucket: "bench", Key: `s3-${size}/k${i % KEYS}`, Body: body }),
+        );
+      };
+      const nullGet = async (i: number): Promise<void> => {
+        const got = await ceiling.send(
+          new GetObjectCommand({ Bucket: "bench", Key: `s3-${size}/k${i % KEYS}` }),
+        );
+        await got.Body?.transformToByteArray();
+      };
       // Every key written once before the GETs.
       for (let k = 0; k < KEYS; k += CONNECTIONS) {
         await Promise.all(
@@ -173,13 +191,22 @@ async function main(): Promise<void> {
           ),
         );
       }
-      const rows: Record<string, Rate[]> = { nativePut: [], s3Put: [], nativeGet: [], s3Get: [] };
+      const rows: Record<string, Rate[]> = {
+        nativePut: [],
+        s3Put: [],
+        nullPut: [],
+        nativeGet: [],
+        s3Get: [],
+        nullGet: [],
+      };
       const pid = cluster.pid;
       for (let r = 0; r < ROUNDS; r++) {
         rows.nativePut?.push(await rate(pid, nativePut));
         rows.s3Put?.push(await rate(pid, s3Put));
+        rows.nullPut?.push(await rate(nullS3.pid, nullPut));
         rows.nativeGet?.push(await rate(pid, nativeGet));
         rows.s3Get?.push(await rate(pid, s3Get));
+        rows.nullGet?.push(await rate(nullS3.pid, nullGet));
       }
       for (const op of ["Put", "Get"] as const) {
         const nativeRows = rows[`native${op}`] ?? [];
@@ -190,6 +217,8 @@ async function main(): Promise<void> {
         const s3Cpu = median(s3Rows.map((x) => x.cpuUs));
         const nativeClient = median(nativeRows.map((x) => x.clientUs));
         const s3Client = median(s3Rows.map((x) => x.clientUs));
+        const nullRows = rows[`null${op}`] ?? [];
+        const viaNull = median(nullRows.map((x) => x.perSec));
         const ratio = viaS3 / native;
         const ok = ratio >= TARGET_RATIO;
         if (!ok) failed = true;
@@ -198,6 +227,11 @@ async function main(): Promise<void> {
             `(target >= ${TARGET_RATIO}: ${ok ? "met" : "NOT met"}); rounds native ${nativeRows.map((x) => x.perSec.toFixed(0)).join(", ")}, ` +
             `S3 ${s3Rows.map((x) => x.perSec.toFixed(0)).join(", ")}; cluster CPU per request native ${nativeCpu.toFixed(0)} µs, ` +
             `S3 ${s3Cpu.toFixed(0)} µs (native/S3 ${(nativeCpu / s3Cpu).toFixed(2)}); client CPU per request native ${nativeClient.toFixed(0)} µs, S3 SDK ${s3Client.toFixed(0)} µs`,
+        );
+        console.log(
+          `  ceiling: the SDK against a server that does nothing ${viaNull.toFixed(0)}/s, ratio ${(viaNull / native).toFixed(2)} ` +
+            `(rounds ${nullRows.map((x) => x.perSec.toFixed(0)).join(", ")}; client CPU per request ${median(nullRows.map((x) => x.clientUs)).toFixed(0)} µs); ` +
+            `backpack's S3 front reaches ${(viaS3 / viaNull).toFixed(2)} of it`,
         );
       }
     }
@@ -215,6 +249,8 @@ async function main(): Promise<void> {
     if (failed) process.exitCode = 1;
   } finally {
     s3.destroy();
+    ceiling.destroy();
+    await nullS3.stop();
     await agent.close();
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });
