@@ -77,8 +77,9 @@ async function askNodes(
           return { shard: shard.id, ...page };
         } catch (err) {
           const e = toBackpackError(err);
-          // A node away for longer than its grace period (409) is healthy, just not to be merged.
-          if (e.code !== "AWAY_TOO_LONG") ctx.health.recordFailure(serverId);
+          // A node away for longer than its grace period (409) is healthy, just not to be merged; so is one
+          // still building its key order (503 OVERLOADED, the first listing since it started).
+          if (e.code !== "AWAY_TOO_LONG" && e.code !== "OVERLOADED") ctx.health.recordFailure(serverId);
           return `${serverId}: ${e.message}`;
         }
       }),

@@ -25,7 +25,7 @@ export function handleReplica(
   req: IncomingMessage,
   res: ServerResponse,
   path: string,
-): void {
+): void | Promise<void> {
   if (ctx.awayTooLong) {
     throw new BackpackError("AWAY_TOO_LONG", ctx.awayTooLong, {
       details: { reset: "wipe the data dir, or --rejoin" },
@@ -72,24 +72,7 @@ export function handleReplica(
     });
     return;
   }
-  if (path === KEYS_PATH) {
-    const limit = listLimit(query);
-    const page = ctx.store.listKeys(query.get("prefix") ?? "", query.get("after") ?? undefined, limit);
-    sendJson(res, 200, {
-      more: page.more,
-      // Fields left undefined are left out of the JSON (no spread per entry: a page is a thousand of them).
-      entries: page.entries.map((e) => ({
-        key: e.key,
-        version: formatVersion(e.version),
-        size: e.size,
-        deleted: e.deleted || undefined,
-        damaged: e.damaged || undefined,
-        contentType: e.contentType,
-        headers: e.headers,
-      })),
-    });
-    return;
-  }
+  if (path === KEYS_PATH) return sendKeys(ctx, res, query);
   throw new BackpackError("NOT_FOUND", `${path} is not a route of the node`);
 }
 
@@ -99,4 +82,23 @@ function listLimit(query: URLSearchParams): number {
     throw new BackpackError("BAD_REQUEST", `limit must be 1-${MAX_LIST}`);
   }
   return limit;
+}
+
+/** `GET /_backpack/keys`: a page of the key order (the first one waits while the order is built). */
+async function sendKeys(ctx: NodeContext, res: ServerResponse, query: URLSearchParams): Promise<void> {
+  const limit = listLimit(query);
+  const page = await ctx.store.listKeys(query.get("prefix") ?? "", query.get("after") ?? undefined, limit);
+  sendJson(res, 200, {
+    more: page.more,
+    // Fields left undefined are left out of the JSON (no spread per entry: a page is a thousand of them).
+    entries: page.entries.map((e) => ({
+      key: e.key,
+      version: formatVersion(e.version),
+      size: e.size,
+      deleted: e.deleted || undefined,
+      damaged: e.damaged || undefined,
+      contentType: e.contentType,
+      headers: e.headers,
+    })),
+  });
 }

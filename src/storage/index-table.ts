@@ -123,6 +123,9 @@ export class IndexTable {
    * nothing for it), then following changes with the bucket lists (`tracking`).
    */
   private keyOrder: SortedKeys | undefined;
+  /** The key order being built, and the entries inserted and removed since its build began. */
+  private keyOrderBuild: Promise<SortedKeys> | undefined;
+  private keyOrderChanges: { inserted: Set<number>; removed: Set<number> } | undefined;
   /**
    * Whether the bucket lists, digests and key order follow changes. Off while recovery builds the index (a checkpoint's
    * entries have no lists); `rebuildBuckets` turns it on.
@@ -170,6 +173,7 @@ export class IndexTable {
     if (this.tracking) {
       this.linkAndHash(i);
       this.keyOrder?.insert(i, this.keyOf(i));
+      this.keyOrderChanges?.inserted.add(i);
     }
     return i;
   }
@@ -235,19 +239,35 @@ export class IndexTable {
     this.tracking = true;
   }
 
-  /** The entries in key order (built at the first call: one sort of every entry). */
-  sorted(): SortedKeys {
-    if (!this.keyOrder) {
-      const order = new SortedKeys({
-        compare: (i, key) => this.compareKey(i, key),
-        compareEntries: (a, b) => this.compareEntries(a, b),
-      });
-      const entries: number[] = [];
-      this.forEach((i) => void entries.push(i));
-      order.rebuild(entries);
-      this.keyOrder = order;
+  /**
+   * The entries in key order, built at the first call (`pause` is awaited between the build's slices, so that
+   * a node with millions of keys keeps serving while it sorts them); changes made while it builds are applied
+   * at its end.
+   */
+  async sorted(pause: () => Promise<void>): Promise<SortedKeys> {
+    if (this.keyOrder) return this.keyOrder;
+    this.keyOrderBuild ??= this.buildKeyOrder(pause).finally(() => (this.keyOrderBuild = undefined));
+    return this.keyOrderBuild;
+  }
+
+  private async buildKeyOrder(pause: () => Promise<void>): Promise<SortedKeys> {
+    const order = new SortedKeys({
+      compare: (i, key) => this.compareKey(i, key),
+      compareEntries: (a, b) => this.compareEntries(a, b),
+    });
+    const entries: number[] = [];
+    this.forEach((i) => void entries.push(i));
+    const changes = { inserted: new Set<number>(), removed: new Set<number>() };
+    this.keyOrderChanges = changes;
+    try {
+      await order.rebuildInSlices(entries, changes.removed, pause);
+    } finally {
+      this.keyOrderChanges = undefined;
     }
-    return this.keyOrder;
+    // The build left out what was removed meanwhile; what was inserted meanwhile goes in now.
+    for (const i of changes.inserted) order.insert(i, this.keyOf(i));
+    this.keyOrder = order;
+    return order;
   }
 
   /** Heap bytes of the key order: 0 until it is first asked for. */
@@ -278,6 +298,8 @@ export class IndexTable {
       this.toggleHash(i);
       this.unlink(i);
       this.keyOrder?.remove(i, key);
+      if (this.keyOrderChanges && !this.keyOrderChanges.inserted.delete(i))
+        this.keyOrderChanges.removed.add(i);
     }
     // Backward-shift deletion: pull later members of the probe run into the hole so lookups never stop early.
     let hole = s;

@@ -13,6 +13,9 @@
  * at a full block, 8 at a half-full one, plus about 100 bytes per block.
  */
 const BLOCK = 512;
+/** Entries sorted per run, and compared per merge slice, between two pauses of a build (a few ms each). */
+const RUN = 8192;
+const MERGE_SLICE = 32768;
 
 export interface KeyOrder {
   /** Key of entry `i` against `key` (negative: the entry's key sorts first). */
@@ -31,13 +34,50 @@ export class SortedKeys {
   /** Replaces the contents with `entries` (any order); one sort, for an index built without tracking. */
   rebuild(entries: number[]): void {
     entries.sort((a, b) => this.order.compareEntries(a, b));
+    this.fill(entries);
+  }
+
+  /**
+   * As `rebuild`, without holding the event loop for more than a few milliseconds at a time (a sort of 1M keys
+   * takes seconds): runs of RUN entries are sorted, then merged pairwise MERGE_SLICE entries at a time, with
+   * `pause()` awaited between slices. The index changes meanwhile: an entry in `removed` (its number may
+   * already name another key) is never compared again and is left out; the caller inserts what was added
+   * meanwhile once this resolves.
+   */
+  async rebuildInSlices(
+    entries: number[],
+    removed: ReadonlySet<number>,
+    pause: () => Promise<void>,
+  ): Promise<void> {
+    const compare = (a: number, b: number): number => this.order.compareEntries(a, b);
+    let runs: Int32Array[] = [];
+    for (let at = 0; at < entries.length; at += RUN) {
+      const run = entries.slice(at, at + RUN).filter((i) => !removed.has(i));
+      runs.push(Int32Array.from(run.sort(compare)));
+      await pause();
+    }
+    while (runs.length > 1) {
+      const next: Int32Array[] = [];
+      for (let r = 0; r < runs.length; r += 2) {
+        next.push(
+          r + 1 < runs.length
+            ? await mergeInSlices(runs[r]!, runs[r + 1]!, compare, removed, pause)
+            : runs[r]!,
+        );
+      }
+      runs = next;
+    }
+    this.fill([...(runs[0] ?? [])].filter((i) => !removed.has(i)));
+  }
+
+  private fill(entries: ArrayLike<number>): void {
     this.blocks = [];
     this.sizes = [];
     // Filled to 7/8: room for inserts before the first blocks fill up.
     const fill = (BLOCK * 7) / 8;
     for (let at = 0; at < entries.length; at += fill) {
       const block = new Int32Array(BLOCK);
-      const part = entries.slice(at, at + fill);
+      const part = Array.prototype.slice.call(entries, at, at + fill) as number[];
       block.set(part);
       this.blocks.push(block);
       this.sizes.push(part.length);
@@ -174,4 +214,28 @@ export class SortedKeys {
     this.sizes.splice(b + 1, 0, BLOCK - half);
     this.sizes[b] = half;
   }
+}
+
+/** Merges two sorted runs, MERGE_SLICE entries between pauses; entries in `removed` are dropped unseen. */
+async function mergeInSlices(
+  a: Int32Array,
+  b: Int32Array,
+  compare: (x: number, y: number) => number,
+  removed: ReadonlySet<number>,
+  pause: () => Promise<void>,
+): Promise<Int32Array> {
+  const out = new Int32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.length || j < b.length) {
+    for (let step = 0; step < MERGE_SLICE && (i < a.length || j < b.length); step++) {
+      if (i < a.length && removed.has(a[i]!)) i++;
+      else if (j < b.length && removed.has(b[j]!)) j++;
+      else if (j >= b.length || (i < a.length && compare(a[i]!, b[j]!) <= 0)) out[n++] = a[i++]!;
+      else out[n++] = b[j++]!;
+    }
+    await pause();
+  }
+  return out.subarray(0, n);
 }

@@ -13,6 +13,7 @@ export interface ResolvedStoreOptions {
   tombstoneGraceMs: number;
   scrubBytesPerSec: number;
   scrubEveryMs: number;
+  keyOrderWaitMs: number;
   turn: MaintenanceTurnWait;
   origin: number;
   log: Logger;
@@ -34,6 +35,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     tombstoneGraceMs: options.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS,
     scrubBytesPerSec: options.scrubBytesPerSec ?? 0,
     scrubEveryMs: options.scrubEveryMs ?? 24 * 3600 * 1000,
+    keyOrderWaitMs: options.keyOrderWaitMs ?? 1000,
     turn: options.turn ?? (() => Promise.resolve()),
     origin: options.origin ?? 0,
     log: options.log ?? silentLogger,
@@ -56,6 +58,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
   }
   if (!(opts.scrubBytesPerSec >= 0)) problems.push("scrubBytesPerSec must be 0 or more");
   if (!(opts.scrubEveryMs >= 0)) problems.push("scrubEveryMs must be 0 or more");
+  if (!(opts.keyOrderWaitMs >= 0)) problems.push("keyOrderWaitMs must be 0 or more");
   if (!(Number.isInteger(opts.origin) && opts.origin >= 0 && opts.origin <= 0xffff)) {
     problems.push("origin must be an integer in 0-65535");
   }

@@ -35,6 +35,7 @@ import {
 import { QuarantineFile } from "./quarantine-file.js";
 import { ReadCache } from "./read-cache.js";
 import { Scrubber } from "./scrubber.js";
+import type { SortedKeys } from "./sorted-keys.js";
 import { DIGEST_BUCKETS } from "./replica-digest.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
@@ -601,15 +602,20 @@ export class DiskStore implements Store {
     return { entries, more: picked.length > limit };
   }
 
-  listKeys(prefix: string, after: string | undefined, limit: number): { entries: KeyEntry[]; more: boolean } {
+  async listKeys(
+    prefix: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ entries: KeyEntry[]; more: boolean }> {
     const index = this.index;
+    const order = await this.keyOrder();
     const p = Buffer.from(prefix, "utf8");
     const a = after === undefined ? undefined : Buffer.from(after, "utf8");
     // Start past `after` when it sorts at or past the prefix, else at the prefix itself.
     const fromAfter = a !== undefined && Buffer.compare(a, p) >= 0;
     const entries: KeyEntry[] = [];
     let more = false;
-    for (const i of index.sorted().from(fromAfter ? a : p, !fromAfter)) {
+    for (const i of order.from(fromAfter ? a : p, !fromAfter)) {
       const key = index.keyOf(i);
       if (key.length < p.length || Buffer.compare(key.subarray(0, p.length), p) !== 0) break;
       if (entries.length === limit) {
@@ -632,6 +638,27 @@ export class DiskStore implements Store {
       entries.push(entry);
     }
     return { entries, more };
+  }
+
+  /**
+   * The index's key order; the first listing starts building it (in slices: the node keeps serving) and waits
+   * up to `keyOrderWaitMs` for it, then answers OVERLOADED (retry shortly) until it is built.
+   */
+  private async keyOrder(): Promise<SortedKeys> {
+    const building = this.index.sorted(() => new Promise((resolve) => setImmediate(resolve)));
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.options.keyOrderWaitMs);
+    });
+    const order = await Promise.race([building, waited]).finally(() => clearTimeout(timer));
+    if (order === undefined) {
+      throw new BackpackError(
+        "OVERLOADED",
+        "the node is building its key order (its first listing since it started); retry shortly",
+        { retryAfterSec: 1 },
+      );
+    }
+    return order;
   }
 
   private track<T>(fn: () => Promise<T>): Promise<T> {

@@ -41,6 +41,11 @@ export interface StoreOptions {
   /** Time from the start of one scrub pass to the start of the next, at least. Default 24 h. */
   scrubEveryMs?: number;
   /**
+   * How long the first listing (`listKeys`) waits for the key order, which it starts building, before it is
+   * answered OVERLOADED (retry shortly) while the build goes on. Default 1 s.
+   */
+  keyOrderWaitMs?: number;
+  /**
    * Resolves when this node may do background work (compaction, scrub) now: the cluster lets one node of a
    * shard at a time (node/maintenance-turn.ts). At once when not given. Awaited between slices of the work.
    */
@@ -191,9 +196,14 @@ export interface Store {
   /**
    * The keys starting with `prefix`, strictly after `after`, in byte order of their UTF-8, at most `limit`:
    * files and deletes within their grace period (`deleted`), from the index alone (no I/O, no sort: the index
-   * keeps its keys in order). `more` when further keys with the prefix follow.
+   * keeps its keys in order, from the first listing on: that one waits while the order is built, in slices
+   * that leave the node serving). `more` when further keys with the prefix follow.
    */
-  listKeys(prefix: string, after: string | undefined, limit: number): { entries: KeyEntry[]; more: boolean };
+  listKeys(
+    prefix: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<{ entries: KeyEntry[]; more: boolean }>;
   /** Compacts every volume past the garbage threshold now (also runs by itself in the background). */
   compact(): Promise<void>;
   /** Writes an index checkpoint now. */

@@ -1,7 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { IndexTable, type EntryValue } from "../../src/storage/index-table.js";
 import { SortedKeys } from "../../src/storage/sorted-keys.js";
 import { tempDir } from "../helpers/tmp.js";
+import { waitFor } from "../helpers/wait.js";
 import { BIG, storeFor } from "./helpers.js";
 
 /** A SortedKeys over keys held in an array (entry number = index), compared as UTF-8 bytes. */
@@ -65,8 +67,8 @@ void test("listKeys: by prefix and after, in UTF-8 byte order, with deletes, acr
   for (const k of names)
     await store.put(k, Buffer.from(k), { ...BIG, headers: { "x-backpack-meta-k": "v" } });
   await store.delete("a/2");
-  const check = (): void => {
-    const all = store.listKeys("a/", undefined, 100);
+  const check = async (): Promise<void> => {
+    const all = await store.listKeys("a/", undefined, 100);
     // Byte order of UTF-8: U+FFFF (ef bf bf) sorts before U+1F600 (f0 9f 98 80), unlike UTF-16 order.
     assert.deepEqual(
       all.entries.map((e) => e.key),
@@ -76,27 +78,27 @@ void test("listKeys: by prefix and after, in UTF-8 byte order, with deletes, acr
     const deleted = all.entries.find((e) => e.key === "a/2");
     assert.equal(deleted?.deleted, true, "a delete is listed, so a merge can let it win");
     assert.deepEqual(all.entries[0]?.headers, { "x-backpack-meta-k": "v" });
-    const page = store.listKeys("a/", "a/10", 2);
+    const page = await store.listKeys("a/", "a/10", 2);
     assert.deepEqual(
       page.entries.map((e) => e.key),
       ["a/2", "a/\u00e9"],
     );
     assert.equal(page.more, true);
-    assert.deepEqual(store.listKeys("a/", "a/\u{1f600}", 10).entries, []);
+    assert.deepEqual((await store.listKeys("a/", "a/\u{1f600}", 10)).entries, []);
     // An `after` before the prefix starts at the prefix.
     assert.deepEqual(
-      store.listKeys("b/", "a", 10).entries.map((e) => e.key),
+      (await store.listKeys("b/", "a", 10)).entries.map((e) => e.key),
       ["b/1"],
     );
     assert.deepEqual(
-      store.listKeys("", undefined, 1).entries.map((e) => e.key),
+      (await store.listKeys("", undefined, 1)).entries.map((e) => e.key),
       ["a"],
     );
   };
-  check();
+  await check();
   await store.close();
   store = await storeFor(t, dir);
-  check();
+  await check();
 });
 
 void test("listKeys: a delete past its grace period leaves the key order with its index entry", async (t) => {
@@ -106,12 +108,74 @@ void test("listKeys: a delete past its grace period leaves the key order with it
   await new Promise((resolve) => setTimeout(resolve, 5));
   assert.equal(store.expireTombstones(), 1);
   assert.deepEqual(
-    store.listKeys("x/", undefined, 10).entries.map((e) => e.key),
+    (await store.listKeys("x/", undefined, 10)).entries.map((e) => e.key),
     ["x/1", "x/3"],
   );
   await store.put("x/2", Buffer.from("again"), BIG);
   assert.deepEqual(
-    store.listKeys("x/", undefined, 10).entries.map((e) => e.key),
+    (await store.listKeys("x/", undefined, 10)).entries.map((e) => e.key),
     ["x/1", "x/2", "x/3"],
+  );
+});
+
+void test("the index's key order is built in slices while keys are inserted and removed (entry numbers reused): it lists exactly the live keys, in order", async () => {
+  const index = new IndexTable(99);
+  const rnd = random(11);
+  const value = (n: number): EntryValue => ({
+    volume: 1,
+    offset: n,
+    size: 1,
+    bodyCrc: 0,
+    version: { stamp: n + 1, origin: 0 },
+    contentType: undefined,
+    tombstone: false,
+  });
+  const live = new Set<string>();
+  let n = 0;
+  const add = (): void => {
+    const key = `k${Math.floor(rnd() * 1e9)}-${n++}`;
+    index.insert(Buffer.from(key), value(n));
+    live.add(key);
+  };
+  const removeOne = (): void => {
+    const key = [...live][Math.floor(rnd() * live.size)]!;
+    assert.ok(index.remove(Buffer.from(key)));
+    live.delete(key);
+  };
+  for (let i = 0; i < 40_000; i++) add();
+  let pauses = 0;
+  const order = await index.sorted(async () => {
+    pauses++;
+    // Between slices the index changes: removals free entry numbers that the inserts after them reuse.
+    for (let i = 0; i < 20; i++) (rnd() < 0.5 ? removeOne : add)();
+    await new Promise((resolve) => setImmediate(resolve));
+  });
+  assert.ok(pauses >= 5, `built in ${pauses} slices`);
+  const listed = [...order.from(undefined, true)].map((i) => Buffer.from(index.keyOf(i)).toString());
+  const expected = [...live].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  assert.deepEqual(listed, expected);
+  // From then on it follows every change at once.
+  add();
+  removeOne();
+  const again = [...(await index.sorted(() => Promise.resolve())).from(undefined, true)];
+  assert.deepEqual(
+    again.map((i) => Buffer.from(index.keyOf(i)).toString()),
+    [...live].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+  );
+});
+
+void test("listKeys: a first listing that the key order is not built in time for answers OVERLOADED, and the build goes on", async (t) => {
+  const store = await storeFor(t, await tempDir(t), { keyOrderWaitMs: 0, sync: "none" });
+  const writes: Promise<unknown>[] = [];
+  for (let i = 0; i < 20_000; i++) writes.push(store.put(`k/${(i * 7919) % 20_000}`, Buffer.from("x"), BIG));
+  await Promise.all(writes);
+  await assert.rejects(store.listKeys("k/", undefined, 10), { code: "OVERLOADED", retryAfterSec: 1 });
+  const page = await waitFor(async () => await store.listKeys("k/", undefined, 3).catch(() => undefined), {
+    timeoutMs: 30_000,
+    what: "the key order",
+  });
+  assert.deepEqual(
+    page.entries.map((e) => e.key),
+    ["k/0", "k/1", "k/10"],
   );
 });
