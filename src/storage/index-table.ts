@@ -260,7 +260,7 @@ export class IndexTable {
     const changes = { inserted: new Set<number>(), removed: new Set<number>() };
     this.keyOrderChanges = changes;
     try {
-      await order.rebuildInSlices(entries, changes.removed, pause);
+      await order.rebuild(entries, changes.removed, pause);
     } finally {
       this.keyOrderChanges = undefined;
     }
@@ -268,6 +268,11 @@ export class IndexTable {
     for (const i of changes.inserted) order.insert(i, this.keyOf(i));
     this.keyOrder = order;
     return order;
+  }
+
+  /** The key order when it is built. */
+  get builtKeyOrder(): SortedKeys | undefined {
+    return this.keyOrder;
   }
 
   /** Heap bytes of the key order: 0 until it is first asked for. */

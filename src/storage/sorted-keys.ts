@@ -31,24 +31,14 @@ export class SortedKeys {
 
   constructor(private readonly order: KeyOrder) {}
 
-  /** Replaces the contents with `entries` (any order); one sort, for an index built without tracking. */
-  rebuild(entries: number[]): void {
-    entries.sort((a, b) => this.order.compareEntries(a, b));
-    this.fill(entries);
-  }
-
   /**
-   * As `rebuild`, without holding the event loop for more than a few milliseconds at a time (a sort of 1M keys
-   * takes seconds): runs of RUN entries are sorted, then merged pairwise MERGE_SLICE entries at a time, with
-   * `pause()` awaited between slices. The index changes meanwhile: an entry in `removed` (its number may
-   * already name another key) is never compared again and is left out; the caller inserts what was added
-   * meanwhile once this resolves.
+   * Replaces the contents with `entries` (any order), without holding the event loop for more than a few
+   * milliseconds at a time (one sort of 1M keys takes seconds): runs of RUN entries are sorted, then merged
+   * pairwise MERGE_SLICE entries at a time, with `pause()` awaited between slices. The index may change
+   * meanwhile: an entry in `removed` (its number may already name another key) is never compared again and is
+   * left out; the caller inserts what was added meanwhile once this resolves.
    */
-  async rebuildInSlices(
-    entries: number[],
-    removed: ReadonlySet<number>,
-    pause: () => Promise<void>,
-  ): Promise<void> {
+  async rebuild(entries: number[], removed: ReadonlySet<number>, pause: () => Promise<void>): Promise<void> {
     const compare = (a: number, b: number): number => this.order.compareEntries(a, b);
     let runs: Int32Array[] = [];
     for (let at = 0; at < entries.length; at += RUN) {
@@ -67,22 +57,29 @@ export class SortedKeys {
       }
       runs = next;
     }
-    this.fill([...(runs[0] ?? [])].filter((i) => !removed.has(i)));
-  }
-
-  private fill(entries: ArrayLike<number>): void {
+    // Into blocks filled to 7/8: room for inserts before the first blocks fill up.
+    const sorted = runs[0] ?? new Int32Array(0);
+    const fill = (BLOCK * 7) / 8;
     this.blocks = [];
     this.sizes = [];
-    // Filled to 7/8: room for inserts before the first blocks fill up.
-    const fill = (BLOCK * 7) / 8;
-    for (let at = 0; at < entries.length; at += fill) {
-      const block = new Int32Array(BLOCK);
-      const part = Array.prototype.slice.call(entries, at, at + fill) as number[];
-      block.set(part);
-      this.blocks.push(block);
-      this.sizes.push(part.length);
+    this.size = 0;
+    let block = new Int32Array(BLOCK);
+    let n = 0;
+    for (const i of sorted) {
+      if (removed.has(i)) continue;
+      if (n === fill) {
+        this.blocks.push(block);
+        this.sizes.push(n);
+        block = new Int32Array(BLOCK);
+        n = 0;
+      }
+      block[n++] = i;
+      this.size++;
     }
-    this.size = entries.length;
+    if (n > 0) {
+      this.blocks.push(block);
+      this.sizes.push(n);
+    }
   }
 
   /** Adds entry `i` whose key is `key` (not present yet). */

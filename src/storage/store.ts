@@ -645,6 +645,8 @@ export class DiskStore implements Store {
    * up to `keyOrderWaitMs` for it, then answers OVERLOADED (retry shortly) until it is built.
    */
   private async keyOrder(): Promise<SortedKeys> {
+    const built = this.index.builtKeyOrder;
+    if (built) return built;
     const building = this.index.sorted(() => new Promise((resolve) => setImmediate(resolve)));
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<undefined>((resolve) => {
