@@ -232,7 +232,7 @@ async function main(): Promise<void> {
     "and one through the coordinator, live (the default: every replica written at once, durable before the 200), in",
   );
   console.log(
-    "alternating order, the median round reported; then through the coordinator one (the original's",
+    "alternating order, each run from quiet nodes (no compaction left from the run before), the median round reported; then through the coordinator one (the original's",
   );
   console.log(
     "way: one copy + a queued task, copied by the replicator meanwhile), all (every replica, strict). PUT 1 MiB with 8",
@@ -338,6 +338,17 @@ async function main(): Promise<void> {
           pids.reduce((a, p) => a + (processCpuSeconds(p) ?? 0), 0),
         ]),
       );
+    // Before a compared run: until the nodes are quiet (under a tenth of a core for half a second, at most 60 s),
+    // so that no run pays for the compaction of the garbage the run before it left (a run of 1 MiB overwrites
+    // leaves a node gigabytes to compact); each still pays for what its own writes set off.
+    const settle = async (): Promise<void> => {
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        const before = cpuNow().nodes ?? 0;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        if ((cpuNow().nodes ?? 0) - before < 0.05) return;
+      }
+    };
     const timed = async (run: () => Promise<LoadResult>, what: string): Promise<LoadResult> => {
       const before = cpuNow();
       const handedOff = await handoffs(coordinator.url);
@@ -366,9 +377,8 @@ async function main(): Promise<void> {
     };
 
     // PUT 1 KiB: rounds of a run straight to node 1 and a run through the coordinator (live, the default), in
-    // alternating order (a node still compacting the garbage of the run before weighs on the next one); the
-    // round with the median ratio is reported. Then all; then one (the original's way) with lag probes
-    // alongside, and its queued copies drained.
+    // alternating order, each from quiet nodes (`settle`); the round with the median ratio is reported. Then
+    // all; then one (the original's way) with lag probes alongside, and its queued copies drained.
     const alternate = async (
       size: string,
       o: Parameters<typeof load>[4] = {},
@@ -378,13 +388,17 @@ async function main(): Promise<void> {
       await load(coordinator.url, "PUT", live, 2, o);
       const rounds: Round[] = [];
       for (let i = 0; i < ROUNDS; i++) {
-        const runDirect = (): Promise<LoadResult> =>
-          timed(() => load(nodes[0]!, "PUT", direct, SECONDS, o), `node PUT ${size} (round ${i + 1})`);
-        const runLive = (): Promise<LoadResult> =>
-          timed(
+        const runDirect = async (): Promise<LoadResult> => {
+          await settle();
+          return timed(() => load(nodes[0]!, "PUT", direct, SECONDS, o), `node PUT ${size} (round ${i + 1})`);
+        };
+        const runLive = async (): Promise<LoadResult> => {
+          await settle();
+          return timed(
             () => load(coordinator.url, "PUT", live, SECONDS, o),
             `coordinator PUT ${size}, live (round ${i + 1})`,
           );
+        };
         let d: LoadResult;
         let l: LoadResult;
         if (i % 2 === 0) {
