@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { EmbeddedQueue } from "../../src/queue/embedded.js";
@@ -57,12 +59,15 @@ void test("embedded: the log is rewritten and stays loadable", async (t) => {
 
 void test("embedded: acknowledged pushes survive SIGKILL", async (t) => {
   const dir = await tempDir(t);
+  const report = join(await tempDir(t), "pushed");
   const script = fileURLToPath(new URL("./embedded-writer.js", import.meta.url));
-  const child = await startProcess(t, { command: script, args: [dir], ready: /pushed 1\b/ });
+  const child = await startProcess(t, { command: script, args: [dir, report], ready: /^ready$/m });
+  const reported = (): string => (existsSync(report) ? readFileSync(report, "utf8") : "");
   // Kill while it keeps pushing: every batch it reported as pushed must be there afterwards.
-  await waitFor(() => batchesIn(child.stdout) >= 5, { what: "several batches" });
+  await waitFor(() => batchesIn(reported()) >= 5, { what: "several batches" });
   await child.kill("SIGKILL");
-  const last = batchesIn(child.stdout);
+  assert.equal(child.proc?.signalCode, "SIGKILL", "the writer was killed, not stopped by itself");
+  const last = batchesIn(reported());
   const q = await openQueue({ dir });
   t.after(() => q.stop());
   const depth = (await q.stats()).depth;
@@ -73,6 +78,6 @@ void test("embedded: acknowledged pushes survive SIGKILL", async (t) => {
     for (let i = 0; i < 10; i++) assert.ok(keys.has(`b${b}-${i}`), `b${b}-${i}`);
 });
 
-function batchesIn(stdout: string): number {
-  return Math.max(0, ...[...stdout.matchAll(/pushed (\d+)/g)].map((m) => Number(m[1])));
+function batchesIn(report: string): number {
+  return Math.max(0, ...[...report.matchAll(/pushed (\d+)/g)].map((m) => Number(m[1])));
 }
