@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { BackpackError } from "../common/errors.js";
+import { withTimeout } from "../common/timeout.js";
 import { parseHealth, type ShardHealth } from "../queue/health.js";
 import type { FoundTask, QueueStats, ReplicationQueue, ReplicationTask } from "../queue/types.js";
 
@@ -168,22 +169,5 @@ export class QueueGate {
     } catch {
       return undefined;
     }
-  }
-}
-
-/** Rejects with UPSTREAM_TIMEOUT after `ms`; the late result of `promise` is ignored (and its error swallowed). */
-export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new BackpackError("UPSTREAM_TIMEOUT", `${what} took longer than ${ms} ms`)),
-      ms,
-    );
-  });
-  promise.catch(() => undefined);
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

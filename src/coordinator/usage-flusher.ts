@@ -1,7 +1,7 @@
 import type { ClusterMap } from "../cluster/types.js";
 import type { Logger } from "../common/logger.js";
 import type { CoordinatorMetrics } from "./context.js";
-import { withTimeout } from "./queue-gate.js";
+import { withTimeout } from "../common/timeout.js";
 import type { UsageTracker } from "./usage-tracker.js";
 
 /**

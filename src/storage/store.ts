@@ -1,6 +1,7 @@
 import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { BackpackError, hasCode } from "../common/errors.js";
+import { withTimeout } from "../common/timeout.js";
 import {
   compareVersions,
   formatVersion,
@@ -648,19 +649,13 @@ export class DiskStore implements Store {
     const built = this.index.builtKeyOrder;
     if (built) return built;
     const building = this.index.sorted(() => new Promise((resolve) => setImmediate(resolve)));
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), this.options.keyOrderWaitMs);
-    });
-    const order = await Promise.race([building, waited]).finally(() => clearTimeout(timer));
-    if (order === undefined) {
-      throw new BackpackError(
+    const refusal = (): BackpackError =>
+      new BackpackError(
         "OVERLOADED",
         "the node is building its key order (its first listing since it started); retry shortly",
         { retryAfterSec: 1 },
       );
-    }
-    return order;
+    return withTimeout(building, this.options.keyOrderWaitMs, "the key order", refusal);
   }
 
   private track<T>(fn: () => Promise<T>): Promise<T> {
