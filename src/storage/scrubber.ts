@@ -143,6 +143,9 @@ export class Scrubber {
       .filter((id) => id < pos.volume)
       .reduce((n, id) => n + (this.host.volumes.get(id)?.size ?? 0), 0);
     for (const id of ids.filter((i) => i >= pos.volume)) {
+      // The turn first, the volume after it: compaction may replace or remove a volume meanwhile (and close
+      // the file of the one it replaced).
+      await this.options.turn(signal).catch(() => undefined);
       const v = this.host.volumes.get(id);
       if (!v || signal.aborted) continue;
       const resume = pos.volume === id && pos.salt === v.salt && pos.offset > VOLUME_HEADER_BYTES;
@@ -156,8 +159,6 @@ export class Scrubber {
   }
 
   private async scrubVolume(v: Volume, from: number, pos: Position, signal: AbortSignal): Promise<void> {
-    await this.options.turn(signal).catch(() => undefined);
-    if (signal.aborted) return;
     const release = v.file.acquire();
     const end = v.size; // records appended later are checked by the next pass
     let sliceStart = performance.now();
