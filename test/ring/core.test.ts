@@ -264,6 +264,34 @@ function trio(): {
 }
 
 void describe("ring core", () => {
+  void it("a member whose every peer fails at once (alive in its view, unreachable) keeps the token itself instead of passing it back and forth", () => {
+    const { cores, run } = trio();
+    run(1000);
+    const a = cores.get("a")!;
+    let start = 1000;
+    while (!a.tokenView().holding) run(++start);
+    assert.equal(a.members().filter((m) => m.status === "alive").length, 3);
+    // From the moment a holds the token, every send of a fails at once, as the transport reports a refused
+    // peer: within the same call, before anything else runs (RingMember.pump does the same, recursively).
+    let failures = 0;
+    for (let now = start + 1; now < 3000; now++) {
+      a.advance(now);
+      for (let outs = a.drain(); outs.length > 0; outs = a.drain()) {
+        for (const out of outs) {
+          failures++;
+          assert.ok(failures < 10_000, "sends failing at once must not feed each other without end");
+          a.sendFailed(out, now);
+        }
+      }
+    }
+    const ticks = a.tokenView().tick;
+    for (let now = 3000; now < 4000; now++) {
+      a.advance(now);
+      for (const out of a.drain()) a.sendFailed(out, now);
+    }
+    assert.ok(a.tokenView().tick > ticks, "the token laps on a alone");
+  });
+
   void it("joins through a seed, detects a crash, and takes a restarted member back", () => {
     const { cores, run, events, down } = trio();
     run(1000);

@@ -360,11 +360,11 @@ export class RingCore extends Detector {
 
   private releaseToken(now: number, skip?: string): void {
     let next = this.rings.successor(0, this.id);
-    for (
-      let step = 2;
-      next !== undefined && (next === skip || this.table.get(next)?.status !== "alive");
-      step++
-    ) {
+    // Members this one cannot reach are stepped over as the overlay does: passing to one fails at once and
+    // releases again, and with two of them the token went back and forth between them without end.
+    const passes = (id: string): boolean =>
+      id !== skip && !this.unreachable.has(id) && this.table.get(id)?.status === "alive";
+    for (let step = 2; next !== undefined && !passes(next); step++) {
       if (step > this.rings.size) {
         next = undefined;
         break;
