@@ -1,7 +1,6 @@
 import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { BackpackError, hasCode } from "../common/errors.js";
-import { withTimeout } from "../common/timeout.js";
 import {
   compareVersions,
   formatVersion,
@@ -36,7 +35,7 @@ import {
 import { QuarantineFile } from "./quarantine-file.js";
 import { ReadCache } from "./read-cache.js";
 import { Scrubber } from "./scrubber.js";
-import type { SortedKeys } from "./sorted-keys.js";
+import { listBucket, listKeys } from "./store-listing.js";
 import { DIGEST_BUCKETS } from "./replica-digest.js";
 import { recover } from "./recovery.js";
 import { resolveStoreOptions, type ResolvedStoreOptions } from "./store-options.js";
@@ -58,7 +57,6 @@ import { Volume } from "./volume.js";
 import { Writer, type Placed, type QueuedRecord } from "./writer.js";
 
 const EMPTY = Buffer.alloc(0);
-const utf8 = new TextDecoder();
 
 type ReadResult = { info: ObjectInfo; body: ReadableBody };
 type SmallRead = { info: ObjectInfo; body: { kind: "buffer"; data: Buffer } };
@@ -585,77 +583,15 @@ export class DiskStore implements Store {
     after: string | undefined,
     limit: number,
   ): { entries: ListedEntry[]; more: boolean } {
-    const index = this.index;
-    const from = after === undefined ? undefined : Buffer.from(after, "utf8");
-    const picked = index
-      .bucketEntries(bucket)
-      .map((i) => ({ i, key: Buffer.from(index.keyOf(i)) }))
-      .filter((e) => from === undefined || Buffer.compare(e.key, from) > 0)
-      .sort((a, b) => Buffer.compare(a.key, b.key));
-    const entries = picked.slice(0, limit).map(({ i, key }) => ({
-      key: key.toString("utf8"),
-      version: index.versionOf(i),
-      crc: index.crcOf(i),
-      size: index.sizeOf(i),
-      deleted: index.isTombstone(i),
-      damaged: index.isDamaged(i),
-    }));
-    return { entries, more: picked.length > limit };
+    return listBucket(this.index, bucket, after, limit);
   }
 
-  async listKeys(
+  listKeys(
     prefix: string,
     after: string | undefined,
     limit: number,
   ): Promise<{ entries: KeyEntry[]; more: boolean }> {
-    const index = this.index;
-    const order = await this.keyOrder();
-    const p = Buffer.from(prefix, "utf8");
-    const a = after === undefined ? undefined : Buffer.from(after, "utf8");
-    // Start past `after` when it sorts at or past the prefix, else at the prefix itself.
-    const fromAfter = a !== undefined && Buffer.compare(a, p) >= 0;
-    const entries: KeyEntry[] = [];
-    let more = false;
-    for (const i of order.from(fromAfter ? a : p, !fromAfter)) {
-      const key = index.keyOf(i);
-      if (key.length < p.length || Buffer.compare(key.subarray(0, p.length), p) !== 0) break;
-      if (entries.length === limit) {
-        more = true;
-        break;
-      }
-      const deleted = index.isTombstone(i);
-      const version = index.versionOf(i);
-      const entry: KeyEntry = {
-        key: utf8.decode(key),
-        version,
-        crc: index.crcOf(i),
-        size: index.sizeOf(i),
-        deleted,
-        damaged: index.isDamaged(i),
-        contentType: index.contentTypeOf(i),
-      };
-      const headers = index.headersOf(i);
-      if (headers !== undefined) entry.headers = decodeStoredHeaders(headers);
-      entries.push(entry);
-    }
-    return { entries, more };
-  }
-
-  /**
-   * The index's key order; the first listing starts building it (in slices: the node keeps serving) and waits
-   * up to `keyOrderWaitMs` for it, then answers OVERLOADED (retry shortly) until it is built.
-   */
-  private async keyOrder(): Promise<SortedKeys> {
-    const built = this.index.builtKeyOrder;
-    if (built) return built;
-    const building = this.index.sorted(() => new Promise((resolve) => setImmediate(resolve)));
-    const refusal = (): BackpackError =>
-      new BackpackError(
-        "OVERLOADED",
-        "the node is building its key order (its first listing since it started); retry shortly",
-        { retryAfterSec: 1 },
-      );
-    return withTimeout(building, this.options.keyOrderWaitMs, "the key order", refusal);
+    return listKeys(this.index, prefix, after, limit, this.options.keyOrderWaitMs);
   }
 
   private track<T>(fn: () => Promise<T>): Promise<T> {
