@@ -72,6 +72,16 @@ export interface NodeKeyEntry {
   headers?: StoredHeaders;
 }
 
+/** A page of a node's keys as its summary (`GET /_backpack/keys?summary=1`). */
+export interface KeyPageSummary {
+  more: boolean;
+  count: number;
+  /** The page's last key; undefined for an empty page. */
+  last: string | undefined;
+  /** pageSummary() of the page's entries. */
+  summary: string;
+}
+
 /** A node's replica digest and the health figures that come with it (`GET /_backpack/digest`). */
 export interface ReplicaDigest {
   /** Index entries: files and tombstones. */
@@ -350,6 +360,28 @@ export class NodeClient {
     await expectStatus(res, [200], base, KEYS_PATH);
     const doc = (await res.body.json()) as { more: boolean; entries: NodeKeyEntry[] };
     return { entries: doc.entries, more: doc.more };
+  }
+
+  /**
+   * The summary of the page `listKeys` would answer with the same options (`GET /_backpack/keys?summary=1`):
+   * its entry count, last key, `more`, and the hash of its keys, versions and deletes (common/page-summary.ts).
+   */
+  async listKeysSummary(
+    base: string,
+    options: NodeRequestOptions & { prefix?: string; after?: string; limit?: number } = {},
+  ): Promise<KeyPageSummary> {
+    const q = new URLSearchParams({ limit: String(options.limit ?? 1000), summary: "1" });
+    if (options.prefix) q.set("prefix", options.prefix);
+    if (options.after !== undefined) q.set("after", options.after);
+    const res = await this.sendPath(base, `${KEYS_PATH}?${q.toString()}`, options);
+    await expectStatus(res, [200], base, KEYS_PATH);
+    const doc = (await res.body.json()) as {
+      more: boolean;
+      count: number;
+      last: string | null;
+      summary: string;
+    };
+    return { more: doc.more, count: doc.count, last: doc.last ?? undefined, summary: doc.summary };
   }
 
   private async sendPath(

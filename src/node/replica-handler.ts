@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { formatChecksum } from "../common/checksum.js";
 import { BackpackError } from "../common/errors.js";
 import { sendJson } from "../common/http.js";
+import { pageSummary } from "../common/page-summary.js";
 import { formatVersion } from "../common/version.js";
 import { KEYS_PATH } from "../client/node-client.js";
 import type { NodeContext } from "./context.js";
@@ -16,7 +17,8 @@ const MAX_LIST = 10_000;
  * - `GET /_backpack/digest`: every bucket's 64-bit digest, as hex (16 digits per bucket, bucket 0 first);
  * - `GET /_backpack/list?bucket=<n>[&after=<key>][&limit=<n>]`: a bucket's entries in key order.
  * And what the coordinator's listing merges: `GET /_backpack/keys?[prefix=<p>][&after=<key>][&limit=<n>]`,
- * every key in key order (from the index's key order: no sort per request).
+ * every key in key order (from the index's key order: no sort per request), or with `&summary=1` the page's
+ * summary (common/page-summary.ts).
  * A node back after longer than its tombstone grace period answers 409 AWAY_TOO_LONG to all: repair must not
  * merge it, nor a listing (it may have missed deletes the others have forgotten), until an operator resets it.
  */
@@ -84,10 +86,24 @@ function listLimit(query: URLSearchParams): number {
   return limit;
 }
 
-/** `GET /_backpack/keys`: a page of the key order (the first one waits while the order is built). */
+/** `GET /_backpack/keys`: a page of the key order, or its summary (the first one waits while the order is built). */
 async function sendKeys(ctx: NodeContext, res: ServerResponse, query: URLSearchParams): Promise<void> {
   const limit = listLimit(query);
   const page = await ctx.store.listKeys(query.get("prefix") ?? "", query.get("after") ?? undefined, limit);
+  if (query.get("summary") === "1") {
+    const entries = page.entries.map((e) => ({
+      key: e.key,
+      version: formatVersion(e.version),
+      deleted: e.deleted,
+    }));
+    sendJson(res, 200, {
+      more: page.more,
+      count: entries.length,
+      last: entries[entries.length - 1]?.key ?? null,
+      summary: pageSummary(entries),
+    });
+    return;
+  }
   sendJson(res, 200, {
     more: page.more,
     // Fields left undefined are left out of the JSON (no spread per entry: a page is a thousand of them).

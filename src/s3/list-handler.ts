@@ -46,7 +46,10 @@ export async function listKeys(
   if (q.maxKeys === 0) return out;
   let after = q.after === undefined ? undefined : base + q.after;
   for (;;) {
-    const page = await list(base + q.prefix, after, 1000);
+    // Without a delimiter every entry is one of the page's keys: ask for what is left of them and one more
+    // (whether the listing is truncated), not a whole page to learn that.
+    const want = q.delimiter ? 1000 : Math.min(1000, q.maxKeys - out.contents.length + 1);
+    const page = await list(base + q.prefix, after, want);
     for (const file of page.entries) {
       const key = file.key.slice(base.length);
       let common: string | undefined;

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Agent } from "undici";
 import { NodeClient } from "../../src/client/node-client.js";
+import { pageSummary } from "../../src/common/page-summary.js";
 import { tempDir } from "../helpers/tmp.js";
 import { http, startNode } from "./node-harness.js";
 
@@ -84,7 +85,7 @@ void test("batched writes carry stored headers", async (t) => {
   }
 });
 
-void test("GET /_backpack/keys lists keys in order by prefix and after, with deletes; bad limits are refused", async (t) => {
+void test("GET /_backpack/keys lists keys in order by prefix and after, with deletes, or a page's summary; bad limits are refused", async (t) => {
   const node = await startNode(t);
   for (const k of ["p/a", "p/b", "p/c", "q/a"]) {
     await http(node.url, `/${k}`, {
@@ -115,6 +116,29 @@ void test("GET /_backpack/keys lists keys in order by prefix and after, with del
     ["p/b"],
   );
   assert.equal(page.more, true);
+  // The summary of a page: what the page lists, hashed; a newer version of one key changes it.
+  const summary = await client.listKeysSummary(node.url, { prefix: "p/" });
+  assert.deepEqual(summary, {
+    more: false,
+    count: 3,
+    last: "p/c",
+    summary: pageSummary(all.entries),
+  });
+  assert.match(summary.summary, /^[0-9a-f]{32}$/);
+  assert.deepEqual(await client.listKeysSummary(node.url, { prefix: "p/", after: "p/a", limit: 1 }), {
+    more: true,
+    count: 1,
+    last: "p/b",
+    summary: pageSummary(page.entries),
+  });
+  assert.deepEqual(await client.listKeysSummary(node.url, { prefix: "none/" }), {
+    more: false,
+    count: 0,
+    last: undefined,
+    summary: pageSummary([]),
+  });
+  await http(node.url, "/p/c", { method: "PUT", body: "newer" });
+  assert.notEqual((await client.listKeysSummary(node.url, { prefix: "p/" })).summary, summary.summary);
   for (const limit of ["0", "abc", "10001"]) {
     const res = await http(node.url, `/_backpack/keys?limit=${limit}`);
     assert.equal(res.status, 400, `limit=${limit}`);

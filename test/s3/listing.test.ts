@@ -70,6 +70,37 @@ test("pages of max-keys resume exactly after the last key or prefix", async () =
   assert.deepEqual(seen.sort(), [...names.slice(0, 25).map((n) => n.slice(2)), "p/", "q"].sort());
 });
 
+test("a page of max-keys without a delimiter asks for the keys it needs and one more, not another page", async () => {
+  const names = Array.from({ length: 30 }, (_, i) => `b/k${String(i).padStart(3, "0")}`);
+  const asked: number[] = [];
+  const fake = fakeList(names, 1000);
+  const list = (prefix: string, after: string | undefined, limit: number) => {
+    asked.push(limit);
+    return fake.list(prefix, after, limit);
+  };
+  const page = await listKeys(list, "b", { prefix: "", delimiter: undefined, maxKeys: 10, after: undefined });
+  assert.deepEqual(
+    page.contents.map((c) => c.key),
+    names.slice(0, 10).map((n) => n.slice(2)),
+  );
+  assert.equal(page.truncated, true);
+  assert.deepEqual(asked, [11]);
+  // Pages shorter than asked for: each round asks for the keys still needed and one more.
+  const short = fakeList(names, 10);
+  const limits: number[] = [];
+  const last = await listKeys(
+    (p, a, n) => {
+      limits.push(n);
+      return short.list(p, a, n);
+    },
+    "b",
+    { prefix: "", delimiter: undefined, maxKeys: 30, after: undefined },
+  );
+  assert.equal(last.contents.length, 30);
+  assert.equal(last.truncated, false);
+  assert.deepEqual(limits, [31, 21, 11]);
+});
+
 test("rendezvous placement: stable, spread, and a new shard moves only the names it wins", () => {
   const shards = ["1", "2", "3"];
   const counts = new Map<string, number>();
