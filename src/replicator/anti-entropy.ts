@@ -44,6 +44,9 @@ export interface ShardOwnership {
   busyElsewhere(shard: string): Promise<boolean>;
 }
 
+/** The most repair's rate bounds let it save up while idle: 50 ms of its rates. */
+const BURST_SEC = 0.05;
+
 /** How often a replicator looks for shards that are due (or newly its own). */
 const SCHEDULE_MS = 1000;
 
@@ -425,22 +428,30 @@ export class AntiEntropy {
     };
   }
 
-  /** Waits for room under the files-per-second and bytes-per-second bounds. */
+  /**
+   * Waits for room under the files-per-second and bytes-per-second bounds. The allowance saved while repair
+   * waits (listing the next bucket, or nothing to do) is at most BURST_SEC's worth: repairs go out evenly
+   * spaced, not in bursts that the clients of the same nodes would feel.
+   */
   private async pace(bytes: number): Promise<void> {
     const { filesPerSec, bytesPerSec } = this.options;
+    const maxFiles = Math.max(1, filesPerSec * BURST_SEC);
+    const maxBytes = bytesPerSec * BURST_SEC;
     for (;;) {
       const now = performance.now();
       const sec = (now - this.refilledAt) / 1000;
       this.refilledAt = now;
-      this.tokens = Math.min(filesPerSec, this.tokens + sec * filesPerSec);
-      this.byteTokens = Math.min(bytesPerSec, this.byteTokens + sec * bytesPerSec);
-      if (this.tokens >= 1 && (this.byteTokens >= bytes || this.byteTokens >= bytesPerSec)) {
+      this.tokens = Math.min(maxFiles, this.tokens + sec * filesPerSec);
+      this.byteTokens = Math.min(maxBytes, this.byteTokens + sec * bytesPerSec);
+      // A file larger than the byte allowance goes once the allowance is full, and its debt paces the next.
+      const bytesNeeded = Math.min(bytes, maxBytes);
+      if (this.tokens >= 1 && this.byteTokens >= bytesNeeded) {
         this.tokens -= 1;
         this.byteTokens -= bytes;
         return;
       }
       const waitFiles = ((1 - this.tokens) / filesPerSec) * 1000;
-      const waitBytes = ((Math.min(bytes, bytesPerSec) - this.byteTokens) / bytesPerSec) * 1000;
+      const waitBytes = ((bytesNeeded - this.byteTokens) / bytesPerSec) * 1000;
       await sleep(Math.max(1, waitFiles, waitBytes), undefined, { signal: this.abort.signal }).catch(
         () => undefined,
       );

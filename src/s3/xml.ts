@@ -14,8 +14,11 @@ const ESCAPES: Readonly<Record<string, string>> = {
   "'": "&apos;",
 };
 
+const SPECIAL = /[&<>"']/;
+
 export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
+  // Most texts have nothing to escape: a test costs less than a replace (a listing escapes thousands).
+  return SPECIAL.test(text) ? text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c) : text;
 }
 
 /** `<name>text</name>`, or nothing for undefined. */
