@@ -2,7 +2,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
@@ -441,6 +441,27 @@ async function main(): Promise<void> {
     });
     const directLarge = largeRuns.median.direct;
     const liveLarge = largeRuns.median.live;
+    // Baseline: the node's own 1 MiB rate beside a process that copies memory all the time, as the coordinator
+    // and the other node of the shard do during the live runs: what sharing two cores with them costs it.
+    await settle();
+    const hog = spawn(process.execPath, [
+      "-e",
+      "const a = Buffer.alloc(64 << 20), b = Buffer.alloc(64 << 20); for (;;) a.copy(b);",
+    ]);
+    let directBesideHog: LoadResult;
+    try {
+      directBesideHog = await timed(
+        () =>
+          load(nodes[0]!, "PUT", "/bench/direct-1MiB/", SECONDS, {
+            bodyBytes: MIB,
+            connections: LARGE_CONNECTIONS,
+            keys: LARGE_KEYS,
+          }),
+        "node PUT 1MiB beside a process copying memory",
+      );
+    } finally {
+      hog.kill("SIGKILL");
+    }
 
     // The coordinator's memory while it streams 50 MiB uploads to both replicas, 8 at a time.
     const rss = await hugeUploads(coordinator);
@@ -500,6 +521,9 @@ async function main(): Promise<void> {
     );
     console.log(
       `  live / (node / ${REPLICAS}) ${largeRatio.toFixed(2)} (target ≥ ${TARGETS.putLarge}) ${verdict(largeRatio >= TARGETS.putLarge && liveLarge.errors === 0)}`,
+    );
+    console.log(
+      `  (baseline) node direct beside a process copying memory ${fmt(directBesideHog)} (${directBesideHog.rps.toFixed(0)} MiB/s): ${(directBesideHog.rps / directLarge.rps).toFixed(2)} of its rate alone`,
     );
     console.log(
       `coordinator RSS during 50 MiB uploads at ${LARGE_CONNECTIONS} connections: ${mb(rss.before)} MB before, at most ${mb(rss.max)} MB (${rss.uploads} uploads, ${rss.errors} errors) (target ≤ ${mb(TARGETS.rssBytes)}) ${verdict(rss.max <= TARGETS.rssBytes && rss.errors === 0)}`,

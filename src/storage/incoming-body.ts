@@ -8,7 +8,7 @@ import type { PutOptions } from "./types.js";
  * memory up to `maxBufferedBytes`, else spooled to a temp file (so a slow client never holds up the writer).
  */
 export type IncomingBody =
-  | { kind: "buffer"; data: Buffer; size: number; crc: number }
+  | { kind: "buffer"; chunks: readonly Buffer[]; size: number; crc: number }
   | { kind: "spool"; handle: FileHandle; path: string; size: number; crc: number };
 
 export async function discardBody(body: IncomingBody | undefined): Promise<void> {
@@ -40,7 +40,7 @@ export function receiveBuffer(body: Uint8Array, options: PutOptions): IncomingBo
   checkStart(options);
   const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   checkLength(data.length, options, true);
-  const result: IncomingBody = { kind: "buffer", data, size: data.length, crc: checksum(data) };
+  const result: IncomingBody = { kind: "buffer", chunks: [data], size: data.length, crc: checksum(data) };
   if (!crcMatches(result, options)) throw mismatch(result, options);
   return result;
 }
@@ -116,8 +116,8 @@ async function receiveStream(
     if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
   if (spool) return { kind: "spool", ...spool, size: total, crc };
-  const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
-  return { kind: "buffer", data, size: total, crc };
+  // The chunks as they came: the writer hands them to one writev, with no copy into one buffer.
+  return { kind: "buffer", chunks, size: total, crc };
 }
 
 function tooLarge(maxBytes: number): BackpackError {

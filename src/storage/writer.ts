@@ -206,7 +206,7 @@ export class Writer {
         }
         const offset = pos;
         push(encodeRecordHead(meta, vol.salt));
-        if (body?.kind === "buffer" && body.size > 0) push(body.data);
+        if (body?.kind === "buffer") for (const chunk of body.chunks) if (chunk.length > 0) push(chunk);
         if (body?.kind === "spool") {
           await flush();
           await copyInto(body.handle, body.size, vol.file.handle, pos);
