@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { formatChecksum } from "../common/checksum.js";
 import { hasCode, toBackpackError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
-import { compareVersions, formatVersion } from "../common/version.js";
 import type { NodeClient, ReplicaDigest, ReplicaEntry } from "../client/node-client.js";
 import type { ClusterMap, ClusterSnapshot } from "../cluster/types.js";
-import type { NodeHealth, RepairTotals, ShardHealth } from "../queue/health.js";
+import type { RepairTotals, ShardHealth } from "../queue/health.js";
 import type { Copier, Outcome } from "./copier.js";
+import { differingBuckets, planBucket, type PlannedRepair, type RepairPlanItem } from "./repair-plan.js";
+import { newReport, shardHealth, type ShardReport } from "./repair-report.js";
 
 export interface AntiEntropyOptions {
   /** Time from the start of one comparison of every shard to the start of the next, at least. */
@@ -49,62 +49,6 @@ const BURST_SEC = 0.05;
 
 /** How often a replicator looks for shards that are due (or newly its own). */
 const SCHEDULE_MS = 1000;
-
-/** What one comparison of a shard found and did. */
-export interface ShardReport {
-  shard: string;
-  startedAt: number;
-  finishedAt: number;
-  /** Servers compared; the others could not be (unreachable, or away longer than the grace period). */
-  compared: string[];
-  skipped: { server: string; reason: string }[];
-  /** Buckets whose digests differed. */
-  differingBuckets: number;
-  /**
-   * Files (not deletes) held intact by fewer servers than the shard has, when the comparison began; with a
-   * server that could not be compared, every entry of the shard (its copies there cannot be verified).
-   */
-  underReplicated: number;
-  copied: number;
-  deleted: number;
-  /** Damaged records replaced by a good copy of the same version. */
-  restored: number;
-  /** Repairs that did not succeed (retried by the next comparison). */
-  failed: number;
-  /** Keys whose newest version is damaged everywhere (or held nowhere readable): cannot be repaired here. */
-  unrepairable: string[];
-  /** Per server, the repairs it needed and how many are done (a refilled node shows its progress here). */
-  progress: Record<string, { needed: number; done: number }>;
-  /** Of `underReplicated`, the files whose every repair has succeeded. */
-  underReplicatedFixed: number;
-}
-
-/** A comparison of `shard` beginning now, with nothing found yet. */
-export function newReport(shard: string): ShardReport {
-  return {
-    shard,
-    startedAt: Date.now(),
-    finishedAt: 0,
-    compared: [],
-    skipped: [],
-    differingBuckets: 0,
-    underReplicated: 0,
-    copied: 0,
-    deleted: 0,
-    restored: 0,
-    failed: 0,
-    unrepairable: [],
-    progress: {},
-    underReplicatedFixed: 0,
-  };
-}
-
-export interface RepairPlanItem {
-  key: string;
-  target: string;
-  kind: "copy" | "delete" | "restore";
-  version: string;
-}
 
 const LIST_PAGE = 1000;
 
@@ -465,156 +409,4 @@ export class AntiEntropy {
       ...(this.options.token ? { token: this.options.token } : {}),
     };
   }
-}
-
-interface PlannedRepair {
-  plan: RepairPlanItem;
-  size: number;
-  /** The key has fewer verified copies than the shard has servers. */
-  underReplicated: boolean;
-  task(shard: string): Parameters<Copier["run"]>[0];
-}
-
-/** Buckets whose digests are not the same on every server. */
-export function differingBuckets(digests: Uint32Array[]): number[] {
-  const out: number[] = [];
-  const first = digests[0];
-  if (!first) return out;
-  for (let b = 0; b < first.length / 2; b++) {
-    for (const d of digests) {
-      if (d[2 * b] !== first[2 * b] || d[2 * b + 1] !== first[2 * b + 1]) {
-        out.push(b);
-        break;
-      }
-    }
-  }
-  return out;
-}
-
-/**
- * What to repair in one bucket, given what each server holds of each key: the newest version held intact
- * anywhere wins; every server without it gets it. Pure. Counts under-replicated files and unrepairable keys
- * into `report`.
- */
-export function planBucket(
-  held: Map<string, Map<string, ReplicaEntry>>,
-  servers: string[],
-  replicas: number,
-  report: Pick<ShardReport, "underReplicated" | "unrepairable">,
-): PlannedRepair[] {
-  const out: PlannedRepair[] = [];
-  for (const [key, byServer] of held) {
-    let winner: ReplicaEntry | undefined;
-    for (const e of byServer.values()) {
-      if (!e.damaged && (!winner || compareVersions(e.version, winner.version) > 0)) winner = e;
-    }
-    const newestAny = [...byServer.values()].reduce<ReplicaEntry | undefined>(
-      (a, e) => (!a || compareVersions(e.version, a.version) > 0 ? e : a),
-      undefined,
-    );
-    if (!winner || (newestAny && compareVersions(newestAny.version, winner.version) > 0)) {
-      // The newest version is damaged wherever it is: no good copy to restore it from.
-      report.unrepairable.push(key);
-      continue;
-    }
-    const w = winner;
-    const holders = servers.filter((s) => {
-      const e = byServer.get(s);
-      return e !== undefined && !e.damaged && compareVersions(e.version, w.version) === 0;
-    });
-    const under = !w.deleted && holders.length < replicas;
-    if (under) report.underReplicated++;
-    for (const target of servers) {
-      if (holders.includes(target)) continue;
-      const mine = byServer.get(target);
-      // A delete goes also to a server that never had the file: a late copy of it could still arrive there.
-      const kind: RepairPlanItem["kind"] = w.deleted
-        ? "delete"
-        : mine?.damaged && compareVersions(mine.version, w.version) === 0
-          ? "restore"
-          : "copy";
-      const version = formatVersion(w.version);
-      out.push({
-        plan: { key, target, kind, version },
-        size: w.deleted ? 0 : w.size,
-        underReplicated: under,
-        task: (shard) => ({
-          op: w.deleted ? "delete" : "copy",
-          shard,
-          sources: w.deleted ? [] : holders,
-          target,
-          key,
-          crc: w.deleted ? "00000000" : formatChecksum(w.crc),
-          size: w.deleted ? 0 : w.size,
-          createdAt: Date.now(),
-          version,
-        }),
-      });
-    }
-  }
-  return out;
-}
-
-/**
- * The health document of a shard from the comparison `report` (finished when `finishedAt` is set, else under
- * way), the digests it fetched, and the last complete comparison before it.
- */
-export function shardHealth(
-  report: ShardReport,
-  digests: ReadonlyMap<string, ReplicaDigest>,
-  previous: ShardReport | undefined,
-  reporter: string,
-): Omit<ShardHealth, "repairs"> {
-  const finished = report.finishedAt > 0;
-  const summary = (r: ShardReport) => ({
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-    compared: r.compared,
-    skipped: r.skipped,
-    differingBuckets: r.differingBuckets,
-    unrepairable: r.unrepairable.length,
-    failed: r.failed,
-  });
-  let needed = 0;
-  let done = 0;
-  for (const p of Object.values(report.progress)) {
-    needed += p.needed;
-    done += p.done;
-  }
-  const most = Math.max(0, ...[...digests.values()].map((d) => d.entries));
-  const elapsedSec = Math.max(0.001, ((finished ? report.finishedAt : Date.now()) - report.startedAt) / 1000);
-  const nodes: Record<string, NodeHealth> = {};
-  let behind = 0;
-  for (const { server, reason } of report.skipped) nodes[server] = { state: "down", reason };
-  for (const server of report.compared) {
-    const d = digests.get(server);
-    const p = report.progress[server] ?? { needed: 0, done: 0 };
-    const node: NodeHealth = {
-      state: p.done < p.needed ? (finished ? "behind" : "refilling") : "ok",
-      ...(d ? { objects: d.objects, checksumErrors: d.checksumErrors, scrub: d.scrub } : {}),
-    };
-    const missing = Math.max(d ? most - d.entries : 0, p.needed);
-    if (!finished && missing > 0) {
-      const perSec = p.done / elapsedSec;
-      node.state = "refilling";
-      node.refill = {
-        missing,
-        done: p.done,
-        perSec: Math.round(perSec * 10) / 10,
-        etaSec: perSec > 0 ? Math.ceil(Math.max(0, missing - p.done) / perSec) : null,
-      };
-      behind = Math.max(behind, missing - p.done);
-    }
-    nodes[server] = node;
-  }
-  return {
-    shard: report.shard,
-    reporter,
-    updatedAt: Date.now(),
-    // While it runs, the buckets not listed yet are not counted: a refilling node's count estimates them.
-    underReplicated: Math.max(0, report.underReplicated - report.underReplicatedFixed, behind),
-    lastComparison: finished ? summary(report) : previous ? summary(previous) : null,
-    running: finished ? null : { ...summary(report), repairsNeeded: needed, repairsDone: done },
-    nodes,
-  };
 }

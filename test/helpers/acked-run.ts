@@ -3,7 +3,7 @@ import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
 import { seededRandom } from "../../src/common/random.js";
-import type { ShardReport } from "../../src/replicator/anti-entropy.js";
+import type { ShardReport } from "../../src/replicator/repair-report.js";
 import {
   checkFinalState,
   countOps,

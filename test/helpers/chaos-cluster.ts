@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { TestContext } from "node:test";
 import { Redis } from "ioredis";
-import type { ShardReport } from "../../src/replicator/anti-entropy.js";
+import type { ShardReport } from "../../src/replicator/repair-report.js";
 import { ProcCluster } from "../coordinator/proc-cluster.js";
 import type { ClusterEvent } from "./acked-history.js";
 import type { ChildHandle } from "./process.js";

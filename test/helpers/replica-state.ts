@@ -1,4 +1,4 @@
-import type { ShardReport } from "../../src/replicator/anti-entropy.js";
+import type { ShardReport } from "../../src/replicator/repair-report.js";
 import { waitFor } from "./wait.js";
 
 /**

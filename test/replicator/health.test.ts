@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ReplicaDigest } from "../../src/client/node-client.js";
-import { newReport, shardHealth, type ShardReport } from "../../src/replicator/anti-entropy.js";
+import { newReport, shardHealth, type ShardReport } from "../../src/replicator/repair-report.js";
 
 function report(overrides: Partial<ShardReport>): ShardReport {
   return { ...newReport("1"), startedAt: Date.now() - 10_000, compared: ["a", "b"], ...overrides };
