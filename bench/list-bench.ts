@@ -103,22 +103,13 @@ async function fill(
 /** Page times in ms, sorted, with the client's (this process's) CPU per page. */
 type Times = number[] & { clientCpuMs?: number };
 
-function cpuMs(since: NodeJS.CpuUsage): number {
-  const used = process.cpuUsage(since);
-  return (used.user + used.system) / 1000;
-}
-
-function withClientCpu(times: number[], cpu: number): Times {
-  const sorted: Times = times.sort((a, b) => a - b);
-  sorted.clientCpuMs = cpu / times.length;
-  return sorted;
-}
-
+/**
+ * Times SAMPLES pages, one at a time, after 20 that warm up: `page(after)` fetches one page starting after a
+ * key from `afterOf` and answers its entry count (an empty page is an error).
+ */
 async function measure(
-  client: CoordinatorClient,
-  base: string,
-  prefix: string,
   afterOf: () => string | undefined,
+  page: (after: string | undefined) => Promise<number>,
 ): Promise<Times> {
   const times: number[] = [];
   let cpu = 0;
@@ -126,47 +117,39 @@ async function measure(
     const after = afterOf();
     const cpu0 = process.cpuUsage();
     const started = performance.now();
-    const page = await client.list(base, { prefix, limit: PAGE, ...(after !== undefined ? { after } : {}) });
+    const count = await page(after);
     const ms = performance.now() - started;
-    if (page.entries.length === 0) throw new Error(`an empty page for ${prefix} after ${after}`);
-    if (n >= 20) {
-      // The first 20 warm up.
-      times.push(ms);
-      cpu += cpuMs(cpu0);
-    }
+    const used = process.cpuUsage(cpu0);
+    if (count === 0) throw new Error(`an empty page after ${after}`);
+    if (n < 20) continue;
+    times.push(ms);
+    cpu += (used.user + used.system) / 1000;
   }
-  return withClientCpu(times, cpu);
+  const sorted: Times = times.sort((x, y) => x - y);
+  sorted.clientCpuMs = cpu / times.length;
+  return sorted;
 }
 
-/** The same through S3: ListObjectsV2 of a bucket, 1,000 keys a page, from `startAfter` (SDK defaults). */
-async function measureS3(
-  s3: S3Client,
-  bucket: string,
-  startAfterOf: () => string | undefined,
-): Promise<Times> {
-  const times: number[] = [];
-  let cpu = 0;
-  for (let n = 0; n < SAMPLES + 20; n++) {
-    const startAfter = startAfterOf();
-    const cpu0 = process.cpuUsage();
-    const started = performance.now();
-    const page = await s3.send(
-      new ListObjectsV2Command({
-        Bucket: bucket,
-        MaxKeys: PAGE,
-        ...(startAfter !== undefined ? { StartAfter: startAfter } : {}),
-      }),
-    );
-    const ms = performance.now() - started;
-    if ((page.Contents?.length ?? 0) === 0)
-      throw new Error(`an empty S3 page of ${bucket} after ${startAfter}`);
-    if (n >= 20) {
-      times.push(ms);
-      cpu += cpuMs(cpu0);
-    }
-  }
-  return withClientCpu(times, cpu);
-}
+/** A page of `GET /_list` under `prefix`. */
+const listPage =
+  (client: CoordinatorClient, base: string, prefix: string) =>
+  async (after: string | undefined): Promise<number> =>
+    (await client.list(base, { prefix, limit: PAGE, ...(after !== undefined ? { after } : {}) })).entries
+      .length;
+
+/** A page of S3 ListObjectsV2 of `bucket` (SDK defaults). */
+const s3Page =
+  (s3: S3Client, bucket: string) =>
+  async (after: string | undefined): Promise<number> =>
+    (
+      await s3.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          MaxKeys: PAGE,
+          ...(after !== undefined ? { StartAfter: after } : {}),
+        }),
+      )
+    ).Contents?.length ?? 0;
 
 async function main(): Promise<void> {
   console.log("# bench:list: GET /_list and S3 ListObjectsV2, a page of 1,000 keys");
@@ -248,12 +231,14 @@ async function main(): Promise<void> {
     console.log(
       `  first page after ${((performance.now() - firstAsked) / 1000).toFixed(1)} s (the nodes built their key order; ${refused} listings answered 503 meanwhile)`,
     );
-    const small = await measure(client, coordinator.url, "small/", () => undefined);
-    const big = await measure(client, coordinator.url, "bucket/", () =>
-      bigKey(Math.floor(Math.random() * KEYS)),
+    const none = (): undefined => undefined;
+    const small = await measure(none, listPage(client, coordinator.url, "small/"));
+    const big = await measure(
+      () => bigKey(Math.floor(Math.random() * KEYS)),
+      listPage(client, coordinator.url, "bucket/"),
     );
     // Alternate once more, so that drift of the shared machine shows rather than biases the ratio.
-    const small2 = await measure(client, coordinator.url, "small/", () => undefined);
+    const small2 = await measure(none, listPage(client, coordinator.url, "small/"));
     await agent.close();
     const sdk = (endpoint: string): S3Client =>
       new S3Client({
@@ -264,15 +249,15 @@ async function main(): Promise<void> {
       });
     const s3 = sdk(`http://127.0.0.1:${s3Port}`);
     const randomStart = (): string => bigKey(Math.floor(Math.random() * KEYS)).slice("bucket/".length);
-    const s3Small = await measureS3(s3, "small", () => undefined);
-    const s3Big = await measureS3(s3, "bucket", randomStart);
-    const s3Small2 = await measureS3(s3, "small", () => undefined);
+    const s3Small = await measure(none, s3Page(s3, "small"));
+    const s3Big = await measure(randomStart, s3Page(s3, "bucket"));
+    const s3Small2 = await measure(none, s3Page(s3, "small"));
     s3.destroy();
     // The ceiling: the same SDK calls against a server that answers a stored page of 1,000 keys.
     const nullServer = await startServerProcess(NULL_S3, []);
     servers.push(nullServer);
     const ceilingClient = sdk(nullServer.url);
-    const ceiling = await measureS3(ceilingClient, "bucket", randomStart);
+    const ceiling = await measure(randomStart, s3Page(ceilingClient, "bucket"));
     ceilingClient.destroy();
 
     const row = (name: string, t: Times): string =>
