@@ -72,6 +72,15 @@ export interface NodeKeyEntry {
   headers?: StoredHeaders;
 }
 
+/** The path of a page of a node's keys (`GET /_backpack/keys`), or of its summary. */
+function keysPath(options: { prefix?: string; after?: string; limit?: number }, summary: boolean): string {
+  const q = new URLSearchParams({ limit: String(options.limit ?? 1000) });
+  if (options.prefix) q.set("prefix", options.prefix);
+  if (options.after !== undefined) q.set("after", options.after);
+  if (summary) q.set("summary", "1");
+  return `${KEYS_PATH}?${q.toString()}`;
+}
+
 /** A page of a node's keys as its summary (`GET /_backpack/keys?summary=1`). */
 export interface KeyPageSummary {
   more: boolean;
@@ -353,10 +362,7 @@ export class NodeClient {
     base: string,
     options: NodeRequestOptions & { prefix?: string; after?: string; limit?: number } = {},
   ): Promise<{ entries: NodeKeyEntry[]; more: boolean }> {
-    const q = new URLSearchParams({ limit: String(options.limit ?? 1000) });
-    if (options.prefix) q.set("prefix", options.prefix);
-    if (options.after !== undefined) q.set("after", options.after);
-    const res = await this.sendPath(base, `${KEYS_PATH}?${q.toString()}`, options);
+    const res = await this.sendPath(base, keysPath(options, false), options);
     await expectStatus(res, [200], base, KEYS_PATH);
     const doc = (await res.body.json()) as { more: boolean; entries: NodeKeyEntry[] };
     return { entries: doc.entries, more: doc.more };
@@ -370,10 +376,7 @@ export class NodeClient {
     base: string,
     options: NodeRequestOptions & { prefix?: string; after?: string; limit?: number } = {},
   ): Promise<KeyPageSummary> {
-    const q = new URLSearchParams({ limit: String(options.limit ?? 1000), summary: "1" });
-    if (options.prefix) q.set("prefix", options.prefix);
-    if (options.after !== undefined) q.set("after", options.after);
-    const res = await this.sendPath(base, `${KEYS_PATH}?${q.toString()}`, options);
+    const res = await this.sendPath(base, keysPath(options, true), options);
     await expectStatus(res, [200], base, KEYS_PATH);
     const doc = (await res.body.json()) as {
       more: boolean;

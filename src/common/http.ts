@@ -14,8 +14,8 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  // Encoded here, once: a large string handed to the socket is encoded again on its way out, at several
-  // times the cost (a listing page of ~250 KB: ~1 ms more per answer).
+  // Encoded into a Buffer here: handing node:http the string instead measured about 1 ms more per answer of
+  // ~250 KB (a listing page), both ends counted.
   const data = Buffer.from(JSON.stringify(body) + "\n");
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",

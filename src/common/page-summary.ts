@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 
-/** What a page summary is taken over: an entry's key, its version (as `X-Backpack-Version`) and whether it is a delete. */
+/** What a page summary covers of an entry: its key, its version (as `X-Backpack-Version`), whether a delete. */
 export interface SummarisedEntry {
   key: string;
   version: string;

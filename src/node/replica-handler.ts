@@ -86,7 +86,10 @@ function listLimit(query: URLSearchParams): number {
   return limit;
 }
 
-/** `GET /_backpack/keys`: a page of the key order, or its summary (the first one waits while the order is built). */
+/**
+ * `GET /_backpack/keys`: a page of the key order, or its summary (the first one waits while the order is
+ * built).
+ */
 async function sendKeys(ctx: NodeContext, res: ServerResponse, query: URLSearchParams): Promise<void> {
   const limit = listLimit(query);
   const page = await ctx.store.listKeys(query.get("prefix") ?? "", query.get("after") ?? undefined, limit);
