@@ -75,40 +75,29 @@ async function askNodes(
   };
   const first = turn++;
   const shards = Object.values(snapshot.shards);
-  const asked = shards.map(async (shard) => {
+  const ask = <T>(serverId: string, call: (base: string) => Promise<T>): Promise<T | string> =>
+    askNode(ctx, snapshot, serverId, call);
+  const asked = shards.map(async (shard): Promise<(SourcePage | string)[]> => {
     // The live nodes: not reported dead by the ring, nor failing lately (a frozen node would hold the page up
     // for the node timeout); all of them when none is.
     const live = shard.servers.filter((s) => !ctx.health.isSuspect(s));
     const servers = live.length > 0 ? live : shard.servers;
-    const ask = async <T>(serverId: string, call: (base: string) => Promise<T>): Promise<T | string> => {
-      const base = snapshot.servers[serverId]?.url;
-      if (base === undefined) return `${serverId}: not in the servers map`;
-      try {
-        const answer = await call(base);
-        ctx.health.recordSuccess(serverId);
-        return answer;
-      } catch (err) {
-        const e = toBackpackError(err);
-        // A node away for longer than its grace period (409) is healthy, just not to be merged; so is one
-        // still building its key order (503 OVERLOADED, the first listing since it started).
-        if (e.code !== "AWAY_TOO_LONG" && e.code !== "OVERLOADED") ctx.health.recordFailure(serverId);
-        return `${serverId}: ${e.message}`;
-      }
-    };
+    if (servers.length === 0) return [];
     const pageOf = (serverId: string): Promise<SourcePage | string> =>
       ask(serverId, async (base) => ({ shard: shard.id, ...(await ctx.nodes.listKeys(base, query)) }));
-    if (servers.length === 0) return [];
     const sender = servers[first % servers.length]!;
     const others = servers.filter((s) => s !== sender);
     const [page, ...summaries] = await Promise.all([
       pageOf(sender),
       ...others.map((s) => ask(s, (base) => ctx.nodes.listKeysSummary(base, query))),
     ]);
+    // Hashed only when there is a summary to compare it with (a shard of one node has none).
+    const summary = typeof page === "string" || others.length === 0 ? undefined : summaryOf(page);
     const answers: (SourcePage | string)[] = [page];
     const more: string[] = [];
-    for (const [n, summary] of summaries.entries()) {
-      if (typeof summary === "string") answers.push(summary);
-      else if (typeof page === "string" || !agrees(page, summary)) more.push(others[n]!);
+    for (const [n, theirs] of summaries.entries()) {
+      if (typeof theirs === "string") answers.push(theirs);
+      else if (!sameSummary(summary, theirs)) more.push(others[n]!);
     }
     answers.push(...(await Promise.all(more.map(pageOf))));
     return answers;
@@ -130,13 +119,46 @@ async function askNodes(
   return pages;
 }
 
-/** Whether a node's summary says it holds exactly what `page` lists, from the same cursor. */
-function agrees(page: SourcePage, summary: KeyPageSummary): boolean {
+/**
+ * One request to a node: its answer, or why there is none. A failure counts against the node's health, but
+ * not AWAY_TOO_LONG (healthy, just not to be merged) nor OVERLOADED (still building its key order).
+ */
+async function askNode<T>(
+  ctx: CoordinatorContext,
+  snapshot: ClusterSnapshot,
+  serverId: string,
+  call: (base: string) => Promise<T>,
+): Promise<T | string> {
+  const base = snapshot.servers[serverId]?.url;
+  if (base === undefined) return `${serverId}: not in the servers map`;
+  try {
+    const answer = await call(base);
+    ctx.health.recordSuccess(serverId);
+    return answer;
+  } catch (err) {
+    const e = toBackpackError(err);
+    if (e.code !== "AWAY_TOO_LONG" && e.code !== "OVERLOADED") ctx.health.recordFailure(serverId);
+    return `${serverId}: ${e.message}`;
+  }
+}
+
+/** The summary a node holding exactly what `page` lists would answer for it. */
+function summaryOf(page: SourcePage): KeyPageSummary {
+  return {
+    more: page.more,
+    count: page.entries.length,
+    last: page.entries[page.entries.length - 1]?.key,
+    summary: pageSummary(page.entries),
+  };
+}
+
+function sameSummary(a: KeyPageSummary | undefined, b: KeyPageSummary): boolean {
   return (
-    summary.more === page.more &&
-    summary.count === page.entries.length &&
-    summary.last === page.entries[page.entries.length - 1]?.key &&
-    summary.summary === pageSummary(page.entries)
+    a !== undefined &&
+    a.more === b.more &&
+    a.count === b.count &&
+    a.last === b.last &&
+    a.summary === b.summary
   );
 }
 

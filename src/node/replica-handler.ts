@@ -92,8 +92,14 @@ function listLimit(query: URLSearchParams): number {
  */
 async function sendKeys(ctx: NodeContext, res: ServerResponse, query: URLSearchParams): Promise<void> {
   const limit = listLimit(query);
-  const page = await ctx.store.listKeys(query.get("prefix") ?? "", query.get("after") ?? undefined, limit);
-  if (query.get("summary") === "1") {
+  const summary = query.get("summary") === "1";
+  const page = await ctx.store.listKeys(
+    query.get("prefix") ?? "",
+    query.get("after") ?? undefined,
+    limit,
+    summary,
+  );
+  if (summary) {
     const entries = page.entries.map((e) => ({
       key: e.key,
       version: formatVersion(e.version),

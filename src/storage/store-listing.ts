@@ -33,15 +33,13 @@ export function listBucket(
 
 /**
  * The keys starting with `prefix`, strictly after `after`, in key order, at most `limit` (the node's
- * `GET /_backpack/keys`), from the index's key order: no I/O, no sort. The first listing starts building the
- * order (in slices: the node keeps serving) and waits up to `waitMs` for it, then is answered OVERLOADED (retry
- * shortly) until it is built.
+ * `GET /_backpack/keys`), from the index's key order: no I/O, no sort; `bare` leaves out content types and
+ * stored headers. The first listing starts building the order (in slices: the node keeps serving) and waits up
+ * to `waitMs` for it, then is answered OVERLOADED (retry shortly) until it is built.
  */
 export async function listKeys(
   index: IndexTable,
-  prefix: string,
-  after: string | undefined,
-  limit: number,
+  { prefix, after, limit, bare }: { prefix: string; after: string | undefined; limit: number; bare: boolean },
   waitMs: number,
 ): Promise<{ entries: KeyEntry[]; more: boolean }> {
   const order = index.builtKeyOrder ?? (await keyOrder(index, waitMs));
@@ -65,9 +63,9 @@ export async function listKeys(
       size: index.sizeOf(i),
       deleted: index.isTombstone(i),
       damaged: index.isDamaged(i),
-      contentType: index.contentTypeOf(i),
+      contentType: bare ? undefined : index.contentTypeOf(i),
     };
-    const headers = index.headersOf(i);
+    const headers = bare ? undefined : index.headersOf(i);
     if (headers !== undefined) entry.headers = decodeStoredHeaders(headers);
     entries.push(entry);
   }

@@ -590,8 +590,9 @@ export class DiskStore implements Store {
     prefix: string,
     after: string | undefined,
     limit: number,
+    bare = false,
   ): Promise<{ entries: KeyEntry[]; more: boolean }> {
-    return listKeys(this.index, prefix, after, limit, this.options.keyOrderWaitMs);
+    return listKeys(this.index, { prefix, after, limit, bare }, this.options.keyOrderWaitMs);
   }
 
   private track<T>(fn: () => Promise<T>): Promise<T> {

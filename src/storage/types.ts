@@ -197,12 +197,14 @@ export interface Store {
    * The keys starting with `prefix`, strictly after `after`, in byte order of their UTF-8, at most `limit`:
    * files and deletes within their grace period (`deleted`), from the index alone (no I/O, no sort: the index
    * keeps its keys in order, from the first listing on: that one waits while the order is built, in slices
-   * that leave the node serving). `more` when further keys with the prefix follow.
+   * that leave the node serving). `more` when further keys with the prefix follow. `bare`: without content
+   * types and stored headers (what a page's summary needs).
    */
   listKeys(
     prefix: string,
     after: string | undefined,
     limit: number,
+    bare?: boolean,
   ): Promise<{ entries: KeyEntry[]; more: boolean }>;
   /** Compacts every volume past the garbage threshold now (also runs by itself in the background). */
   compact(): Promise<void>;
