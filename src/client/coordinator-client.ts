@@ -4,7 +4,7 @@ import { BackpackError } from "../common/errors.js";
 import { keyToPath } from "../common/key.js";
 import type { StoredHeaders } from "../common/stored-headers.js";
 import { VERSION_HEADER } from "../common/version.js";
-import { expectStatus, headerText, objectOf, upstreamError, type NodeObject } from "./node-client.js";
+import { expectStatus, headerText, objectOf, upstreamError, type NodeObject } from "./node-answers.js";
 import type { ShardHealth } from "../queue/health.js";
 import type { ServiceRingView } from "../ring/service-ring.js";
 import type { RuntimeSettings } from "../cluster/settings.js";

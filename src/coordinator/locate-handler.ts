@@ -4,7 +4,7 @@ import { BackpackError, toBackpackError } from "../common/errors.js";
 import { sendJson } from "../common/http.js";
 import { shardKeyFromTarget } from "../common/key.js";
 import { compareVersions, formatVersion } from "../common/version.js";
-import type { NodeObject } from "../client/node-client.js";
+import type { NodeObject } from "../client/node-answers.js";
 import type { FileLocation, NodeHolding } from "../client/coordinator-client.js";
 import type { CoordinatorContext } from "./context.js";
 

@@ -3,7 +3,7 @@ import { formatChecksum } from "../common/checksum.js";
 import type { StoredHeaders } from "../common/stored-headers.js";
 import { compareVersions, type Version } from "../common/version.js";
 import type { ClusterSnapshot, ShardInfo } from "../cluster/types.js";
-import { staleCurrent } from "../client/node-client.js";
+import { staleCurrent } from "../client/node-answers.js";
 import type { BodySource } from "./body-source.js";
 import type { ReplicaMode } from "./config.js";
 import type { CoordinatorContext } from "./context.js";

@@ -6,7 +6,7 @@
 import { once } from "node:events";
 import type { ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
-import { expectStatus } from "../client/node-client.js";
+import { expectStatus } from "../client/node-answers.js";
 import { bucketOf, type S3Context, type S3Request } from "./context.js";
 import { S3Error } from "./errors.js";
 import { decodeManifest, parseRange, type Manifest } from "./manifest.js";

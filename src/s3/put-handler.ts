@@ -11,7 +11,7 @@ import { objectHeadersOf, objectSize, storedHeaders } from "./object-headers.js"
 import { isoTime, sendEmpty, sendXml } from "./respond.js";
 import { uriDecode } from "./sigv4.js";
 import { el } from "./xml.js";
-import { expectStatus } from "../client/node-client.js";
+import { expectStatus } from "../client/node-answers.js";
 
 export function bodyLimits(ctx: S3Context): BodyLimits {
   return {

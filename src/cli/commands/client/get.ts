@@ -2,7 +2,7 @@ import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { BackpackError } from "../../../common/errors.js";
-import { expectStatus } from "../../../client/node-client.js";
+import { expectStatus } from "../../../client/node-answers.js";
 import { optString, requirePositional, type Command } from "../../command.js";
 import { clientContext, parseAddress, explain, TO_OPTION } from "./common.js";
 
