@@ -289,7 +289,9 @@ async function main(): Promise<void> {
     ]);
     servers.push(coordinator);
     // Repair off: the direct PUTs to node 1 leave its replicas different on purpose, and repairing them in the
-    // background would load the runs after them.
+    // background would load the runs after them. At the priority of the other processes: the original's mode
+    // (one copy + a queued task) waits for its copies, and is compared here as it ran before replicators
+    // yielded the CPU by default.
     const replicator = await startServerProcess(BIN("backpack-replicator"), [
       zk,
       "/",
@@ -297,6 +299,8 @@ async function main(): Promise<void> {
       "--listen",
       "127.0.0.1:0",
       "--repair-every",
+      "0",
+      "--nice",
       "0",
     ]);
     servers.push(replicator);

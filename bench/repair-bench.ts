@@ -17,22 +17,23 @@ import { REPLICATOR_DEFAULTS } from "../src/replicator/config.js";
 import { openStore } from "../src/storage/store.js";
 import { runLoad, type LoadResult } from "./lib/load.js";
 import { pacedLoad } from "./lib/paced-load.js";
-import { processCpuSeconds, startServerProcess, type ServerProcess } from "./lib/server-process.js";
+import { startServerProcess, type ServerProcess } from "./lib/server-process.js";
 
 /**
  * `npm run bench:repair`: what self-healing costs and how fast it is, each figure against a baseline measured
- * in the same run, storage nodes in processes of their own (sync=batch), repair run in this process (the
- * replicator's code: AntiEntropy over the same NodeClient and Copier).
- * 1. Refill: a node holding BENCH_FILES files of 1-16 KiB, its replica wiped; one comparison refills it (rates
- *    unbounded, the default 8 repairs at once) against a plain GET→PUT copy loop of the same files to a third
+ * in the same run, storage nodes in processes of their own (sync=batch).
+ * 1. Refill: a node holding BENCH_FILES files of 1-16 KiB, its replica wiped; one comparison refills it (the
+ *    replicator's code, AntiEntropy over its NodeClient and Copier, in this process: rates unbounded, the
+ *    default 8 repairs at once) against a plain GET→PUT copy loop of the same files to a third
  *    node, 8 at a time.
  * 2. Comparison: two identical replicas of BENCH_COMPARE_FILES files; time and bytes on the wire (counted by a
  *    TCP relay in front of each node) of one comparison.
  * 3. Impact: client GET and PUT p99 at a steady rate (BENCH_GET_RATE 2000/s, BENCH_PUT_RATE 1000/s, an open
- *    loop in a process of its own) on the source node while repair refills its replica at the default rates
- *    and the node scrubs at its default rate, against the same load with neither; rounds alternate (the node
- *    is restarted with and without scrub). As a baseline, the same load beside a plain CPU hog as busy as the
- *    repair was (this process's repair work and the replica node, measured in the round before).
+ *    loop in a process of its own, its first second not counted) on the source node while a `backpack
+ *    replicator` process at its defaults (rates, priority) refills its replica and the node scrubs at its
+ *    default rate, against the same load with neither; rounds alternate (the node is restarted with and
+ *    without scrub). As a baseline, the same load beside a plain CPU hog as busy as the repair was (the
+ *    replicator and the replica node, measured in the round before).
  * 4. Scrub: its rate at the default setting (from the node's /stats), and GET throughput at 64 connections with
  *    it against without.
  * Env: BENCH_FILES (100000), BENCH_COMPARE_FILES (1000000), BENCH_SECONDS (5), BENCH_ROUNDS (3),
@@ -108,17 +109,39 @@ async function fill(base: string, n: number): Promise<void> {
   }
 }
 
-/** Repair over a shard `1` of `servers` (id → URL), with the replicator's code. */
+/** An embedded cluster map in `dir` (started) holding shard `1` of `nodes` (id → URL), its queue embedded too. */
+async function shardMap(dir: string, nodes: Record<string, string>): Promise<EmbeddedClusterMap> {
+  const map = new EmbeddedClusterMap({ file: join(dir, "cluster.json") });
+  await map.start();
+  await map.init({ key: `file:${join(dir, "queue")}`, servers: [] });
+  for (const [id, url] of Object.entries(nodes)) await map.addServer(id, url);
+  await map.addShard("1", Object.keys(nodes), 1e15);
+  return map;
+}
+
+/**
+ * A `backpack replicator` process over shard `1` of `nodes`, everything at its defaults (repair rates, 8 repairs
+ * at once, its lower CPU priority): the repair that runs beside a cluster's nodes. It compares the shard at once.
+ */
+async function startReplicator(dir: string, nodes: Record<string, string>): Promise<ServerProcess> {
+  await (await shardMap(dir, nodes)).stop();
+  const replicator = await startServerProcess(BACKPACK, [
+    "replicator",
+    `file:${join(dir, "cluster.json")}`,
+    "/",
+    "--no-ring",
+  ]);
+  servers.push(replicator);
+  return replicator;
+}
+
+/** Repair over a shard `1` of `servers` (id → URL), with the replicator's code, in this process. */
 async function repairer(
   dir: string,
   nodes: Record<string, string>,
   rates: { filesPerSec: number; bytesPerSec: number },
 ): Promise<{ repair: AntiEntropy; close: () => Promise<void> }> {
-  const map = new EmbeddedClusterMap({ file: join(dir, "cluster.json") });
-  await map.start();
-  await map.init({ key: "bench", servers: [{ host: "127.0.0.1", port: 6379 }] }); // unused: no queue here
-  for (const [id, url] of Object.entries(nodes)) await map.addServer(id, url);
-  await map.addShard("1", Object.keys(nodes), 1e15);
+  const map = await shardMap(dir, nodes);
   const agent = createAgent({ connections: 32 });
   const reader = new LeanClient();
   const client = new NodeClient(agent, {}, reader);
@@ -358,9 +381,11 @@ async function impactAndScrub(root: string): Promise<void> {
   };
   const quiet: { get: number[]; put: number[]; rps: number[] } = { get: [], put: [], rps: [] };
   const busy: { get: number[]; put: number[] } = { get: [], put: [] };
-  // The same load beside a plain CPU hog as busy as repair was (this process's repair and the replica node).
+  // The same load beside a plain CPU hog as busy as repair was (the replicator and the replica node).
   const hog: { get: number[]; put: number[]; cores: number[] } = { get: [], put: [], cores: [] };
   const scrubbing: { rps: number[] } = { rps: [] };
+  /** Files per second the replicator copied to the replica in each busy round. */
+  const refilled: number[] = [];
   let scrubRate = 0;
   for (let round = 0; round < ROUNDS; round++) {
     if (PARTS.includes("impact") || PARTS.includes("scrub")) {
@@ -381,30 +406,22 @@ async function impactAndScrub(root: string): Promise<void> {
       busy.get.push(await paced("GET"));
       busy.put.push(await paced("PUT"));
     } else if (PARTS.includes("impact")) {
-      // Repair refills the replica at the default rates (200 files/s, 32 MB/s) while the node scrubs.
-      const { repair, close } = await repairer(
-        join(root, `impact-${round}`),
-        { a: node.url, b: replica.url },
-        {
-          filesPerSec: REPLICATOR_DEFAULTS.repairFilesPerSec,
-          bytesPerSec: REPLICATOR_DEFAULTS.repairBytesPerSec,
-        },
-      );
-      const running = repair.compareShard("1");
+      // A replicator refills the replica at its defaults (200 files/s, 32 MB/s) while the node scrubs.
+      const replicator = await startReplicator(join(root, `impact-${round}`), {
+        a: node.url,
+        b: replica.url,
+      });
+      const [before, since] = [await entries(replica.url), performance.now()];
       await new Promise((r) => setTimeout(r, 1000));
-      const [cpu0, replica0, t0] = [
-        process.cpuUsage(),
-        processCpuSeconds(replica.pid) ?? 0,
-        performance.now(),
-      ];
+      const busyCpu = (): number => (replicator.cpuSeconds() ?? 0) + (replica.cpuSeconds() ?? 0);
+      const [cpu0, t0] = [busyCpu(), performance.now()];
       busy.get.push(await paced("GET"));
       busy.put.push(await paced("PUT"));
-      const cpu = process.cpuUsage(cpu0);
-      const used = (cpu.user + cpu.system) / 1e6 + (processCpuSeconds(replica.pid) ?? 0) - replica0;
-      await repair.stop();
-      await running.catch(() => undefined);
-      await close();
-      const cores = used / ((performance.now() - t0) / 1000);
+      const cores = (busyCpu() - cpu0) / ((performance.now() - t0) / 1000);
+      const copied = (await entries(replica.url)) - before;
+      await stopNode(replicator);
+      if (copied <= 0) throw new Error("impact: the replicator repaired nothing during its round");
+      refilled.push(copied / ((performance.now() - since) / 1000));
       hog.cores.push(cores);
       const hogger = burn(cores);
       hog.get.push(await paced("GET"));
@@ -422,6 +439,16 @@ async function impactAndScrub(root: string): Promise<void> {
         ratio.toFixed(2),
         "≤ 1.2",
         ratio <= 1.2,
+      );
+    }
+    if (refilled.length > 0) {
+      row(
+        "(repair during those rounds) files copied to the replica per second",
+        refilled.map((x) => x.toFixed(0)).join(" / "),
+        `its limit: ${REPLICATOR_DEFAULTS.repairFilesPerSec}/s`,
+        "",
+        "",
+        undefined,
       );
     }
     if (hog.cores.length > 0) {

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { openClusterMap } from "../../src/cluster/open.js";
 import { openQueue } from "../../src/queue/open.js";
-import { runBin } from "../helpers/process.js";
+import { runBin, startProcess } from "../helpers/process.js";
 import { startRedis } from "../helpers/redis.js";
 import { tempDir } from "../helpers/tmp.js";
 import { copyTask } from "./fixture.js";
@@ -25,6 +26,50 @@ void test("replicator: a map without queue settings is refused with exit 1", asy
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /backpack-coordinator-init/);
 });
+
+/** The niceness of every thread of a process, from /proc (Linux). */
+function threadNiceness(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  });
+}
+
+void test(
+  "replicator: runs at a lower CPU priority (niceness 10, every thread); --nice 0 and --respawn-neighbours keep it as started",
+  { skip: process.platform !== "linux" && "thread niceness is read from /proc (Linux)" },
+  async (t) => {
+    const dir = await tempDir(t);
+    const file = join(dir, "cluster.json");
+    const map = openClusterMap({ file });
+    await map.start();
+    await map.init({ key: `file:${join(dir, "q")}`, servers: [] });
+    await map.stop();
+    const secret = join(dir, "ring-secret");
+    writeFileSync(secret, "a ring secret of enough length\n", { mode: 0o600 });
+    const cases: [string[], number][] = [
+      [[], 10],
+      [["--nice", "15"], 15],
+      [["--nice", "0"], 0],
+      [["--respawn-neighbours", "--ring-secret-file", secret], 0],
+    ];
+    for (const [args, expected] of cases) {
+      const r = await startProcess(t, {
+        command: "backpack-replicator",
+        args: [`file:${file}`, "/", ...args],
+      });
+      const line = r.stderr.split("\n").find((l) => l.includes('"listening"')) ?? "";
+      const threads = threadNiceness(r.pid as number);
+      assert.equal(await r.kill("SIGTERM"), 0);
+      assert.ok(threads.length > 1, "the process has its threads");
+      assert.deepEqual(new Set(threads), new Set([expected]), `${args.join(" ")}: ${threads.join(",")}`);
+      assert.equal((JSON.parse(line) as { nice?: number }).nice, expected);
+    }
+    const wrong = await runBin("backpack-replicator", [`file:${file}`, "/", "--nice", "20"]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /--nice must be 0-19, got 20/);
+  },
+);
 
 void test("queue status, dead-letters and replay against a Redis queue", async (t) => {
   const redis = await startRedis(t);

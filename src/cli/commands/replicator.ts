@@ -1,5 +1,6 @@
 import { BackpackError } from "../../common/errors.js";
-import { createLogger } from "../../common/logger.js";
+import { createLogger, type Logger } from "../../common/logger.js";
+import { lowerPriority, MAX_NICE } from "../../common/priority.js";
 import { parseDuration } from "../../common/units.js";
 import { openClusterMap, targetFromArgs } from "../../cluster/open.js";
 import { openQueue } from "../../queue/open.js";
@@ -17,6 +18,19 @@ import {
   untilStopped,
 } from "../options.js";
 import { ringConfigOf, RING_OPTIONS, startRespawner } from "../ring-options.js";
+
+/** The replicator's default niceness: below the nodes and coordinators it shares a host with. */
+const REPLICATOR_NICE = 10;
+
+/** Lowers the process's priority to `nice`; a system that refuses costs one warning, not the start. */
+function lowerOwnPriority(nice: number, log: Logger): number | undefined {
+  try {
+    return lowerPriority(nice);
+  } catch (err) {
+    log.warn({ nice, err: (err as Error).message }, "could not lower the CPU priority; running as started");
+    return undefined;
+  }
+}
 
 export const command: Command = {
   spec: {
@@ -83,6 +97,12 @@ export const command: Command = {
         description: "bytes per second repair copies at most",
         default: "32mb",
       },
+      {
+        name: "nice",
+        type: "string",
+        description: `CPU niceness of this process, 0-${MAX_NICE} (its work is background work: nodes and coordinators on the same host come first)`,
+        default: String(REPLICATOR_NICE),
+      },
       ...RING_OPTIONS,
       logLevelOption("info"),
     ],
@@ -97,6 +117,11 @@ file is skipped; a target that is down gets its tasks back later with backoff, a
 whether it answers again: once it does, one log line says so ("target reachable again", with the number of
 copies waiting) and its waiting copies go at once. Tasks that fail too often are dead letters: see backpack
 queue dead-letters and backpack queue replay.
+
+The replicator runs at a lower CPU priority (--nice, 10 by default; 0 keeps the priority it was started
+with), so that a node or coordinator on the same host is served first; copies and repair are paced by their
+own limits either way. With --respawn-neighbours it keeps its priority: a neighbour it restarts would inherit
+it.
 
 Output: JSON log lines on stderr; the first one with "msg":"listening" carries the URL of the stats
 endpoints. GET <url>/stats answers JSON: depth, leased, oldestTaskAgeMs (replication lag), deadLetters,
@@ -125,6 +150,8 @@ Example:
       throw new UsageError(`--listen must be host:port (port 0 picks a free one), got "${listenText}"`);
     }
     const logLevel = logLevelOf(args, "info");
+    const nice = optInt(args, "nice") ?? REPLICATOR_NICE;
+    if (nice > MAX_NICE) throw new UsageError(`--nice must be 0-${MAX_NICE}, got ${nice}`);
     const leaseText = optString(args, "lease");
     const config = replicatorConfig({
       host: m[1].replace(/^\[(.*)\]$/, "$1"),
@@ -141,6 +168,7 @@ Example:
     });
 
     const log = createLogger({ level: logLevel, name: "replicator" });
+    const niceness = lowerOwnPriority(args.options["respawn-neighbours"] === true ? 0 : nice, log);
     const map = openClusterMap(targetFromArgs(zk, root), { log });
     await map.start();
     try {
@@ -161,7 +189,10 @@ Example:
       try {
         const service = new ReplicatorService(config, { map, queue, log, processMetrics: true });
         await service.start();
-        log.info({ url: service.url, concurrency: config.concurrency, queue: settings.key }, "listening");
+        log.info(
+          { url: service.url, concurrency: config.concurrency, queue: settings.key, nice: niceness },
+          "listening",
+        );
         const respawner = startRespawner(args, service.ring.ring, log);
         await untilStopped(io);
         respawner?.stop();
