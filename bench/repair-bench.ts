@@ -51,6 +51,9 @@ const CONCURRENCY = 8;
 /** The steady client load of the impact figures: GET 1-16 KiB files, PUT 4 KiB files. */
 const GET_RATE = Number(process.env.BENCH_GET_RATE ?? 2000);
 const PUT_RATE = Number(process.env.BENCH_PUT_RATE ?? 1000);
+/** A restarted node is loaded this long before it is measured, and repair runs this long before. */
+const NODE_WARM_SEC = 8;
+const REPAIR_SETTLE_SEC = 5;
 
 const rows: string[] = [];
 const servers: ServerProcess[] = [];
@@ -354,12 +357,14 @@ async function impactAndScrub(root: string): Promise<void> {
   const restart = async (scrub: boolean): Promise<void> => {
     await stopNode(node);
     node = await startNode(dir, scrub ? [] : ["--scrub-rate", "0"]);
-    // Warm: compiled code and the read cache as in a node that has been running.
-    await runLoad({
+    // Warm, so that the rounds measure a node that has been running: its compiled code and read cache, and the
+    // work of its first seconds (reading its index, the scrub starting) done; at the client's steady rate (a
+    // saturating warm-up leaves its garbage to the round after it).
+    await pacedLoad({
       url: node.url,
       method: "GET",
-      connections: 16,
-      durationSec: 2,
+      rate: GET_RATE,
+      durationSec: NODE_WARM_SEC,
       pathPrefix: "/file/",
       keys: FILES,
     });
@@ -395,13 +400,6 @@ async function impactAndScrub(root: string): Promise<void> {
       if (PARTS.includes("scrub")) quiet.rps.push((await load("GET", 64)).rps);
     }
     await restart(PARTS.includes("scrub") || BUSY.includes("scrub"));
-    if (PARTS.includes("scrub")) {
-      const s0 = await scrubStats(node.url);
-      const t0 = performance.now();
-      scrubbing.rps.push((await load("GET", 64)).rps);
-      const s1 = await scrubStats(node.url);
-      scrubRate = (s1.bytesVerified - s0.bytesVerified) / ((performance.now() - t0) / 1000);
-    }
     if (PARTS.includes("impact") && !BUSY.includes("repair")) {
       busy.get.push(await paced("GET"));
       busy.put.push(await paced("PUT"));
@@ -412,7 +410,9 @@ async function impactAndScrub(root: string): Promise<void> {
         b: replica.url,
       });
       const [before, since] = [await entries(replica.url), performance.now()];
-      await new Promise((r) => setTimeout(r, 1000));
+      // Its comparison under way: the digests compared, the source's key order built at its first listing
+      // (once in a node's life).
+      await new Promise((r) => setTimeout(r, REPAIR_SETTLE_SEC * 1000));
       const busyCpu = (): number => (replicator.cpuSeconds() ?? 0) + (replica.cpuSeconds() ?? 0);
       const [cpu0, t0] = [busyCpu(), performance.now()];
       busy.get.push(await paced("GET"));
@@ -427,6 +427,16 @@ async function impactAndScrub(root: string): Promise<void> {
       hog.get.push(await paced("GET"));
       hog.put.push(await paced("PUT"));
       hogger.kill();
+    }
+    // Last in the round, as in the quiet half: a saturating load leaves garbage to collect in the seconds after.
+    // On a node just restarted: a restart begins a scrub pass at once, so the scrub is running.
+    if (PARTS.includes("scrub")) {
+      await restart(true);
+      const s0 = await scrubStats(node.url);
+      const t0 = performance.now();
+      scrubbing.rps.push((await load("GET", 64)).rps);
+      const s1 = await scrubStats(node.url);
+      scrubRate = (s1.bytesVerified - s0.bytesVerified) / ((performance.now() - t0) / 1000);
     }
   }
   if (PARTS.includes("impact")) {
