@@ -87,7 +87,9 @@ export async function handleDelete(
   ctx.acked.note(`${shardId}:${key}`, version, true);
   if (deleted.length === 0 && unreachable.length === 0) {
     ctx.metrics.deletes.inc({ result: "not_found" });
-    throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`);
+    // What each server answered goes along: a 404 is the servers' word, not a guess.
+    const servers = Object.fromEntries(results.map((r) => [r.serverId, r.state]));
+    throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`, { details: { servers } });
   }
   if (size !== undefined) ctx.usage.remove(shardId, size);
   ctx.metrics.deletes.inc({ result: unreachable.length > 0 ? "queued" : "deleted" });

@@ -256,8 +256,10 @@ export function shardOf(text: string): string | undefined {
 
 function errorCodeOf(text: string): string {
   try {
-    const json = JSON.parse(text) as { code?: unknown };
-    if (typeof json.code === "string") return json.code;
+    const { code, error: _error, ...details } = JSON.parse(text) as Record<string, unknown>;
+    // The code, and what the answer says besides its message (a 404 DELETE: each server's answer).
+    if (typeof code === "string")
+      return Object.keys(details).length > 0 ? `${code} ${JSON.stringify(details)}` : code;
   } catch {
     // Not JSON.
   }
