@@ -37,10 +37,12 @@ export async function handleDelete(
 
   let version = ctx.clock.next();
   let results: NodeOutcome[] = [];
+  let attempts = 0;
   // A server that removed the file in an earlier attempt answers 404 to the next one (its tombstone is there
   // now): what each attempt deleted is kept, or a delete retried past a newer version would answer 404.
   const deleted: Extract<NodeOutcome, { state: "deleted" }>[] = [];
   for (let attempt = 0; ; attempt++) {
+    attempts = attempt + 1;
     results = await Promise.all(
       shard.servers.map((serverId) => deleteOn(ctx, snapshot, serverId, key, version)),
     );
@@ -87,9 +89,9 @@ export async function handleDelete(
   ctx.acked.note(`${shardId}:${key}`, version, true);
   if (deleted.length === 0 && unreachable.length === 0) {
     ctx.metrics.deletes.inc({ result: "not_found" });
-    // What each server answered goes along: a 404 is the servers' word, not a guess.
+    // What each server answered (the last time, and how many times it was asked) goes along.
     const servers = Object.fromEntries(results.map((r) => [r.serverId, r.state]));
-    throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`, { details: { servers } });
+    throw new BackpackError("NOT_FOUND", `${shardId}:${key} not found`, { details: { servers, attempts } });
   }
   if (size !== undefined) ctx.usage.remove(shardId, size);
   ctx.metrics.deletes.inc({ result: unreachable.length > 0 ? "queued" : "deleted" });

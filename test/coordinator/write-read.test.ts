@@ -297,11 +297,13 @@ void test("DELETE removes the file from every node, and queues a delete for a no
   await f.usageIs("1", 0);
   res = await fetch(`${f.url}/1:d.txt`, { method: "DELETE" });
   assert.equal(res.status, 404);
+  const answered = (await res.json()) as { servers: unknown; attempts: number };
   assert.deepEqual(
-    ((await res.json()) as { servers: unknown }).servers,
+    answered.servers,
     { "1": "absent", "2": "absent" },
     "the 404 says what each node answered",
   );
+  assert.equal(answered.attempts, 1);
 
   assert.equal((await put(f.url, "e.txt", "abc", { "x-backpack-replicas": "all" })).status, 200);
   await f.stopNode("2");
