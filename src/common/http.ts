@@ -5,6 +5,12 @@ import { BackpackError, toBackpackError } from "./errors.js";
 import type { Logger } from "./logger.js";
 
 /**
+ * On a node's GET: the read is background work (a replicator copying or repairing a file), and the node does
+ * not keep the body in its read cache for it.
+ */
+export const BACKGROUND_READ_HEADER = "x-backpack-background";
+
+/**
  * Answers JSON with a fitting Content-Length. The body ends with a newline, as text answers do, so that a
  * shell prompt after `curl` starts on a line of its own.
  */

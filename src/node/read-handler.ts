@@ -2,7 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises";
 import { etagOf, formatChecksum } from "../common/checksum.js";
 import { BackpackError, hasCode } from "../common/errors.js";
-import { httpDate } from "../common/http.js";
+import { BACKGROUND_READ_HEADER, httpDate } from "../common/http.js";
 import { DAMAGED_HEADER, formatVersion, VERSION_HEADER } from "../common/version.js";
 import type { ObjectInfo, ReadableBody } from "../storage/types.js";
 import { ifRangeHolds, isNotModified, type Validators } from "./conditional.js";
@@ -33,7 +33,12 @@ export function handleRead(
   ) {
     return readWithConditions(ctx, req, res, key, head, started);
   }
-  return serve(ctx, res, key, undefined, started);
+  return serve(ctx, res, key, undefined, started, background(req));
+}
+
+/** Whether the request says it is background work (its body then stays out of the read cache). */
+function background(req: IncomingMessage): boolean {
+  return req.headers[BACKGROUND_READ_HEADER] === "1";
 }
 
 async function readWithConditions(
@@ -73,7 +78,7 @@ async function readWithConditions(
     res.end();
     return;
   }
-  await serve(ctx, res, key, range, started);
+  await serve(ctx, res, key, range, started, background(req));
 }
 
 type Range = { start: number; end: number } | undefined;
@@ -85,10 +90,11 @@ function serve(
   key: string,
   range: Range,
   started: number,
+  background: boolean,
 ): void | Promise<void> {
   let read;
   try {
-    read = ctx.store.readSmall(key, range);
+    read = ctx.store.readSmall(key, range, { background });
   } catch (err) {
     throw readFailed(ctx, res, key, err);
   }

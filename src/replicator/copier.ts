@@ -8,6 +8,7 @@ import {
   type Version,
 } from "../common/version.js";
 import { hasCode, toBackpackError } from "../common/errors.js";
+import { BACKGROUND_READ_HEADER } from "../common/http.js";
 import type { NodeClient } from "../client/node-client.js";
 import type { ClusterSnapshot } from "../cluster/types.js";
 import type { ReplicationTask } from "../queue/types.js";
@@ -79,7 +80,12 @@ export class Copier {
       }
       let res;
       try {
-        res = await this.client.read(source.url, task.key, { ...req, bufferBytes: BUFFER_MAX_BYTES });
+        res = await this.client.read(source.url, task.key, {
+          ...req,
+          bufferBytes: BUFFER_MAX_BYTES,
+          // Copies and repairs are background work: the source keeps its read cache for its clients.
+          headers: { [BACKGROUND_READ_HEADER]: "1" },
+        });
       } catch (err) {
         if (unreachable(err)) away++;
         problems.push(`GET ${source.url}: ${toBackpackError(err).message}`);

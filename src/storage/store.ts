@@ -47,6 +47,7 @@ import type {
   ObjectInfo,
   PutOptions,
   ReadableBody,
+  ReadOptions,
   Store,
   StoreOptions,
   StoreStats,
@@ -151,23 +152,33 @@ export class DiskStore implements Store {
     return i < 0 ? undefined : { version: this.index.versionOf(i), deleted: this.index.isTombstone(i) };
   }
 
-  async read(key: string, range?: { start: number; end: number }): Promise<ReadResult> {
+  async read(
+    key: string,
+    range?: { start: number; end: number },
+    options?: ReadOptions,
+  ): Promise<ReadResult> {
     // Always through asynchronous I/O: a caller looping over reads still lets the event loop turn.
-    return this.readFrom(key, range, false);
+    return this.readFrom(key, range, false, options?.background === true);
   }
 
-  readSmall(key: string, range?: { start: number; end: number }): SmallRead | Promise<ReadResult> {
-    return this.readFrom(key, range, true);
+  readSmall(
+    key: string,
+    range?: { start: number; end: number },
+    options?: ReadOptions,
+  ): SmallRead | Promise<ReadResult> {
+    return this.readFrom(key, range, true, options?.background === true);
   }
 
   /**
    * The path of both `read` and `readSmall` (`now`: a record of at most SYNC_READ_MAX_BYTES is read and
-   * verified synchronously and returned as it is). Lookup and range errors are thrown synchronously.
+   * verified synchronously and returned as it is; `background`: a body read from the volume is not kept in the
+   * read cache). Lookup and range errors are thrown synchronously.
    */
   private readFrom(
     key: string,
     range: { start: number; end: number } | undefined,
     now: boolean,
+    background: boolean,
   ): SmallRead | Promise<ReadResult> {
     if (this.closed) throw shuttingDown();
     const k = keyBytes(key);
@@ -194,8 +205,8 @@ export class DiskStore implements Store {
     const volume = this.volumes.get(this.index.volumeOf(i))!;
     const offset = this.index.offsetOf(i);
     const cache = this.readCache;
-    const cached = cache.admits(info.size);
-    if (cached) {
+    const cacheable = cache.admits(info.size);
+    if (cacheable) {
       const hit = cache.get(volume.file, offset);
       if (hit !== undefined) {
         const small: SmallRead = { info, body: { kind: "buffer", data: part(hit, start, end) } };
@@ -214,7 +225,10 @@ export class DiskStore implements Store {
       size: info.size,
       bodyCrc: info.bodyCrc,
     };
-    // A cached body is read whole (the read covers the whole record anyway: that is what is verified).
+    // A cached body is read whole (the read covers the whole record anyway: that is what is verified). A
+    // background read (a replica being copied or repaired) leaves the cache as it is: a sweep over every file
+    // would otherwise push out the files clients read, and leave their memory to be collected.
+    const cached = cacheable && !background;
     const [from, to] = cached ? [0, info.size] : [start, end];
     const keep = (body: Buffer): Buffer => {
       if (cached) cache.set(loc.file, loc.offset, body);

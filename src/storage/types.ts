@@ -148,6 +148,14 @@ export interface StoreStats {
   scrub: ScrubStats;
 }
 
+export interface ReadOptions {
+  /**
+   * Background work reads (replication, repair): a body read from the volume is not kept in the read cache (a
+   * hit is still answered from it), so a sweep over every file leaves the clients' hot files where they are.
+   */
+  background?: boolean;
+}
+
 export interface Store {
   /** The index entry, or undefined; no I/O. */
   stat(key: string): ObjectInfo | undefined;
@@ -159,6 +167,7 @@ export interface Store {
   read(
     key: string,
     range?: { start: number; end: number },
+    options?: ReadOptions,
   ): Promise<{ info: ObjectInfo; body: ReadableBody }>;
   /**
    * `read` for a server answering requests: a record of at most 64 KiB is read with a synchronous positioned
@@ -169,6 +178,7 @@ export interface Store {
   readSmall(
     key: string,
     range?: { start: number; end: number },
+    options?: ReadOptions,
   ):
     | { info: ObjectInfo; body: { kind: "buffer"; data: Buffer } }
     | Promise<{ info: ObjectInfo; body: ReadableBody }>;

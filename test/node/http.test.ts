@@ -287,6 +287,32 @@ void test("/stats keeps the original's fields; /metrics is Prometheus text; /hea
   assert.equal((await http(node.url, "/stats?x=1")).status, 200);
 });
 
+void test("a background GET (X-Backpack-Background: 1) is answered as any GET and leaves the read cache as it was", async (t) => {
+  const node = await startNode(t);
+  await http(node.url, "/b", { method: "PUT", body: "background" });
+  const cache = async (): Promise<{ hits: number; misses: number; bytes: number }> => {
+    const text = (await http(node.url, "/metrics")).text;
+    const value = (name: string): number =>
+      Number(new RegExp(`^backpack_node_read_cache_${name} (\\d+)$`, "m").exec(text)?.[1]);
+    return { hits: value("hits_total"), misses: value("misses_total"), bytes: value("bytes") };
+  };
+  const background = { headers: { "x-backpack-background": "1" } };
+  const first = await http(node.url, "/b", background);
+  assert.equal(first.status, 200);
+  assert.equal(first.text, "background");
+  assert.ok(first.headers["x-backpack-checksum"], "the checksum goes with it, as with any GET");
+  assert.deepEqual(await cache(), { hits: 0, misses: 1, bytes: 0 }, "read from the volume, not kept");
+  assert.equal((await http(node.url, "/b", background)).text, "background");
+  assert.deepEqual(await cache(), { hits: 0, misses: 2, bytes: 0 });
+  // A client's GET keeps it; a background GET is then answered from the cache.
+  assert.equal((await http(node.url, "/b")).text, "background");
+  const kept = await cache();
+  assert.equal(kept.misses, 3);
+  assert.ok(kept.bytes > 0, "a client's read is kept");
+  assert.equal((await http(node.url, "/b", background)).text, "background");
+  assert.equal((await cache()).hits, 1);
+});
+
 void test("write token: PUT/DELETE need Bearer (401 without, 403 wrong); GET/HEAD stay open", async (t) => {
   const node = await startNode(t, { writeToken: "s3cret-token" });
   let res = await http(node.url, "/t", { method: "PUT", body: "x" });

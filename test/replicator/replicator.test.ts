@@ -80,6 +80,23 @@ void test("copies a file to the target, verified; a second task for it is skippe
   await waitFor(async () => (await stats()).skipped === before.skipped + 2, { what: "large skipped" });
 });
 
+void test("a copy reads its source as background work: the source's read cache is left as it was", async () => {
+  const cache = async (url: string): Promise<{ misses: number; bytes: number }> => {
+    const text = await (await request(`${url}/metrics`)).body.text();
+    const value = (name: string): number =>
+      Number(new RegExp(`^backpack_node_read_cache_${name} (\\d+)$`, "m").exec(text)?.[1]);
+    return { misses: value("misses_total"), bytes: value("bytes") };
+  };
+  const body = randomBody(4096);
+  const crc = await put(n1.url, "a/cold.bin", body);
+  const before = await cache(n1.url);
+  await queue.push([copyTask("a/cold.bin", crc, body.length, ["1"], "2")]);
+  await waitFor(async () => (await crcOn(n2.url, "a/cold.bin")) === crc, { what: "copy on node 2" });
+  const after = await cache(n1.url);
+  assert.equal(after.misses, before.misses + 1, "the source read the file from its volume");
+  assert.equal(after.bytes, before.bytes, "and did not keep it");
+});
+
 void test("a file gone from every source is superseded; one overwritten since has the newer version copied instead", async () => {
   const before = await stats();
   await queue.push([copyTask("never-stored.bin", "0a0b0c0d", 10, ["1"], "2")]);
