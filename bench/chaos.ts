@@ -37,10 +37,15 @@ async function cleanUp(): Promise<void> {
     }
   }
 }
-process.once("SIGINT", () => {
-  console.log("interrupted: stopping every process");
-  void cleanUp().finally(() => process.exit(130));
-});
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  process.once(signal, () => {
+    console.log(`${signal}: stopping every process`);
+    void cleanUp().finally(() => process.exit(code));
+  });
+}
 
 const options: RunOptions = {
   seed: values.seed !== undefined ? seedFromEnv({ BACKPACK_CHAOS_SEED: values.seed }) : seedFromEnv(),
