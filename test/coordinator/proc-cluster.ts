@@ -29,6 +29,7 @@ export class ProcCluster {
     const c = new ProcCluster(t, dir, zk ?? `file:${join(dir, "cluster.json")}`, root);
     // Every process first, then the temp dir (one hook: the order of separate hooks is not ours to choose).
     t.after(async () => {
+      c.stopped = true;
       await Promise.all(c.all.map((p) => p.kill("SIGKILL")));
       await rm(dir, { recursive: true, force: true });
     });
@@ -37,6 +38,9 @@ export class ProcCluster {
 
   /** Every process started through this cluster (also those started with `track`). */
   private readonly all: ChildHandle[] = [];
+
+  /** Set once the after hook has begun killing every process: a restart under way must not outlive it. */
+  stopped = false;
 
   /** Starts a process that is killed before the cluster's temp dir is removed. */
   async track(options: Parameters<typeof startProcess>[1]): Promise<ChildHandle> {

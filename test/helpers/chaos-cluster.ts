@@ -215,8 +215,15 @@ export class ChaosCluster {
   /** Starts a member again where it was (same port, same data); resolves once it serves. */
   async restart(m: Member): Promise<void> {
     const started = this.clock();
+    const stopped = (): Error => new Error(`${memberName(m)} not restarted: the cluster is being stopped`);
+    if (this.procs.stopped) throw stopped();
     if (m.role === "redis") await this.redisOf(m).start();
     else await this.handleOf(m).start();
+    // Stopped while it started (a run interrupted mid-restart): the cleanup has passed it by, so kill it here.
+    if (this.procs.stopped) {
+      await (m.role === "redis" ? this.redisOf(m).kill() : this.handleOf(m).kill("SIGKILL"));
+      throw stopped();
+    }
     this.down.delete(memberName(m));
     const pid = m.role === "redis" ? this.redisOf(m).proc?.pid : this.handleOf(m).pid;
     this.events.push({
