@@ -28,20 +28,27 @@ if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got ${
 
 const cleanups: (() => unknown)[] = [];
 const hooks = { after: (fn: () => unknown) => void cleanups.unshift(fn) };
-async function cleanUp(): Promise<void> {
-  for (const fn of cleanups.splice(0)) {
-    try {
-      await fn();
-    } catch {
-      // Best effort: the next one still runs.
+let cleaning: Promise<void> | undefined;
+/** Stops every process the run started; the run's end and a signal share the one cleanup. */
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const fn of cleanups.splice(0)) {
+      try {
+        await fn();
+      } catch {
+        // Best effort: the next one still runs.
+      }
     }
-  }
+  })();
+  return cleaning;
 }
+let interrupted = false;
 for (const [signal, code] of [
   ["SIGINT", 130],
   ["SIGTERM", 143],
 ] as const) {
   process.once(signal, () => {
+    interrupted = true;
     console.log(`${signal}: stopping every process`);
     void cleanUp().finally(() => process.exit(code));
   });
@@ -100,7 +107,8 @@ try {
   const healed = result.repair?.clean === true && underReplicated === 0;
   code = result.verdict.violations.length === 0 && result.crashes.length === 0 && healed ? 0 : 1;
 } catch (err) {
-  console.error(`chaos run failed (seed ${options.seed}):`, err);
+  // Interrupted: the run fails as its processes are stopped under it; that is not news.
+  if (!interrupted) console.error(`chaos run failed (seed ${options.seed}):`, err);
 } finally {
   await cleanUp();
 }
