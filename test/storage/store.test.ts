@@ -251,6 +251,25 @@ void test("readSmall answers records up to 64 KiB synchronously, larger ones by 
   assert.deepEqual(store.stats().readCache, { hits: 0, misses: 0, bytes: 0 });
 });
 
+void test("a background read is answered from the read cache on a hit but adds nothing to it", async (t) => {
+  const dir = await tempDir(t);
+  const store = await storeFor(t, dir, { readCacheBytes: 1 << 20 });
+  const body = pattern(3000, 61);
+  await store.put("bg", body, BIG);
+  const background = { background: true };
+  const first = await store.read("bg", undefined, background);
+  assert.ok(first.body.kind === "buffer" && first.body.data.equals(body));
+  const small = store.readSmall("bg", { start: 10, end: 20 }, background);
+  assert.ok(!(small instanceof Promise) && small.body.data.equals(body.subarray(10, 20)));
+  assert.deepEqual(store.stats().readCache, { hits: 0, misses: 2, bytes: 0 }, "read from the disk, not kept");
+  assert.ok((await readAll(store, "bg")).equals(body));
+  const kept = store.stats().readCache;
+  assert.ok(kept.bytes > 0, "a client's read is kept");
+  const hit = store.readSmall("bg", undefined, background);
+  assert.ok(!(hit instanceof Promise) && hit.body.data.equals(body));
+  assert.deepEqual(store.stats().readCache, { ...kept, hits: kept.hits + 1 }, "a hit is a hit");
+});
+
 void test("the read cache answers verified small records from memory and is never stale", async (t) => {
   const dir = await tempDir(t);
   const store = await storeFor(t, dir, { readCacheBytes: 1 << 20, volumeMaxBytes: 256 * 1024 });
