@@ -1,6 +1,6 @@
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { countOps } from "../test/helpers/acked-history.js";
+import { countOps, type OpRecord } from "../test/helpers/acked-history.js";
 import { describeMethod, runAckedFinal, seedFromEnv, type RunOptions } from "../test/helpers/acked-run.js";
 import { ROLES } from "../test/helpers/chaos-cluster.js";
 
@@ -92,6 +92,9 @@ try {
   console.log("");
   console.log("# result");
   console.log(`ops: ${result.ops.length}; by outcome: ${JSON.stringify(countOps(result.ops))}`);
+  console.log(
+    `answers that were not an acknowledgement, by op, status and code: ${JSON.stringify(failures(result.ops))}`,
+  );
   console.log(`kills: ${total} (${kills})`);
   console.log(`processes that exited by themselves: ${result.crashes.length}`);
   console.log(
@@ -113,3 +116,14 @@ try {
   await cleanUp();
 }
 process.exit(code);
+
+/** Counts of the ops that were not acknowledged, by kind, status and error code (`delete 404 NOT_FOUND`). */
+function failures(ops: readonly OpRecord[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const op of ops) {
+    if (op.endMs === 0 || op.outcome === "ack") continue;
+    const k = `${op.kind} ${op.status} ${op.detail.split(" ")[0] ?? ""}`;
+    counts[k] = (counts[k] ?? 0) + 1;
+  }
+  return counts;
+}
