@@ -119,11 +119,8 @@ process.exit(code);
 
 /** Counts of the ops that were not acknowledged, by kind, status and error code (`delete 404 NOT_FOUND`). */
 function failures(ops: readonly OpRecord[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const op of ops) {
-    if (op.endMs === 0 || op.outcome === "ack") continue;
-    const k = `${op.kind} ${op.status} ${op.detail.split(" ")[0] ?? ""}`;
-    counts[k] = (counts[k] ?? 0) + 1;
-  }
-  return counts;
+  return countOps(
+    ops.filter((op) => op.endMs !== 0 && op.outcome !== "ack"),
+    (op) => `${op.kind} ${op.status} ${op.detail.split(" ")[0] ?? ""}`,
+  );
 }

@@ -41,15 +41,15 @@ export async function handleDelete(
   // A server that removed the file in an earlier attempt answers 404 to the next one (its tombstone is there
   // now): what each attempt deleted is kept, or a delete retried past a newer version would answer 404.
   const deleted: Extract<NodeOutcome, { state: "deleted" }>[] = [];
-  for (let attempt = 0; ; attempt++) {
-    attempts = attempt + 1;
+  for (;;) {
+    attempts++;
     results = await Promise.all(
       shard.servers.map((serverId) => deleteOn(ctx, snapshot, serverId, key, version)),
     );
     for (const r of results) if (r.state === "deleted") deleted.push(r);
     const newer = results.filter((r) => r.state === "newer");
     if (newer.length === 0) break;
-    if (attempt >= STALE_RETRIES) {
+    if (attempts > STALE_RETRIES) {
       ctx.metrics.deletes.inc({ result: "failed" });
       throw new BackpackError("UNAVAILABLE", `${shardId}:${key} is being written at the same time; retry`, {
         retryAfterSec: 1,

@@ -262,10 +262,13 @@ export function checkFinalState(ops: readonly OpRecord[], reads: readonly Replic
 }
 
 /** Counts of ops by kind and outcome, e.g. `put ack 2871` (`put in-flight` for ops not answered yet). */
-export function countOps(ops: readonly OpRecord[]): Record<string, number> {
+export function countOps(
+  ops: readonly OpRecord[],
+  keyOf: (op: OpRecord) => string = (op) => `${op.kind} ${op.endMs === 0 ? "in-flight" : op.outcome}`,
+): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const op of ops) {
-    const k = `${op.kind} ${op.endMs === 0 ? "in-flight" : op.outcome}`;
+    const k = keyOf(op);
     counts[k] = (counts[k] ?? 0) + 1;
   }
   return counts;
